@@ -1,0 +1,159 @@
+import { readFileSync, existsSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve, isAbsolute } from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { z } from "zod";
+import { BangerError } from "../domain/errors.js";
+import { configSchema, STATIC_DEFAULTS, type Config } from "./schema.js";
+
+export type Source = "default" | "env" | "flag" | `file:${string}`;
+
+export interface LoadedConfig {
+  config: Readonly<Config>;
+  /** Where each key's value came from; dotted keys for nested tables. */
+  sources: Record<string, Source>;
+  /** The config file consulted (it may not exist). */
+  path: string;
+  fileExists: boolean;
+  /** Derived paths, resolved once. */
+  paths: Paths;
+}
+
+export interface Paths {
+  stateDir: string;
+  socket: string;
+  imagesDir: string;
+  vmsDir: string;
+  dbFile: string;
+  logFile: string;
+  lockFile: string;
+  /** Auto-managed default key, used when ssh_key is unset. */
+  defaultSshKey: string;
+}
+
+export interface Env {
+  env: NodeJS.ProcessEnv;
+  uid: number;
+  home: string;
+}
+
+export function currentEnv(): Env {
+  return { env: process.env, uid: process.getuid?.() ?? 1000, home: homedir() };
+}
+
+function xdg(e: Env, name: string, fallback: string): string {
+  const v = e.env[name];
+  return v && isAbsolute(v) ? v : join(e.home, fallback);
+}
+
+export function configPath(e: Env, flag?: string): string {
+  if (flag) return resolve(flag);
+  if (e.env.BANGER_CONFIG) return resolve(e.env.BANGER_CONFIG);
+  if (e.uid === 0 && !e.env.XDG_CONFIG_HOME) return "/etc/banger/config.toml";
+  return join(xdg(e, "XDG_CONFIG_HOME", ".config"), "banger", "config.toml");
+}
+
+export function defaultStateDir(e: Env): string {
+  if (e.uid === 0 && !e.env.XDG_STATE_HOME) return "/var/lib/banger";
+  return join(xdg(e, "XDG_STATE_HOME", ".local/state"), "banger");
+}
+
+export function defaultSocket(e: Env): string {
+  if (e.uid === 0 && !e.env.XDG_RUNTIME_DIR) return "/run/banger/bangerd.sock";
+  const runtime = e.env.XDG_RUNTIME_DIR && isAbsolute(e.env.XDG_RUNTIME_DIR) ? e.env.XDG_RUNTIME_DIR : `/tmp/banger-${e.uid}`;
+  return join(runtime, "banger", "bangerd.sock");
+}
+
+export function defaultSshKeyPath(e: Env): string {
+  return join(xdg(e, "XDG_DATA_HOME", ".local/share"), "banger", "ssh", "id_ed25519");
+}
+
+function describeIssue(issue: z.core.$ZodIssue, file: string): string {
+  const key = issue.path.join(".") || "(top level)";
+  if (issue.code === "unrecognized_keys") {
+    const keys = (issue as { keys: string[] }).keys.map((k) => [...issue.path, k].join("."));
+    return `unknown key ${keys.map((k) => `'${k}'`).join(", ")} in ${file}; allowed keys are listed in docs/config.md (or run \`banger config show\`)`;
+  }
+  return `bad value for '${key}' in ${file}: ${issue.message}`;
+}
+
+export interface LoadOptions {
+  configFlag?: string;
+  socketFlag?: string;
+  env?: Env;
+}
+
+export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
+  const e = opts.env ?? currentEnv();
+  const path = configPath(e, opts.configFlag);
+  const fileExists = existsSync(path);
+  let fileValues: Record<string, unknown> = {};
+  if (fileExists) {
+    try {
+      fileValues = parseToml(readFileSync(path, "utf8")) as Record<string, unknown>;
+    } catch (err) {
+      throw new BangerError("INVALID_CONFIG", `cannot parse ${path}: ${(err as Error).message}`, {
+        hint: "fix the TOML syntax; docs/config.md lists every key",
+      });
+    }
+  } else if (opts.configFlag || e.env.BANGER_CONFIG) {
+    throw new BangerError("INVALID_CONFIG", `config file ${path} does not exist`, {
+      hint: "create it, or drop --config / BANGER_CONFIG to use the default location",
+    });
+  }
+
+  const sources: Record<string, Source> = {};
+  const merged: Record<string, unknown> = {};
+  const defaults: Record<string, unknown> = {
+    ...STATIC_DEFAULTS,
+    state_dir: defaultStateDir(e),
+    socket: defaultSocket(e),
+  };
+  for (const [k, v] of Object.entries(defaults)) {
+    merged[k] = typeof v === "object" && v ? { ...v } : v;
+    sources[k] = "default";
+  }
+  sources["web.listen"] = "default";
+  for (const [k, v] of Object.entries(fileValues)) {
+    if (k === "web" && typeof v === "object" && v && !Array.isArray(v)) {
+      merged.web = { ...(merged.web as object), ...(v as object) };
+      for (const sub of Object.keys(v)) sources[`web.${sub}`] = `file:${path}`;
+    } else {
+      merged[k] = v;
+      sources[k] = `file:${path}`;
+    }
+  }
+  if (opts.socketFlag) {
+    merged.socket = opts.socketFlag;
+    sources.socket = "flag";
+  } else if (e.env.BANGER_SOCKET) {
+    merged.socket = e.env.BANGER_SOCKET;
+    sources.socket = "env";
+  }
+
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => describeIssue(i, path));
+    throw new BangerError("INVALID_CONFIG", lines.join("\n"), { hint: "see docs/config.md for every key, its type and default" });
+  }
+  const config = parsed.data;
+  for (const key of ["state_dir", "socket", "ssh_key", "firecracker_bin"] as const) {
+    const v = config[key];
+    if (v && v.startsWith("~/")) (config as Record<string, unknown>)[key] = join(e.home, v.slice(2));
+  }
+  return { config: Object.freeze(config), sources, path, fileExists, paths: derivePaths(config, e) };
+}
+
+export function derivePaths(config: Config, e: Env): Paths {
+  const stateDir = resolve(config.state_dir);
+  return {
+    stateDir,
+    socket: resolve(config.socket),
+    imagesDir: join(stateDir, "images"),
+    vmsDir: join(stateDir, "vms"),
+    dbFile: join(stateDir, "banger.db"),
+    logFile: join(stateDir, "bangerd.log"),
+    lockFile: join(stateDir, "bangerd.lock"),
+    defaultSshKey: defaultSshKeyPath(e),
+  };
+}

@@ -1,0 +1,75 @@
+import { z } from "zod";
+
+/**
+ * The config file schema. Every key is documented in docs/config.md; keep the
+ * two in step. Defaults that depend on the environment (paths) are filled in
+ * by load.ts, not here.
+ */
+export const webSchema = z
+  .object({
+    listen: z.string().regex(/^[^:]+:\d{1,5}$/, "expected host:port, e.g. 127.0.0.1:7780, or an empty string to disable").or(z.literal("")),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    vmm: z.enum(["firecracker", "qemu"]),
+    firecracker_bin: z.string().min(1).optional(),
+    qemu_bin: z.string().min(1),
+    qemu_accel: z.enum(["auto", "kvm", "tcg"]),
+    state_dir: z.string().min(1),
+    socket: z.string().min(1),
+    ssh_key: z.string().min(1).optional(),
+    bridge: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "expected an interface name of at most 15 characters"),
+    subnet: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/(1[6-9]|2[0-9])$/, "expected an IPv4 CIDR between /16 and /29, e.g. 172.30.0.0/24"),
+    uplink: z.string().min(1).optional(),
+    tap_pool_size: z.number().int().min(0).max(64),
+    vcpus: z.number().int().min(1).max(32),
+    memory_mib: z.number().int().min(128).max(262144),
+    work_disk_gib: z.number().int().min(1).max(2048),
+    ssh_timeout_s: z.number().int().min(5).max(3600),
+    service_timeout_s: z.number().int().min(5).max(3600),
+    log_level: z.enum(["trace", "debug", "info", "warn", "error"]),
+    web: webSchema,
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+
+/** Static defaults; path defaults come from the environment in load.ts. */
+export const STATIC_DEFAULTS = {
+  vmm: "firecracker",
+  qemu_bin: "qemu-system-x86_64",
+  qemu_accel: "auto",
+  bridge: "banger0",
+  subnet: "172.30.0.0/24",
+  tap_pool_size: 4,
+  vcpus: 2,
+  memory_mib: 1024,
+  work_disk_gib: 10,
+  ssh_timeout_s: 120,
+  service_timeout_s: 180,
+  log_level: "info",
+  web: { listen: "127.0.0.1:7780" },
+} satisfies Partial<Config>;
+
+export const KEY_DOCS: Record<string, string> = {
+  vmm: "VMM driver: firecracker or qemu",
+  firecracker_bin: "path to the firecracker binary; unset means `firecracker` on PATH",
+  qemu_bin: "path or name of qemu-system-x86_64",
+  qemu_accel: "auto (KVM when a guest can really run on it, else TCG), kvm, or tcg",
+  state_dir: "SQLite database, images, VM dirs and logs",
+  socket: "bangerd's Unix socket",
+  ssh_key: "private key banger uses to reach guests; unset means an auto-managed ed25519 key",
+  bridge: "host bridge the VMs' TAP devices attach to",
+  subnet: "IPv4 subnet of the bridge; the first host address is the gateway",
+  uplink: "interface NAT masquerades towards; unset means the default route's interface",
+  tap_pool_size: "idle TAP devices kept warm; 0 disables the pool",
+  vcpus: "default vCPUs per VM",
+  memory_mib: "default memory per VM in MiB",
+  work_disk_gib: "default size of each VM's /root disk in GiB",
+  ssh_timeout_s: "how long create waits for SSH",
+  service_timeout_s: "how long create waits for each guest service (opencode) after SSH",
+  log_level: "bangerd log level",
+  "web.listen": "host:port of the web UI, empty to disable",
+};

@@ -1,0 +1,74 @@
+// Every failure that crosses a boundary (API, CLI) is a BangerError with a
+// stable code. The code is the contract; messages may be reworded.
+export const ERROR_STATUS = {
+  BAD_REQUEST: 400,
+  INVALID_NAME: 400,
+  INVALID_ARTIFACT: 400,
+  INVALID_CONFIG: 400,
+  NOT_FOUND: 404,
+  IMAGE_NOT_FOUND: 404,
+  VM_NOT_FOUND: 404,
+  IMAGE_EXISTS: 409,
+  VM_EXISTS: 409,
+  IMAGE_IN_USE: 409,
+  IMAGE_BROKEN: 409,
+  VM_STATE: 409,
+  NO_FREE_IP: 409,
+  SSH_KEY: 500,
+  VMM_NOT_FOUND: 500,
+  VMM_FAILED: 500,
+  NETWORK_FAILED: 500,
+  DISK_FAILED: 500,
+  GUEST_NOT_READY: 504,
+  COMMAND_FAILED: 500,
+  TIMEOUT: 504,
+  SCHEMA_TOO_NEW: 500,
+  DAEMON_RUNNING: 409,
+  DAEMON_UNREACHABLE: 503,
+  INTERNAL: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  hint?: string;
+  stage?: string;
+}
+
+export class BangerError extends Error {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+  readonly stage?: string;
+
+  constructor(code: ErrorCode, message: string, opts: { hint?: string; stage?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = "BangerError";
+    this.code = code;
+    this.hint = opts.hint;
+    this.stage = opts.stage;
+  }
+
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+
+  toJSON(): ErrorBody {
+    const body: ErrorBody = { code: this.code, message: this.message };
+    if (this.hint) body.hint = this.hint;
+    if (this.stage) body.stage = this.stage;
+    return body;
+  }
+}
+
+export function isBangerError(e: unknown): e is BangerError {
+  return e instanceof BangerError;
+}
+
+/** Wrap anything thrown into a BangerError, keeping existing codes. */
+export function asBangerError(e: unknown, fallback: ErrorCode = "INTERNAL"): BangerError {
+  if (e instanceof BangerError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  return new BangerError(fallback, msg, { cause: e });
+}

@@ -1,0 +1,86 @@
+export type VmmKind = "firecracker" | "qemu";
+
+export type ArtifactRole = "kernel" | "initrd" | "rootfs" | "work_seed";
+
+export interface Artifact {
+  role: ArtifactRole;
+  /** Absolute path inside the managed image store. */
+  path: string;
+  sha256: string;
+  sizeBytes: number;
+}
+
+export interface GuestService {
+  name: string;
+  port: number;
+  /** Per-service readiness timeout; cold starts of some services are slow. */
+  timeoutMs?: number;
+}
+
+export interface GuestMeta {
+  os: string;
+  services: GuestService[];
+}
+
+export type ImageStatus = "ok" | "broken";
+
+export interface Image {
+  id: string;
+  name: string;
+  status: ImageStatus;
+  /** Why the image is broken (missing file, checksum mismatch). */
+  statusDetail?: string;
+  bootArgs: string;
+  defaultVcpus?: number;
+  defaultMemoryMib?: number;
+  defaultWorkDiskGib?: number;
+  guest: GuestMeta;
+  artifacts: Artifact[];
+  aliases: string[];
+  createdAt: string;
+}
+
+export type VmState = "creating" | "running" | "stopped" | "failed" | "deleting";
+
+export interface Vm {
+  id: string;
+  name: string;
+  imageId: string;
+  imageName: string;
+  state: VmState;
+  vmm: VmmKind;
+  vcpus: number;
+  memoryMib: number;
+  workDiskGib: number;
+  nat: boolean;
+  ip?: string;
+  mac?: string;
+  tap?: string;
+  pid?: number;
+  /** Kernel start time of the VMM process (/proc/<pid>/stat field 22), to tell a reused pid apart. */
+  pidStart?: number;
+  dir: string;
+  vsockCid?: number;
+  /** True when the work disk was made empty because the image has no work-seed. */
+  workSeedFallback: boolean;
+  createdAt: string;
+  updatedAt: string;
+  lastError?: string;
+}
+
+export type StageOutcome = "ok" | "failed" | "undone";
+
+export interface LifecycleEvent {
+  vmId: string;
+  vmName: string;
+  op: string;
+  stage: string;
+  startedAt: string;
+  durationMs: number;
+  outcome: StageOutcome;
+  detail?: string;
+}
+
+export function artifactOf(image: Image, role: ArtifactRole): Artifact | undefined {
+  return image.artifacts.find((a) => a.role === role);
+}

@@ -1,0 +1,16 @@
+export interface SshTarget {
+  host: string;
+  port?: number;
+  user: string;
+  keyPath: string;
+  knownHostsPath: string;
+}
+
+export interface Guest {
+  /** TCP connect + SSH banner + authenticated `true`. Polls until ready or timeout. */
+  waitSsh(target: SshTarget, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  /** A TCP port on the guest accepts connections. */
+  waitPort(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  /** Run a command over SSH; used for in-guest power-off and checks. */
+  exec(target: SshTarget, command: string, timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }>;
+}

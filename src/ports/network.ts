@@ -1,0 +1,30 @@
+/**
+ * Host-side networking owned by bangerd: one bridge, TAP devices on it,
+ * and an nftables table `banger` for per-VM NAT and guest isolation.
+ * Every method is idempotent so undo and reconciliation can call it blindly.
+ */
+export interface NetworkStatus {
+  bridge: { name: string; exists: boolean; up: boolean; address?: string };
+  ipForward: boolean;
+  natTable: boolean;
+  uplink?: string;
+  natAddresses: string[];
+  taps: string[];
+  poolIdle: string[];
+}
+
+export interface Network {
+  /** Bridge with the gateway address up, base nft table in place. */
+  ensureHost(): Promise<void>;
+  /** A TAP attached to the bridge and up. From the warm pool when one is idle. */
+  acquireTap(vmId: string): Promise<string>;
+  /** Back to the pool when there is room and it is a pool device, deleted otherwise. */
+  releaseTap(tap: string): Promise<void>;
+  enableNat(guestIp: string): Promise<void>;
+  disableNat(guestIp: string): Promise<void>;
+  status(): Promise<NetworkStatus>;
+  /** Names of TAP devices on the host that banger created (pool and per-VM). */
+  listTaps(): Promise<string[]>;
+  /** Stop background work (pool refill). */
+  close(): Promise<void>;
+}

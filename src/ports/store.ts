@@ -1,0 +1,51 @@
+import type { Artifact, GuestMeta, Image, ImageStatus, LifecycleEvent, Vm, VmState } from "../domain/types.js";
+
+export interface NewImage {
+  id: string;
+  name: string;
+  bootArgs: string;
+  defaultVcpus?: number;
+  defaultMemoryMib?: number;
+  defaultWorkDiskGib?: number;
+  guest: GuestMeta;
+  artifacts: Artifact[];
+}
+
+export type VmPatch = Partial<Omit<Vm, "id" | "name" | "imageId" | "imageName" | "createdAt">>;
+
+export interface Store {
+  // images
+  insertImage(img: NewImage): Image;
+  getImage(nameOrAlias: string): Image | undefined;
+  getImageById(id: string): Image | undefined;
+  listImages(): Image[];
+  deleteImage(id: string): void;
+  setImageStatus(id: string, status: ImageStatus, detail?: string): void;
+  /** Point alias at image; moves it if it already points elsewhere. */
+  setAlias(alias: string, imageId: string): void;
+  aliasTarget(alias: string): string | undefined;
+
+  // vms
+  insertVm(vm: Vm): void;
+  getVm(name: string): Vm | undefined;
+  listVms(): Vm[];
+  updateVm(id: string, patch: VmPatch): Vm;
+  deleteVm(id: string): void;
+  vmsUsingImage(imageId: string): Vm[];
+  nameTaken(name: string): boolean;
+
+  // leases: unique per IP; allocation is one transaction so concurrent creates never collide
+  allocateLease(vmId: string, candidates: Iterable<string>): string | undefined;
+  releaseLease(vmId: string): void;
+  listLeases(): { ip: string; vmId: string }[];
+
+  allocateVsockCid(vmId: string): number;
+
+  // lifecycle events
+  addEvent(ev: LifecycleEvent): void;
+  events(vmId: string): LifecycleEvent[];
+
+  close(): void;
+}
+
+export type { VmState };

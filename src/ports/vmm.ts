@@ -1,0 +1,51 @@
+import type { VmmKind } from "../domain/types.js";
+
+/** Everything a VMM needs to boot one guest. Paths are absolute. */
+export interface VmmSpec {
+  vmId: string;
+  name: string;
+  /** Per-VM directory: sockets, console.log, pid files live here. */
+  dir: string;
+  kernel: string;
+  initrd?: string;
+  /** Full kernel command line, network and console included. */
+  bootArgs: string;
+  rootfs: string;
+  workDisk: string;
+  vcpus: number;
+  memoryMib: number;
+  tap: string;
+  mac: string;
+  vsockCid: number;
+}
+
+/** What the store keeps so a restarted daemon can find the process again. */
+export interface VmmHandle {
+  kind: VmmKind;
+  pid: number;
+  /** /proc/<pid>/stat starttime, to tell a reused pid from ours. */
+  pidStart: number;
+  /** API (firecracker) or QMP (qemu) socket. */
+  controlSocket: string;
+  consoleLog: string;
+}
+
+/**
+ * A VMM driver. A boot is split in three so create can time and undo each:
+ * spawn (process up, control socket answering, guest not running),
+ * configure (machine, boot source, drives, net, vsock), start (guest runs).
+ */
+export interface Vmm {
+  readonly kind: VmmKind;
+  spawn(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandle>;
+  configure(handle: VmmHandle, spec: VmmSpec, signal?: AbortSignal): Promise<void>;
+  start(handle: VmmHandle, signal?: AbortSignal): Promise<void>;
+  /** Graceful power-off within timeoutMs, then SIGTERM, then SIGKILL. Resolves once the process is gone. */
+  stop(handle: VmmHandle, timeoutMs: number): Promise<void>;
+  /** SIGKILL and wait for exit; used by undo. Safe on a dead process. */
+  kill(handle: VmmHandle): Promise<void>;
+  /** The process exists and is the one we started (pid + start time). */
+  isAlive(handle: VmmHandle): boolean;
+  /** A one-line description of the binary, for doctor: version or an error. */
+  version(): Promise<string>;
+}

@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    // Integration tests start real daemons and network namespaces; running
+    // files in parallel on a 2-core host only makes guests boot slower.
+    fileParallelism: false,
+    reporters: ["default"],
+  },
+});
