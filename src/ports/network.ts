@@ -25,6 +25,11 @@ export interface Network {
   status(): Promise<NetworkStatus>;
   /** Names of TAP devices on the host that banger created (pool and per-VM). */
   listTaps(): Promise<string[]>;
+  /**
+   * Daemon start: take over existing devices. TAPs in `inUse` stay assigned;
+   * idle tap-pool-* devices become pool capacity; any other banger TAP is deleted.
+   */
+  adopt(inUse: string[]): Promise<void>;
   /** Stop background work (pool refill). */
   close(): Promise<void>;
 }

@@ -1,0 +1,231 @@
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { mkdir, open, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { BangerError } from "../../domain/errors.js";
+import type { Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
+import { ExecRunner } from "../exec/runner.js";
+import { procStartTime, processAlive, terminate, waitForExit } from "../exec/proc.js";
+import { DEFAULT_API_TIMEOUT_MS, withClient } from "./client.js";
+import { resolveFirecracker } from "./resolve.js";
+import { actionRequest, configureRequests, instanceId, type FirecrackerPaths } from "./schemas.js";
+
+export { resolveFirecracker } from "./resolve.js";
+
+type LogFn = (obj: object, msg?: string) => void;
+/** The part of a pino logger the driver uses. */
+export interface DriverLog {
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+  debug: LogFn;
+}
+
+export interface FirecrackerVmmOptions {
+  /** firecracker_bin from the config: a path, or a name on PATH; unset means `firecracker` on PATH. */
+  bin?: string;
+  log: DriverLog;
+  /** Deadline for each API request. */
+  apiTimeoutMs?: number;
+  /** How long spawn waits for the API socket to answer. */
+  spawnTimeoutMs?: number;
+  /** Command prefix, e.g. ["ip", "netns", "exec", ns], so the VMM sees a TAP inside a netns; it must exec, not fork. */
+  wrap?: string[];
+}
+
+/** Files the driver keeps in the per-VM directory. */
+export function firecrackerPaths(dir: string): FirecrackerPaths {
+  return {
+    apiSocket: join(dir, "fc.sock"),
+    vsockSocket: join(dir, "vsock.sock"),
+    consoleLog: join(dir, "console.log"),
+    vmmLog: join(dir, "firecracker.log"),
+  };
+}
+
+// sun_path holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH = 107;
+const DEFAULT_SPAWN_TIMEOUT_MS = 5_000;
+const VERSION_TIMEOUT_MS = 5_000;
+
+async function tail(path: string, lines = 8): Promise<string> {
+  try {
+    const fh = await open(path, "r");
+    try {
+      const { size } = await fh.stat();
+      const len = Math.min(size, 4096);
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, size - len);
+      return buf.toString("utf8").trim().split("\n").slice(-lines).join(" | ");
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return "";
+  }
+}
+
+/** Firecracker driver: one process per VM, configured over its HTTP API socket. */
+export class FirecrackerVmm implements Vmm {
+  readonly kind = "firecracker" as const;
+  private readonly apiTimeoutMs: number;
+
+  constructor(private readonly opts: FirecrackerVmmOptions) {
+    this.apiTimeoutMs = opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS;
+  }
+
+  private async failed(dir: string, message: string, hint?: string): Promise<BangerError> {
+    const paths = firecrackerPaths(dir);
+    const out = await tail(paths.consoleLog);
+    return new BangerError("VMM_FAILED", out ? `${message}; console.log: ${out}` : message, {
+      hint: hint ?? `see ${paths.consoleLog} and ${paths.vmmLog}`,
+    });
+  }
+
+  async spawn(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandle> {
+    signal?.throwIfAborted();
+    const bin = resolveFirecracker(this.opts.bin);
+    const paths = firecrackerPaths(spec.dir);
+    for (const p of [paths.apiSocket, paths.vsockSocket]) {
+      if (Buffer.byteLength(p) > MAX_SOCKET_PATH) {
+        throw new BangerError("VMM_FAILED", `socket path ${p} is longer than ${MAX_SOCKET_PATH} bytes`, { hint: "set a shorter state_dir in the config" });
+      }
+    }
+    await mkdir(spec.dir, { recursive: true });
+    // Firecracker refuses to start when its API socket path already exists.
+    await rm(paths.apiSocket, { force: true });
+
+    const [cmd, ...prefix] = [...(this.opts.wrap ?? []), bin];
+    const argv = [...prefix, "--api-sock", paths.apiSocket, "--id", instanceId(spec.vmId)];
+    // Firecracker's stdout is the guest serial console; append so a restart keeps history.
+    const consoleFd = openSync(paths.consoleLog, "a");
+    let exited: string | undefined;
+    let spawnError: Error | undefined;
+    let pid: number | undefined;
+    try {
+      // Own session, no pipes: the guest must outlive a daemon restart.
+      const child = spawn(cmd, argv, { detached: true, stdio: ["ignore", consoleFd, consoleFd] });
+      child.on("error", (e) => (spawnError = e));
+      child.on("exit", (code, sig) => (exited = sig ? `was killed by ${sig}` : `exited with code ${code}`));
+      child.unref();
+      pid = child.pid;
+    } finally {
+      closeSync(consoleFd);
+    }
+    this.opts.log.debug({ vm: spec.name, pid, argv: [cmd, ...argv] }, "firecracker spawned");
+
+    const timeoutMs = this.opts.spawnTimeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await sleep(20);
+      if (spawnError) throw await this.failed(spec.dir, `cannot run ${cmd}: ${spawnError.message}`);
+      if (exited || pid === undefined) throw await this.failed(spec.dir, `firecracker ${exited ?? "did not start"} before its API socket answered`);
+      if (signal?.aborted) {
+        await terminate(pid, undefined, 2_000);
+        signal.throwIfAborted();
+      }
+      try {
+        await withClient(paths.apiSocket, Math.min(1_000, this.apiTimeoutMs), (c) => c.get("/"));
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) {
+          await terminate(pid, undefined, 2_000);
+          throw await this.failed(spec.dir, `firecracker API socket did not answer within ${timeoutMs} ms (${(e as Error).message})`);
+        }
+      }
+    }
+    const pidStart = procStartTime(pid);
+    if (pidStart === undefined) throw await this.failed(spec.dir, "firecracker exited right after its API socket answered");
+    return { kind: "firecracker", pid, pidStart, controlSocket: paths.apiSocket, consoleLog: paths.consoleLog };
+  }
+
+  async configure(handle: VmmHandle, spec: VmmSpec, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    if (!this.isAlive(handle)) throw await this.failed(spec.dir, "firecracker is not running");
+    const paths = firecrackerPaths(spec.dir);
+    // Build and validate every body first: a bad spec must not leave a half-configured VMM.
+    const requests = configureRequests(spec, { ...paths, apiSocket: handle.controlSocket });
+    // Firecracker binds uds_path itself and fails if it exists; the logger needs its file to exist.
+    await rm(paths.vsockSocket, { force: true });
+    closeSync(openSync(paths.vmmLog, "a"));
+    await withClient(handle.controlSocket, this.apiTimeoutMs, async (c) => {
+      for (const req of requests) {
+        await c.send(req, signal);
+        this.opts.log.debug({ vm: spec.name, method: req.method, path: req.path }, "firecracker configured");
+      }
+    });
+  }
+
+  async start(handle: VmmHandle, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    const dir = dirname(handle.controlSocket);
+    if (!this.isAlive(handle)) throw await this.failed(dir, "firecracker is not running");
+    await withClient(handle.controlSocket, this.apiTimeoutMs, async (c) => {
+      await c.send(actionRequest("InstanceStart"), signal);
+      const info = await c.get<{ state?: string }>("/", signal);
+      if (info.state !== "Running") {
+        throw await this.failed(dir, `guest did not start: firecracker reports state ${JSON.stringify(info.state)}`);
+      }
+    });
+  }
+
+  private async cleanup(handle: VmmHandle): Promise<void> {
+    const paths = firecrackerPaths(dirname(handle.controlSocket));
+    await Promise.all([rm(paths.apiSocket, { force: true }), rm(paths.vsockSocket, { force: true })]);
+  }
+
+  async stop(handle: VmmHandle, timeoutMs: number): Promise<void> {
+    if (!this.isAlive(handle)) return this.cleanup(handle);
+    const deadline = Date.now() + timeoutMs;
+    let asked = false;
+    try {
+      // Ctrl+Alt+Del makes the guest reboot; Firecracker has no reboot, so the VMM exits.
+      await withClient(handle.controlSocket, Math.max(500, Math.min(this.apiTimeoutMs, timeoutMs)), (c) => c.send(actionRequest("SendCtrlAltDel")));
+      asked = true;
+    } catch (e) {
+      this.opts.log.warn({ pid: handle.pid, err: (e as Error).message }, "firecracker SendCtrlAltDel failed; terminating instead");
+    }
+    if (asked && (await waitForExit(handle.pid, handle.pidStart, Math.max(0, deadline - Date.now())))) return this.cleanup(handle);
+    if (asked) this.opts.log.warn({ pid: handle.pid, timeoutMs }, "guest did not power off in time; terminating firecracker");
+    await terminate(handle.pid, handle.pidStart, 3_000);
+    if (this.isAlive(handle)) {
+      throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} survived SIGTERM and SIGKILL`, { hint: "check `ps -o stat -p <pid>` for a process stuck in D state" });
+    }
+    await this.cleanup(handle);
+  }
+
+  async kill(handle: VmmHandle): Promise<void> {
+    if (this.isAlive(handle)) {
+      try {
+        process.kill(handle.pid, "SIGKILL");
+      } catch {
+        // already gone between the check and the signal
+      }
+      if (!(await waitForExit(handle.pid, handle.pidStart, 5_000))) {
+        throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} survived SIGKILL for 5 s`, { hint: "check `ps -o stat -p <pid>` for a process stuck in D state" });
+      }
+    }
+    await this.cleanup(handle);
+  }
+
+  isAlive(handle: VmmHandle): boolean {
+    return processAlive(handle.pid, handle.pidStart);
+  }
+
+  async version(): Promise<string> {
+    let bin: string;
+    try {
+      bin = resolveFirecracker(this.opts.bin);
+    } catch (e) {
+      return `error: ${(e as Error).message}`;
+    }
+    try {
+      const res = await new ExecRunner().run(bin, ["--version"], { timeoutMs: VERSION_TIMEOUT_MS });
+      const line = `${res.stdout}\n${res.stderr}`.split("\n").map((l) => l.trim()).find(Boolean);
+      return line ?? `error: ${bin} --version printed nothing`;
+    } catch (e) {
+      return `error: ${bin} --version failed: ${(e as Error).message}`;
+    }
+  }
+}

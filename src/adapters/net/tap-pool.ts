@@ -1,0 +1,227 @@
+/**
+ * Bookkeeping for the warm TAP pool. The host work is behind TapOps so the
+ * state machine can be unit-tested; LinuxNetwork supplies the real `ip` calls.
+ *
+ * Every name is in at most one of: idle, busy, unclaimed (found on the host
+ * but not yet adopted), creating, resetting. Acquire takes from `idle`
+ * synchronously, with no await between the check and the mark, so
+ * concurrent callers can never receive the same device.
+ */
+
+export const POOL_PREFIX = "tap-pool-";
+export const ON_DEMAND_PREFIX = "bt-";
+const IFNAMSIZ = 15;
+
+export interface TapOps {
+  create(name: string): Promise<void>;
+  delete(name: string): Promise<void>;
+  /** Flush and re-attach a returned device; false when it no longer exists. */
+  reset(name: string): Promise<boolean>;
+}
+
+export interface PoolLog {
+  debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export function isPoolName(name: string): boolean {
+  return name.startsWith(POOL_PREFIX) && /^\d+$/.test(name.slice(POOL_PREFIX.length));
+}
+
+export function isBangerTap(name: string): boolean {
+  return isPoolName(name) || name.startsWith(ON_DEMAND_PREFIX);
+}
+
+/** `bt-` plus the start of the VM id, kept within IFNAMSIZ and to safe characters. */
+export function onDemandName(vmId: string, taken: (n: string) => boolean): string {
+  const stem = vmId.toLowerCase().replace(/[^a-z0-9]/g, "").slice(0, 10) || "vm";
+  const first = ON_DEMAND_PREFIX + stem;
+  if (!taken(first)) return first;
+  for (let i = 0; ; i++) {
+    const suffix = i.toString(36);
+    const name = ON_DEMAND_PREFIX + stem.slice(0, IFNAMSIZ - ON_DEMAND_PREFIX.length - suffix.length) + suffix;
+    if (!taken(name)) return name;
+  }
+}
+
+export class TapPool {
+  private idle: string[] = [];
+  private readonly busy = new Set<string>();
+  private readonly unclaimed = new Set<string>();
+  private readonly creating = new Set<string>();
+  private readonly resetting = new Set<string>();
+  /** Until the daemon has said which pool devices VMs hold, refilling could collide with them. */
+  private adopted = false;
+  private closed = false;
+  private refilling: Promise<void> | undefined;
+
+  constructor(
+    private readonly size: number,
+    private readonly ops: TapOps,
+    private readonly log: PoolLog,
+  ) {}
+
+  idleNames(): string[] {
+    return [...this.idle];
+  }
+
+  busyNames(): string[] {
+    return [...this.busy];
+  }
+
+  private taken(name: string): boolean {
+    return (
+      this.idle.includes(name) ||
+      this.busy.has(name) ||
+      this.unclaimed.has(name) ||
+      this.creating.has(name) ||
+      this.resetting.has(name)
+    );
+  }
+
+  private nextPoolName(): string {
+    for (let i = 0; ; i++) if (!this.taken(POOL_PREFIX + i)) return POOL_PREFIX + i;
+  }
+
+  /**
+   * Reconcile with the devices actually present. Pool devices we don't know
+   * become unclaimed; idle ones that vanished are dropped. When nothing is
+   * left to adopt, the pool may fill right away.
+   */
+  discovered(present: string[]): void {
+    const here = new Set(present);
+    this.idle = this.idle.filter((n) => here.has(n));
+    for (const n of present) if (isPoolName(n) && !this.taken(n)) this.unclaimed.add(n);
+    if (this.unclaimed.size === 0) this.adopted = true;
+    this.scheduleRefill();
+  }
+
+  /** Devices named in `inUse` stay busy; other known pool devices become idle, excess ones are deleted. */
+  async adopt(inUse: string[]): Promise<void> {
+    for (const n of inUse) {
+      if (!isBangerTap(n)) continue;
+      this.unclaimed.delete(n);
+      this.idle = this.idle.filter((x) => x !== n);
+      this.busy.add(n);
+    }
+    const freed = [...this.unclaimed].sort(byIndex);
+    this.unclaimed.clear();
+    this.idle.push(...freed);
+    this.idle.sort(byIndex);
+    this.adopted = true;
+    const excess = this.idle.splice(this.size);
+    for (const n of excess) {
+      this.resetting.add(n);
+      try {
+        await this.ops.delete(n);
+      } finally {
+        this.resetting.delete(n);
+      }
+    }
+    this.scheduleRefill();
+  }
+
+  async acquire(vmId: string): Promise<string> {
+    const name = this.idle.shift();
+    if (name !== undefined) {
+      this.busy.add(name);
+      this.scheduleRefill();
+      return name;
+    }
+    const fresh = onDemandName(vmId, (n) => this.taken(n));
+    this.creating.add(fresh);
+    try {
+      await this.ops.create(fresh);
+    } finally {
+      this.creating.delete(fresh);
+    }
+    this.busy.add(fresh);
+    this.scheduleRefill();
+    return fresh;
+  }
+
+  async release(name: string): Promise<void> {
+    if (this.idle.includes(name) || this.creating.has(name) || this.resetting.has(name)) return;
+    this.busy.delete(name);
+    this.unclaimed.delete(name);
+    if (isPoolName(name) && this.idle.length + this.creating.size + this.resetting.size < this.size && !this.closed) {
+      this.resetting.add(name);
+      let back = false;
+      try {
+        back = await this.ops.reset(name);
+      } finally {
+        this.resetting.delete(name);
+      }
+      if (back) this.idle.push(name);
+      this.scheduleRefill();
+      return;
+    }
+    this.resetting.add(name);
+    try {
+      await this.ops.delete(name);
+    } finally {
+      this.resetting.delete(name);
+    }
+  }
+
+  /** Drop a device from the books without touching the host (it was removed elsewhere). */
+  forget(name: string): void {
+    this.idle = this.idle.filter((n) => n !== name);
+    this.busy.delete(name);
+    this.unclaimed.delete(name);
+  }
+
+  /** True for names the pool wants to keep: idle, or being created or reset. */
+  isReserved(name: string): boolean {
+    return this.idle.includes(name) || this.creating.has(name) || this.resetting.has(name);
+  }
+
+  private scheduleRefill(): void {
+    if (this.refilling || this.closed || !this.adopted) return;
+    if (this.idle.length + this.creating.size + this.resetting.size >= this.size) return;
+    this.refilling = this.refill().finally(() => {
+      this.refilling = undefined;
+    });
+  }
+
+  private async refill(): Promise<void> {
+    while (!this.closed && this.idle.length + this.creating.size + this.resetting.size < this.size) {
+      const name = this.nextPoolName();
+      this.creating.add(name);
+      try {
+        await this.ops.create(name);
+        this.idle.push(name);
+      } catch (e) {
+        // Acquire falls back to on-demand devices; the next acquire or release retries.
+        this.log.warn({ err: e, tap: name }, "TAP pool refill failed");
+        return;
+      } finally {
+        this.creating.delete(name);
+      }
+      this.log.debug({ tap: name, idle: this.idle.length }, "TAP pool refilled one device");
+    }
+  }
+
+  /** Resolves once no refill is running; for tests and orderly shutdown. */
+  async settled(): Promise<void> {
+    while (this.refilling) await this.refilling;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.settled();
+  }
+
+  /** Forget everything (the host devices were removed wholesale) and allow use again. */
+  clear(): void {
+    this.idle = [];
+    this.busy.clear();
+    this.unclaimed.clear();
+    this.adopted = false;
+    this.closed = false;
+  }
+}
+
+function byIndex(a: string, b: string): number {
+  return Number(a.slice(POOL_PREFIX.length)) - Number(b.slice(POOL_PREFIX.length));
+}

@@ -1,0 +1,235 @@
+import { spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
+import { mkdir, open, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
+import { BangerError } from "../../domain/errors.js";
+import type { Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
+import { hostTscKhz, procStartTime, processAlive, terminate, waitForExit } from "../exec/proc.js";
+import { probeAccel, qemuVersion, type AccelVerdict } from "./accel.js";
+import { buildQemuArgs } from "./args.js";
+import { withQmp } from "./qmp.js";
+
+export interface QemuVmmOptions {
+  /** qemu_bin from the config: a path or a name on PATH. */
+  bin: string;
+  accel: "auto" | "kvm" | "tcg";
+  /** Where the accel probe verdict is cached (accel.json). */
+  stateDir: string;
+  log: Logger;
+  /** Command prefix for qemu, e.g. ["ip", "netns", "exec", ns]. Tests use it to reach a TAP inside a netns; it must exec, not fork. */
+  wrap?: string[];
+  /** How long spawn waits for QMP to answer. */
+  spawnTimeoutMs?: number;
+}
+
+/** Files the driver keeps in the per-VM directory. */
+export function qemuPaths(dir: string): { qmp: string; console: string; vmmLog: string; agent: string } {
+  return { qmp: join(dir, "qmp.sock"), console: join(dir, "console.log"), vmmLog: join(dir, "vmm.log"), agent: join(dir, "agent.sock") };
+}
+
+// sun_path is 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH = 107;
+const QMP_TIMEOUT_MS = 5_000;
+
+async function logTail(path: string, lines = 6): Promise<string> {
+  try {
+    const fh = await open(path, "r");
+    try {
+      const { size } = await fh.stat();
+      const len = Math.min(size, 4096);
+      const buf = Buffer.alloc(len);
+      await fh.read(buf, 0, len, size - len);
+      return buf.toString("utf8").trim().split("\n").slice(-lines).join("\n");
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return "";
+  }
+}
+
+/** QEMU `microvm` driver. Config is fixed at spawn; configure() verifies it over QMP. */
+export class QemuVmm implements Vmm {
+  readonly kind = "qemu" as const;
+  private verdict: Promise<AccelVerdict> | undefined;
+
+  constructor(private readonly opts: QemuVmmOptions) {}
+
+  /** KVM or TCG and why; forced by config or probed once (cached on disk). Shown by doctor. */
+  accelVerdict(): Promise<AccelVerdict> {
+    if (this.opts.accel !== "auto") return Promise.resolve({ accel: this.opts.accel, reason: `forced by qemu_accel = "${this.opts.accel}"` });
+    this.verdict ??= probeAccel(this.opts.bin, this.opts.stateDir).then((v) => {
+      this.opts.log.info({ accel: v.accel, reason: v.reason }, "qemu accelerator chosen");
+      return v;
+    });
+    return this.verdict;
+  }
+
+  private async failed(dir: string, message: string, hint?: string): Promise<BangerError> {
+    const tail = await logTail(qemuPaths(dir).vmmLog);
+    return new BangerError("VMM_FAILED", tail ? `${message}; vmm.log: ${tail.replace(/\n/g, " | ")}` : message, {
+      hint: hint ?? `see ${qemuPaths(dir).vmmLog} and console.log`,
+    });
+  }
+
+  async spawn(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandle> {
+    signal?.throwIfAborted();
+    const paths = qemuPaths(spec.dir);
+    for (const p of [paths.qmp, paths.agent]) {
+      if (Buffer.byteLength(p) > MAX_SOCKET_PATH) {
+        throw new BangerError("VMM_FAILED", `socket path ${p} is longer than ${MAX_SOCKET_PATH} bytes`, {
+          hint: "set a shorter state_dir in the config",
+        });
+      }
+    }
+    await mkdir(spec.dir, { recursive: true });
+    await Promise.all([rm(paths.qmp, { force: true }), rm(paths.agent, { force: true })]);
+    const { accel } = await this.accelVerdict();
+    const args = buildQemuArgs(spec, {
+      accel,
+      tscKhz: hostTscKhz(),
+      qmpSocket: paths.qmp,
+      serial: { kind: "file", path: paths.console },
+      paused: true,
+      agentSocket: paths.agent,
+    });
+    const [cmd, ...prefix] = [...(this.opts.wrap ?? []), this.opts.bin];
+    const logFd = openSync(paths.vmmLog, "w");
+    let exited: string | undefined;
+    let spawnError: NodeJS.ErrnoException | undefined;
+    let pid: number | undefined;
+    try {
+      // Own session and no pipes: the guest must outlive a daemon restart.
+      const child = spawn(cmd, [...prefix, ...args], { detached: true, stdio: ["ignore", logFd, logFd] });
+      child.on("error", (e) => (spawnError = e));
+      child.on("exit", (code, sig) => (exited = sig ? `killed by ${sig}` : `exited with code ${code}`));
+      child.unref();
+      pid = child.pid;
+    } finally {
+      closeSync(logFd);
+    }
+    this.opts.log.debug({ vm: spec.name, pid, accel, argv: [cmd, ...prefix, ...args] }, "qemu spawned");
+
+    const deadline = Date.now() + (this.opts.spawnTimeoutMs ?? 15_000);
+    for (;;) {
+      await sleep(25);
+      if (spawnError) {
+        if (spawnError.code === "ENOENT") {
+          throw new BangerError("VMM_NOT_FOUND", `cannot run ${cmd}: not found`, {
+            hint: "install qemu-system-x86 or set qemu_bin in the config to the binary's path",
+          });
+        }
+        throw await this.failed(spec.dir, `cannot run ${cmd}: ${spawnError.message}`);
+      }
+      if (exited || pid === undefined) throw await this.failed(spec.dir, `qemu ${exited ?? "did not start"} before its QMP socket answered`);
+      if (signal?.aborted) {
+        await terminate(pid, undefined, 2_000);
+        signal.throwIfAborted();
+      }
+      try {
+        await withQmp(paths.qmp, (q) => q.execute("query-status"), 2_000);
+        break;
+      } catch (e) {
+        if (Date.now() > deadline) {
+          await terminate(pid, undefined, 2_000);
+          throw await this.failed(spec.dir, `qemu QMP did not answer within ${this.opts.spawnTimeoutMs ?? 15_000} ms (${(e as Error).message})`);
+        }
+      }
+    }
+    const pidStart = procStartTime(pid);
+    if (pidStart === undefined) throw await this.failed(spec.dir, "qemu exited right after starting");
+    return { kind: "qemu", pid, pidStart, controlSocket: paths.qmp, consoleLog: paths.console };
+  }
+
+  private vmDir(handle: VmmHandle): string {
+    return handle.controlSocket.slice(0, handle.controlSocket.lastIndexOf("/"));
+  }
+
+  async configure(handle: VmmHandle, spec: VmmSpec, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    if (!this.isAlive(handle)) throw await this.failed(spec.dir, "qemu is not running");
+    await withQmp(handle.controlSocket, async (q) => {
+      const st = await q.execute<{ status: string; running: boolean }>("query-status");
+      if (st.running || (st.status !== "prelaunch" && st.status !== "paused")) {
+        throw new BangerError("VMM_FAILED", `qemu should be paused before start but its status is ${st.status}`, {
+          hint: "delete the VM and create it again",
+        });
+      }
+      const blocks = await q.execute<{ device: string; inserted?: { file: string; ro: boolean } }[]>("query-block");
+      for (const [device, file] of [["rootfs", spec.rootfs], ["work", spec.workDisk]] as const) {
+        const b = blocks.find((x) => x.device === device);
+        if (!b?.inserted) throw new BangerError("VMM_FAILED", `qemu has no ${device} drive`, { hint: "this is a bug in the qemu driver's arguments" });
+        if (b.inserted.file !== file) {
+          throw new BangerError("VMM_FAILED", `qemu ${device} drive is ${b.inserted.file}, expected ${file}`, { hint: "delete the VM and create it again" });
+        }
+        if (b.inserted.ro) throw new BangerError("VMM_FAILED", `qemu opened ${file} read-only`, { hint: "check the file's permissions" });
+      }
+      if (spec.tap) {
+        const info = await q.execute<string>("human-monitor-command", { "command-line": "info network" });
+        if (!info.includes(`ifname=${spec.tap}`)) {
+          throw new BangerError("VMM_FAILED", `qemu has no network backend on TAP ${spec.tap}`, { hint: "check `ip link show` for the TAP device" });
+        }
+      }
+    }, QMP_TIMEOUT_MS);
+  }
+
+  async start(handle: VmmHandle, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    if (!this.isAlive(handle)) throw await this.failed(this.vmDir(handle), "qemu is not running");
+    await withQmp(handle.controlSocket, async (q) => {
+      await q.execute("cont");
+      const st = await q.execute<{ status: string; running: boolean }>("query-status");
+      if (!st.running) {
+        throw new BangerError("VMM_FAILED", `guest did not start: qemu status is ${st.status}`, { hint: `see ${handle.consoleLog}` });
+      }
+    }, QMP_TIMEOUT_MS);
+  }
+
+  async stop(handle: VmmHandle, timeoutMs: number): Promise<void> {
+    if (!this.isAlive(handle)) return;
+    const deadline = Date.now() + timeoutMs;
+    try {
+      await withQmp(handle.controlSocket, async (q) => {
+        const st = await q.execute<{ running: boolean; status: string }>("query-status");
+        if (st.running) {
+          // ACPI power button: the guest shuts down and -no-reboot makes qemu exit at power-off.
+          await q.execute("system_powerdown");
+        } else {
+          // A guest that never ran (or is paused) cannot react to the power button.
+          await q.execute("quit").catch(() => undefined);
+        }
+      }, Math.max(1_000, Math.min(QMP_TIMEOUT_MS, timeoutMs)));
+    } catch (e) {
+      this.opts.log.warn({ pid: handle.pid, err: (e as Error).message }, "qemu graceful stop over QMP failed");
+    }
+    if (await waitForExit(handle.pid, handle.pidStart, Math.max(0, deadline - Date.now()))) return;
+    this.opts.log.warn({ pid: handle.pid, timeoutMs }, "guest did not power off in time; terminating qemu");
+    await terminate(handle.pid, handle.pidStart, 3_000);
+  }
+
+  async kill(handle: VmmHandle): Promise<void> {
+    if (!this.isAlive(handle)) return;
+    try {
+      process.kill(handle.pid, "SIGKILL");
+    } catch {
+      return;
+    }
+    if (!(await waitForExit(handle.pid, handle.pidStart, 5_000))) {
+      throw new BangerError("VMM_FAILED", `qemu pid ${handle.pid} survived SIGKILL for 5 s`, { hint: "check `ps -o stat -p <pid>` for a process stuck in D state" });
+    }
+  }
+
+  isAlive(handle: VmmHandle): boolean {
+    return processAlive(handle.pid, handle.pidStart);
+  }
+
+  async version(): Promise<string> {
+    try {
+      return await qemuVersion(this.opts.bin);
+    } catch (e) {
+      return `error: cannot run ${this.opts.bin} --version: ${(e as Error).message}`;
+    }
+  }
+}

@@ -1,0 +1,131 @@
+import type Database from "better-sqlite3";
+import { BangerError } from "../../domain/errors.js";
+
+export interface Migration {
+  version: number;
+  sql: string;
+}
+
+// Shipped migrations are immutable: a database that already ran version N
+// never runs it again, so editing one would silently split installs into two
+// schemas. Change the schema only by appending a new entry.
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+CREATE TABLE images (
+  id                    TEXT PRIMARY KEY,
+  name                  TEXT NOT NULL UNIQUE,
+  status                TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'broken')),
+  status_detail         TEXT,
+  boot_args             TEXT NOT NULL,
+  default_vcpus         INTEGER,
+  default_memory_mib    INTEGER,
+  default_work_disk_gib INTEGER,
+  guest_json            TEXT NOT NULL,
+  created_at            TEXT NOT NULL
+);
+
+CREATE TABLE image_artifacts (
+  image_id   TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  role       TEXT NOT NULL CHECK (role IN ('kernel', 'initrd', 'rootfs', 'work_seed')),
+  path       TEXT NOT NULL,
+  sha256     TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  PRIMARY KEY (image_id, role)
+);
+
+-- RESTRICT: an alias is a promise to users ("debian" means this image), so
+-- the image it names must not vanish underneath it.
+CREATE TABLE image_aliases (
+  alias    TEXT PRIMARY KEY,
+  image_id TEXT NOT NULL REFERENCES images(id) ON DELETE RESTRICT
+);
+CREATE INDEX image_aliases_image ON image_aliases(image_id);
+
+CREATE TABLE vms (
+  id                 TEXT PRIMARY KEY,
+  name               TEXT NOT NULL UNIQUE,
+  image_id           TEXT NOT NULL REFERENCES images(id) ON DELETE RESTRICT,
+  image_name         TEXT NOT NULL,
+  state              TEXT NOT NULL CHECK (state IN ('creating', 'running', 'stopped', 'failed', 'deleting')),
+  vmm                TEXT NOT NULL CHECK (vmm IN ('firecracker', 'qemu')),
+  vcpus              INTEGER NOT NULL,
+  memory_mib         INTEGER NOT NULL,
+  work_disk_gib      INTEGER NOT NULL,
+  nat                INTEGER NOT NULL CHECK (nat IN (0, 1)),
+  ip                 TEXT,
+  mac                TEXT,
+  tap                TEXT,
+  pid                INTEGER,
+  pid_start          INTEGER,
+  dir                TEXT NOT NULL,
+  vsock_cid          INTEGER,
+  work_seed_fallback INTEGER NOT NULL CHECK (work_seed_fallback IN (0, 1)),
+  created_at         TEXT NOT NULL,
+  updated_at         TEXT NOT NULL,
+  last_error         TEXT
+);
+CREATE INDEX vms_image ON vms(image_id);
+
+CREATE TABLE ip_leases (
+  ip    TEXT PRIMARY KEY,
+  vm_id TEXT NOT NULL UNIQUE REFERENCES vms(id) ON DELETE CASCADE
+);
+
+CREATE TABLE vsock_cids (
+  cid   INTEGER PRIMARY KEY CHECK (cid >= 3),
+  vm_id TEXT NOT NULL UNIQUE REFERENCES vms(id) ON DELETE CASCADE
+);
+
+-- No foreign key: the audit trail must survive the VM it describes.
+CREATE TABLE lifecycle_events (
+  id          INTEGER PRIMARY KEY AUTOINCREMENT,
+  vm_id       TEXT NOT NULL,
+  vm_name     TEXT NOT NULL,
+  op          TEXT NOT NULL,
+  stage       TEXT NOT NULL,
+  started_at  TEXT NOT NULL,
+  duration_ms REAL NOT NULL,
+  outcome     TEXT NOT NULL CHECK (outcome IN ('ok', 'failed', 'undone')),
+  detail      TEXT
+);
+CREATE INDEX lifecycle_events_vm ON lifecycle_events(vm_id);
+`,
+  },
+];
+
+export const LATEST_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
+
+function userVersion(db: Database.Database): number {
+  return db.pragma("user_version", { simple: true }) as number;
+}
+
+function tooNew(file: string, found: number, latest: number): BangerError {
+  return new BangerError("SCHEMA_TOO_NEW", `database ${file} has schema version ${found} but this banger knows up to ${latest}`, {
+    hint: "upgrade banger, or point state_dir at a fresh directory",
+  });
+}
+
+/**
+ * Brings the database up to LATEST_VERSION. Each step runs in its own
+ * IMMEDIATE transaction and re-reads the version inside it, so two processes
+ * opening a fresh file at once apply every step exactly once.
+ */
+export function migrate(db: Database.Database, file: string, migrations: readonly Migration[] = MIGRATIONS): number {
+  const latest = migrations.reduce((max, m) => Math.max(max, m.version), 0);
+  const start = userVersion(db);
+  if (start > latest) throw tooNew(file, start, latest);
+  const ordered = [...migrations].sort((a, b) => a.version - b.version);
+  for (const m of ordered) {
+    db.transaction(() => {
+      const current = userVersion(db);
+      if (current > latest) throw tooNew(file, current, latest);
+      if (current >= m.version) return;
+      db.exec(m.sql);
+      // user_version lives in the file header and commits with the transaction.
+      db.pragma(`user_version = ${m.version}`);
+    }).immediate();
+  }
+  return userVersion(db);
+}

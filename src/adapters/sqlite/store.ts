@@ -1,0 +1,336 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { BangerError } from "../../domain/errors.js";
+import type { Image, ImageStatus, LifecycleEvent, Vm } from "../../domain/types.js";
+import type { NewImage, Store, VmPatch } from "../../ports/store.js";
+import { migrate } from "./migrations.js";
+import {
+  artifactToRow, eventToRow, imageToRow, rowToEvent, rowToImage, rowToVm, vmPatchToColumns, vmToRow,
+  type ArtifactRow, type EventRow, type ImageRow, type VmRow,
+} from "./rows.js";
+import { constraintOf, isBusy, isDuplicate } from "./sqlite-errors.js";
+
+/** How long a writer waits for another process (daemon, verifier script) to finish its transaction. */
+export const BUSY_TIMEOUT_MS = 5000;
+
+/** Lowest vsock context id a guest may use: 0-2 are reserved for the hypervisor and host. */
+export const FIRST_GUEST_CID = 3;
+
+export interface SqliteStoreOptions {
+  now?: () => Date;
+}
+
+export class SqliteStore implements Store {
+  private readonly stmts = new Map<string, Database.Statement>();
+
+  private constructor(
+    private readonly db: Database.Database,
+    readonly file: string,
+    private readonly now: () => Date,
+  ) {}
+
+  /** Opens (creating if needed) the state database and brings its schema up to date. */
+  static open(dbFile: string, opts: SqliteStoreOptions = {}): SqliteStore {
+    let db: Database.Database | undefined;
+    try {
+      if (dbFile !== ":memory:") mkdirSync(dirname(dbFile), { recursive: true });
+      db = new Database(dbFile, { timeout: BUSY_TIMEOUT_MS });
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      db.pragma("journal_mode = WAL");
+      // NORMAL is durable across process crashes in WAL mode; only power loss can drop the last commits.
+      db.pragma("synchronous = NORMAL");
+      db.pragma("foreign_keys = ON");
+      migrate(db, dbFile);
+      return new SqliteStore(db, dbFile, opts.now ?? (() => new Date()));
+    } catch (e) {
+      db?.close();
+      if (e instanceof BangerError) throw e;
+      throw new BangerError("INTERNAL", `cannot open state database ${dbFile}: ${(e as Error).message}`, {
+        cause: e,
+        hint: isBusy(e)
+          ? "another process holds the database lock; retry, or stop the other bangerd"
+          : "check that state_dir is writable; if the file is damaged, move it aside and restart bangerd",
+      });
+    }
+  }
+
+  // ---- images ----
+
+  insertImage(img: NewImage): Image {
+    return this.write(() => {
+      try {
+        this.run("INSERT INTO images (id, name, status, status_detail, boot_args, default_vcpus, default_memory_mib, default_work_disk_gib, guest_json, created_at) VALUES (@id, @name, @status, @status_detail, @boot_args, @default_vcpus, @default_memory_mib, @default_work_disk_gib, @guest_json, @created_at)",
+          imageToRow(img, "ok", this.now().toISOString()));
+      } catch (e) {
+        const c = constraintOf(e);
+        if (isDuplicate(c, "images.name")) {
+          throw new BangerError("IMAGE_EXISTS", `an image named ${img.name} already exists`, { hint: `pick another name, or remove the old one with \`banger image rm ${img.name}\`` });
+        }
+        if (isDuplicate(c, "images.id")) throw new BangerError("IMAGE_EXISTS", `an image with id ${img.id} already exists`, { hint: "retry; image ids are generated per registration" });
+        throw e;
+      }
+      for (const a of img.artifacts) {
+        try {
+          this.run("INSERT INTO image_artifacts (image_id, role, path, sha256, size_bytes) VALUES (@image_id, @role, @path, @sha256, @size_bytes)", artifactToRow(img.id, a));
+        } catch (e) {
+          const c = constraintOf(e);
+          if (c?.kind === "primarykey" || c?.kind === "unique" || c?.kind === "check") {
+            throw new BangerError("INVALID_ARTIFACT", `image ${img.name}: artifact role ${a.role} is duplicated or unknown`, { hint: "give each of kernel, initrd, rootfs, work_seed at most once" });
+          }
+          throw e;
+        }
+      }
+      return this.loadImage(this.get<ImageRow>("SELECT * FROM images WHERE id = ?", img.id)!);
+    });
+  }
+
+  getImage(nameOrAlias: string): Image | undefined {
+    return this.read(() => {
+      const row =
+        this.get<ImageRow>("SELECT * FROM images WHERE name = ?", nameOrAlias) ??
+        this.get<ImageRow>("SELECT i.* FROM images i JOIN image_aliases a ON a.image_id = i.id WHERE a.alias = ?", nameOrAlias);
+      return row && this.loadImage(row);
+    });
+  }
+
+  getImageById(id: string): Image | undefined {
+    return this.read(() => {
+      const row = this.get<ImageRow>("SELECT * FROM images WHERE id = ?", id);
+      return row && this.loadImage(row);
+    });
+  }
+
+  listImages(): Image[] {
+    return this.read(() => this.all<ImageRow>("SELECT * FROM images ORDER BY name").map((r) => this.loadImage(r)));
+  }
+
+  /** Removing an id that is not there is a no-op, so undo paths can call it blindly. */
+  deleteImage(id: string): void {
+    this.write(() => {
+      try {
+        this.run("DELETE FROM images WHERE id = ?", id);
+      } catch (e) {
+        if (constraintOf(e)?.kind !== "foreignkey") throw e;
+        // The app checks first; getting here means a racing create or a caller that skipped the check.
+        const users = this.all<{ name: string }>("SELECT name FROM vms WHERE image_id = ? ORDER BY name", id).map((r) => r.name);
+        const aliases = this.all<{ alias: string }>("SELECT alias FROM image_aliases WHERE image_id = ? ORDER BY alias", id).map((r) => r.alias);
+        const what = users.length > 0 ? `used by VM ${users.join(", ")}` : `the target of alias ${aliases.join(", ")}`;
+        const name = this.get<{ name: string }>("SELECT name FROM images WHERE id = ?", id)?.name ?? id;
+        throw new BangerError("IMAGE_IN_USE", `image ${name} is ${what}`, {
+          cause: e,
+          hint: users.length > 0 ? "remove those VMs first with `banger vm rm`" : "promote another image to that alias first with `banger image promote`",
+        });
+      }
+    });
+  }
+
+  setImageStatus(id: string, status: ImageStatus, detail?: string): void {
+    this.write(() => {
+      const res = this.run("UPDATE images SET status = ?, status_detail = ? WHERE id = ?", status, detail ?? null, id);
+      if (res.changes === 0) throw imageNotFound(id);
+    });
+  }
+
+  setAlias(alias: string, imageId: string): void {
+    this.write(() => {
+      try {
+        this.run("INSERT INTO image_aliases (alias, image_id) VALUES (?, ?) ON CONFLICT (alias) DO UPDATE SET image_id = excluded.image_id", alias, imageId);
+      } catch (e) {
+        if (constraintOf(e)?.kind === "foreignkey") throw imageNotFound(imageId);
+        throw e;
+      }
+    });
+  }
+
+  /** The image id an alias points at. */
+  aliasTarget(alias: string): string | undefined {
+    return this.read(() => this.get<{ image_id: string }>("SELECT image_id FROM image_aliases WHERE alias = ?", alias)?.image_id);
+  }
+
+  // ---- vms ----
+
+  insertVm(vm: Vm): void {
+    this.write(() => {
+      const row = vmToRow(vm);
+      const cols = Object.keys(row);
+      try {
+        this.run(`INSERT INTO vms (${cols.join(", ")}) VALUES (${cols.map((c) => `@${c}`).join(", ")})`, row);
+      } catch (e) {
+        const c = constraintOf(e);
+        if (isDuplicate(c, "vms.name")) throw new BangerError("VM_EXISTS", `a VM named ${vm.name} already exists`, { hint: "pick another --name, or omit it for a generated one" });
+        if (isDuplicate(c, "vms.id")) throw new BangerError("VM_EXISTS", `a VM with id ${vm.id} already exists`, { hint: "retry; VM ids are generated per create" });
+        if (c?.kind === "foreignkey") throw imageNotFound(vm.imageId);
+        throw e;
+      }
+    });
+  }
+
+  getVm(name: string): Vm | undefined {
+    return this.read(() => {
+      const row = this.get<VmRow>("SELECT * FROM vms WHERE name = ?", name);
+      return row && rowToVm(row);
+    });
+  }
+
+  listVms(): Vm[] {
+    return this.read(() => this.all<VmRow>("SELECT * FROM vms ORDER BY created_at, name").map(rowToVm));
+  }
+
+  /** Applies the patch and returns the VM as stored; `updatedAt` is stamped unless the patch sets it. */
+  updateVm(id: string, patch: VmPatch): Vm {
+    return this.write(() => {
+      const cols = vmPatchToColumns(patch);
+      if (!("updatedAt" in patch)) cols.updated_at = this.now().toISOString();
+      const names = Object.keys(cols);
+      const res = this.run(`UPDATE vms SET ${names.map((c) => `${c} = @${c}`).join(", ")} WHERE id = @__id`, { ...cols, __id: id });
+      if (res.changes === 0) throw vmNotFound(id);
+      return rowToVm(this.get<VmRow>("SELECT * FROM vms WHERE id = ?", id)!);
+    });
+  }
+
+  /** Drops the VM with its lease and vsock CID (cascade); events stay. Missing ids are a no-op. */
+  deleteVm(id: string): void {
+    this.write(() => {
+      this.run("DELETE FROM vms WHERE id = ?", id);
+    });
+  }
+
+  vmsUsingImage(imageId: string): Vm[] {
+    return this.read(() => this.all<VmRow>("SELECT * FROM vms WHERE image_id = ? ORDER BY created_at, name", imageId).map(rowToVm));
+  }
+
+  nameTaken(name: string): boolean {
+    return this.read(() => this.get<{ one: number }>("SELECT 1 AS one FROM vms WHERE name = ?", name) !== undefined);
+  }
+
+  // ---- leases ----
+
+  /**
+   * First candidate nobody holds, recorded for vmId in the same IMMEDIATE
+   * transaction that looked, so a second process cannot pick it in between.
+   * A VM that already holds a lease gets that lease back.
+   */
+  allocateLease(vmId: string, candidates: Iterable<string>): string | undefined {
+    return this.write(() => {
+      const mine = this.get<{ ip: string }>("SELECT ip FROM ip_leases WHERE vm_id = ?", vmId);
+      if (mine) return mine.ip;
+      if (!this.get("SELECT 1 FROM vms WHERE id = ?", vmId)) throw vmNotFound(vmId);
+      const taken = new Set(this.all<{ ip: string }>("SELECT ip FROM ip_leases").map((r) => r.ip));
+      for (const ip of candidates) {
+        if (taken.has(ip)) continue;
+        this.run("INSERT INTO ip_leases (ip, vm_id) VALUES (?, ?)", ip, vmId);
+        return ip;
+      }
+      return undefined;
+    });
+  }
+
+  releaseLease(vmId: string): void {
+    this.write(() => {
+      this.run("DELETE FROM ip_leases WHERE vm_id = ?", vmId);
+    });
+  }
+
+  listLeases(): { ip: string; vmId: string }[] {
+    return this.read(() => this.all<{ ip: string; vm_id: string }>("SELECT ip, vm_id FROM ip_leases ORDER BY ip").map((r) => ({ ip: r.ip, vmId: r.vm_id })));
+  }
+
+  /** Lowest free CID >= 3, held until the VM row is deleted. Idempotent per VM. */
+  allocateVsockCid(vmId: string): number {
+    return this.write(() => {
+      const mine = this.get<{ cid: number }>("SELECT cid FROM vsock_cids WHERE vm_id = ?", vmId);
+      if (mine) return mine.cid;
+      if (!this.get("SELECT 1 FROM vms WHERE id = ?", vmId)) throw vmNotFound(vmId);
+      // Either the first CID is free, or the answer is just past some held CID whose successor is free.
+      const free = this.get<{ cid: number }>(
+        `SELECT @first AS cid WHERE NOT EXISTS (SELECT 1 FROM vsock_cids WHERE cid = @first)
+         UNION ALL
+         SELECT c.cid + 1 FROM vsock_cids c WHERE NOT EXISTS (SELECT 1 FROM vsock_cids n WHERE n.cid = c.cid + 1)
+         ORDER BY cid LIMIT 1`,
+        { first: FIRST_GUEST_CID },
+      )!;
+      this.run("INSERT INTO vsock_cids (cid, vm_id) VALUES (?, ?)", free.cid, vmId);
+      return free.cid;
+    });
+  }
+
+  // ---- lifecycle events ----
+
+  addEvent(ev: LifecycleEvent): void {
+    this.write(() => {
+      this.run("INSERT INTO lifecycle_events (vm_id, vm_name, op, stage, started_at, duration_ms, outcome, detail) VALUES (@vm_id, @vm_name, @op, @stage, @started_at, @duration_ms, @outcome, @detail)", eventToRow(ev));
+    });
+  }
+
+  /** In the order they were recorded (undo records come after the failure that caused them). */
+  events(vmId: string): LifecycleEvent[] {
+    return this.read(() => this.all<EventRow>("SELECT * FROM lifecycle_events WHERE vm_id = ? ORDER BY id", vmId).map(rowToEvent));
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  // ---- plumbing ----
+
+  private loadImage(row: ImageRow): Image {
+    const artifacts = this.all<ArtifactRow>("SELECT * FROM image_artifacts WHERE image_id = ?", row.id);
+    const aliases = this.all<{ alias: string }>("SELECT alias FROM image_aliases WHERE image_id = ?", row.id).map((r) => r.alias);
+    return rowToImage(row, artifacts, aliases);
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  private get<T>(sql: string, ...params: unknown[]): T | undefined {
+    return this.stmt(sql).get(...params) as T | undefined;
+  }
+
+  private all<T>(sql: string, ...params: unknown[]): T[] {
+    return this.stmt(sql).all(...params) as T[];
+  }
+
+  private run(sql: string, ...params: unknown[]): Database.RunResult {
+    return this.stmt(sql).run(...params);
+  }
+
+  // Writers take the lock up front (IMMEDIATE) so a read-then-write never
+  // fails half way with SQLITE_BUSY when another process commits in between.
+  private write<T>(fn: () => T): T {
+    return this.guard(() => this.db.transaction(fn).immediate());
+  }
+
+  // A read transaction gives multi-statement reads (image + artifacts + aliases) one consistent snapshot.
+  private read<T>(fn: () => T): T {
+    return this.guard(() => this.db.transaction(fn).deferred());
+  }
+
+  private guard<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (isBusy(e)) {
+        throw new BangerError("TIMEOUT", `state database ${this.file} stayed locked for ${BUSY_TIMEOUT_MS} ms`, {
+          cause: e,
+          hint: "another process is holding a long write transaction on the banger database; retry, or stop that process",
+        });
+      }
+      throw e;
+    }
+  }
+}
+
+function imageNotFound(id: string): BangerError {
+  return new BangerError("IMAGE_NOT_FOUND", `no image with id ${id}`, { hint: "list images with `banger image ls`" });
+}
+
+function vmNotFound(id: string): BangerError {
+  return new BangerError("VM_NOT_FOUND", `no VM with id ${id}`, { hint: "list VMs with `banger vm ls`" });
+}

@@ -1,0 +1,84 @@
+import { open, stat } from "node:fs/promises";
+import { Hono } from "hono";
+import type { AppDeps } from "../app/deps.js";
+import { createVm } from "../app/create.js";
+import { runDoctor } from "../app/doctor.js";
+import { ImageService } from "../app/images.js";
+import { getVm, listVms, removeVm, startVm, stopVm, vmEvents } from "../app/lifecycle.js";
+import { sshTarget, vmFiles } from "../app/vm-support.js";
+import { BangerError } from "../domain/errors.js";
+import { VERSION } from "../version.js";
+import { errorResponse } from "./errors.js";
+import { createVmBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
+
+const MAX_LOG_CHUNK = 256 * 1024;
+
+async function body(c: { req: { json(): Promise<unknown> } }): Promise<unknown> {
+  try {
+    return await c.req.json();
+  } catch {
+    throw new BangerError("BAD_REQUEST", "request body is not valid JSON", { hint: "send Content-Type: application/json with a JSON object" });
+  }
+}
+
+export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
+  const images = new ImageService(d);
+  const api = new Hono();
+  api.onError((err, c) => errorResponse(c, err));
+  api.notFound((c) => errorResponse(c, new BangerError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}`, { hint: "docs/api.md lists the routes" })));
+
+  api.get("/version", (c) => c.json({ version: VERSION, api: "v1", vmm: d.cfg.config.vmm, pid: process.pid, stateDir: d.cfg.paths.stateDir }));
+
+  api.get("/images", (c) => c.json({ images: images.list() }));
+  api.post("/images", async (c) => c.json({ image: await images.register(registerImageBody.parse(await body(c))) }, 201));
+  api.get("/images/:name", (c) => c.json({ image: images.get(c.req.param("name")) }));
+  api.delete("/images/:name", async (c) => { await images.remove(c.req.param("name")); return c.json({ removed: c.req.param("name") }); });
+  api.post("/images/:name/promote", async (c) => {
+    const { alias } = promoteBody.parse(await body(c));
+    return c.json({ image: images.promote(c.req.param("name"), alias) });
+  });
+
+  api.get("/vms", (c) => c.json({ vms: listVms(d) }));
+  api.post("/vms", async (c) => c.json({ vm: await createVm(d, createVmBody.parse(await body(c))) }, 201));
+  api.get("/vms/:name", (c) => {
+    const vm = getVm(d, c.req.param("name"));
+    return c.json({ vm, events: d.store.events(vm.id) });
+  });
+  api.post("/vms/:name/stop", async (c) => c.json({ vm: await stopVm(d, c.req.param("name")) }));
+  api.post("/vms/:name/start", async (c) => {
+    const raw = c.req.header("content-length") === "0" ? {} : await body(c).catch(() => ({}));
+    return c.json({ vm: await startVm(d, c.req.param("name"), startVmBody.parse(raw ?? {})) });
+  });
+  api.delete("/vms/:name", async (c) => {
+    await removeVm(d, c.req.param("name"), c.req.query("force") === "true");
+    return c.json({ removed: c.req.param("name") });
+  });
+  api.get("/vms/:name/events", (c) => c.json({ events: vmEvents(d, c.req.param("name")) }));
+  api.get("/vms/:name/ssh", async (c) => c.json({ target: await sshTarget(d, getVm(d, c.req.param("name"))) }));
+  api.get("/vms/:name/logs", async (c) => {
+    const vm = getVm(d, c.req.param("name"));
+    const path = vmFiles(vm.dir).console;
+    const size = await stat(path).then((s) => s.size, () => 0);
+    const from = Math.min(Math.max(Number(c.req.query("offset") ?? 0) || 0, 0), size);
+    const len = Math.min(size - from, MAX_LOG_CHUNK);
+    let data = "";
+    if (len > 0) {
+      const fh = await open(path, "r");
+      try {
+        const buf = Buffer.alloc(len);
+        await fh.read(buf, 0, len, from);
+        data = buf.toString("utf8");
+      } finally {
+        await fh.close();
+      }
+    }
+    return c.json({ offset: from + len, size, data, running: vm.state === "running" });
+  });
+
+  api.get("/doctor", async (c) => c.json(await runDoctor(d, images)));
+  api.post("/shutdown", (c) => {
+    setImmediate(() => hooks.shutdown());
+    return c.json({ stopping: true });
+  });
+  return api;
+}

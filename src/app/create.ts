@@ -1,0 +1,129 @@
+import { randomUUID } from "node:crypto";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { guestAddresses, macForIp } from "../adapters/net/addr.js";
+import { BangerError } from "../domain/errors.js";
+import { validateName } from "../domain/names.js";
+import { artifactOf, type Image, type Vm } from "../domain/types.js";
+import type { AppDeps } from "./deps.js";
+import { imageNotFound } from "./images.js";
+import { Plan, type Stage } from "./plan.js";
+import { consoleTail, handleOf, specOf, vmFiles, waitReady } from "./vm-support.js";
+
+export interface CreateInput {
+  image: string;
+  name?: string;
+  nat?: boolean;
+  vcpus?: number;
+  memoryMib?: number;
+  workDiskGib?: number;
+  /** Return once the guest is started, without waiting for SSH and services. */
+  noWait?: boolean;
+}
+
+/** Stages after which the guest has run, so its console explains failures. */
+const GUEST_STAGES = new Set(["start", "wait-ssh", "wait-services"]);
+
+export function resolveImage(d: AppDeps, ref: string): Image {
+  const image = d.store.getImage(ref);
+  if (!image) throw imageNotFound(ref);
+  if (image.status === "broken") {
+    throw new BangerError("IMAGE_BROKEN", `image ${image.name} is broken: ${image.statusDetail}`, {
+      hint: "re-register it from its build output, or promote another build (`banger image promote`)",
+    });
+  }
+  return image;
+}
+
+export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
+  const cfg = d.cfg.config;
+  const image = resolveImage(d, input.image);
+  const name = input.name !== undefined ? validateName(input.name, "VM") : d.names.next((n) => d.store.nameTaken(n));
+  if (d.store.nameTaken(name)) {
+    throw new BangerError("VM_EXISTS", `a VM named ${name} already exists`, { hint: "pick another --name, or omit it for a generated one" });
+  }
+  const vmm = d.vmm(cfg.vmm); // resolves the binary now: a missing VMM fails before anything is acquired
+  const seed = artifactOf(image, "work_seed");
+  const id = randomUUID();
+  const now = new Date().toISOString();
+  let vm: Vm = {
+    id, name, imageId: image.id, imageName: image.name, state: "creating", vmm: vmm.kind,
+    vcpus: input.vcpus ?? image.defaultVcpus ?? cfg.vcpus,
+    memoryMib: input.memoryMib ?? image.defaultMemoryMib ?? cfg.memory_mib,
+    workDiskGib: input.workDiskGib ?? image.defaultWorkDiskGib ?? cfg.work_disk_gib,
+    nat: input.nat ?? false, dir: join(d.cfg.paths.vmsDir, id), workSeedFallback: !seed,
+    createdAt: now, updatedAt: now,
+  };
+  try {
+    d.store.insertVm(vm);
+  } catch (e) {
+    if (d.store.nameTaken(name)) throw new BangerError("VM_EXISTS", `a VM named ${name} already exists`, { hint: "pick another --name" });
+    throw e;
+  }
+
+  const plan = new Plan(d.store, d.log, vm, "create");
+  const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(id, p); };
+  const files = vmFiles(vm.dir);
+  let handle: ReturnType<typeof handleOf>;
+  const ready = () => waitReady(d, vm, image, new AbortController().signal);
+
+  const stages: Stage[] = [
+    { name: "lease-ip", run: async ({ onUndo }) => {
+      onUndo("vm-record", () => d.store.deleteVm(id));
+      const ip = d.store.allocateLease(id, guestAddresses(cfg.subnet));
+      if (!ip) throw new BangerError("NO_FREE_IP", `no free address left in ${cfg.subnet}`, { hint: "remove unused VMs or widen `subnet` in the config" });
+      onUndo("lease", () => d.store.releaseLease(id));
+      patch({ ip, mac: macForIp(ip), vsockCid: d.store.allocateVsockCid(id) });
+      return ip;
+    } },
+    { name: "tap", run: async ({ onUndo }) => {
+      const tap = await d.network.acquireTap(id);
+      onUndo("tap", () => d.network.releaseTap(tap));
+      patch({ tap });
+      return tap;
+    } },
+    { name: "rootfs", run: async ({ onUndo }) => {
+      await mkdir(vm.dir, { recursive: true });
+      onUndo("vm-dir", () => rm(vm.dir, { recursive: true, force: true }));
+      await d.disks.cloneRootfs(artifactOf(image, "rootfs")!.path, files.rootfs);
+    } },
+    { name: seed ? "work-disk" : "work-disk-fallback", run: async () => {
+      await d.disks.makeWorkDisk(files.work, vm.workDiskGib, seed?.path);
+      return seed ? `${vm.workDiskGib} GiB from work-seed` : `${vm.workDiskGib} GiB empty (image has no work-seed)`;
+    } },
+    { name: "inject", run: async () => {
+      const keyPath = await d.sshKey();
+      const [userPub, host] = await Promise.all([readFile(`${keyPath}.pub`, "utf8"), d.hostKey()]);
+      await d.disks.inject(files.rootfs, [
+        { path: "/etc/ssh/ssh_host_ed25519_key", content: host.privateKey, mode: 0o600 },
+        { path: "/etc/ssh/ssh_host_ed25519_key.pub", content: host.publicKey, mode: 0o644 },
+        { path: "/etc/ssh/banger/authorized_keys", content: userPub, mode: 0o644 },
+        { path: "/etc/hostname", content: `${name}\n`, mode: 0o644 },
+      ]);
+      await writeFile(files.knownHosts, `${vm.ip} ${host.publicKey.trim().split(/\s+/).slice(0, 2).join(" ")}\n`, { mode: 0o600 });
+    } },
+    ...(vm.nat ? [{ name: "nat", run: async ({ onUndo }) => {
+      await d.network.enableNat(vm.ip!);
+      onUndo("nat", () => d.network.disableNat(vm.ip!));
+    } } satisfies Stage] : []),
+    { name: "spawn-vmm", run: async ({ onUndo, signal }) => {
+      handle = await vmm.spawn(specOf(d, vm, image), signal);
+      onUndo("vmm", () => vmm.kill(handle!));
+      patch({ pid: handle.pid, pidStart: handle.pidStart });
+      return `${vmm.kind} pid ${handle.pid}`;
+    } },
+    { name: "configure", run: async ({ signal }) => { await vmm.configure(handle!, specOf(d, vm, image), signal); } },
+    { name: "start", run: async ({ signal }) => { await vmm.start(handle!, signal); } },
+    ...(input.noWait ? [] : [
+      { name: "wait-ssh", run: async () => { await (await ready()).ssh(); } },
+      { name: "wait-services", run: async () => (await ready()).services() },
+    ]),
+  ];
+
+  await plan.run(stages, async (stage) => (GUEST_STAGES.has(stage) ? consoleTail(vm.dir) : undefined));
+  plan.commit();
+  patch({ state: "running" });
+  const total = plan.timings.reduce((s, t) => s + t.durationMs, 0);
+  d.log.info({ vm: name, stage: "total", ms: Math.round(total), stages: plan.timings.map((t) => `${t.stage}=${Math.round(t.durationMs)}ms`).join(" ") }, "vm created");
+  return vm;
+}

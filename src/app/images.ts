@@ -1,0 +1,184 @@
+import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { BangerError } from "../domain/errors.js";
+import { validateImageName, validateName } from "../domain/names.js";
+import type { Artifact, ArtifactRole, GuestService, Image } from "../domain/types.js";
+import type { AppDeps } from "./deps.js";
+import { checkExt4, checkInitrd, checkKernel, checkPlainFile } from "./artifact-checks.js";
+
+export const DEFAULT_BOOT_ARGS = "console=ttyS0 reboot=k panic=1 rootfstype=ext4 root=/dev/vda rw";
+
+export interface RegisterInput {
+  name: string;
+  kernel: string;
+  initrd?: string;
+  rootfs: string;
+  workSeed?: string;
+  bootArgs?: string;
+  os?: string;
+  services?: GuestService[];
+  defaultVcpus?: number;
+  defaultMemoryMib?: number;
+  defaultWorkDiskGib?: number;
+}
+
+const FILE_NAMES: Record<ArtifactRole, string> = {
+  kernel: "vmlinux",
+  initrd: "initrd",
+  rootfs: "rootfs.ext4",
+  work_seed: "work-seed.ext4",
+};
+
+export function imageNotFound(name: string): BangerError {
+  return new BangerError("IMAGE_NOT_FOUND", `no image named ${name}`, {
+    hint: "register one with `banger image register` or build one with `make image-debian`; `banger image ls` lists what exists",
+  });
+}
+
+export class ImageService {
+  constructor(private readonly d: AppDeps) {}
+
+  list(): Image[] {
+    return this.d.store.listImages();
+  }
+
+  get(nameOrAlias: string): Image {
+    const img = this.d.store.getImage(nameOrAlias);
+    if (!img) throw imageNotFound(nameOrAlias);
+    return img;
+  }
+
+  async register(input: RegisterInput): Promise<Image> {
+    validateImageName(input.name);
+    if (this.d.store.getImage(input.name)) {
+      throw new BangerError("IMAGE_EXISTS", `an image or alias named ${input.name} already exists`, {
+        hint: "pick a new name (builds are immutable: e.g. add a build number) or `banger image rm` the old one",
+      });
+    }
+    const sources: [ArtifactRole, string | undefined][] = [
+      ["kernel", input.kernel], ["initrd", input.initrd], ["rootfs", input.rootfs], ["work_seed", input.workSeed],
+    ];
+    // Validate everything before copying anything: a bad input leaves no trace.
+    for (const [role, path] of sources) {
+      if (!path) continue;
+      await checkPlainFile(role, path);
+      if (role === "kernel") await checkKernel(path);
+      if (role === "initrd") await checkInitrd(path);
+      if (role === "rootfs" || role === "work_seed") await checkExt4(role, path, this.d.disks);
+    }
+
+    const id = randomUUID();
+    const finalDir = join(this.d.cfg.paths.imagesDir, id);
+    const tmpDir = `${finalDir}.partial`;
+    await mkdir(tmpDir, { recursive: true });
+    try {
+      const artifacts: Artifact[] = [];
+      for (const [role, path] of sources) {
+        if (!path) continue;
+        const dst = join(tmpDir, FILE_NAMES[role]);
+        await this.d.copyFile(path, dst);
+        const sha256 = await this.d.sha256File(dst);
+        const { size } = await stat(dst);
+        artifacts.push({ role, path: join(finalDir, FILE_NAMES[role]), sha256, sizeBytes: size });
+      }
+      await rename(tmpDir, finalDir);
+      const services = input.services ?? [{ name: "ssh", port: 22 }];
+      const image = this.d.store.insertImage({
+        id,
+        name: input.name,
+        bootArgs: input.bootArgs?.trim() || DEFAULT_BOOT_ARGS,
+        defaultVcpus: input.defaultVcpus,
+        defaultMemoryMib: input.defaultMemoryMib,
+        defaultWorkDiskGib: input.defaultWorkDiskGib,
+        guest: { os: input.os ?? "linux", services },
+        artifacts,
+      });
+      this.d.log.info({ image: image.name, id, artifacts: artifacts.map((a) => basename(a.path)) }, "image registered");
+      return image;
+    } catch (err) {
+      await rm(tmpDir, { recursive: true, force: true });
+      await rm(finalDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  promote(nameOrAlias: string, alias: string): Image {
+    validateName(alias, "alias");
+    const target = this.get(nameOrAlias);
+    if (this.d.store.listImages().some((i) => i.name === alias)) {
+      throw new BangerError("IMAGE_EXISTS", `${alias} is an image name, not an alias`, { hint: "choose an alias that is not also an image name" });
+    }
+    if (target.status === "broken") {
+      throw new BangerError("IMAGE_BROKEN", `image ${target.name} is broken (${target.statusDetail}); refusing to promote it`, {
+        hint: "re-register the image from its build output",
+      });
+    }
+    this.d.store.setAlias(alias, target.id);
+    this.d.log.info({ image: target.name, alias }, "alias promoted");
+    return this.get(target.name);
+  }
+
+  async remove(name: string): Promise<void> {
+    const img = this.d.store.getImage(name);
+    if (!img || img.name !== name) {
+      if (img) {
+        throw new BangerError("BAD_REQUEST", `${name} is an alias of ${img.name}; remove images by their own name`, {
+          hint: `\`banger image rm ${img.name}\` (after pointing ${name} elsewhere with \`banger image promote\`)`,
+        });
+      }
+      throw imageNotFound(name);
+    }
+    const users = this.d.store.vmsUsingImage(img.id);
+    if (users.length > 0) {
+      throw new BangerError("IMAGE_IN_USE", `image ${name} is used by VM ${users.map((v) => v.name).join(", ")}`, {
+        hint: "remove those VMs first with `banger vm rm`",
+      });
+    }
+    if (img.aliases.length > 0) {
+      throw new BangerError("IMAGE_IN_USE", `alias ${img.aliases.join(", ")} points at image ${name}`, {
+        hint: `promote another image to ${img.aliases[0]} first (\`banger image promote <other> --as ${img.aliases[0]}\`)`,
+      });
+    }
+    this.d.store.deleteImage(img.id);
+    await rm(join(this.d.cfg.paths.imagesDir, img.id), { recursive: true, force: true });
+    this.d.log.info({ image: name }, "image removed");
+  }
+
+  /** Cheap start-up pass: every artifact exists with its recorded size. */
+  reconcileQuick(): void {
+    for (const img of this.d.store.listImages()) {
+      const problem = img.artifacts
+        .map((a) => (!existsSync(a.path) ? `${a.role} file ${a.path} is missing` : undefined))
+        .find(Boolean);
+      this.mark(img, problem);
+    }
+  }
+
+  /** Full checksum pass; run in the background after start-up and by doctor. */
+  async verifyChecksums(only?: Image): Promise<Map<string, string | undefined>> {
+    const results = new Map<string, string | undefined>();
+    for (const img of only ? [only] : this.d.store.listImages()) {
+      let problem: string | undefined;
+      for (const a of img.artifacts) {
+        if (!existsSync(a.path)) { problem = `${a.role} file ${a.path} is missing`; break; }
+        const { size } = await stat(a.path);
+        if (size !== a.sizeBytes || (await this.d.sha256File(a.path)) !== a.sha256) {
+          problem = `${a.role} checksum changed (${a.path})`;
+          break;
+        }
+      }
+      this.mark(img, problem);
+      results.set(img.name, problem);
+    }
+    return results;
+  }
+
+  private mark(img: Image, problem: string | undefined): void {
+    const status = problem ? "broken" : "ok";
+    if (img.status === status && img.statusDetail === problem) return;
+    this.d.store.setImageStatus(img.id, status, problem);
+    this.d.log[problem ? "warn" : "info"]({ image: img.name, problem }, problem ? "image marked broken" : "image healthy again");
+  }
+}

@@ -1,0 +1,118 @@
+import { rm } from "node:fs/promises";
+import { BangerError } from "../domain/errors.js";
+import type { LifecycleEvent, Vm } from "../domain/types.js";
+import type { AppDeps } from "./deps.js";
+import { resolveImage } from "./create.js";
+import { Plan, type Stage } from "./plan.js";
+import { consoleTail, handleOf, specOf, vmNotFound, waitReady } from "./vm-support.js";
+
+const STOP_TIMEOUT_MS = 30_000;
+
+export function getVm(d: AppDeps, name: string): Vm {
+  const vm = d.store.getVm(name);
+  if (!vm) throw vmNotFound(name);
+  return refreshLiveness(d, vm);
+}
+
+export function listVms(d: AppDeps): Vm[] {
+  return d.store.listVms().map((vm) => refreshLiveness(d, vm));
+}
+
+/** A running VM whose process vanished (guest powered off, VMM crashed) is reported as stopped. */
+function refreshLiveness(d: AppDeps, vm: Vm): Vm {
+  const h = handleOf(vm);
+  if (vm.state === "running" && (!h || !d.vmm(vm.vmm).isAlive(h))) {
+    d.log.warn({ vm: vm.name, stage: "liveness", pid: vm.pid }, "VMM process is gone; marking VM stopped");
+    void releaseHostSide(d, vm);
+    return d.store.updateVm(vm.id, { state: "stopped", pid: undefined, pidStart: undefined, tap: undefined });
+  }
+  return vm;
+}
+
+/** Give back what a running VM holds on the host (TAP, NAT); the lease and disks stay for the next start. */
+async function releaseHostSide(d: AppDeps, vm: Vm): Promise<void> {
+  if (vm.nat && vm.ip) await d.network.disableNat(vm.ip).catch((e) => d.log.warn({ vm: vm.name, err: e.message }, "nat release failed"));
+  if (vm.tap) await d.network.releaseTap(vm.tap).catch((e) => d.log.warn({ vm: vm.name, err: e.message }, "tap release failed"));
+}
+
+export async function stopVm(d: AppDeps, name: string): Promise<Vm> {
+  const vm = getVm(d, name);
+  if (vm.state !== "running") {
+    throw new BangerError("VM_STATE", `VM ${name} is ${vm.state}, not running`, { hint: `\`banger vm start ${name}\` starts it` });
+  }
+  const plan = new Plan(d.store, d.log, vm, "stop");
+  const h = handleOf(vm)!;
+  await plan.run([
+    { name: "vmm-stop", run: async () => { await d.vmm(vm.vmm).stop(h, STOP_TIMEOUT_MS); } },
+    { name: "release-net", run: async () => { await releaseHostSide(d, vm); } },
+  ]);
+  return d.store.updateVm(vm.id, { state: "stopped", pid: undefined, pidStart: undefined, tap: undefined });
+}
+
+export async function startVm(d: AppDeps, name: string, opts: { noWait?: boolean } = {}): Promise<Vm> {
+  let vm = getVm(d, name);
+  if (vm.state !== "stopped") {
+    throw new BangerError("VM_STATE", `VM ${name} is ${vm.state}, not stopped`, { hint: vm.state === "running" ? "it is already running" : `remove it with \`banger vm rm ${name}\`` });
+  }
+  const image = resolveImage(d, d.store.getImageById(vm.imageId)?.name ?? vm.imageName);
+  const vmm = d.vmm(vm.vmm);
+  const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(vm.id, p); };
+  let handle: ReturnType<typeof handleOf>;
+  const ready = () => waitReady(d, vm, image, new AbortController().signal);
+  const stages: Stage[] = [
+    { name: "tap", run: async ({ onUndo }) => {
+      const tap = await d.network.acquireTap(vm.id);
+      onUndo("tap", async () => { await d.network.releaseTap(tap); patch({ tap: undefined }); });
+      patch({ tap });
+      return tap;
+    } },
+    ...(vm.nat ? [{ name: "nat", run: async ({ onUndo }) => {
+      await d.network.enableNat(vm.ip!);
+      onUndo("nat", () => d.network.disableNat(vm.ip!));
+    } } satisfies Stage] : []),
+    { name: "spawn-vmm", run: async ({ onUndo, signal }) => {
+      handle = await vmm.spawn(specOf(d, vm, image), signal);
+      onUndo("vmm", async () => { await vmm.kill(handle!); patch({ pid: undefined, pidStart: undefined }); });
+      patch({ pid: handle.pid, pidStart: handle.pidStart });
+    } },
+    { name: "configure", run: async ({ signal }) => { await vmm.configure(handle!, specOf(d, vm, image), signal); } },
+    { name: "start", run: async ({ signal }) => { await vmm.start(handle!, signal); } },
+    ...(opts.noWait ? [] : [
+      { name: "wait-ssh", run: async () => { await (await ready()).ssh(); } },
+      { name: "wait-services", run: async () => (await ready()).services() },
+    ]),
+  ];
+  const plan = new Plan(d.store, d.log, vm, "start");
+  await plan.run(stages, async (stage) => (stage.startsWith("wait") || stage === "start" ? consoleTail(vm.dir) : undefined));
+  plan.commit();
+  return d.store.updateVm(vm.id, { state: "running" });
+}
+
+/** Tear down everything a VM owns. Every step tolerates the resource being gone already. */
+export async function destroyVm(d: AppDeps, vm: Vm, reason: string): Promise<void> {
+  const h = handleOf(vm);
+  if (h) await d.vmm(vm.vmm).kill(h);
+  await releaseHostSide(d, vm);
+  d.store.releaseLease(vm.id);
+  await rm(vm.dir, { recursive: true, force: true });
+  d.store.deleteVm(vm.id);
+  d.log.info({ vm: vm.name, stage: "destroy", reason }, "VM removed");
+}
+
+export async function removeVm(d: AppDeps, name: string, force: boolean): Promise<void> {
+  const vm = getVm(d, name);
+  if (vm.state === "running" && !force) {
+    throw new BangerError("VM_STATE", `VM ${name} is running`, { hint: `stop it first (\`banger vm stop ${name}\`) or pass --force` });
+  }
+  if (vm.state === "creating") {
+    throw new BangerError("VM_STATE", `VM ${name} is still being created`, { hint: "wait for the create to finish or fail" });
+  }
+  d.store.updateVm(vm.id, { state: "deleting" });
+  await destroyVm(d, vm, force ? "rm --force" : "rm");
+}
+
+export function vmEvents(d: AppDeps, name: string): LifecycleEvent[] {
+  return d.store.events(getVm(d, name).id);
+}
+
+export { consoleTail };

@@ -1,0 +1,58 @@
+import { existsSync } from "node:fs";
+import { readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { AppDeps } from "./deps.js";
+import { destroyVm } from "./lifecycle.js";
+import { handleOf } from "./vm-support.js";
+
+export interface ReconcileReport {
+  adopted: string[];
+  markedStopped: string[];
+  purgedCreates: string[];
+  removedDirs: string[];
+}
+
+/**
+ * Daemon start-up: make the store and the host agree. Running VMMs are
+ * adopted, dead ones marked stopped, half-done creates (the daemon died
+ * mid-create) removed entirely, and anything banger made that no VM owns is
+ * cleaned. Each action is logged.
+ */
+export async function reconcile(d: AppDeps): Promise<ReconcileReport> {
+  const report: ReconcileReport = { adopted: [], markedStopped: [], purgedCreates: [], removedDirs: [] };
+  const log = d.log.child({ stage: "reconcile" });
+
+  for (const vm of d.store.listVms()) {
+    const h = handleOf(vm);
+    const alive = h ? d.vmm(vm.vmm).isAlive(h) : false;
+    if (vm.state === "creating" || vm.state === "deleting" || vm.state === "failed") {
+      // A create or delete that the daemon did not finish: a half-built VM is worth nothing, so remove all of it.
+      await destroyVm(d, vm, `unfinished ${vm.state} at daemon start`);
+      report.purgedCreates.push(vm.name);
+    } else if (vm.state === "running" && alive) {
+      report.adopted.push(vm.name);
+      if (vm.nat && vm.ip) await d.network.enableNat(vm.ip);
+      log.info({ vm: vm.name, pid: vm.pid }, "adopted running VMM");
+    } else if (vm.state === "running") {
+      d.store.updateVm(vm.id, { state: "stopped", pid: undefined, pidStart: undefined, tap: undefined });
+      if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
+      report.markedStopped.push(vm.name);
+      log.warn({ vm: vm.name, pid: vm.pid }, "VMM died while the daemon was away; marked stopped");
+    }
+  }
+
+  const live = d.store.listVms();
+  const busyTaps = live.filter((v) => v.state === "running" && v.tap).map((v) => v.tap!);
+  await d.network.adopt(busyTaps);
+
+  if (existsSync(d.cfg.paths.vmsDir)) {
+    const owned = new Set(live.map((v) => v.id));
+    for (const entry of await readdir(d.cfg.paths.vmsDir)) {
+      if (owned.has(entry)) continue;
+      await rm(join(d.cfg.paths.vmsDir, entry), { recursive: true, force: true });
+      report.removedDirs.push(entry);
+      log.warn({ dir: entry }, "removed VM directory with no VM");
+    }
+  }
+  return report;
+}

@@ -1,0 +1,93 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { BangerError } from "../domain/errors.js";
+import { artifactOf, type Image, type Vm, type VmmKind } from "../domain/types.js";
+import { bootNetArg, gatewayOf, netmaskOf } from "../adapters/net/addr.js";
+import type { SshTarget } from "../ports/guest.js";
+import type { VmmHandle, VmmSpec } from "../ports/vmm.js";
+import type { AppDeps } from "./deps.js";
+
+export const CONTROL_SOCKET: Record<VmmKind, string> = { firecracker: "fc.sock", qemu: "qmp.sock" };
+
+export const vmFiles = (dir: string) => ({
+  rootfs: join(dir, "rootfs.ext4"),
+  work: join(dir, "work.ext4"),
+  console: join(dir, "console.log"),
+  knownHosts: join(dir, "known_hosts"),
+});
+
+export function vmNotFound(name: string): BangerError {
+  return new BangerError("VM_NOT_FOUND", `no VM named ${name}`, { hint: "`banger vm ls` lists VMs" });
+}
+
+export function handleOf(vm: Vm): VmmHandle | undefined {
+  if (!vm.pid) return undefined;
+  return {
+    kind: vm.vmm,
+    pid: vm.pid,
+    pidStart: vm.pidStart ?? 0,
+    controlSocket: join(vm.dir, CONTROL_SOCKET[vm.vmm]),
+    consoleLog: vmFiles(vm.dir).console,
+  };
+}
+
+export function specOf(d: AppDeps, vm: Vm, image: Image): VmmSpec {
+  const kernel = artifactOf(image, "kernel");
+  const rootfs = artifactOf(image, "rootfs");
+  if (!kernel || !rootfs || !vm.ip || !vm.mac || !vm.tap || vm.vsockCid === undefined) {
+    throw new BangerError("INTERNAL", `VM ${vm.name} is missing boot inputs (kernel, rootfs, ip, tap or vsock cid)`);
+  }
+  const subnet = d.cfg.config.subnet;
+  const net = bootNetArg(vm.ip, gatewayOf(subnet), netmaskOf(subnet), vm.name);
+  const files = vmFiles(vm.dir);
+  return {
+    vmId: vm.id,
+    name: vm.name,
+    dir: vm.dir,
+    kernel: kernel.path,
+    initrd: artifactOf(image, "initrd")?.path,
+    bootArgs: `${image.bootArgs} ${net}`,
+    rootfs: files.rootfs,
+    workDisk: files.work,
+    vcpus: vm.vcpus,
+    memoryMib: vm.memoryMib,
+    tap: vm.tap,
+    mac: vm.mac,
+    vsockCid: vm.vsockCid,
+  };
+}
+
+export async function sshTarget(d: AppDeps, vm: Vm): Promise<SshTarget> {
+  if (!vm.ip) throw new BangerError("VM_STATE", `VM ${vm.name} has no address`);
+  return { host: vm.ip, user: "root", keyPath: await d.sshKey(), knownHostsPath: vmFiles(vm.dir).knownHosts };
+}
+
+/** Last lines of the guest console, appended to boot failures so the cause is visible without digging. */
+export async function consoleTail(dir: string, lines = 25): Promise<string | undefined> {
+  try {
+    const text = (await readFile(vmFiles(dir).console, "utf8")).replace(/\r/g, "");
+    const tail = text.trimEnd().split("\n").slice(-lines).join("\n");
+    return tail ? `--- last ${lines} lines of the guest console ---\n${tail}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits for SSH and then each declared service, each with its own timeout. */
+export async function waitReady(d: AppDeps, vm: Vm, image: Image, signal: AbortSignal): Promise<{ ssh: () => Promise<void>; services: () => Promise<string> }> {
+  const target = await sshTarget(d, vm);
+  return {
+    ssh: () => d.guest.waitSsh(target, d.cfg.config.ssh_timeout_s * 1000, signal),
+    services: async () => {
+      const others = image.guest.services.filter((s) => s.port !== 22);
+      for (const svc of others) {
+        await d.guest.waitPort(vm.ip!, svc.port, svc.timeoutMs ?? d.cfg.config.service_timeout_s * 1000, signal).catch((e: Error) => {
+          throw new BangerError("GUEST_NOT_READY", `service ${svc.name} did not listen on port ${svc.port}: ${e.message}`, {
+            hint: `raise service_timeout_s if the guest is just slow; \`banger vm ssh ${vm.name} -- systemctl status ${svc.name}\` shows why`,
+          });
+        });
+      }
+      return others.map((s) => `${s.name}:${s.port}`).join(", ");
+    },
+  };
+}

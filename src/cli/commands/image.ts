@@ -1,0 +1,87 @@
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { BangerError } from "../../domain/errors.js";
+import type { GuestService, Image } from "../../domain/types.js";
+import type { CliContext } from "../context.js";
+import { bytes, keyValues, table } from "../output.js";
+
+function parseService(spec: string, acc: GuestService[] = []): GuestService[] {
+  const m = /^([a-z0-9][a-z0-9_-]*):(\d{1,5})(?::(\d+))?$/i.exec(spec);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+    throw new BangerError("BAD_REQUEST", `--service ${spec}: expected name:port or name:port:timeout_s`, { hint: "e.g. --service opencode:4096 or --service opencode:4096:300" });
+  }
+  return [...acc, { name: m[1], port: Number(m[2]), ...(m[3] ? { timeoutMs: Number(m[3]) * 1000 } : {}) }];
+}
+
+function int(flag: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new BangerError("BAD_REQUEST", `${flag} ${v}: expected a positive integer`);
+    return n;
+  };
+}
+
+const abs = (p?: string) => (p === undefined ? undefined : resolve(p));
+
+function showImage(img: Image): string {
+  return keyValues([
+    ["name", img.name], ["id", img.id], ["status", img.status === "ok" ? "ok" : `BROKEN: ${img.statusDetail}`],
+    ["aliases", img.aliases.join(", ") || "-"], ["os", img.guest.os],
+    ["services", img.guest.services.map((s) => `${s.name}:${s.port}`).join(", ")], ["boot args", img.bootArgs],
+    ["work-seed", img.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (VMs get an empty /root: fallback path)"],
+    ["created", img.createdAt],
+  ]) + "\n\n" + table(["ARTIFACT", "SIZE", "SHA256", "PATH"], img.artifacts.map((a) => [a.role, bytes(a.sizeBytes), a.sha256.slice(0, 16), a.path]));
+}
+
+export function registerImage(program: Command, ctx: CliContext): void {
+  const im = program.command("image").description("register, promote, list and remove managed images");
+
+  im.command("register").description("copy a boot set into the managed image store")
+    .requiredOption("--name <name>", "unique image name, e.g. debian-12-20261125-1")
+    .requiredOption("--kernel <file>", "ELF vmlinux (x86-64)")
+    .option("--initrd <file>", "initramfs (cpio, optionally compressed)")
+    .requiredOption("--rootfs <file>", "ext4 root filesystem")
+    .option("--work-seed <file>", "ext4 seed for each VM's /root disk")
+    .option("--boot-args <args>", "kernel command line (network and console are added by banger)")
+    .option("--os <os>", "guest OS label", "linux")
+    .option("--service <name:port[:timeout_s]>", "guest service to wait for after SSH (repeatable)", parseService)
+    .option("--vcpus <n>", "default vCPUs", int("--vcpus"))
+    .option("--memory <mib>", "default memory (MiB)", int("--memory"))
+    .option("--work-disk <gib>", "default /root disk size (GiB)", int("--work-disk"))
+    .action(async (o) => {
+      const services: GuestService[] = o.service ?? [];
+      if (!services.some((s) => s.port === 22)) services.unshift({ name: "ssh", port: 22 });
+      const { image } = await ctx.client().call<{ image: Image }>("POST", "/images", {
+        name: o.name, kernel: abs(o.kernel), initrd: abs(o.initrd), rootfs: abs(o.rootfs), workSeed: abs(o.workSeed),
+        bootArgs: o.bootArgs, os: o.os, services, defaultVcpus: o.vcpus, defaultMemoryMib: o.memory, defaultWorkDiskGib: o.workDisk,
+      }, 600_000);
+      ctx.out(() => `registered ${image.name}\n\n${showImage(image)}`, { image });
+    });
+
+  im.command("ls").description("list images and their aliases").action(async () => {
+    const { images } = await ctx.client().call<{ images: Image[] }>("GET", "/images");
+    ctx.out(() => images.length === 0 ? "no images; build one with `make image-debian` or use `banger image register`" :
+      table(["NAME", "ALIASES", "STATUS", "OS", "WORK-SEED", "SIZE", "CREATED"], images.map((i) => [
+        i.name, i.aliases.join(","), i.status === "ok" ? "ok" : `broken: ${i.statusDetail}`, i.guest.os,
+        i.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (fallback)",
+        bytes(i.artifacts.reduce((s, a) => s + a.sizeBytes, 0)), i.createdAt.slice(0, 19).replace("T", " "),
+      ])), { images });
+  });
+
+  im.command("show <image>").description("details and artifacts of an image (name or alias)").action(async (name: string) => {
+    const { image } = await ctx.client().call<{ image: Image }>("GET", `/images/${encodeURIComponent(name)}`);
+    ctx.out(() => showImage(image), { image });
+  });
+
+  im.command("promote <image>").description("point an alias at an image; promoting an older build is the rollback")
+    .requiredOption("--as <alias>", "alias, e.g. debian")
+    .action(async (name: string, o: { as: string }) => {
+      const { image } = await ctx.client().call<{ image: Image }>("POST", `/images/${encodeURIComponent(name)}/promote`, { alias: o.as });
+      ctx.out(`${o.as} -> ${image.name}`, { alias: o.as, image });
+    });
+
+  im.command("rm <image>").description("remove an image no VM or alias uses").action(async (name: string) => {
+    await ctx.client().call("DELETE", `/images/${encodeURIComponent(name)}`);
+    ctx.out(`removed ${name}`, { removed: name });
+  });
+}

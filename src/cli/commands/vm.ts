@@ -1,0 +1,147 @@
+import { spawnSync } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Command } from "commander";
+import { BangerError } from "../../domain/errors.js";
+import type { LifecycleEvent, Vm } from "../../domain/types.js";
+import { sshArgs } from "../../adapters/ssh/args.js";
+import type { SshTarget } from "../../ports/guest.js";
+import type { CliContext } from "../context.js";
+import { keyValues, ms, table } from "../output.js";
+
+const LONG_MS = 30 * 60_000;
+const enc = encodeURIComponent;
+
+function int(flag: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new BangerError("BAD_REQUEST", `${flag} ${v}: expected a positive integer`);
+    return n;
+  };
+}
+
+export function renderEvents(events: LifecycleEvent[]): string {
+  const ops = [...new Set(events.map((e) => e.op))];
+  return ops.map((op) => {
+    const evs = events.filter((e) => e.op === op);
+    return `${op} (${evs[0]?.startedAt.slice(0, 19).replace("T", " ")})\n` +
+      table(["  STAGE", "TIME", "OUTCOME", "DETAIL"], evs.map((e) => [`  ${e.stage}`, ms(e.durationMs), e.outcome, e.detail?.split("\n")[0]]));
+  }).join("\n\n");
+}
+
+/** On a TTY, print each stage as the daemon records it while the long request runs. */
+async function followStages(ctx: CliContext, findName: () => Promise<string | undefined>, op: string, done: { v: boolean }): Promise<void> {
+  if (ctx.json || !process.stderr.isTTY) return;
+  const seen = new Set<string>();
+  let name: string | undefined;
+  while (!done.v) {
+    await sleep(250);
+    name ??= await findName().catch(() => undefined);
+    if (!name) continue;
+    const res = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}/events`).catch(() => undefined);
+    for (const e of res?.events.filter((x) => x.op === op) ?? []) {
+      const key = `${e.stage}@${e.startedAt}`;
+      if (seen.has(key) || e.stage === "total") continue;
+      seen.add(key);
+      process.stderr.write(`  ${e.outcome === "ok" ? "✓" : "✗"} ${e.stage.padEnd(20)} ${ms(e.durationMs).padStart(9)}${e.detail ? `  ${e.detail.split("\n")[0]}` : ""}\n`);
+    }
+  }
+}
+
+async function withStages<T>(ctx: CliContext, op: string, name: string | undefined, req: () => Promise<T>): Promise<T> {
+  const before = name ? undefined : new Set((await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.map((v) => v.name));
+  const findName = async () => name ?? (await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.find((v) => !before!.has(v.name))?.name;
+  const done = { v: false };
+  const follower = followStages(ctx, findName, op, done);
+  try {
+    return await req();
+  } finally {
+    done.v = true;
+    await follower;
+  }
+}
+
+function showVm(vm: Vm, events: LifecycleEvent[]): string {
+  const total = events.filter((e) => e.op === "create" && e.stage === "total").at(-1);
+  return keyValues([
+    ["name", vm.name], ["id", vm.id], ["state", vm.state], ["image", vm.imageName], ["vmm", vm.vmm],
+    ["ip", vm.ip], ["mac", vm.mac], ["tap", vm.tap], ["nat", vm.nat ? "yes" : "no"], ["pid", vm.pid],
+    ["vcpus", vm.vcpus], ["memory", `${vm.memoryMib} MiB`], ["work disk", `${vm.workDiskGib} GiB${vm.workSeedFallback ? " (empty: image has no work-seed)" : " (from work-seed)"}`],
+    ["dir", vm.dir], ["created", vm.createdAt], ["create time", total ? ms(total.durationMs) : undefined],
+  ]) + (events.length ? `\n\n${renderEvents(events)}` : "");
+}
+
+export function registerVm(program: Command, ctx: CliContext): void {
+  const v = program.command("vm").description("create and manage microVMs");
+
+  v.command("create").description("create and boot a VM; waits until SSH and the image's services answer")
+    .requiredOption("--image <image>", "image name or alias")
+    .option("--name <name>", "VM name (default: generated)")
+    .option("--nat", "let the guest reach the outside through NAT")
+    .option("--vcpus <n>", "vCPUs", int("--vcpus"))
+    .option("--memory <mib>", "memory in MiB", int("--memory"))
+    .option("--work-disk <gib>", "size of the /root disk in GiB", int("--work-disk"))
+    .option("--no-wait", "return once the guest is started")
+    .action(async (o) => {
+      const body = { image: o.image, name: o.name, nat: Boolean(o.nat), vcpus: o.vcpus, memoryMib: o.memory, workDiskGib: o.workDisk, noWait: o.wait === false };
+      const { vm } = await withStages(ctx, "create", o.name, () => ctx.client().call<{ vm: Vm }>("POST", "/vms", body, LONG_MS));
+      const { events } = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(vm.name)}/events`);
+      const total = events.filter((e) => e.op === "create" && e.stage === "total").at(-1);
+      ctx.out(`created ${vm.name} (${vm.ip}) in ${total ? ms(total.durationMs) : "?"}; connect with \`banger vm ssh ${vm.name}\``, { vm, events });
+    });
+
+  v.command("ls").description("list VMs").action(async () => {
+    const { vms } = await ctx.client().call<{ vms: Vm[] }>("GET", "/vms");
+    ctx.out(() => vms.length === 0 ? "no VMs; create one with `banger vm create --image debian`" :
+      table(["NAME", "STATE", "IMAGE", "IP", "VCPUS", "MEMORY", "NAT", "CREATED"], vms.map((x) => [
+        x.name, x.state, x.imageName, x.ip, x.vcpus, `${x.memoryMib}M`, x.nat ? "yes" : "no", x.createdAt.slice(0, 19).replace("T", " ")])), { vms });
+  });
+
+  v.command("show <name>").description("details and stage timings of a VM").action(async (name: string) => {
+    const res = await ctx.client().call<{ vm: Vm; events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}`);
+    ctx.out(() => showVm(res.vm, res.events), res);
+  });
+
+  v.command("events <name>").description("lifecycle stage timings").action(async (name: string) => {
+    const { events } = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}/events`);
+    ctx.out(() => renderEvents(events), { events });
+  });
+
+  v.command("stop <name>").description("power the guest off (ACPI / Ctrl-Alt-Del, then kill)").action(async (name: string) => {
+    const { vm } = await withStages(ctx, "stop", name, () => ctx.client().call<{ vm: Vm }>("POST", `/vms/${enc(name)}/stop`, {}, LONG_MS));
+    ctx.out(`stopped ${vm.name}`, { vm });
+  });
+
+  v.command("start <name>").description("boot a stopped VM again").option("--no-wait", "return once the guest is started")
+    .action(async (name: string, o: { wait?: boolean }) => {
+      const { vm } = await withStages(ctx, "start", name, () => ctx.client().call<{ vm: Vm }>("POST", `/vms/${enc(name)}/start`, { noWait: o.wait === false }, LONG_MS));
+      ctx.out(`started ${vm.name} (${vm.ip})`, { vm });
+    });
+
+  v.command("rm <name>").description("remove a VM and everything it owns").option("--force", "kill it if it is running")
+    .action(async (name: string, o: { force?: boolean }) => {
+      await ctx.client().call("DELETE", `/vms/${enc(name)}${o.force ? "?force=true" : ""}`, undefined, LONG_MS);
+      ctx.out(`removed ${name}`, { removed: name });
+    });
+
+  v.command("ssh <name> [cmd...]").description("ssh into the guest as root (banger key, per-VM known_hosts, no prompts)")
+    .action(async (name: string, cmd: string[]) => {
+      const { target } = await ctx.client().call<{ target: SshTarget }>("GET", `/vms/${enc(name)}/ssh`);
+      const args = sshArgs(target, { tty: cmd.length === 0 && process.stdin.isTTY });
+      const r = spawnSync("ssh", [...args, ...(cmd.length ? ["--", ...cmd] : [])], { stdio: "inherit" });
+      if (r.error) throw new BangerError("COMMAND_FAILED", `cannot run ssh: ${r.error.message}`, { hint: "apt-get install openssh-client" });
+      process.exitCode = r.status ?? 1;
+    });
+
+  v.command("logs <name>").description("the guest's serial console").option("-f, --follow", "keep printing new output")
+    .action(async (name: string, o: { follow?: boolean }) => {
+      let offset = 0;
+      for (;;) {
+        const r = await ctx.client().call<{ offset: number; size: number; data: string; running: boolean }>("GET", `/vms/${enc(name)}/logs?offset=${offset}`);
+        process.stdout.write(r.data);
+        offset = r.offset;
+        if (r.offset < r.size) continue;
+        if (!o.follow) return;
+        await sleep(300);
+      }
+    });
+}

@@ -1,0 +1,75 @@
+import { chmodSync, chownSync, mkdirSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
+import type { Server } from "node:http";
+import { createAdaptorServer } from "@hono/node-server";
+import { Hono } from "hono";
+import pino from "pino";
+import type { LoadedConfig } from "../config/load.js";
+import { apiRoutes } from "../api/routes.js";
+import { ImageService } from "../app/images.js";
+import { reconcile } from "../app/reconcile.js";
+import { VERSION } from "../version.js";
+import { acquireDaemonLock } from "./lock.js";
+import { wire } from "./wire.js";
+
+function groupId(name: string): number | undefined {
+  try {
+    const line = readFileSync("/etc/group", "utf8").split("\n").find((l) => l.startsWith(`${name}:`));
+    return line ? Number(line.split(":")[2]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function listen(server: Server, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => { server.off("error", reject); resolve(); });
+  });
+}
+
+export async function runDaemon(cfg: LoadedConfig): Promise<void> {
+  mkdirSync(cfg.paths.stateDir, { recursive: true });
+  const log = pino(
+    { level: cfg.config.log_level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
+    pino.multistream([{ stream: process.stderr }, { stream: pino.destination({ dest: cfg.paths.logFile, mkdir: true, sync: false }) }]),
+  );
+  const releaseLock = await acquireDaemonLock(cfg.paths.lockFile, cfg.paths.socket);
+  const deps = wire(cfg, log);
+  const t0 = performance.now();
+  await deps.network.ensureHost();
+  const report = await reconcile(deps);
+  const images = new ImageService(deps);
+  images.reconcileQuick();
+  log.info({ stage: "startup", ms: Math.round(performance.now() - t0), ...report }, "host reconciled");
+
+  let server: Server | undefined;
+  let stopping = false;
+  const shutdown = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ why }, "bangerd shutting down; VMs keep running and are adopted at next start");
+    server?.close();
+    await deps.network.close().catch(() => undefined);
+    deps.store.close();
+    releaseLock();
+    log.flush();
+    setTimeout(() => process.exit(0), 50).unref();
+  };
+
+  const app = new Hono();
+  app.route("/v1", apiRoutes(deps, { shutdown: () => void shutdown("api request") }));
+  mkdirSync(dirname(cfg.paths.socket), { recursive: true, mode: 0o755 });
+  server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  // A create waits for a guest boot; the default 5-minute request timeout would cut long TCG boots short.
+  server.requestTimeout = 0;
+  await listen(server, cfg.paths.socket);
+  chmodSync(cfg.paths.socket, 0o660);
+  const gid = groupId("banger");
+  if (gid !== undefined) chownSync(cfg.paths.socket, process.getuid?.() ?? 0, gid);
+  log.info({ socket: cfg.paths.socket, version: VERSION, vmm: cfg.config.vmm }, "bangerd listening");
+
+  for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void shutdown(sig));
+  // Full checksums are too slow for start-up; verify in the background and mark broken images.
+  void images.verifyChecksums().catch((e) => log.warn({ err: (e as Error).message }, "checksum verification failed"));
+}

@@ -1,0 +1,103 @@
+import { mkdirSync } from "node:fs";
+import type { Logger } from "pino";
+import type { LoadedConfig } from "../config/load.js";
+import { ExecRunner } from "../adapters/exec/runner.js";
+import { FirecrackerVmm, resolveFirecracker } from "../adapters/firecracker/driver.js";
+import { QemuVmm } from "../adapters/qemu/driver.js";
+import { probeAccel } from "../adapters/qemu/accel.js";
+import { LinuxNetwork } from "../adapters/net/linux-network.js";
+import { Ext4Disks } from "../adapters/disk/disks.js";
+import { copyFileReflink, sha256File } from "../adapters/disk/files.js";
+import { SshGuest } from "../adapters/ssh/guest.js";
+import { checkKey, ensureDefaultKey, generateHostKey } from "../adapters/ssh/keys.js";
+import { SqliteStore } from "../adapters/sqlite/store.js";
+import { NameGenerator, seededRandom } from "../domain/names.js";
+import type { VmmKind } from "../domain/types.js";
+import type { Vmm } from "../ports/vmm.js";
+import type { AppDeps } from "../app/deps.js";
+import type { HostProbes } from "../app/doctor.js";
+
+/** Host probes shared by the daemon's doctor route and the CLI's offline doctor. */
+export function hostProbes(cfg: LoadedConfig, runner = new ExecRunner()): HostProbes {
+  const c = cfg.config;
+  return {
+    async vmmVersion(kind) {
+      if (kind === "firecracker") {
+        const bin = resolveFirecracker(c.firecracker_bin);
+        const { stdout } = await runner.run(bin, ["--version"], { timeoutMs: 5000 });
+        return `${bin}: ${stdout.split("\n")[0].trim()}`;
+      }
+      const { stdout } = await runner.run(c.qemu_bin, ["--version"], { timeoutMs: 5000 });
+      return `${c.qemu_bin}: ${stdout.split("\n")[0].trim()}`;
+    },
+    async accelVerdict() {
+      if (c.qemu_accel !== "auto") return { accel: c.qemu_accel, reason: "forced by qemu_accel in the config" };
+      return probeAccel(c.qemu_bin, cfg.paths.stateDir);
+    },
+    async sshKeyProblem() {
+      try {
+        await checkKey(c.ssh_key ?? cfg.paths.defaultSshKey);
+        return undefined;
+      } catch (e) {
+        return (e as Error).message;
+      }
+    },
+  };
+}
+
+/** Ports a guest must never reach on the host: the web UI (the API is a Unix socket). */
+function blockedPorts(cfg: LoadedConfig): number[] {
+  const m = /:(\d+)$/.exec(cfg.config.web.listen);
+  return m ? [Number(m[1])] : [];
+}
+
+export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
+  const c = cfg.config;
+  mkdirSync(cfg.paths.stateDir, { recursive: true, mode: 0o755 });
+  mkdirSync(cfg.paths.imagesDir, { recursive: true });
+  mkdirSync(cfg.paths.vmsDir, { recursive: true });
+  const runner = new ExecRunner();
+  const store = SqliteStore.open(cfg.paths.dbFile);
+  const vmms = new Map<VmmKind, Vmm>();
+  const seed = process.env.BANGER_NAME_SEED ? Number(process.env.BANGER_NAME_SEED) : undefined;
+  let keyReady: Promise<string> | undefined;
+
+  return {
+    cfg,
+    store,
+    runner,
+    log,
+    names: new NameGenerator(seed === undefined ? Math.random : seededRandom(seed)),
+    vmm(kind): Vmm {
+      const existing = vmms.get(kind);
+      if (existing) return existing;
+      const created: Vmm = kind === "firecracker"
+        ? new FirecrackerVmm({ bin: c.firecracker_bin, log: log.child({ vmm: "firecracker" }) })
+        : new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: log.child({ vmm: "qemu" }) });
+      vmms.set(kind, created);
+      return created;
+    },
+    network: new LinuxNetwork({
+      runner, bridge: c.bridge, subnet: c.subnet, uplink: c.uplink, poolSize: c.tap_pool_size,
+      blockedHostPorts: blockedPorts(cfg), log: log.child({ component: "net" }),
+    }),
+    disks: new Ext4Disks({ runner }),
+    guest: new SshGuest({ log: log.child({ component: "ssh" }) }),
+    probes: hostProbes(cfg, runner),
+    sshKey() {
+      // Resolved once per daemon: the key is config-owned and does not move while we run.
+      keyReady ??= (async () => {
+        if (c.ssh_key) {
+          await checkKey(c.ssh_key);
+          return c.ssh_key;
+        }
+        await ensureDefaultKey(cfg.paths.defaultSshKey);
+        return cfg.paths.defaultSshKey;
+      })().catch((e) => { keyReady = undefined; throw e; });
+      return keyReady;
+    },
+    hostKey: () => generateHostKey(cfg.paths.stateDir),
+    sha256File,
+    copyFile: copyFileReflink,
+  };
+}
