@@ -37,8 +37,9 @@ export function resolveImage(d: AppDeps, ref: string): Image {
 
 export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
   const cfg = d.cfg.config;
+  if (input.name !== undefined) validateName(input.name, "VM");
   const image = resolveImage(d, input.image);
-  const name = input.name !== undefined ? validateName(input.name, "VM") : d.names.next((n) => d.store.nameTaken(n));
+  const name = input.name ?? d.names.next((n) => d.store.nameTaken(n));
   if (d.store.nameTaken(name)) {
     throw new BangerError("VM_EXISTS", `a VM named ${name} already exists`, { hint: "pick another --name, or omit it for a generated one" });
   }

@@ -25,10 +25,10 @@ export class ApiClient {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? "";
       if (["ENOENT", "ECONNREFUSED", "UND_ERR_CONNECT_TIMEOUT", "EACCES"].includes(code)) {
-        const why = code === "EACCES" ? `permission denied on socket ${this.socket}` : `bangerd is not running (socket ${this.socket})`;
-        throw new BangerError("DAEMON_UNREACHABLE", why, {
-          hint: code === "EACCES" ? "join the `banger` group or run as the daemon's user" : "start it with `banger daemon start`",
-        });
+        if (code === "EACCES") {
+          throw new BangerError("DAEMON_UNREACHABLE", `permission denied on socket ${this.socket}`, { hint: "join the `banger` group or run as the daemon's user" });
+        }
+        throw new BangerError("DAEMON_UNREACHABLE", `bangerd is not running (socket ${this.socket}): start it with \`banger daemon start\``);
       }
       if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
         throw new BangerError("TIMEOUT", `bangerd did not answer ${method} ${path} within ${timeoutMs / 1000} s`, {

@@ -92,9 +92,11 @@ export class Ext4Disks implements Disks {
     await run("resize2fs", [image], { timeoutMs: FS_TOOL_TIMEOUT_MS });
   }
 
-  async inject(image: string, files: InjectedFile[]): Promise<void> {
-    if (files.length === 0) return;
-    for (const f of files) validateGuestPath(f.path);
+  async inject(image: string, given: InjectedFile[]): Promise<void> {
+    if (given.length === 0) return;
+    for (const f of given) validateGuestPath(f.path);
+    // The same path twice: the last one wins, as if written in order.
+    const files = [...new Map(given.map((f) => [f.path, f])).values()];
     const tmp = await mkdtemp(join(tmpdir(), "banger-inject-"));
     try {
       const sources = await Promise.all(files.map(async (f, i) => {

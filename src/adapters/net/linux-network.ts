@@ -4,7 +4,7 @@ import type { Runner } from "../../ports/runner.js";
 import { gatewayCidr, gatewayOf, inSubnet, isIpv4, prefixLen } from "./addr.js";
 import { HostCmd } from "./ip.js";
 import { assertIfname, NAT_SET, NFT_TABLE, parseSetElements, renderRuleset } from "./nft.js";
-import { isBangerTap, TapPool, type PoolLog } from "./tap-pool.js";
+import { isBangerTap, isPoolName, TapPool, type PoolLog } from "./tap-pool.js";
 
 export interface NetLog extends PoolLog {
   info(obj: object, msg?: string): void;
@@ -56,9 +56,20 @@ export class LinuxNetwork implements Network {
     this.pool.discovered(await this.listTaps());
   }
 
-  /** Call once at daemon start, after ensureHost, with the TAPs that VMs in the store hold. */
+  /**
+   * Call once at daemon start with the TAPs that running VMs in the store
+   * hold. Those stay busy; other tap-pool-* devices become idle capacity (the
+   * excess is deleted); any other bt-* device belongs to no VM and is deleted.
+   */
   async adopt(inUse: string[]): Promise<void> {
-    await this.pool.adopt(inUse);
+    const present = await this.listTaps();
+    await this.pool.adopt(inUse, present);
+    const keep = new Set(inUse);
+    for (const name of present) {
+      if (isPoolName(name) || keep.has(name) || this.pool.isBusy(name) || this.pool.isReserved(name)) continue;
+      await this.cmd.deleteLink(name);
+      this.opts.log.info({ tap: name }, "deleted TAP device that no VM holds");
+    }
   }
 
   acquireTap(vmId: string): Promise<string> {
@@ -125,11 +136,11 @@ export class LinuxNetwork implements Network {
     return (await this.cmd.links()).map((l) => l.ifname).filter(isBangerTap).sort();
   }
 
-  /** Delete banger TAPs that no VM holds (`keep`) and the pool does not own. Returns what was removed. */
+  /** Delete banger TAPs that are neither in `keep`, held through acquireTap, nor pool capacity. Returns what was removed. */
   async removeStaleTaps(keep: Set<string>): Promise<string[]> {
     const removed: string[] = [];
     for (const name of await this.listTaps()) {
-      if (keep.has(name) || this.pool.isReserved(name)) continue;
+      if (keep.has(name) || this.pool.isReserved(name) || this.pool.isBusy(name)) continue;
       await this.cmd.deleteLink(name);
       this.pool.forget(name);
       removed.push(name);

@@ -22,7 +22,7 @@ const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
 
 export function assertIfname(name: string, key: string): string {
   if (!IFNAME.test(name)) {
-    throw new BangerError("NETWORK_FAILED", `interface name ${JSON.stringify(name)} is not usable`, {
+    throw new BangerError("NETWORK_FAILED", `${key} interface name ${JSON.stringify(name)} is not usable`, {
       hint: `set \`${key}\` to an interface name of at most 15 letters, digits, '.', '_' or '-'`,
     });
   }

@@ -96,17 +96,20 @@ export class TapPool {
     this.scheduleRefill();
   }
 
-  /** Devices named in `inUse` stay busy; other known pool devices become idle, excess ones are deleted. */
-  async adopt(inUse: string[]): Promise<void> {
+  /**
+   * Devices named in `inUse` stay busy; every other pool device present (or
+   * found earlier) becomes idle, and idle ones beyond the pool size are deleted.
+   */
+  async adopt(inUse: string[], present: string[]): Promise<void> {
     for (const n of inUse) {
       if (!isBangerTap(n)) continue;
       this.unclaimed.delete(n);
       this.idle = this.idle.filter((x) => x !== n);
       this.busy.add(n);
     }
-    const freed = [...this.unclaimed].sort(byIndex);
+    for (const n of present) if (isPoolName(n) && !this.taken(n)) this.unclaimed.add(n);
+    this.idle.push(...this.unclaimed);
     this.unclaimed.clear();
-    this.idle.push(...freed);
     this.idle.sort(byIndex);
     this.adopted = true;
     const excess = this.idle.splice(this.size);
@@ -119,6 +122,11 @@ export class TapPool {
       }
     }
     this.scheduleRefill();
+  }
+
+  /** Whether a device is held by a VM (acquired, or named busy at adoption). */
+  isBusy(name: string): boolean {
+    return this.busy.has(name);
   }
 
   async acquire(vmId: string): Promise<string> {
@@ -190,7 +198,8 @@ export class TapPool {
       this.creating.add(name);
       try {
         await this.ops.create(name);
-        this.idle.push(name);
+        // adopt() may have claimed this name for a VM while we were creating it.
+        if (!this.busy.has(name)) this.idle.push(name);
       } catch (e) {
         // Acquire falls back to on-demand devices; the next acquire or release retries.
         this.log.warn({ err: e, tap: name }, "TAP pool refill failed");

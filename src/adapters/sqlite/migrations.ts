@@ -118,6 +118,8 @@ export function migrate(db: Database.Database, file: string, migrations: readonl
   if (start > latest) throw tooNew(file, start, latest);
   const ordered = [...migrations].sort((a, b) => a.version - b.version);
   for (const m of ordered) {
+    // Checked outside first so an up-to-date open takes no write lock (and never waits on another writer).
+    if (userVersion(db) >= m.version) continue;
     db.transaction(() => {
       const current = userVersion(db);
       if (current > latest) throw tooNew(file, current, latest);

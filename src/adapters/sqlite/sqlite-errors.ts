@@ -21,7 +21,8 @@ export function constraintOf(e: unknown): Constraint | undefined {
   if (!(e instanceof Error)) return undefined;
   const code = (e as { code?: unknown }).code;
   if (typeof code !== "string") return undefined;
-  const kind = KINDS[code];
+  // ON DELETE RESTRICT fires as SQLITE_CONSTRAINT_TRIGGER, so the text is the reliable signal.
+  const kind = e.message.startsWith("FOREIGN KEY constraint failed") ? "foreignkey" : KINDS[code];
   if (!kind) return undefined;
   const m = /constraint failed: (.*)$/.exec(e.message);
   const columns = m ? m[1].split(",").map((s) => s.trim()) : [];

@@ -19,6 +19,8 @@ export const FIRST_GUEST_CID = 3;
 
 export interface SqliteStoreOptions {
   now?: () => Date;
+  /** Defaults to BUSY_TIMEOUT_MS. */
+  busyTimeoutMs?: number;
 }
 
 export class SqliteStore implements Store {
@@ -28,21 +30,23 @@ export class SqliteStore implements Store {
     private readonly db: Database.Database,
     readonly file: string,
     private readonly now: () => Date,
+    private readonly busyTimeoutMs: number,
   ) {}
 
   /** Opens (creating if needed) the state database and brings its schema up to date. */
   static open(dbFile: string, opts: SqliteStoreOptions = {}): SqliteStore {
     let db: Database.Database | undefined;
+    const busyMs = opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
     try {
       if (dbFile !== ":memory:") mkdirSync(dirname(dbFile), { recursive: true });
-      db = new Database(dbFile, { timeout: BUSY_TIMEOUT_MS });
-      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      db = new Database(dbFile, { timeout: busyMs });
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyMs))}`);
       db.pragma("journal_mode = WAL");
       // NORMAL is durable across process crashes in WAL mode; only power loss can drop the last commits.
       db.pragma("synchronous = NORMAL");
       db.pragma("foreign_keys = ON");
       migrate(db, dbFile);
-      return new SqliteStore(db, dbFile, opts.now ?? (() => new Date()));
+      return new SqliteStore(db, dbFile, opts.now ?? (() => new Date()), busyMs);
     } catch (e) {
       db?.close();
       if (e instanceof BangerError) throw e;
@@ -317,7 +321,7 @@ export class SqliteStore implements Store {
       return fn();
     } catch (e) {
       if (isBusy(e)) {
-        throw new BangerError("TIMEOUT", `state database ${this.file} stayed locked for ${BUSY_TIMEOUT_MS} ms`, {
+        throw new BangerError("TIMEOUT", `state database ${this.file} stayed locked for ${this.busyTimeoutMs} ms`, {
           cause: e,
           hint: "another process is holding a long write transaction on the banger database; retry, or stop that process",
         });

@@ -1,6 +1,5 @@
 import type { Command } from "commander";
-import { hostChecks, type Check, type DoctorReport } from "../../app/doctor.js";
-import { hostProbes } from "../../daemon/wire.js";
+import type { Check, DoctorReport } from "../../app/doctor.js";
 import type { CliContext } from "../context.js";
 
 function render(checks: Check[]): string {
@@ -16,6 +15,7 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
       if ((e as { code?: string }).code !== "DAEMON_UNREACHABLE") throw e;
       // Without the daemon the host checks still tell the user what to fix first.
       const cfg = ctx.cfg();
+      const [{ hostChecks }, { hostProbes }] = await Promise.all([import("../../app/doctor.js"), import("../../daemon/wire.js")]);
       const checks = await hostChecks(cfg, hostProbes(cfg));
       checks.push({ name: "daemon", status: "FAIL", detail: (e as Error).message, fix: "start it with `banger daemon start`" });
       checks.push({ name: "images", status: "WARN", detail: "not checked: the daemon owns the image store" });

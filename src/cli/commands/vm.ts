@@ -126,8 +126,8 @@ export function registerVm(program: Command, ctx: CliContext): void {
   v.command("ssh <name> [cmd...]").description("ssh into the guest as root (banger key, per-VM known_hosts, no prompts)")
     .action(async (name: string, cmd: string[]) => {
       const { target } = await ctx.client().call<{ target: SshTarget }>("GET", `/vms/${enc(name)}/ssh`);
-      const args = sshArgs(target, { tty: cmd.length === 0 && process.stdin.isTTY });
-      const r = spawnSync("ssh", [...args, ...(cmd.length ? ["--", ...cmd] : [])], { stdio: "inherit" });
+      // Without a command ssh opens a login shell and allocates a TTY itself when stdin is one.
+      const r = spawnSync("ssh", sshArgs(target, cmd), { stdio: "inherit" });
       if (r.error) throw new BangerError("COMMAND_FAILED", `cannot run ssh: ${r.error.message}`, { hint: "apt-get install openssh-client" });
       process.exitCode = r.status ?? 1;
     });

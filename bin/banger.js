@@ -1,0 +1,2 @@
+#!/usr/bin/env node
+import "../build/runtime/cli/main.js";

@@ -1,0 +1,2 @@
+#!/usr/bin/env node
+import "../build/runtime/daemon/main.js";

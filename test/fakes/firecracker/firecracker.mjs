@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+// A stand-in `firecracker` for tests on hosts without one. It serves the
+// Firecracker HTTP API on a UNIX socket, validates every request against the
+// real Swagger spec (../shared/reference/firecracker-api.yaml) and the
+// semantic rules in vmm-state.mjs, and records each call as a JSON line.
+// Environment: FAKE_FC_SPEC, FAKE_FC_CALLS, FAKE_FC_CHECK_TAP=1,
+// FAKE_FC_ALLOW_UNKNOWN_FIELDS=1, FAKE_FC_BOOT=qemu (+ FAKE_FC_QEMU_BIN,
+// FAKE_FC_QEMU_ACCEL). See README.md beside this file.
+import { appendFileSync, existsSync } from "node:fs";
+import { createServer } from "node:http";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const VERSION = "1.16.1";
+const here = dirname(fileURLToPath(import.meta.url));
+const repoRoot = resolve(here, "../../..");
+
+function die(code, message) {
+  process.stderr.write(`${message}\n`);
+  process.exit(code);
+}
+
+function parseArgs(argv) {
+  const out = { apiSock: undefined, id: "anonymous-instance", version: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--version") out.version = true;
+    else if (a === "--api-sock" || a === "--id") {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith("--")) die(1, `Arguments parsing error: argument '${a}' requires a value.`);
+      if (a === "--api-sock") out.apiSock = v;
+      else out.id = v;
+    } else {
+      die(1, `Arguments parsing error: Found argument '${a}' which wasn't expected, or isn't valid in this context.`);
+    }
+  }
+  return out;
+}
+
+const args = parseArgs(process.argv.slice(2));
+if (args.version) {
+  process.stdout.write(`Firecracker v${VERSION} (fake)\n`);
+  process.exit(0);
+}
+// Firecracker's instance id rule: alphanumerics and '-', 1 to 64 characters.
+if (!/^[A-Za-z0-9-]{1,64}$/.test(args.id)) die(1, `Invalid instance ID: ${JSON.stringify(args.id)} (alphanumerics and '-', 1 to 64 characters)`);
+// Real firecracker would default to /run/firecracker.socket; a test double must never touch that.
+if (!args.apiSock) die(1, "fake firecracker: --api-sock PATH is required");
+if (existsSync(args.apiSock)) die(1, `Failed to open the API socket at ${args.apiSock}: Address in use (remove the stale socket first)`);
+
+const specPath = process.env.FAKE_FC_SPEC || resolve(repoRoot, "../shared/reference/firecracker-api.yaml");
+if (!existsSync(specPath)) die(2, `fake firecracker: API spec not found at ${specPath}; set FAKE_FC_SPEC or provide ../shared/reference/firecracker-api.yaml`);
+
+const { loadSpec } = await import("./spec.mjs");
+const { FakeVmm, fault } = await import("./vmm-state.mjs");
+const spec = loadSpec(specPath, { allowUnknownFields: process.env.FAKE_FC_ALLOW_UNKNOWN_FIELDS === "1" });
+const callsFile = process.env.FAKE_FC_CALLS || `${args.apiSock}.calls.jsonl`;
+
+function consoleLine(line) {
+  process.stdout.write(`${line}\n`);
+}
+
+let boot = null;
+let exiting = false;
+function exit(code) {
+  if (exiting) return;
+  exiting = true;
+  boot?.kill();
+  process.exit(code);
+}
+
+if (process.env.FAKE_FC_BOOT === "qemu") {
+  const { createQemuBoot } = await import("./qemu-boot.mjs");
+  boot = createQemuBoot({ repoRoot, apiSock: args.apiSock, id: args.id, console: consoleLine, exit });
+} else if (process.env.FAKE_FC_BOOT) {
+  die(1, `fake firecracker: FAKE_FC_BOOT=${process.env.FAKE_FC_BOOT} is not supported (only "qemu")`);
+}
+
+const vmm = new FakeVmm({ id: args.id, version: VERSION, checkTap: process.env.FAKE_FC_CHECK_TAP === "1", boot, exit, console: consoleLine });
+
+function record(entry) {
+  try {
+    appendFileSync(callsFile, `${JSON.stringify({ ...entry, at: new Date().toISOString() })}\n`);
+  } catch (e) {
+    process.stderr.write(`fake firecracker: cannot record to ${callsFile}: ${e.message}\n`);
+  }
+}
+
+async function respond(method, url, raw) {
+  const path = url.split("?")[0];
+  const found = spec.route(method, path);
+  if (!found.route) {
+    // Real Firecracker answers unknown paths and methods with 400, not 404/405.
+    return { result: fault("path-and-method-in-spec", `Invalid request method and/or path: ${method} ${path}.`) };
+  }
+  const route = found.route;
+  let body;
+  if (raw.length > 0) {
+    if (method === "GET") return { route, result: fault("get-has-no-body", "GET request cannot have a body.") };
+    try {
+      body = JSON.parse(raw);
+    } catch (e) {
+      return { route, result: fault("body-is-json", `An error occurred when deserializing the json body of a request: ${e.message}.`) };
+    }
+  } else if (method !== "GET") {
+    return { route, result: fault("body-required", `Empty ${method} request.`) };
+  }
+  if (route.validate && !route.validate(body)) {
+    const detail = spec.errorsText(route.validate.errors);
+    return { route, body, result: fault("schema", `An error occurred when deserializing the json body of a request: ${detail}.`) };
+  }
+  return { route, body, result: await vmm.handle(route, body ?? {}) };
+}
+
+// Firecracker's API thread handles one request at a time; so does the fake.
+let queue = Promise.resolve();
+const server = createServer((req, res) => {
+  const chunks = [];
+  req.on("data", (c) => chunks.push(c));
+  req.on("end", () => {
+    queue = queue.then(async () => {
+      const raw = Buffer.concat(chunks).toString("utf8");
+      let out;
+      try {
+        out = await respond(req.method ?? "GET", req.url ?? "/", raw);
+      } catch (e) {
+        out = { result: { status: 500, body: { fault_message: `fake firecracker internal error: ${e.message}` } } };
+      }
+      const { result } = out;
+      let parsed = out.body;
+      if (parsed === undefined && raw) {
+        try {
+          parsed = JSON.parse(raw);
+        } catch {
+          parsed = raw;
+        }
+      }
+      record({ method: req.method, path: req.url, body: parsed ?? null, status: result.status, fault: result.body?.fault_message });
+      if (result.status >= 400) vmm.log(`${req.method} ${req.url} -> ${result.status}: ${result.body?.fault_message}`);
+      const payload = result.body === undefined ? "" : JSON.stringify(result.body);
+      res.writeHead(result.status, payload ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {});
+      res.end(payload, () => result.after?.());
+    });
+  });
+});
+
+server.on("error", (e) => die(1, `Failed to open the API socket at ${args.apiSock}: ${e.message}`));
+server.listen(args.apiSock, () => consoleLine(`[fake firecracker] Running Firecracker v${VERSION} (fake), id=${args.id}, api-sock=${args.apiSock}`));
+
+for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) {
+  process.on(sig, () => exit(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 })[sig]));
+}
+process.on("uncaughtException", (e) => {
+  process.stderr.write(`fake firecracker: ${e.stack ?? e.message}\n`);
+  exit(1);
+});

@@ -1,0 +1,123 @@
+// FAKE_FC_BOOT=qemu: boot the configured guest for real with QEMU microvm,
+// reusing the project's compiled argv builder and QMP client so the fake and
+// the QEMU driver boot guests the same way.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, unlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pathToFileURL } from "node:url";
+
+const QMP_WAIT_MS = 15_000;
+
+async function importBuilt(repoRoot, rel) {
+  const file = join(repoRoot, "build/runtime", rel);
+  if (!existsSync(file)) throw new Error(`${file} is missing; run \`npx tsc -p tsconfig.json\` in ${repoRoot} first`);
+  return import(pathToFileURL(file).href);
+}
+
+function hasSetpriv() {
+  return spawnSync("setpriv", ["--help"], { stdio: "ignore", timeout: 5_000 }).status === 0;
+}
+
+/**
+ * @param {object} o
+ * @param {string} o.repoRoot
+ * @param {string} o.apiSock
+ * @param {string} o.id
+ * @param {(line: string) => void} o.console
+ * @param {(code: number) => void} o.exit called once qemu is gone
+ */
+export function createQemuBoot(o) {
+  const qmpSocket = join(tmpdir(), `fakefc-${process.pid}.qmp`);
+  const qemuBin = process.env.FAKE_FC_QEMU_BIN || "qemu-system-x86_64";
+  const accel = process.env.FAKE_FC_QEMU_ACCEL === "kvm" ? "kvm" : "tcg";
+  let child = null;
+  let qmpMod = null;
+
+  function removeQmp() {
+    try {
+      unlinkSync(qmpSocket);
+    } catch {
+      // never created or already gone
+    }
+  }
+
+  async function start(cfg) {
+    const { buildQemuArgs } = await importBuilt(o.repoRoot, "adapters/qemu/args.js");
+    const { hostTscKhz } = await importBuilt(o.repoRoot, "adapters/exec/proc.js");
+    qmpMod = await importBuilt(o.repoRoot, "adapters/qemu/qmp.js");
+    const root = cfg.drives.find((d) => d.is_root_device);
+    const data = cfg.drives.filter((d) => !d.is_root_device);
+    if (!root || data.length !== 1) {
+      throw new Error(`the qemu boot backend needs one root drive and one data drive, got ${cfg.drives.length} drive(s)`);
+    }
+    const net = cfg["network-interfaces"][0];
+    const spec = {
+      vmId: o.id,
+      name: o.id,
+      dir: dirname(o.apiSock),
+      kernel: cfg["boot-source"].kernel_image_path,
+      initrd: cfg["boot-source"].initrd_path,
+      bootArgs: cfg["boot-source"].boot_args ?? "",
+      rootfs: root.path_on_host,
+      workDisk: data[0].path_on_host,
+      vcpus: cfg["machine-config"].vcpu_count,
+      memoryMib: cfg["machine-config"].mem_size_mib,
+      tap: net?.host_dev_name ?? "",
+      mac: net?.guest_mac ?? "02:fc:00:00:00:02",
+      vsockCid: cfg.vsock?.guest_cid ?? 3,
+    };
+    removeQmp();
+    const args = buildQemuArgs(spec, {
+      accel,
+      tscKhz: hostTscKhz(),
+      qmpSocket,
+      // stdio: the guest console lands in our stdout, which is console.log for the driver.
+      serial: { kind: "stdio" },
+      paused: false,
+      agentSocket: cfg.vsock?.uds_path,
+    });
+    // pdeathsig: if the fake is SIGKILLed, the kernel kills qemu too, so no guest leaks.
+    const [cmd, argv] = hasSetpriv() ? ["setpriv", ["--pdeathsig", "SIGKILL", "--", qemuBin, ...args]] : [qemuBin, args];
+    o.console(`[fake firecracker] booting with ${qemuBin} (${accel})`);
+    let exited = null;
+    let spawnError = null;
+    child = spawn(cmd, argv, { stdio: ["ignore", "inherit", "inherit"] });
+    child.on("error", (e) => (spawnError = e));
+    child.on("exit", (code, signal) => {
+      exited = signal ? `killed by ${signal}` : `exited with code ${code}`;
+      removeQmp();
+      o.exit(code === 0 ? 0 : 1);
+    });
+
+    const deadline = Date.now() + QMP_WAIT_MS;
+    for (;;) {
+      await sleep(50);
+      if (spawnError) throw new Error(`cannot run ${cmd}: ${spawnError.message}`);
+      if (exited) throw new Error(`qemu ${exited} before its QMP socket answered`);
+      try {
+        await qmpMod.withQmp(qmpSocket, (q) => q.execute("query-status"), 1_000);
+        return;
+      } catch (e) {
+        if (Date.now() > deadline) {
+          kill();
+          throw new Error(`qemu QMP did not answer within ${QMP_WAIT_MS} ms: ${e.message}`);
+        }
+      }
+    }
+  }
+
+  async function powerdown() {
+    if (!child || !qmpMod) throw new Error("no qemu is running");
+    // ACPI power button; -no-reboot makes qemu exit when the guest powers off.
+    await qmpMod.withQmp(qmpSocket, (q) => q.execute("system_powerdown"), 3_000);
+  }
+
+  function kill() {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    removeQmp();
+  }
+
+  return { start, powerdown, kill };
+}

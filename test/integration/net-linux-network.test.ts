@@ -1,0 +1,259 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LinuxNetwork } from "../../src/adapters/net/linux-network.js";
+import {
+  createNetns,
+  createUpstream,
+  createVethGuest,
+  destroyAllNetns,
+  httpGetFrom,
+  netnsSkipReason,
+  startHttpServer,
+  type HttpServer,
+  type Netns,
+  type Upstream,
+} from "../helpers/netns.js";
+
+const skip = netnsSkipReason();
+if (skip) console.warn(`net-linux-network: skipped: ${skip}`);
+
+const BRIDGE = "banger0";
+const SUBNET = "172.30.0.0/24";
+const GATEWAY = "172.30.0.1";
+const BLOCKED = 7780;
+const OPEN = 7790;
+const POOL = 3;
+const warnings: unknown[] = [];
+const log = { debug() {}, info() {}, warn: (o: object) => void warnings.push(o) };
+
+interface LinkRow {
+  ifname: string;
+  ifindex: number;
+  flags: string[];
+  master?: string;
+}
+
+describe.skipIf(skip !== undefined)(`LinuxNetwork in a network namespace${skip ? ` (skipped: ${skip})` : ""}`, () => {
+  let vmNs: Netns;
+  let upstream: Upstream;
+  let net: LinuxNetwork;
+
+  const make = () =>
+    new LinuxNetwork({ runner: vmNs.runner, bridge: BRIDGE, subnet: SUBNET, poolSize: POOL, blockedHostPorts: [BLOCKED], log });
+  const links = async (): Promise<LinkRow[]> => JSON.parse((await vmNs.exec("ip", ["-j", "link", "show"])).stdout);
+  const byName = async () => new Map((await links()).map((l) => [l.ifname, l]));
+  const tableText = async () => (await vmNs.exec("nft", ["list", "table", "ip", "banger"])).stdout;
+
+  beforeAll(async () => {
+    vmNs = await createNetns("vm");
+    upstream = await createUpstream(vmNs);
+    net = make();
+  });
+
+  afterAll(async () => {
+    await net?.close();
+    await destroyAllNetns();
+  });
+
+  it("ensureHost builds bridge and nft table, and a second run changes nothing", async () => {
+    await net.ensureHost();
+    const first = await tableText();
+    await net.enableNat("172.30.0.9");
+    await net.ensureHost();
+    const st = await net.status();
+    expect(st.bridge).toEqual({ name: BRIDGE, exists: true, up: true, address: `${GATEWAY}/24` });
+    expect(st.natTable).toBe(true);
+    expect(st.uplink).toBe(upstream.vmIfname);
+    // the re-run kept the NAT set (running VMs keep NAT) and wrote the same rules once
+    expect(st.natAddresses).toEqual(["172.30.0.9"]);
+    const second = await tableText();
+    expect(second.replace(/\n\s*elements = \{[^}]*\}/, "")).toBe(first);
+    expect(second.match(/masquerade/g)?.length).toBe(1);
+    const tables = (await vmNs.exec("nft", ["list", "tables"])).stdout.trim().split("\n");
+    expect(tables).toEqual(["table ip banger"]);
+    const addrs = JSON.parse((await vmNs.exec("ip", ["-j", "-4", "addr", "show", "dev", BRIDGE])).stdout);
+    expect(addrs[0].addr_info.map((a: { local: string }) => a.local)).toEqual([GATEWAY]);
+    await net.disableNat("172.30.0.9");
+    console.log(`generated ruleset:\n${await tableText()}`);
+  });
+
+  it("fills the pool with TAPs attached to the bridge and up", async () => {
+    await net.adopt([]);
+    await net.settled();
+    const st = await net.status();
+    expect(st.poolIdle).toEqual(["tap-pool-0", "tap-pool-1", "tap-pool-2"]);
+    const m = await byName();
+    for (const t of st.poolIdle) {
+      expect(m.get(t)?.master).toBe(BRIDGE);
+      expect(m.get(t)?.flags).toContain("UP");
+    }
+  });
+
+  it("gives 12 concurrent acquires distinct devices and takes them back", async () => {
+    const got = await Promise.all(Array.from({ length: 12 }, (_, i) => net.acquireTap(`vm${i}abcdefghij`)));
+    expect(new Set(got).size).toBe(12);
+    expect(got.filter((t) => t.startsWith("tap-pool-")).length).toBeGreaterThanOrEqual(POOL);
+    expect(got.filter((t) => t.startsWith("bt-")).length).toBeGreaterThan(0);
+    await net.settled();
+    const m = await byName();
+    for (const t of got) {
+      expect(t.length).toBeLessThanOrEqual(15);
+      expect(m.get(t)?.master).toBe(BRIDGE);
+      expect(m.get(t)?.flags).toContain("UP");
+    }
+    const idleBefore = (await net.status()).poolIdle;
+    for (const t of idleBefore) expect(got).not.toContain(t);
+
+    await Promise.all(got.map((t) => net.releaseTap(t)));
+    await net.releaseTap(got[0]!); // idempotent
+    await net.settled();
+    const st = await net.status();
+    expect(st.poolIdle.length).toBe(POOL);
+    // on-demand devices are gone; only the idle pool is left on the host
+    expect(st.taps).toEqual([...st.poolIdle].sort());
+    await expect(net.releaseTap("uplink0")).rejects.toMatchObject({ code: "NETWORK_FAILED" });
+  });
+
+  it("a second instance adopts existing pool devices instead of recreating them", async () => {
+    const held = await net.acquireTap("held-vm");
+    await net.settled();
+    await net.close();
+    // leftovers a crashed daemon might leave: an extra pool device and an orphan per-VM TAP
+    for (const extra of ["tap-pool-9", "bt-orphan"]) {
+      await vmNs.exec("ip", ["tuntap", "add", "dev", extra, "mode", "tap"]);
+    }
+    const before = await byName();
+    net = make();
+    await net.ensureHost();
+    await net.adopt([held]);
+    await net.settled();
+    const st = await net.status();
+    expect(st.poolIdle).not.toContain(held);
+    expect(st.poolIdle.length).toBe(POOL);
+    expect(st.taps).toContain(held);
+    expect(st.taps).not.toContain("bt-orphan");
+    expect(st.taps.filter((t) => t.startsWith("tap-pool-")).length).toBe(POOL + 1);
+    const after = await byName();
+    // same ifindex: adopted, not deleted and created again
+    for (const t of st.poolIdle.filter((n) => before.has(n))) expect(after.get(t)?.ifindex).toBe(before.get(t)?.ifindex);
+    expect(after.get(held)?.ifindex).toBe(before.get(held)?.ifindex);
+    const next = await net.acquireTap("another");
+    expect(next).not.toBe(held);
+    await net.releaseTap(next);
+    await net.releaseTap(held);
+    await net.settled();
+  });
+
+  it("enableNat/disableNat add and remove one set element, idempotently", async () => {
+    await net.enableNat("172.30.0.5");
+    await net.enableNat("172.30.0.5");
+    await net.enableNat("172.30.0.6");
+    let st = await net.status();
+    expect(st.natAddresses).toEqual(["172.30.0.5", "172.30.0.6"]);
+    expect(st.ipForward).toBe(true);
+    await net.disableNat("172.30.0.6");
+    await net.disableNat("172.30.0.6");
+    st = await net.status();
+    expect(st.natAddresses).toEqual(["172.30.0.5"]);
+    await expect(net.enableNat("10.9.9.9")).rejects.toMatchObject({ code: "BAD_REQUEST" });
+    await net.disableNat("172.30.0.5");
+  });
+
+  describe("traffic from a stand-in guest on the bridge", () => {
+    let guest: Netns;
+    let server: HttpServer;
+    let hostOpen: HttpServer;
+    let hostBlocked: HttpServer;
+
+    beforeAll(async () => {
+      guest = await createVethGuest(vmNs, { bridge: BRIDGE, ip: "172.30.0.5", prefix: 24, gateway: GATEWAY, hostIfname: "gveth0" });
+      server = await upstream.startHttpServer(8080);
+      // With a route back, un-NATed guest traffic could reach the server; only the forward drop stops it.
+      await upstream.routeBack(SUBNET);
+      hostOpen = await startHttpServer(vmNs, OPEN, GATEWAY);
+      hostBlocked = await startHttpServer(vmNs, BLOCKED, GATEWAY);
+    });
+
+    afterAll(async () => {
+      await server?.stop();
+      await hostOpen?.stop();
+      await hostBlocked?.stop();
+      await guest?.destroy();
+    });
+
+    it("with NAT the upstream sees the masqueraded address", async () => {
+      await net.enableNat("172.30.0.5");
+      const r = await httpGetFrom(guest, server.url);
+      expect(r).toMatchObject({ ok: true, body: upstream.vmAddress });
+      expect(await server.peers()).toEqual([upstream.vmAddress]);
+    });
+
+    it("without NAT the guest cannot reach the upstream", async () => {
+      await net.disableNat("172.30.0.5");
+      const r = await httpGetFrom(guest, server.url, 1_500);
+      expect(r.ok).toBe(false);
+      expect(await server.peers()).toEqual([upstream.vmAddress]);
+      // and enabling it again restores access
+      await net.enableNat("172.30.0.5");
+      expect((await httpGetFrom(guest, server.url)).ok).toBe(true);
+      await net.disableNat("172.30.0.5");
+    });
+
+    it("blocks guest access to blocked host ports but not to others", async () => {
+      const open = await httpGetFrom(guest, hostOpen.url);
+      expect(open).toMatchObject({ ok: true, body: "172.30.0.5" });
+      const blocked = await httpGetFrom(guest, hostBlocked.url, 1_500);
+      expect(blocked.ok).toBe(false);
+      expect(await hostBlocked.peers()).toEqual([]);
+      // the same port stays reachable from the host side itself
+      expect((await httpGetFrom(vmNs, hostBlocked.url)).ok).toBe(true);
+    });
+  });
+
+  it("cleanupHost leaves nothing of banger behind", async () => {
+    await net.cleanupHost();
+    const st = await net.status();
+    expect(st.bridge.exists).toBe(false);
+    expect(st.natTable).toBe(false);
+    expect(st.taps).toEqual([]);
+    expect((await vmNs.exec("nft", ["list", "tables"])).stdout.trim()).toBe("");
+    const names = (await links()).map((l) => l.ifname).sort();
+    expect(names).toEqual(["lo", upstream.vmIfname]);
+    expect(warnings).toEqual([]);
+  });
+});
+
+describe.skipIf(skip !== undefined)(`LinuxNetwork without a default route${skip ? ` (skipped: ${skip})` : ""}`, () => {
+  let ns: Netns;
+  afterAll(async () => {
+    await ns?.destroy();
+  });
+
+  it("isolates guests, and refuses NAT with a hint to set the uplink", async () => {
+    ns = await createNetns("nouplink");
+    const net = new LinuxNetwork({ runner: ns.runner, bridge: "bx0", subnet: "10.77.0.0/28", poolSize: 0, blockedHostPorts: [], log });
+    await net.ensureHost();
+    const st = await net.status();
+    expect(st.bridge.address).toBe("10.77.0.1/28");
+    expect(st.uplink).toBeUndefined();
+    const table = (await ns.exec("nft", ["list", "table", "ip", "banger"])).stdout;
+    expect(table).not.toMatch(/masquerade/);
+    expect(table).toMatch(/iifname "bx0" drop/);
+    const err = await net.enableNat("10.77.0.2").catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "NETWORK_FAILED", hint: expect.stringMatching(/`uplink`/) });
+    expect((await net.status()).natAddresses).toEqual([]);
+
+    // an explicitly configured uplink is used even without a route
+    const named = new LinuxNetwork({ runner: ns.runner, bridge: "bx0", subnet: "10.77.0.0/28", uplink: "wan9", poolSize: 0, blockedHostPorts: [], log });
+    await named.ensureHost();
+    await named.enableNat("10.77.0.2");
+    expect((await ns.exec("nft", ["list", "table", "ip", "banger"])).stdout).toMatch(/oifname "wan9" masquerade/);
+    expect((await named.status()).natAddresses).toEqual(["10.77.0.2"]);
+    // with poolSize 0 every TAP is made on demand and deleted on release
+    const tap = await named.acquireTap("0123456789abcdef");
+    expect(tap).toBe("bt-0123456789");
+    await named.releaseTap(tap);
+    expect(await named.listTaps()).toEqual([]);
+    await named.cleanupHost();
+    expect((await ns.exec("nft", ["list", "tables"])).stdout.trim()).toBe("");
+  });
+});
