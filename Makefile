@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 RUNTIME := build/runtime
 
-.PHONY: all build test test-unit test-integration test-e2e dist image-debian bench-create demo clean lint
+.PHONY: all build test test-unit test-integration test-e2e dist image-debian bench-create demo demo-clean clean
 
 all: build
 
@@ -29,6 +29,26 @@ test-integration: build
 
 test-e2e: build
 	npx vitest run test/e2e
+
+# The main job: build, get the Debian image, start bangerd (in its own network
+# namespace), create a VM and show it answering. See README.md.
+demo: build
+	bash scripts/demo.sh
+
+demo-clean:
+	bash scripts/demo.sh --clean
+
+image-debian: build
+	bash images/debian/build.sh
+
+bench-create: build
+	npx vite-node bench/create.ts -- $(ARGS)
+
+# An installable package: npm install -g build/dist/banger-<version>.tgz
+dist: build
+	@mkdir -p build/dist
+	npm pack --pack-destination build/dist
+	@ls -1 build/dist/*.tgz
 
 clean:
 	rm -rf build

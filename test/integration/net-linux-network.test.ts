@@ -121,6 +121,9 @@ describe.skipIf(skip !== undefined)(`LinuxNetwork in a network namespace${skip ?
     for (const extra of ["tap-pool-9", "bt-orphan"]) {
       await vmNs.exec("ip", ["tuntap", "add", "dev", extra, "mode", "tap"]);
     }
+    // and an idle device someone detached and downed
+    const detached = (await net.status()).poolIdle[0]!;
+    await vmNs.exec("ip", ["link", "set", "dev", detached, "nomaster", "down"]);
     const before = await byName();
     net = make();
     await net.ensureHost();
@@ -136,6 +139,9 @@ describe.skipIf(skip !== undefined)(`LinuxNetwork in a network namespace${skip ?
     // same ifindex: adopted, not deleted and created again
     for (const t of st.poolIdle.filter((n) => before.has(n))) expect(after.get(t)?.ifindex).toBe(before.get(t)?.ifindex);
     expect(after.get(held)?.ifindex).toBe(before.get(held)?.ifindex);
+    expect(st.poolIdle).toContain(detached);
+    expect(after.get(detached)?.master).toBe(BRIDGE);
+    expect(after.get(detached)?.flags).toContain("UP");
     const next = await net.acquireTap("another");
     expect(next).not.toBe(held);
     await net.releaseTap(next);

@@ -144,6 +144,8 @@ describe("TapPool", () => {
     expect(pool.idleNames()).toEqual(["tap-pool-0", "tap-pool-2"]);
     expect(pool.isBusy("tap-pool-1")).toBe(true);
     expect([...host.devices].sort()).toEqual(["tap-pool-0", "tap-pool-1", "tap-pool-2"]);
+    // kept devices are reset (re-attached, up) before being handed out; the rest deleted; nothing created
+    expect(host.calls.sort()).toEqual(["delete tap-pool-3", "delete tap-pool-5", "reset tap-pool-0", "reset tap-pool-2"]);
     const got = await Promise.all([pool.acquire("a"), pool.acquire("b")]);
     expect(got).not.toContain("tap-pool-1");
   });

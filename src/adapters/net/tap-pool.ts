@@ -108,19 +108,26 @@ export class TapPool {
       this.busy.add(n);
     }
     for (const n of present) if (isPoolName(n) && !this.taken(n)) this.unclaimed.add(n);
-    this.idle.push(...this.unclaimed);
+    const found = [...this.unclaimed].sort(byIndex);
     this.unclaimed.clear();
-    this.idle.sort(byIndex);
     this.adopted = true;
-    const excess = this.idle.splice(this.size);
-    for (const n of excess) {
-      this.resetting.add(n);
+    const room = Math.max(0, this.size - this.idle.length);
+    const keep = found.slice(0, room);
+    // Moved to `resetting` synchronously so a concurrent refill or acquire sees the names as taken.
+    for (const n of found) this.resetting.add(n);
+    for (const n of found) {
       try {
-        await this.ops.delete(n);
+        // A device left by an earlier daemon may have been detached or downed; reset makes it fit to hand out.
+        if (keep.includes(n) && (await this.ops.reset(n))) {
+          this.idle.push(n);
+        } else if (!keep.includes(n)) {
+          await this.ops.delete(n);
+        }
       } finally {
         this.resetting.delete(n);
       }
     }
+    this.idle.sort(byIndex);
     this.scheduleRefill();
   }
 
