@@ -42,7 +42,7 @@ image-debian: build
 	bash images/debian/build.sh
 
 bench-create: build
-	npx vite-node bench/create.ts -- $(ARGS)
+	bash bench/run.sh $(ARGS)
 
 # An installable package: npm install -g build/dist/banger-<version>.tgz
 dist: build

@@ -24,7 +24,7 @@ debootstrap_key() {
 debootstrap_umount_below() {
   local dest mnt
   dest=$(realpath -m "$1")
-  awk '{print $2}' /proc/mounts | grep -E "^${dest}/" | sort -r | while read -r mnt; do
+  awk -v d="$dest/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | while read -r mnt; do
     umount -l "$mnt" 2>/dev/null || true
   done
 }

@@ -42,7 +42,6 @@ export function testConfig(dir: string, extra: Record<string, string | number> =
     vmm: "qemu",
     state_dir: join(dir, "state"),
     socket: join(dir, "bangerd.sock"),
-    ssh_key: join(dir, "id_ed25519"),
     bridge: "banger0",
     subnet: "172.30.0.0/24",
     tap_pool_size: 2,

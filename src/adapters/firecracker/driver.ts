@@ -48,6 +48,7 @@ export function firecrackerPaths(dir: string): FirecrackerPaths {
 const MAX_SOCKET_PATH = 107;
 const DEFAULT_SPAWN_TIMEOUT_MS = 5_000;
 const VERSION_TIMEOUT_MS = 5_000;
+const START_TIMEOUT_MS = 20_000;
 
 async function tail(path: string, lines = 8): Promise<string> {
   try {
@@ -161,7 +162,8 @@ export class FirecrackerVmm implements Vmm {
     signal?.throwIfAborted();
     const dir = dirname(handle.controlSocket);
     if (!this.isAlive(handle)) throw await this.failed(dir, "firecracker is not running");
-    await withClient(handle.controlSocket, this.apiTimeoutMs, async (c) => {
+    // InstanceStart loads kernel and initrd into guest memory: slower than a config call.
+    await withClient(handle.controlSocket, Math.max(this.apiTimeoutMs, START_TIMEOUT_MS), async (c) => {
       await c.send(actionRequest("InstanceStart"), signal);
       const info = await c.get<{ state?: string }>("/", signal);
       if (info.state !== "Running") {

@@ -71,7 +71,7 @@ async function hostVerdict(): Promise<AccelVerdict | undefined> {
  * Start qemu with -accel kvm, confirm QMP reports KVM enabled, let the firmware
  * run briefly and check the vCPU did not hit an internal error.
  */
-async function qemuKvmWorks(bin: string): Promise<AccelVerdict> {
+export async function qemuKvmWorks(bin: string): Promise<AccelVerdict> {
   const dir = await mkdtemp(join(tmpdir(), "banger-accel-"));
   const qmp = join(dir, "qmp.sock");
   const child = spawn(bin, [

@@ -33,13 +33,13 @@ export class QmpClient {
   private closedError: Error | undefined;
   private eventListeners: ((e: QmpEvent) => void)[] = [];
 
-  private constructor(private readonly sock: Socket, readonly socketPath: string) {}
+  private constructor(private readonly sock: Socket, readonly socketPath: string, private readonly defaultTimeoutMs: number) {}
 
   /** Connect, read the greeting and leave capability negotiation mode. */
   static connect(socketPath: string, timeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<QmpClient> {
     return new Promise((resolve, reject) => {
       const sock = createConnection(socketPath);
-      const client = new QmpClient(sock, socketPath);
+      const client = new QmpClient(sock, socketPath, timeoutMs);
       let greeted = false;
       const timer = setTimeout(() => {
         sock.destroy();
@@ -120,8 +120,8 @@ export class QmpClient {
     }
   }
 
-  /** Run one command; rejects with VMM_FAILED on a QMP error, TIMEOUT when qemu does not answer. */
-  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<T> {
+  /** Run one command; rejects with VMM_FAILED on a QMP error, TIMEOUT when qemu does not answer (default: the connect timeout). */
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = this.defaultTimeoutMs): Promise<T> {
     if (this.closedError) return Promise.reject(this.closedError);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -163,7 +163,7 @@ export class QmpClient {
   }
 }
 
-/** Open a connection, run fn, always close. Each driver call uses its own short-lived connection. */
+/** Open a connection, run fn, always close. timeoutMs bounds the connect and each command. Each driver call uses its own short-lived connection. */
 export async function withQmp<T>(socketPath: string, fn: (q: QmpClient) => Promise<T>, timeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<T> {
   const q = await QmpClient.connect(socketPath, timeoutMs);
   try {

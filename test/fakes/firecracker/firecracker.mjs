@@ -5,7 +5,7 @@
 // semantic rules in vmm-state.mjs, and records each call as a JSON line.
 // Environment: FAKE_FC_SPEC, FAKE_FC_CALLS, FAKE_FC_CHECK_TAP=1,
 // FAKE_FC_ALLOW_UNKNOWN_FIELDS=1, FAKE_FC_BOOT=qemu (+ FAKE_FC_QEMU_BIN,
-// FAKE_FC_QEMU_ACCEL). See README.md beside this file.
+// FAKE_FC_QEMU_ACCEL). docs/reference/firecracker.md describes them.
 import { appendFileSync, existsSync } from "node:fs";
 import { createServer } from "node:http";
 import { dirname, resolve } from "node:path";

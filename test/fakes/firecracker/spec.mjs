@@ -64,7 +64,6 @@ export function loadSpec(file, opts = {}) {
         operationId: op.operationId,
         hasBody: Boolean(bodyParam),
         validate,
-        statuses: Object.keys(op.responses ?? {}),
       });
     }
   }

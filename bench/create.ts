@@ -1,0 +1,129 @@
+/**
+ * make bench-create ARGS="--runs 2 [--parallel K] [--compare] [--vmm qemu|firecracker]"
+ *
+ * Runs inside a private network namespace (bench/run.sh makes it). Starts a
+ * real bangerd, registers the built Debian image, and measures N creates:
+ * per-stage medians and create→SSH-ready. The baseline, measured in the same
+ * run, is the same image booted by hand with the same VMM arguments
+ * (bench/raw-boot.ts). Writes JSON to build/bench/.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { startTestDaemon, type TestDaemon } from "../test/helpers/daemon.js";
+import { builtDebianImage, registerArgs } from "../test/helpers/guest-image.js";
+import { REPO } from "../test/helpers/daemon.js";
+import type { Netns } from "../test/helpers/netns.js";
+import { ExecRunner } from "../src/adapters/exec/runner.js";
+import { ensureDefaultKey } from "../src/adapters/ssh/keys.js";
+import { rawBoot } from "./raw-boot.js";
+
+const { values } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== "--"),
+  options: {
+    runs: { type: "string", default: "3" },
+    parallel: { type: "string", default: "1" },
+    compare: { type: "boolean", default: false },
+    vmm: { type: "string", default: "qemu" },
+  },
+});
+const runs = Number(values.runs);
+const parallel = Number(values.parallel);
+const ns = process.env.BANGER_BENCH_NS;
+if (!ns) {
+  console.error("bench/create.ts must run inside its namespace: use `make bench-create` (bench/run.sh)");
+  process.exit(2);
+}
+const img = builtDebianImage();
+if (!img) {
+  console.error("no Debian image under build/images/debian: run `make image-debian` first");
+  process.exit(2);
+}
+
+interface Event { stage: string; durationMs: number; op: string; outcome: string }
+interface Variant { label: string; pool: number; seed: boolean }
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
+/** Inside the bench's namespace already: commands run directly, no `ip netns exec`. */
+const here: Netns = { name: ns, runner: new ExecRunner(), exec: (c, a, o) => new ExecRunner().run(c, a, o), destroy: async () => undefined };
+const PRE_VMM = ["lease-ip", "tap", "rootfs", "work-disk", "work-disk-fallback", "inject", "nat"];
+
+async function measure(v: Variant): Promise<{ variant: Variant; samples: Record<string, number>[] }> {
+  const d: TestDaemon = await startTestDaemon({
+    ns: here,
+    config: { vmm: values.vmm!, tap_pool_size: v.pool, memory_mib: 1024, work_disk_gib: 10, vcpus: 2 },
+    env: process.env.FIRECRACKER_BIN ? { FAKE_FC_BOOT: "qemu" } : {},
+  });
+  const samples: Record<string, number>[] = [];
+  try {
+    const args = registerArgs(img!, "bench-1").filter((a, i, all) => v.seed || (a !== "--work-seed" && all[i - 1] !== "--work-seed"));
+    const reg = await d.cli(args, { timeoutMs: 600_000 });
+    if (reg.code !== 0) throw new Error(`register failed: ${reg.stderr}`);
+    let n = 0;
+    for (let round = 0; round < runs; round++) {
+      const names = Array.from({ length: parallel }, () => `bench-${v.pool}-${v.seed ? "s" : "n"}-${n++}`);
+      const results = await Promise.all(names.map((name) => d.cli(["--json", "vm", "create", "--image", "bench-1", "--name", name], { timeoutMs: 900_000 })));
+      for (const r of results) {
+        if (r.code !== 0) throw new Error(`create failed: ${r.stderr}`);
+        const events = r.json<{ events: Event[] }>().events.filter((e) => e.op === "create" && e.outcome === "ok");
+        const sample: Record<string, number> = {};
+        for (const e of events) sample[e.stage.replace("work-disk-fallback", "work-disk")] = e.durationMs;
+        const until = (last: string) => events.slice(0, events.findIndex((e) => e.stage === last) + 1).reduce((s, e) => s + e.durationMs, 0);
+        sample["pre-vmm"] = events.filter((e) => PRE_VMM.includes(e.stage)).reduce((s, e) => s + e.durationMs, 0);
+        sample["create→ssh-ready"] = until("wait-ssh");
+        sample["create→services-ready"] = until("wait-services");
+        samples.push(sample);
+      }
+      await Promise.all(names.map((name) => d.cli(["vm", "rm", name, "--force"], { timeoutMs: 120_000 })));
+    }
+  } finally {
+    await d.destroy();
+  }
+  return { variant: v, samples };
+}
+
+async function main(): Promise<void> {
+  const variants: Variant[] = values.compare
+    ? [{ label: "pool+seed", pool: 4, seed: true }, { label: "no-pool+no-seed", pool: 0, seed: false }]
+    : [{ label: "default", pool: 4, seed: true }];
+  const results = [];
+  for (const v of variants) results.push(await measure(v));
+
+  // Baseline: raw VMM boot→SSH with a bridge from a short-lived daemon (it owns the bridge setup).
+  const raw: number[] = [];
+  const d = await startTestDaemon({ ns: here, config: { tap_pool_size: 0 } });
+  try {
+    const keyPath = join(d.dir, "raw-key", "id_ed25519");
+    await ensureDefaultKey(keyPath);
+    for (let i = 0; i < runs; i++) {
+      raw.push(await rawBoot({ img: img!, workDir: join(d.dir, "raw"), bridge: "banger0", subnet: "172.30.0.0/24", ip: "172.30.0.250",
+        keyPath, vcpus: 2, memoryMib: 1024, workDiskGib: 10, stateDir: d.stateDir }));
+    }
+  } finally {
+    await d.destroy();
+  }
+  const rawMedian = median(raw);
+
+  const report = results.map(({ variant, samples }) => {
+    const stages = [...new Set(samples.flatMap((s) => Object.keys(s)))];
+    const medians = Object.fromEntries(stages.map((s) => [s, median(samples.map((x) => x[s]).filter((x) => x !== undefined))]));
+    return { variant, runs: samples.length, medians, ratioVsRaw: medians["create→ssh-ready"] / rawMedian, samples };
+  });
+  for (const r of report) {
+    console.log(`\n== ${r.variant.label} (pool ${r.variant.pool}, seed ${r.variant.seed ? "on" : "off"}; ${r.runs} creates, parallel ${parallel}, vmm ${values.vmm})`);
+    for (const [stage, ms] of Object.entries(r.medians)) console.log(`  ${stage.padEnd(24)} ${fmt(ms).padStart(10)}`);
+    console.log(`  ratio create→ssh-ready / raw boot→ssh: ${r.ratioVsRaw.toFixed(3)}`);
+  }
+  console.log(`\n== raw ${values.vmm} boot→ssh (same image, same args): median ${fmt(rawMedian)} over ${raw.length} runs [${raw.map(fmt).join(", ")}]`);
+  const out = join(REPO, "build/bench");
+  mkdirSync(out, { recursive: true });
+  const file = join(out, `create-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+  writeFileSync(file, JSON.stringify({ runs, parallel, vmm: values.vmm, raw: { samples: raw, median: rawMedian }, report }, null, 2));
+  console.log(`\nwrote ${file}`);
+}
+
+main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });

@@ -1,0 +1,109 @@
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { built, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import { builtDebianImage, guestSkipReason, registerArgs } from "../helpers/guest-image.js";
+import { createNetns, createUpstream, type Netns, type Upstream } from "../helpers/netns.js";
+import { hostLeftovers, tcpAnswers } from "../helpers/leaks.js";
+
+const skip = built() ?? guestSkipReason();
+
+interface VmJson { vm: { name: string; ip: string; state: string; pid?: number; tap?: string; dir: string } }
+
+describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${skip ? ` (skipped: ${skip})` : ""}`, () => {
+  let ns: Netns;
+  let up: Upstream;
+  let d: TestDaemon;
+  let vm: VmJson["vm"];
+
+  beforeAll(async () => {
+    ns = await createNetns("e2e");
+    up = await createUpstream(ns);
+    d = await startTestDaemon({ ns, config: { memory_mib: 1024, work_disk_gib: 4 } });
+    const img = builtDebianImage()!;
+    const reg = await d.cli(registerArgs(img, "debian-e2e-1"), { timeoutMs: 300_000 });
+    expect(reg.stderr).toBe("");
+    expect((await d.cli(["image", "promote", "debian-e2e-1", "--as", "debian"])).code).toBe(0);
+  });
+
+  afterAll(async () => {
+    await d?.destroy();
+    await up?.destroy();
+    await ns?.destroy();
+  });
+
+  it("creates alp with NAT and reports every stage", async () => {
+    const r = await d.cli(["--json", "vm", "create", "--image", "debian", "--name", "alp", "--nat"], { timeoutMs: 600_000 });
+    if (r.code !== 0) console.error(r.stdout, r.stderr);
+    expect(r.code).toBe(0);
+    const out = r.json<VmJson & { events: { stage: string; outcome: string; durationMs: number }[] }>();
+    vm = out.vm;
+    expect(vm.state).toBe("running");
+    expect(out.events.filter((e) => e.outcome === "ok").map((e) => e.stage)).toEqual(
+      ["lease-ip", "tap", "rootfs", "work-disk", "inject", "nat", "spawn-vmm", "configure", "start", "wait-ssh", "wait-services", "total"]);
+    console.log(`create stages: ${out.events.map((e) => `${e.stage}=${Math.round(e.durationMs)}ms`).join(" ")}`);
+    const show = await d.cli(["vm", "show", "alp"]);
+    expect(show.stdout).toMatch(/create time/);
+    expect(show.stdout).toMatch(/wait-ssh/);
+  });
+
+  it("answers SSH with its name, its seeded /root disk and opencode running", async () => {
+    const r = await d.cli(["vm", "ssh", "alp", "--", "hostname; findmnt -no SOURCE /root; test -f /root/.bashrc && echo seeded; systemctl is-active opencode"]);
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim().split("\n")).toEqual(["alp", "/dev/vdb", "seeded", "active"]);
+  });
+
+  it("serves opencode on 4096 to the host", async () => {
+    expect(await tcpAnswers(ns, vm.ip, 4096)).toBe(true);
+  });
+
+  it("reaches the upstream host through NAT, seen as the masqueraded address", async () => {
+    const srv = await up.startHttpServer(8080);
+    try {
+      const r = await d.cli(["vm", "ssh", "alp", "--", `exec 3<>/dev/tcp/${up.address}/8080 && printf 'GET /from-guest HTTP/1.0\\r\\n\\r\\n' >&3 && head -1 <&3`]);
+      expect(r.stdout).toMatch(/HTTP\/1\.[01] 200/);
+      expect(await srv.peers()).toContain(up.vmAddress);
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  it("refuses to remove an image a VM uses", async () => {
+    const r = await d.cli(["image", "rm", "debian-e2e-1"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/used by VM alp|alias debian/);
+  });
+
+  it("stops, starts and answers SSH again", async () => {
+    const stop = await d.cli(["vm", "stop", "alp"], { timeoutMs: 120_000 });
+    expect(stop.code).toBe(0);
+    expect((await d.cli(["--json", "vm", "show", "alp"])).json<VmJson>().vm.state).toBe("stopped");
+    const start = await d.cli(["vm", "start", "alp"], { timeoutMs: 600_000 });
+    expect(start.stderr).toBe("");
+    const r = await d.cli(["vm", "ssh", "alp", "--", "hostname"]);
+    expect(r.stdout.trim()).toBe("alp");
+    const logs = await d.cli(["vm", "logs", "alp"]);
+    expect(logs.stdout).toMatch(/Linux version/);
+  });
+
+  it("removes the VM and leaves no process, TAP, lease, disk or nft element behind", async () => {
+    const pid = (await d.cli(["--json", "vm", "show", "alp"])).json<VmJson>().vm.pid!;
+    const rm = await d.cli(["vm", "rm", "alp", "--force"], { timeoutMs: 120_000 });
+    expect(rm.code).toBe(0);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(existsSync(vm.dir)).toBe(false);
+    expect(readdirSync(join(d.stateDir, "vms"))).toEqual([]);
+    const db = new Database(join(d.stateDir, "banger.db"), { readonly: true });
+    try {
+      expect(db.prepare("select count(*) n from ip_leases").get()).toEqual({ n: 0 });
+      expect(db.prepare("select count(*) n from vms").get()).toEqual({ n: 0 });
+    } finally {
+      db.close();
+    }
+    const left = await hostLeftovers(ns);
+    expect(left.natElements).toEqual([]);
+    expect(left.nonPoolTaps).toEqual([]);
+    expect(left.vmmProcesses).toEqual([]);
+  });
+});

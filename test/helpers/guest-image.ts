@@ -1,0 +1,43 @@
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { REPO } from "./daemon.js";
+
+export interface BuiltImage {
+  dir: string;
+  name: string;
+  kernel: string;
+  initrd: string;
+  rootfs: string;
+  workSeed: string;
+}
+
+/** The newest `make image-debian` output under build/images/debian, if any. */
+export function builtDebianImage(): BuiltImage | undefined {
+  const root = join(REPO, "build/images/debian");
+  if (!existsSync(root)) return undefined;
+  const dirs = readdirSync(root)
+    .map((n) => join(root, n))
+    .filter((d) => existsSync(join(d, "manifest.json")) && existsSync(join(d, "rootfs.ext4")))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  const dir = dirs[0];
+  if (!dir) return undefined;
+  return {
+    dir, name: dir.split("/").pop()!,
+    kernel: join(dir, "vmlinux"), initrd: join(dir, "initramfs.cpio.gz"), rootfs: join(dir, "rootfs.ext4"), workSeed: join(dir, "work-seed.ext4"),
+  };
+}
+
+/** Why a real guest cannot boot here, or undefined. */
+export function guestSkipReason(): string | undefined {
+  if (process.getuid?.() !== 0) return "needs root (namespaces, TAP devices)";
+  const q = spawnSync("qemu-system-x86_64", ["--version"], { timeout: 10_000 });
+  if (q.error || q.status !== 0) return "needs qemu-system-x86_64 (apt-get install qemu-system-x86)";
+  if (!builtDebianImage()) return "needs the Debian guest image: run `make image-debian` (CI does)";
+  return undefined;
+}
+
+export function registerArgs(img: BuiltImage, name: string): string[] {
+  return ["image", "register", "--name", name, "--kernel", img.kernel, "--initrd", img.initrd, "--rootfs", img.rootfs,
+    "--work-seed", img.workSeed, "--os", "debian", "--service", "opencode:4096"];
+}

@@ -1,0 +1,179 @@
+import { spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FirecrackerVmm } from "../../src/adapters/firecracker/driver.js";
+import { processAlive } from "../../src/adapters/exec/proc.js";
+import type { VmmSpec } from "../../src/ports/vmm.js";
+import { createNetns, type Netns } from "../helpers/netns.js";
+import { FAKE_FC, HAVE_SPEC, NO_SPEC_REASON, REPO_ROOT, scratch } from "../fakes/firecracker/testkit.js";
+
+// FAKE_FC_BOOT=qemu: the fake boots a real kernel with QEMU. The guest is a
+// busybox initramfs that prints a marker and powers off when the ACPI power
+// button (QMP system_powerdown, sent on SendCtrlAltDel) is pressed.
+
+const KERNEL = process.env.FAKE_FC_TEST_KERNEL || resolve(REPO_ROOT, "build/cache/kernel/vmlinux");
+const MODULES = join(resolve(KERNEL, ".."), "modules");
+const BUSYBOX = "/bin/busybox";
+const has = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: "ignore", timeout: 10_000 }).status === 0;
+
+function skipReason(): string | undefined {
+  if (!HAVE_SPEC) return NO_SPEC_REASON;
+  if (process.getuid?.() !== 0) return "needs root for a network namespace and TAP";
+  if (!existsSync(KERNEL)) return `no guest kernel at ${KERNEL} (build the image cache or set FAKE_FC_TEST_KERNEL)`;
+  if (!existsSync(resolve(REPO_ROOT, "build/runtime/adapters/qemu/args.js"))) return "build/runtime is missing (run `npx tsc -p tsconfig.json`)";
+  if (!has("qemu-system-x86_64", ["--version"])) return "qemu-system-x86_64 is not installed";
+  if (!existsSync(BUSYBOX) || !has("cpio", ["--version"])) return "busybox-static or cpio is not installed";
+  return undefined;
+}
+const reason = skipReason();
+
+function findModule(name: string): string | undefined {
+  const walk = (dir: string): string | undefined => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) {
+        const hit = walk(p);
+        if (hit) return hit;
+      } else if (e.name === name) return p;
+    }
+    return undefined;
+  };
+  return existsSync(MODULES) ? walk(MODULES) : undefined;
+}
+
+const INIT = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in /lib/modules/*.ko; do [ -e "$m" ] && insmod "$m"; done
+echo FAKEFC-GUEST-UP
+dev=""
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  for e in /sys/class/input/event*; do grep -qs "Power Button" "$e/device/name" && dev=/dev/input/\${e##*/}; done
+  [ -n "$dev" ] && break; sleep 0.5
+done
+[ -n "$dev" ] || { echo FAKEFC-NO-POWER-BUTTON; exec sleep 100000; }
+head -c 1 "$dev" >/dev/null &
+sleep 0.2
+echo FAKEFC-ARMED
+wait $!
+echo FAKEFC-POWER-BUTTON
+poweroff -f
+`;
+
+/** A gzip'd newc initramfs with busybox, the ACPI button + evdev modules and INIT. */
+function buildInitramfs(dir: string): { path: string; hasButton: boolean } {
+  const root = join(dir, "initramfs");
+  for (const d of ["bin", "dev", "proc", "sys", "lib/modules"]) mkdirSync(join(root, d), { recursive: true });
+  copyFileSync(BUSYBOX, join(root, "bin/busybox"));
+  chmodSync(join(root, "bin/busybox"), 0o755);
+  const mods = ["evdev.ko", "button.ko"].map(findModule);
+  mods.forEach((m, i) => m && copyFileSync(m, join(root, "lib/modules", `${i}-${m.split("/").pop()}`)));
+  writeFileSync(join(root, "init"), INIT);
+  chmodSync(join(root, "init"), 0o755);
+  const out = join(dir, "initramfs.cpio.gz");
+  const r = spawnSync("sh", ["-c", `cd "${root}" && find . | cpio -o -H newc --quiet | gzip -1 > "${out}"`], { timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`initramfs build failed: ${r.stderr}`);
+  return { path: out, hasButton: mods.every(Boolean) };
+}
+
+/** Processes whose command line mentions `needle` (our temp dir), i.e. qemu leaks. */
+function processesMentioning(needle: string): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, "utf8").includes(needle)) pids.push(Number(d));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return pids;
+}
+
+async function waitFor(what: string, timeoutMs: number, cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+describe.skipIf(reason !== undefined)(`fake firecracker real boot via QEMU${reason ? ` (skipped: ${reason})` : ""}`, () => {
+  const log = { info() {}, warn() {}, error() {}, debug() {} };
+  let tmp: ReturnType<typeof scratch>;
+  let ns: Netns;
+  let vmm: FirecrackerVmm;
+  let initrd: { path: string; hasButton: boolean };
+
+  beforeAll(async () => {
+    tmp = scratch("fcboot-");
+    initrd = buildInitramfs(tmp.dir);
+    ns = await createNetns("fcboot");
+    await ns.exec("ip", ["tuntap", "add", "dev", "tapfc0", "mode", "tap"]);
+    const bin = join(tmp.dir, "firecracker-qemu");
+    writeFileSync(bin, `#!/bin/sh\nFAKE_FC_BOOT=qemu exec "${process.execPath}" "${FAKE_FC}" "$@"\n`);
+    chmodSync(bin, 0o755);
+    // The TAP lives in the test namespace, so the VMM (and qemu under it) must too.
+    vmm = new FirecrackerVmm({ bin, log, wrap: ["ip", "netns", "exec", ns.name] });
+  });
+
+  afterAll(async () => {
+    for (const pid of tmp ? processesMentioning(tmp.dir) : []) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    await ns?.destroy();
+    tmp?.cleanup();
+  });
+
+  function specFor(name: string): VmmSpec {
+    return {
+      vmId: name,
+      name,
+      dir: join(tmp.dir, name),
+      kernel: KERNEL,
+      initrd: initrd.path,
+      bootArgs: "console=ttyS0 reboot=k panic=1",
+      rootfs: tmp.file(`${name}-rootfs.ext4`),
+      workDisk: tmp.file(`${name}-work.ext4`),
+      vcpus: 1,
+      memoryMib: 256,
+      tap: "tapfc0",
+      mac: "02:fc:00:00:00:0a",
+      vsockCid: 10,
+    };
+  }
+
+  it("boots the configured kernel, and SendCtrlAltDel powers the guest off", async () => {
+    const spec = specFor("vm-a");
+    const h = await vmm.spawn(spec);
+    await vmm.configure(h, spec);
+    await vmm.start(h);
+    const consoleText = () => readFileSync(h.consoleLog, "utf8");
+    await waitFor("the guest marker on the console", 180_000, () => consoleText().includes("FAKEFC-GUEST-UP"));
+    if (initrd.hasButton) {
+      await waitFor("the guest to watch its power button", 60_000, () => /FAKEFC-(ARMED|NO-POWER-BUTTON)/.test(consoleText()));
+      expect(consoleText()).toContain("FAKEFC-ARMED");
+    }
+    await vmm.stop(h, initrd.hasButton ? 120_000 : 5_000);
+    expect(processAlive(h.pid)).toBe(false);
+    // With the button modules the guest must have powered itself off, not been terminated.
+    if (initrd.hasButton) expect(consoleText()).toContain("FAKEFC-POWER-BUTTON");
+    await waitFor("qemu to be gone", 10_000, () => processesMentioning(spec.dir).length === 0);
+  });
+
+  it("kills qemu when the fake itself is SIGKILLed", async () => {
+    const spec = specFor("vm-b");
+    const h = await vmm.spawn(spec);
+    await vmm.configure(h, spec);
+    await vmm.start(h);
+    await waitFor("qemu to run", 30_000, () => processesMentioning(spec.rootfs).some((p) => p !== h.pid));
+    await vmm.kill(h);
+    await waitFor("qemu to follow the fake", 10_000, () => processesMentioning(spec.rootfs).length === 0);
+  });
+});
