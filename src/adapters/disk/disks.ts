@@ -117,7 +117,7 @@ export class Ext4Disks implements Disks {
       }
       await checkInjected(this.opts.runner, image, files, tmp, env);
     } catch (e) {
-      throw isBangerError(e) ? e : diskError(`cannot inject files into ${image}`, e);
+      throw isBangerError(e) && e.code === "DISK_FAILED" ? e : diskError(`cannot inject files into ${image}`, e);
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }

@@ -46,7 +46,8 @@ export function firecrackerPaths(dir: string): FirecrackerPaths {
 
 // sun_path holds 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH = 107;
-const DEFAULT_SPAWN_TIMEOUT_MS = 5_000;
+// Real firecracker answers in milliseconds; the margin is for loaded CI hosts and the node-based test fake.
+const DEFAULT_SPAWN_TIMEOUT_MS = 10_000;
 const VERSION_TIMEOUT_MS = 5_000;
 const START_TIMEOUT_MS = 20_000;
 

@@ -29,7 +29,9 @@ function hasSetpriv() {
  * @param {(code: number) => void} o.exit called once qemu is gone
  */
 export function createQemuBoot(o) {
-  const qmpSocket = join(tmpdir(), `fakefc-${process.pid}.qmp`);
+  // Beside the API socket, so a SIGKILLed fake leaves nothing outside the VM dir; sun_path caps the length.
+  const besideApi = join(dirname(o.apiSock), "fake-qemu-qmp.sock");
+  const qmpSocket = Buffer.byteLength(besideApi) <= 107 ? besideApi : join(tmpdir(), `fakefc-${process.pid}.qmp`);
   const qemuBin = process.env.FAKE_FC_QEMU_BIN || "qemu-system-x86_64";
   const accel = process.env.FAKE_FC_QEMU_ACCEL === "kvm" ? "kvm" : "tcg";
   let child = null;

@@ -47,16 +47,19 @@ export function loadSpec(file, opts = {}) {
     for (const [method, op] of Object.entries(item)) {
       if (!["get", "put", "patch", "post", "delete"].includes(method)) continue;
       const bodyParam = (op.parameters ?? []).find((p) => p.in === "body");
-      let validate = null;
       const schema = bodyParam?.schema;
-      if (schema?.$ref) {
-        validate = ajv.compile({ $ref: `${SPEC_ID}${schema.$ref}` });
-      } else if (schema) {
+      // Compiled on first use: startup time is what the driver's spawn timeout sees.
+      let compiled;
+      const compile = () => {
+        if (schema?.$ref) return ajv.compile({ $ref: `${SPEC_ID}${schema.$ref}` });
         // An inline body schema: give it the definitions so its own "#/definitions/X" refs resolve.
         const inline = structuredClone(schema);
         if (!opts.allowUnknownFields) closeObjects(inline);
-        validate = ajv.compile({ $id: `${SPEC_ID}-${op.operationId ?? `${method}-${template}`}`, definitions, ...inline });
-      }
+        return ajv.compile({ $id: `${SPEC_ID}-${op.operationId ?? `${method}-${template}`}`, definitions, ...inline });
+      };
+      const validate = schema
+        ? Object.defineProperty((body) => (compiled ??= compile())(body), "errors", { get: () => compiled?.errors })
+        : null;
       routes.push({
         method: method.toUpperCase(),
         template,
