@@ -1,4 +1,6 @@
+import { readdirSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { BangerError } from "../domain/errors.js";
 import type { LifecycleEvent, Vm } from "../domain/types.js";
 import type { AppDeps } from "./deps.js";
@@ -24,9 +26,24 @@ function refreshLiveness(d: AppDeps, vm: Vm): Vm {
   if (vm.state === "running" && (!h || !d.vmm(vm.vmm).isAlive(h))) {
     d.log.warn({ vm: vm.name, stage: "liveness", pid: vm.pid }, "VMM process is gone; marking VM stopped");
     void releaseHostSide(d, vm);
-    return d.store.updateVm(vm.id, { state: "stopped", pid: undefined, pidStart: undefined, tap: undefined });
+    return markStopped(d, vm);
   }
   return vm;
+}
+
+/** Record a VM whose VMM is gone as stopped; its lease and disks stay. The caller releases TAP and NAT. */
+export function markStopped(d: AppDeps, vm: Vm): Vm {
+  removeSockets(vm.dir);
+  return d.store.updateVm(vm.id, { state: "stopped", pid: undefined, pidStart: undefined, tap: undefined });
+}
+
+/** A dead VMM leaves its API/QMP/vsock sockets behind; they would only confuse the next spawn and the leak verifier. */
+function removeSockets(dir: string): void {
+  try {
+    for (const f of readdirSync(dir)) if (f.endsWith(".sock")) rmSync(join(dir, f), { force: true });
+  } catch {
+    // no dir: nothing to clean
+  }
 }
 
 /** Give back what a running VM holds on the host (TAP, NAT); the lease and disks stay for the next start. */
@@ -46,6 +63,7 @@ export async function stopVm(d: AppDeps, name: string): Promise<Vm> {
     { name: "vmm-stop", run: async () => { await d.vmm(vm.vmm).stop(h, STOP_TIMEOUT_MS); } },
     { name: "release-net", run: async () => { await releaseHostSide(d, vm); } },
   ]);
+  removeSockets(vm.dir);
   return d.store.updateVm(vm.id, { state: "stopped", pid: undefined, pidStart: undefined, tap: undefined });
 }
 

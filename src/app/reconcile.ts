@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { AppDeps } from "./deps.js";
-import { destroyVm } from "./lifecycle.js";
+import { destroyVm, markStopped } from "./lifecycle.js";
 import { handleOf } from "./vm-support.js";
 
 export interface ReconcileReport {
@@ -34,8 +34,9 @@ export async function reconcile(d: AppDeps): Promise<ReconcileReport> {
       if (vm.nat && vm.ip) await d.network.enableNat(vm.ip);
       log.info({ vm: vm.name, pid: vm.pid }, "adopted running VMM");
     } else if (vm.state === "running") {
-      d.store.updateVm(vm.id, { state: "stopped", pid: undefined, pidStart: undefined, tap: undefined });
+      // Its TAP is left to adopt() below, which sorts every device at once.
       if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
+      markStopped(d, vm);
       report.markedStopped.push(vm.name);
       log.warn({ vm: vm.name, pid: vm.pid }, "VMM died while the daemon was away; marked stopped");
     }
