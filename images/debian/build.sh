@@ -56,7 +56,7 @@ compute_image_name() {
     echo "kernel=$KVER $(cat "$KERNEL_DIR/deb-version") $(sha256_of "$KERNEL_DIR/vmlinux")"
     echo "opencode=$OPENCODE_VERSION $(sha256_of "$CACHE/opencode-linux-x64-$OPENCODE_VERSION.tgz")"
     echo "busybox=$(sha256_of /bin/busybox) rootfs_min=$ROOTFS_MIN_MIB seed=$WORK_SEED_MIB"
-    (cd "$REPO" && find images/debian images/lib -type f ! -name '*.md' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    (cd "$REPO" && find images/debian images/lib -type f ! -name '*.md' ! -name smoke.sh -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
   } | sha256sum | cut -c1-8)
   IMAGE_NAME="debian-$OS_VERSION-$(date -u +%Y%m%d)-$hash"
   OUT="$OUT_BASE/$IMAGE_NAME"

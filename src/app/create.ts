@@ -8,7 +8,8 @@ import { artifactOf, type Image, type Vm } from "../domain/types.js";
 import type { AppDeps } from "./deps.js";
 import { imageNotFound } from "./images.js";
 import { Plan, type Stage } from "./plan.js";
-import { consoleTail, handleOf, specOf, vmFiles, waitReady } from "./vm-support.js";
+import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
+import { vmFiles } from "./vm-support.js";
 
 export interface CreateInput {
   image: string;
@@ -20,9 +21,6 @@ export interface CreateInput {
   /** Return once the guest is started, without waiting for SSH and services. */
   noWait?: boolean;
 }
-
-/** Stages after which the guest has run, so its console explains failures. */
-const GUEST_STAGES = new Set(["start", "wait-ssh", "wait-services"]);
 
 export function resolveImage(d: AppDeps, ref: string): Image {
   const image = d.store.getImage(ref);
@@ -65,8 +63,7 @@ export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
   const plan = new Plan(d.store, d.log, vm, "create");
   const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(id, p); };
   const files = vmFiles(vm.dir);
-  let handle: ReturnType<typeof handleOf>;
-  const ready = () => waitReady(d, vm, image, new AbortController().signal);
+  const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: input.noWait };
 
   const stages: Stage[] = [
     { name: "lease-ip", run: async ({ onUndo }) => {
@@ -77,12 +74,7 @@ export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
       patch({ ip, mac: macForIp(ip), vsockCid: d.store.allocateVsockCid(id) });
       return ip;
     } },
-    { name: "tap", run: async ({ onUndo }) => {
-      const tap = await d.network.acquireTap(id);
-      onUndo("tap", () => d.network.releaseTap(tap));
-      patch({ tap });
-      return tap;
-    } },
+    tapStage(boot),
     { name: "rootfs", run: async ({ onUndo }) => {
       await mkdir(vm.dir, { recursive: true });
       onUndo("vm-dir", () => rm(vm.dir, { recursive: true, force: true }));
@@ -103,25 +95,10 @@ export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
       ]);
       await writeFile(files.knownHosts, `${vm.ip} ${host.publicKey.trim().split(/\s+/).slice(0, 2).join(" ")}\n`, { mode: 0o600 });
     } },
-    ...(vm.nat ? [{ name: "nat", run: async ({ onUndo }) => {
-      await d.network.enableNat(vm.ip!);
-      onUndo("nat", () => d.network.disableNat(vm.ip!));
-    } } satisfies Stage] : []),
-    { name: "spawn-vmm", run: async ({ onUndo, signal }) => {
-      handle = await vmm.spawn(specOf(d, vm, image), signal);
-      onUndo("vmm", () => vmm.kill(handle!));
-      patch({ pid: handle.pid, pidStart: handle.pidStart });
-      return `${vmm.kind} pid ${handle.pid}`;
-    } },
-    { name: "configure", run: async ({ signal }) => { await vmm.configure(handle!, specOf(d, vm, image), signal); } },
-    { name: "start", run: async ({ signal }) => { await vmm.start(handle!, signal); } },
-    ...(input.noWait ? [] : [
-      { name: "wait-ssh", run: async () => { await (await ready()).ssh(); } },
-      { name: "wait-services", run: async () => (await ready()).services() },
-    ]),
+    ...bootStages(boot),
   ];
 
-  await plan.run(stages, async (stage) => (GUEST_STAGES.has(stage) ? consoleTail(vm.dir) : undefined));
+  await plan.run(stages, explainGuestFailure(vm.dir));
   plan.commit();
   patch({ state: "running" });
   const total = plan.timings.reduce((s, t) => s + t.durationMs, 0);

@@ -6,7 +6,8 @@ import type { LifecycleEvent, Vm } from "../domain/types.js";
 import type { AppDeps } from "./deps.js";
 import { resolveImage } from "./create.js";
 import { Plan, type Stage } from "./plan.js";
-import { consoleTail, handleOf, specOf, vmNotFound, waitReady } from "./vm-support.js";
+import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
+import { handleOf, vmNotFound } from "./vm-support.js";
 
 const STOP_TIMEOUT_MS = 30_000;
 
@@ -75,33 +76,10 @@ export async function startVm(d: AppDeps, name: string, opts: { noWait?: boolean
   const image = resolveImage(d, d.store.getImageById(vm.imageId)?.name ?? vm.imageName);
   const vmm = d.vmm(vm.vmm);
   const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(vm.id, p); };
-  let handle: ReturnType<typeof handleOf>;
-  const ready = () => waitReady(d, vm, image, new AbortController().signal);
-  const stages: Stage[] = [
-    { name: "tap", run: async ({ onUndo }) => {
-      const tap = await d.network.acquireTap(vm.id);
-      onUndo("tap", async () => { await d.network.releaseTap(tap); patch({ tap: undefined }); });
-      patch({ tap });
-      return tap;
-    } },
-    ...(vm.nat ? [{ name: "nat", run: async ({ onUndo }) => {
-      await d.network.enableNat(vm.ip!);
-      onUndo("nat", () => d.network.disableNat(vm.ip!));
-    } } satisfies Stage] : []),
-    { name: "spawn-vmm", run: async ({ onUndo, signal }) => {
-      handle = await vmm.spawn(specOf(d, vm, image), signal);
-      onUndo("vmm", async () => { await vmm.kill(handle!); patch({ pid: undefined, pidStart: undefined }); });
-      patch({ pid: handle.pid, pidStart: handle.pidStart });
-    } },
-    { name: "configure", run: async ({ signal }) => { await vmm.configure(handle!, specOf(d, vm, image), signal); } },
-    { name: "start", run: async ({ signal }) => { await vmm.start(handle!, signal); } },
-    ...(opts.noWait ? [] : [
-      { name: "wait-ssh", run: async () => { await (await ready()).ssh(); } },
-      { name: "wait-services", run: async () => (await ready()).services() },
-    ]),
-  ];
+  const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: opts.noWait };
+  const stages: Stage[] = [tapStage(boot), ...bootStages(boot)];
   const plan = new Plan(d.store, d.log, vm, "start");
-  await plan.run(stages, async (stage) => (stage.startsWith("wait") || stage === "start" ? consoleTail(vm.dir) : undefined));
+  await plan.run(stages, explainGuestFailure(vm.dir));
   plan.commit();
   return d.store.updateVm(vm.id, { state: "running" });
 }
@@ -133,4 +111,4 @@ export function vmEvents(d: AppDeps, name: string): LifecycleEvent[] {
   return d.store.events(getVm(d, name).id);
 }
 
-export { consoleTail };
+

@@ -1,5 +1,5 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileTail } from "../adapters/exec/tail.js";
 import { BangerError } from "../domain/errors.js";
 import { artifactOf, type Image, type Vm, type VmmKind } from "../domain/types.js";
 import { bootNetArg, gatewayOf, netmaskOf } from "../adapters/net/addr.js";
@@ -64,13 +64,8 @@ export async function sshTarget(d: AppDeps, vm: Vm): Promise<SshTarget> {
 
 /** Last lines of the guest console, appended to boot failures so the cause is visible without digging. */
 export async function consoleTail(dir: string, lines = 25): Promise<string | undefined> {
-  try {
-    const text = (await readFile(vmFiles(dir).console, "utf8")).replace(/\r/g, "");
-    const tail = text.trimEnd().split("\n").slice(-lines).join("\n");
-    return tail ? `--- last ${lines} lines of the guest console ---\n${tail}` : undefined;
-  } catch {
-    return undefined;
-  }
+  const tail = await fileTail(vmFiles(dir).console, lines);
+  return tail ? `--- last ${lines} lines of the guest console ---\n${tail}` : undefined;
 }
 
 /** Waits for SSH and then each declared service, each with its own timeout. */

@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, open, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileTail } from "../exec/tail.js";
 import { BangerError } from "../../domain/errors.js";
 import type { Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
 import { ExecRunner } from "../exec/runner.js";
@@ -51,23 +52,6 @@ const DEFAULT_SPAWN_TIMEOUT_MS = 10_000;
 const VERSION_TIMEOUT_MS = 5_000;
 const START_TIMEOUT_MS = 20_000;
 
-async function tail(path: string, lines = 8): Promise<string> {
-  try {
-    const fh = await open(path, "r");
-    try {
-      const { size } = await fh.stat();
-      const len = Math.min(size, 4096);
-      const buf = Buffer.alloc(len);
-      await fh.read(buf, 0, len, size - len);
-      return buf.toString("utf8").trim().split("\n").slice(-lines).join(" | ");
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    return "";
-  }
-}
-
 /** Firecracker driver: one process per VM, configured over its HTTP API socket. */
 export class FirecrackerVmm implements Vmm {
   readonly kind = "firecracker" as const;
@@ -79,7 +63,7 @@ export class FirecrackerVmm implements Vmm {
 
   private async failed(dir: string, message: string, hint?: string): Promise<BangerError> {
     const paths = firecrackerPaths(dir);
-    const out = await tail(paths.consoleLog);
+    const out = (await fileTail(paths.consoleLog, 8)).replace(/\n/g, " | ");
     return new BangerError("VMM_FAILED", out ? `${message}; console.log: ${out}` : message, {
       hint: hint ?? `see ${paths.consoleLog} and ${paths.vmmLog}`,
     });

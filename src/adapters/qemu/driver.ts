@@ -1,9 +1,10 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, open, rm } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
+import { fileTail } from "../exec/tail.js";
 import { BangerError } from "../../domain/errors.js";
 import type { Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
 import { hostTscKhz, procStartTime, processAlive, terminate, waitForExit } from "../exec/proc.js";
@@ -33,23 +34,6 @@ export function qemuPaths(dir: string): { qmp: string; console: string; vmmLog: 
 const MAX_SOCKET_PATH = 107;
 const QMP_TIMEOUT_MS = 5_000;
 
-async function logTail(path: string, lines = 6): Promise<string> {
-  try {
-    const fh = await open(path, "r");
-    try {
-      const { size } = await fh.stat();
-      const len = Math.min(size, 4096);
-      const buf = Buffer.alloc(len);
-      await fh.read(buf, 0, len, size - len);
-      return buf.toString("utf8").trim().split("\n").slice(-lines).join("\n");
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    return "";
-  }
-}
-
 /** QEMU `microvm` driver. Config is fixed at spawn; configure() verifies it over QMP. */
 export class QemuVmm implements Vmm {
   readonly kind = "qemu" as const;
@@ -68,7 +52,7 @@ export class QemuVmm implements Vmm {
   }
 
   private async failed(dir: string, message: string, hint?: string): Promise<BangerError> {
-    const tail = await logTail(qemuPaths(dir).vmmLog);
+    const tail = await fileTail(qemuPaths(dir).vmmLog, 6);
     return new BangerError("VMM_FAILED", tail ? `${message}; vmm.log: ${tail.replace(/\n/g, " | ")}` : message, {
       hint: hint ?? `see ${qemuPaths(dir).vmmLog} and console.log`,
     });
