@@ -9,8 +9,17 @@ DEBIAN_FILES_DIR=${DEBIAN_FILES_DIR:-$(dirname "${BASH_SOURCE[0]}")/files}
 MASKED_UNITS=(
   apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer
   e2scrub_all.timer e2scrub_reap.service fstrim.timer
-  getty@tty1.service serial-getty@ttyS0.service
+  getty.target getty-static.service getty@tty1.service serial-getty@ttyS0.service
   systemd-pstore.service ldconfig.service
+)
+
+# Each generator is a process exec before any unit starts, which is slow under TCG.
+# fstab (for /root) and debug (systemd.mask= etc. for debugging) stay.
+MASKED_GENERATORS=(
+  systemd-cryptsetup-generator systemd-getty-generator systemd-gpt-auto-generator
+  systemd-hibernate-resume-generator systemd-integritysetup-generator
+  systemd-rc-local-generator systemd-run-generator systemd-system-update-generator
+  systemd-sysv-generator systemd-veritysetup-generator
 )
 
 install_static_files() {
@@ -48,6 +57,10 @@ configure_systemd() {
   mkdir -p "$root/etc/systemd/system/ssh.service.wants"
   ln -sfn /etc/systemd/system/banger-hostkey.service "$root/etc/systemd/system/ssh.service.wants/banger-hostkey.service"
   for u in "${MASKED_UNITS[@]}"; do ln -sfn /dev/null "$root/etc/systemd/system/$u"; done
+  mkdir -p "$root/etc/systemd/system-generators"
+  for u in "${MASKED_GENERATORS[@]}"; do ln -sfn /dev/null "$root/etc/systemd/system-generators/$u"; done
+  # Firecracker's graceful stop is SendCtrlAltDel; make it a clean poweroff, not a reboot.
+  ln -sfn /lib/systemd/system/poweroff.target "$root/etc/systemd/system/ctrl-alt-del.target"
   # Keep the kernel's eth0: the ip= argument names the device, and a rename racing
   # banger-net would leave the VM unreachable.
   mkdir -p "$root/etc/systemd/network"

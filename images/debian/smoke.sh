@@ -141,6 +141,7 @@ check_guest() {
   expect "pending jobs" "$out" 0
   ip netns exec "$NS" timeout 5 bash -c "exec 3<>/dev/tcp/$GUEST_IP/4096; printf 'GET /doc HTTP/1.0\r\nHost: x\r\n\r\n' >&3; head -1 <&3" >"$TMP/http" 2>/dev/null || true
   expect "opencode http" "$(grep -o 'HTTP/1.[01] [0-9]*' "$TMP/http" | cut -d' ' -f1 | cut -c1-6)" "HTTP/1"
+  [ -z "${SMOKE_DEBUG:-}" ] || ssh_guest "$SMOKE_DEBUG" || true
   echo "  info $(ssh_guest 'systemd-analyze 2>/dev/null | head -1' || true)"
   echo "  info slowest units: $(ssh_guest 'systemd-analyze blame 2>/dev/null | head -5 | tr -s " " | paste -sd";"' || true)"
 }

@@ -38,6 +38,8 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
     return c.json({ image: images.promote(c.req.param("name"), alias) });
   });
 
+  api.post("/images/:name/warm", async (c) => c.json({ pool: await images.warm(c.req.param("name")) }));
+
   api.get("/vms", (c) => c.json({ vms: listVms(d) }));
   api.post("/vms", async (c) => c.json({ vm: await createVm(d, createVmBody.parse(await body(c))) }, 201));
   api.get("/vms/:name", (c) => {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { guestAddresses, macForIp } from "../adapters/net/addr.js";
 import { BangerError } from "../domain/errors.js";
@@ -9,7 +9,9 @@ import type { AppDeps } from "./deps.js";
 import { imageNotFound } from "./images.js";
 import { Plan, type Stage } from "./plan.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
+import type { PreparedDisks } from "./disk-pool.js";
 import { vmFiles } from "./vm-support.js";
+import { cloneRootfs, injectIdentity, knownHostsLine, makeWorkDisk } from "./vm-disks.js";
 
 export interface CreateInput {
   image: string;
@@ -63,6 +65,7 @@ export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
   const plan = new Plan(d.store, d.log, vm, "create");
   const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(id, p); };
   const files = vmFiles(vm.dir);
+  let prepared: PreparedDisks | undefined;
   const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: input.noWait };
 
   const stages: Stage[] = [
@@ -78,27 +81,29 @@ export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
     { name: "rootfs", run: async ({ onUndo }) => {
       await mkdir(vm.dir, { recursive: true });
       onUndo("vm-dir", () => rm(vm.dir, { recursive: true, force: true }));
-      await d.disks.cloneRootfs(artifactOf(image, "rootfs")!.path, files.rootfs);
+      prepared = d.diskPool.take(image, vm.workDiskGib);
+      if (prepared) {
+        await d.diskPool.claim(prepared, files.rootfs, files.work);
+        return "from warm pool";
+      }
+      await cloneRootfs(d, image, files.rootfs);
     } },
-    { name: seed ? "work-disk" : "work-disk-fallback", run: async () => {
-      await d.disks.makeWorkDisk(files.work, vm.workDiskGib, seed?.path);
-      return seed ? `${vm.workDiskGib} GiB from work-seed` : `${vm.workDiskGib} GiB empty (image has no work-seed)`;
-    } },
+    { name: seed ? "work-disk" : "work-disk-fallback", run: async () =>
+      prepared ? `${vm.workDiskGib} GiB from warm pool` : makeWorkDisk(d, image, files.work, vm.workDiskGib) },
     { name: "inject", run: async () => {
-      const keyPath = await d.sshKey();
-      const [userPub, host] = await Promise.all([readFile(`${keyPath}.pub`, "utf8"), d.hostKey()]);
-      await d.disks.inject(files.rootfs, [
-        { path: "/etc/ssh/ssh_host_ed25519_key", content: host.privateKey, mode: 0o600 },
-        { path: "/etc/ssh/ssh_host_ed25519_key.pub", content: host.publicKey, mode: 0o644 },
-        { path: "/etc/ssh/banger/authorized_keys", content: userPub, mode: 0o644 },
-        { path: "/etc/hostname", content: `${name}\n`, mode: 0o644 },
-      ]);
-      await writeFile(files.knownHosts, `${vm.ip} ${host.publicKey.trim().split(/\s+/).slice(0, 2).join(" ")}\n`, { mode: 0o600 });
+      const hostPublicKey = prepared?.hostPublicKey ?? (await injectIdentity(d, files.rootfs));
+      await writeFile(files.knownHosts, knownHostsLine(vm.ip!, hostPublicKey), { mode: 0o600 });
+      return prepared ? "host key and authorized_keys pre-injected (warm pool)" : undefined;
     } },
     ...bootStages(boot),
   ];
 
-  await plan.run(stages, explainGuestFailure(vm.dir));
+  try {
+    await plan.run(stages, explainGuestFailure(vm.dir));
+  } finally {
+    // After the boot, not during it: a refill copies a rootfs and would steal CPU from the guest.
+    d.diskPool.refill(image);
+  }
   plan.commit();
   patch({ state: "running" });
   const total = plan.timings.reduce((s, t) => s + t.durationMs, 0);

@@ -8,6 +8,7 @@ import type { Network } from "../ports/network.js";
 import type { Runner } from "../ports/runner.js";
 import type { Store } from "../ports/store.js";
 import type { Vmm } from "../ports/vmm.js";
+import type { DiskPool } from "./disk-pool.js";
 import type { HostProbes } from "./doctor.js";
 
 /** Everything a use case may touch. Built once in src/daemon/wire.ts. */
@@ -17,6 +18,8 @@ export interface AppDeps {
   /** Drivers are created on first use so a host without firecracker still serves qemu VMs. */
   vmm(kind: VmmKind): Vmm;
   network: Network;
+  /** Warm per-VM disks; set right after the deps object exists (it needs them). */
+  diskPool: DiskPool;
   disks: Disks;
   guest: Guest;
   runner: Runner;

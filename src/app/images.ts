@@ -116,6 +116,7 @@ export class ImageService {
       });
     }
     this.d.store.setAlias(alias, target.id);
+    this.d.diskPool.refill(target);
     this.d.log.info({ image: target.name, alias }, "alias promoted");
     return this.get(target.name);
   }
@@ -141,6 +142,7 @@ export class ImageService {
         hint: `promote another image to ${img.aliases[0]} first (\`banger image promote <other> --as ${img.aliases[0]}\`)`,
       });
     }
+    await this.d.diskPool.drop(img.id);
     this.d.store.deleteImage(img.id);
     await rm(join(this.d.cfg.paths.imagesDir, img.id), { recursive: true, force: true });
     this.d.log.info({ image: name }, "image removed");
@@ -173,6 +175,14 @@ export class ImageService {
       results.set(img.name, problem);
     }
     return results;
+  }
+
+  /** Fill the image's warm disk pool now and wait for it (benchmarks, scripts that want a warm first create). */
+  async warm(nameOrAlias: string): Promise<Record<string, number>> {
+    const img = this.get(nameOrAlias);
+    this.d.diskPool.refill(img);
+    await this.d.diskPool.settled();
+    return this.d.diskPool.stats();
   }
 
   private mark(img: Image, problem: string | undefined): void {

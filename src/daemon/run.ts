@@ -41,6 +41,9 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   const report = await reconcile(deps);
   const images = new ImageService(deps);
   images.reconcileQuick();
+  await deps.diskPool.adopt(deps.store.listImages());
+  // Keep disks warm for what users create from: promoted images.
+  for (const img of deps.store.listImages()) if (img.aliases.length > 0) deps.diskPool.refill(img);
   log.info({ stage: "startup", ms: Math.round(performance.now() - t0), ...report }, "host reconciled");
 
   let server: Server | undefined;
@@ -51,6 +54,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     log.info({ why }, "bangerd shutting down; VMs keep running and are adopted at next start");
     server?.close();
     await deps.network.close().catch(() => undefined);
+    await deps.diskPool.close().catch(() => undefined);
     deps.store.close();
     releaseLock();
     log.flush();

@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import type { Logger } from "pino";
 import type { LoadedConfig } from "../config/load.js";
 import { ExecRunner } from "../adapters/exec/runner.js";
@@ -16,6 +17,7 @@ import type { VmmKind } from "../domain/types.js";
 import type { Vmm } from "../ports/vmm.js";
 import type { AppDeps } from "../app/deps.js";
 import type { HostProbes } from "../app/doctor.js";
+import { DiskPool } from "../app/disk-pool.js";
 
 /** Host probes shared by the daemon's doctor route and the CLI's offline doctor. */
 export function hostProbes(cfg: LoadedConfig, runner = new ExecRunner()): HostProbes {
@@ -62,7 +64,7 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
   const seed = process.env.BANGER_NAME_SEED ? Number(process.env.BANGER_NAME_SEED) : undefined;
   let keyReady: Promise<string> | undefined;
 
-  return {
+  const deps: Omit<AppDeps, "diskPool"> = {
     cfg,
     store,
     runner,
@@ -100,4 +102,7 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
     sha256File,
     copyFile: copyFileReflink,
   };
+  const full = deps as AppDeps;
+  full.diskPool = new DiskPool(full, join(cfg.paths.stateDir, "pool"), c.disk_pool_size);
+  return full;
 }

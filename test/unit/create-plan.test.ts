@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import { createVm } from "../../src/app/create.js";
 import type { AppDeps } from "../../src/app/deps.js";
+import { DiskPool } from "../../src/app/disk-pool.js";
 import { removeVm, startVm, stopVm } from "../../src/app/lifecycle.js";
 import { loadConfig } from "../../src/config/load.js";
 import { BangerError } from "../../src/domain/errors.js";
@@ -16,7 +17,7 @@ import type { Network } from "../../src/ports/network.js";
 import type { Vmm, VmmHandle } from "../../src/ports/vmm.js";
 
 /** Port fakes that record what is held, so every failure path can be checked for leaks. */
-function world(failAt?: string) {
+function world(failAt?: string, poolSize = 0) {
   const dir = mkdtempSync(join(tmpdir(), "banger-plan-"));
   const cfgFile = join(dir, "config.toml");
   writeFileSync(cfgFile, `vmm = "qemu"\nstate_dir = "${dir}/state"\nsocket = "${dir}/s.sock"\n`);
@@ -61,7 +62,7 @@ function world(failAt?: string) {
   };
   const keyPath = join(dir, "id");
   writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
-  const d: AppDeps = {
+  const d = {
     cfg, store, network, disks, guest, log: pino({ level: "silent" }), names: new NameGenerator(seededRandom(1)),
     runner: { run: async () => ({ code: 0, stdout: "", stderr: "" }) },
     vmm: () => vmm,
@@ -70,7 +71,8 @@ function world(failAt?: string) {
     hostKey: async () => ({ privateKey: "PRIV", publicKey: "ssh-ed25519 HOSTKEY banger" }),
     sha256File: async () => "0".repeat(64),
     copyFile: async () => undefined,
-  };
+  } as Omit<AppDeps, "diskPool"> as AppDeps;
+  d.diskPool = new DiskPool(d, join(dir, "pool"), poolSize);
   const imgDir = join(dir, "img");
   mkdirSync(imgDir);
   store.insertImage({
@@ -129,6 +131,24 @@ describe("create plan", () => {
     expect(held.taps.size + held.nat.size + held.procs.size).toBe(0);
     expect(store.listLeases()).toEqual([]);
     expect(store.listVms()).toEqual([]);
+  });
+
+  it("takes disks from the warm pool once it is filled, and refills after the create", async () => {
+    const { d, store } = world(undefined, 1);
+    const img = store.getImage("deb-1")!;
+    d.diskPool.refill(img);
+    await d.diskPool.settled();
+    expect(d.diskPool.stats()).toEqual({ img1: 1 });
+    const vm = await createVm(d, { image: "deb-1", name: "warm", workDiskGib: d.cfg.config.work_disk_gib });
+    const ev = store.events(vm.id);
+    expect(ev.find((e) => e.stage === "rootfs")?.detail).toBe("from warm pool");
+    expect(ev.find((e) => e.stage === "inject")?.detail).toMatch(/pre-injected/);
+    expect(existsSync(join(vm.dir, "rootfs.ext4")) && existsSync(join(vm.dir, "work.ext4"))).toBe(true);
+    await d.diskPool.settled();
+    expect(d.diskPool.stats()).toEqual({ img1: 1 });
+    // A size the pool does not hold takes the cold path.
+    const cold = await createVm(d, { image: "deb-1", name: "cold", workDiskGib: 3 });
+    expect(store.events(cold.id).find((e) => e.stage === "rootfs")?.detail).toBeUndefined();
   });
 
   it("refuses duplicate names and generates valid names when none is given", async () => {
