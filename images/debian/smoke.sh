@@ -16,7 +16,7 @@ IMG=$(realpath "${1:-$REPO/build/images/debian/latest}")
 RUNS=${2:-1}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-180}
 SMP=${SMP:-2}
-MEM=${MEM:-512}
+MEM=${MEM:-1024}
 GUEST_IP=172.31.250.2 GW_IP=172.31.250.1
 
 fail() { printf 'smoke: FAIL: %s\n' "$*" >&2; FAILED=1; }
@@ -80,7 +80,7 @@ setup_netns() {
 }
 
 ssh_guest() {
-  ip netns exec "$NS" timeout 20 ssh -i "$TMP/client" -o UserKnownHostsFile="$TMP/known_hosts" \
+  ip netns exec "$NS" timeout "${SSH_TIMEOUT:-20}" ssh -i "$TMP/client" -o UserKnownHostsFile="$TMP/known_hosts" \
     -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=2 -o LogLevel=ERROR "root@$GUEST_IP" "$@"
 }
 
@@ -139,9 +139,9 @@ check_guest() {
   expect "machine-id set" "$(ssh_guest 'test -s /etc/machine-id && echo yes')" yes
   out=$(ssh_guest 'systemctl list-jobs --no-legend | wc -l')
   expect "pending jobs" "$out" 0
-  ip netns exec "$NS" timeout 5 bash -c "exec 3<>/dev/tcp/$GUEST_IP/4096; printf 'GET /doc HTTP/1.0\r\nHost: x\r\n\r\n' >&3; head -1 <&3" >"$TMP/http" 2>/dev/null || true
-  expect "opencode http" "$(grep -o 'HTTP/1.[01] [0-9]*' "$TMP/http" | cut -d' ' -f1 | cut -c1-6)" "HTTP/1"
-  [ -z "${SMOKE_DEBUG:-}" ] || ssh_guest "$SMOKE_DEBUG" || true
+  ip netns exec "$NS" timeout 5 bash -c "exec 3<>/dev/tcp/$GUEST_IP/4096; printf 'GET /config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; head -1 <&3" >"$TMP/http" 2>/dev/null || true
+  expect "opencode GET /config" "$(grep -o 'HTTP/1.1 [0-9]*' "$TMP/http")" "HTTP/1.1 200"
+  [ -z "${SMOKE_DEBUG:-}" ] || SSH_TIMEOUT=300 ssh_guest "$SMOKE_DEBUG" || true
   echo "  info $(ssh_guest 'systemd-analyze 2>/dev/null | head -1' || true)"
   echo "  info slowest units: $(ssh_guest 'systemd-analyze blame 2>/dev/null | head -5 | tr -s " " | paste -sd";"' || true)"
 }
@@ -155,6 +155,14 @@ shutdown_guest() {
   QPID=
 }
 
+# Debugging aid: keep the VM up until $TMP/release exists (or 30 min pass).
+hold_guest() {
+  echo "smoke: holding; ssh with: ip netns exec $NS ssh -i $TMP/client -o UserKnownHostsFile=$TMP/known_hosts root@$GUEST_IP"
+  echo "smoke: release with: touch $TMP/release"
+  local i
+  for i in $(seq 1 1800); do [ -e "$TMP/release" ] && break; kill -0 "$QPID" 2>/dev/null || break; sleep 1; done
+}
+
 FAILED=0
 setup_netns
 echo "smoke: image $IMG, netns $NS, $RUNS run(s), -smp $SMP -m $MEM"
@@ -166,6 +174,7 @@ for run in $(seq 1 "$RUNS"); do
   wait_guest "$t0"
   echo "run $run: ssh after ${SSH_AT}s, opencode listening after ${OC_AT}s (from qemu start)"
   check_guest "$host"
+  [ "${SMOKE_HOLD:-0}" = 1 ] && hold_guest
   shutdown_guest
 done
 [ "$FAILED" = 0 ] && echo "smoke: all checks passed" || { echo "smoke: some checks FAILED"; exit 1; }

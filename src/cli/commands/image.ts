@@ -80,6 +80,12 @@ export function registerImage(program: Command, ctx: CliContext): void {
       ctx.out(`${o.as} -> ${image.name}`, { alias: o.as, image });
     });
 
+  im.command("warm <image>").description("fill the image's warm disk pool now and wait until it is ready")
+    .action(async (name: string) => {
+      const { pool } = await ctx.client().call<{ pool: Record<string, number> }>("POST", `/images/${encodeURIComponent(name)}/warm`, {}, 600_000);
+      ctx.out(`warm disk sets per image id: ${JSON.stringify(pool)}`, { pool });
+    });
+
   im.command("rm <image>").description("remove an image no VM or alias uses").action(async (name: string) => {
     await ctx.client().call("DELETE", `/images/${encodeURIComponent(name)}`);
     ctx.out(`removed ${name}`, { removed: name });
