@@ -18,7 +18,7 @@ describe.skipIf(skip)(`e2e: firecracker driver → strict fake → real guest${s
 
   beforeAll(async () => {
     d = await startTestDaemon({ config: { vmm: "firecracker", firecracker_bin: FAKE_FC, memory_mib: 1024 }, env: { FAKE_FC_BOOT: "qemu", FAKE_FC_CHECK_TAP: "1" } });
-    const reg = await d.cli(registerArgs(builtDebianImage()!, "debian-fc-1"), { timeoutMs: 300_000 });
+    const reg = await d.cli(registerArgs(builtDebianImage()!, "debian-fc-1", { services: false }), { timeoutMs: 300_000 });
     expect(reg.stderr).toBe("");
   });
   afterAll(async () => {

@@ -37,7 +37,8 @@ export function guestSkipReason(): string | undefined {
   return undefined;
 }
 
-export function registerArgs(img: BuiltImage, name: string): string[] {
+/** `image register` argv for a built image; `services: false` registers SSH only (opencode's TCG cold start costs minutes). */
+export function registerArgs(img: BuiltImage, name: string, opts: { services?: boolean } = {}): string[] {
   return ["image", "register", "--name", name, "--kernel", img.kernel, "--initrd", img.initrd, "--rootfs", img.rootfs,
-    "--work-seed", img.workSeed, "--os", "debian", "--service", "opencode:4096"];
+    "--work-seed", img.workSeed, "--os", "debian", ...(opts.services === false ? [] : ["--service", "opencode:4096"])];
 }
