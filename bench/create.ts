@@ -66,7 +66,7 @@ async function measure(v: Variant): Promise<{ variant: Variant; samples: Record<
   });
   const samples: Record<string, number>[] = [];
   try {
-    const args = registerArgs(img!, "bench-1").filter((a, i, all) => v.seed || (a !== "--work-seed" && all[i - 1] !== "--work-seed"));
+    const args = registerArgs(img!, "bench-1", { services: false }).filter((a, i, all) => v.seed || (a !== "--work-seed" && all[i - 1] !== "--work-seed"));
     const reg = await d.cli(args, { timeoutMs: 600_000 });
     if (reg.code !== 0) throw new Error(`register failed: ${reg.stderr}`);
     let n = 0;

@@ -7,7 +7,7 @@ import type { AppDeps } from "./deps.js";
 import { resolveImage } from "./create.js";
 import { Plan, type Stage } from "./plan.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
-import { handleOf, vmNotFound } from "./vm-support.js";
+import { handleOf, sshTarget, vmNotFound } from "./vm-support.js";
 
 const STOP_TIMEOUT_MS = 30_000;
 
@@ -61,6 +61,12 @@ export async function stopVm(d: AppDeps, name: string): Promise<Vm> {
   const plan = new Plan(d.store, d.log, vm, "stop");
   const h = handleOf(vm)!;
   await plan.run([
+    // The guest's own clean shutdown first: it works whatever the VMM, while ACPI power-button
+    // handling depends on the guest (the Debian image has no logind). The VMM's stop is the fallback.
+    { name: "guest-poweroff", run: async () => {
+      const r = await d.guest.exec(await sshTarget(d, vm), "systemctl poweroff", 10_000).catch((e: Error) => ({ code: -1, stderr: e.message }));
+      return r.code === 0 || r.code === 255 ? "systemctl poweroff" : `not reachable over SSH (${r.stderr.trim().split("\n")[0] || `exit ${r.code}`}); VMM stop only`;
+    } },
     { name: "vmm-stop", run: async () => { await d.vmm(vm.vmm).stop(h, STOP_TIMEOUT_MS); } },
     { name: "release-net", run: async () => { await releaseHostSide(d, vm); } },
   ]);
