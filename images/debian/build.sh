@@ -28,6 +28,9 @@ INCLUDE=systemd-sysv,openssh-server,iproute2,udev,kmod,ca-certificates
 OPENCODE_VERSION=${OPENCODE_VERSION:-1.18.34}
 ROOTFS_MIN_MIB=${ROOTFS_MIN_MIB:-1024}
 WORK_SEED_MIB=${WORK_SEED_MIB:-64}
+# opencode is a 185 MB bun binary: ~2 s to listen on KVM, 60-170 s under TCG on a
+# busy 2-core host. The per-image service timeout is a ceiling, not a delay.
+OPENCODE_WAIT_S=${OPENCODE_WAIT_S:-300}
 
 CACHE="$REPO/build/cache"
 KERNEL_DIR="$CACHE/kernel"
@@ -154,7 +157,7 @@ build_artifacts() {
 }
 
 print_register_commands() {
-  echo "  $BANGER image register --name $IMAGE_NAME --kernel $OUT/vmlinux --initrd $OUT/initramfs.cpio.gz --rootfs $OUT/rootfs.ext4 --work-seed $OUT/work-seed.ext4 --os debian --service ssh:22 --service opencode:4096"
+  echo "  $BANGER image register --name $IMAGE_NAME --kernel $OUT/vmlinux --initrd $OUT/initramfs.cpio.gz --rootfs $OUT/rootfs.ext4 --work-seed $OUT/work-seed.ext4 --os debian --service ssh:22 --service opencode:4096:$OPENCODE_WAIT_S"
   echo "  $BANGER image promote $IMAGE_NAME --as debian"
 }
 
@@ -180,7 +183,7 @@ register_image() {
   else
     timeout 900 "$BANGER" image register --name "$IMAGE_NAME" --kernel "$OUT/vmlinux" \
       --initrd "$OUT/initramfs.cpio.gz" --rootfs "$OUT/rootfs.ext4" --work-seed "$OUT/work-seed.ext4" \
-      --os debian --service ssh:22 --service opencode:4096 >/dev/null
+      --os debian --service ssh:22 --service "opencode:4096:$OPENCODE_WAIT_S" >/dev/null
   fi
   timeout 60 "$BANGER" image promote "$IMAGE_NAME" --as debian
 }

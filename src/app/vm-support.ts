@@ -3,6 +3,7 @@ import { fileTail } from "../adapters/exec/tail.js";
 import { BangerError } from "../domain/errors.js";
 import { artifactOf, type Image, type Vm, type VmmKind } from "../domain/types.js";
 import { bootNetArg, gatewayOf, netmaskOf } from "../adapters/net/addr.js";
+import { hostNameservers } from "../adapters/net/resolv.js";
 import type { SshTarget } from "../ports/guest.js";
 import type { VmmHandle, VmmSpec } from "../ports/vmm.js";
 import type { AppDeps } from "./deps.js";
@@ -38,7 +39,8 @@ export function specOf(d: AppDeps, vm: Vm, image: Image): VmmSpec {
     throw new BangerError("INTERNAL", `VM ${vm.name} is missing boot inputs (kernel, rootfs, ip, tap or vsock cid)`);
   }
   const subnet = d.cfg.config.subnet;
-  const net = bootNetArg(vm.ip, gatewayOf(subnet), netmaskOf(subnet), vm.name);
+  // Only NAT guests can reach a resolver; the others get no DNS at all.
+  const net = bootNetArg(vm.ip, gatewayOf(subnet), netmaskOf(subnet), vm.name, vm.nat ? hostNameservers() : []);
   const files = vmFiles(vm.dir);
   return {
     vmId: vm.id,

@@ -87,3 +87,22 @@ describe("addr helpers", () => {
     expect(() => bootNetArg("172.30.0.5", "gw", "255.255.255.0", "x")).toThrow(/gateway/);
   });
 });
+
+describe("boot network argument with DNS", () => {
+  it("appends up to two IPv4 name servers after the autoconf field", async () => {
+    const { bootNetArg } = await import("../../src/adapters/net/addr.js");
+    expect(bootNetArg("172.30.0.2", "172.30.0.1", "255.255.255.0", "alp", ["10.0.0.53", "bogus", "10.0.0.54", "10.0.0.55"]))
+      .toBe("ip=172.30.0.2::172.30.0.1:255.255.255.0:alp:eth0:off:10.0.0.53:10.0.0.54");
+  });
+
+  it("reads host name servers but skips loopback stubs", async () => {
+    const { hostNameservers } = await import("../../src/adapters/net/resolv.js");
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { tmpdir } = await import("node:os");
+    const f = join(mkdtempSync(join(tmpdir(), "resolv-")), "resolv.conf");
+    writeFileSync(f, "# x\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch example\nnameserver 192.0.2.2\n");
+    expect(hostNameservers(f)).toEqual(["192.0.2.1", "192.0.2.2"]);
+    expect(hostNameservers("/nonexistent")).toEqual([]);
+  });
+});

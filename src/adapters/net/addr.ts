@@ -84,7 +84,7 @@ export function macForIp(ip: string): string {
 }
 
 /** Kernel `ip=` argument; guests apply it in userspace (see the feasibility report). */
-export function bootNetArg(ip: string, gw: string, mask: string, hostname: string): string {
+export function bootNetArg(ip: string, gw: string, mask: string, hostname: string, dns: string[] = []): string {
   for (const [what, v] of [["ip", ip], ["gateway", gw], ["netmask", mask]] as const) {
     if (!isIpv4(v)) throw new BangerError("BAD_REQUEST", `boot ${what} is not an IPv4 address: ${JSON.stringify(v)}`);
   }
@@ -94,5 +94,6 @@ export function bootNetArg(ip: string, gw: string, mask: string, hostname: strin
       hint: "use letters, digits and '-' (at most 63 characters)",
     });
   }
-  return `ip=${ip}::${gw}:${mask}:${hostname}:eth0:off`;
+  const servers = dns.filter(isIpv4).slice(0, 2);
+  return `ip=${ip}::${gw}:${mask}:${hostname}:eth0:off${servers.map((s) => `:${s}`).join("")}`;
 }
