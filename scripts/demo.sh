@@ -25,9 +25,8 @@ if [ "${1:-}" = "--clean" ]; then
   echo "demo cleaned up"; exit 0
 fi
 
-for tool in qemu-system-x86_64 debootstrap mkfs.ext4 debugfs nft ip ssh; do
-  command -v "$tool" >/dev/null || { echo "demo: $tool is missing; install the apt packages listed in .ci/run"; exit 1; }
-done
+say "host packages"
+bash scripts/host-deps.sh
 
 say "config ($BANGER_CONFIG)"
 mkdir -p "$DEMO"
