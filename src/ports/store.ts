@@ -1,15 +1,7 @@
-import type { Artifact, GuestMeta, Image, ImageStatus, LifecycleEvent, Vm, VmState } from "../domain/types.js";
+import type { Image, ImageStatus, LifecycleEvent, Vm, VmState } from "../domain/types.js";
 
-export interface NewImage {
-  id: string;
-  name: string;
-  bootArgs: string;
-  defaultVcpus?: number;
-  defaultMemoryMib?: number;
-  defaultWorkDiskGib?: number;
-  guest: GuestMeta;
-  artifacts: Artifact[];
-}
+/** What registration supplies; status, aliases and the timestamp are the store's. */
+export type NewImage = Omit<Image, "status" | "statusDetail" | "aliases" | "createdAt">;
 
 export type VmPatch = Partial<Omit<Vm, "id" | "name" | "imageId" | "imageName" | "createdAt">>;
 

@@ -1,24 +1,17 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
-import { BangerError } from "../../domain/errors.js";
+import { InvalidArgumentError } from "commander";
 import type { GuestService, Image } from "../../domain/types.js";
 import type { CliContext } from "../context.js";
+import { positiveInt } from "../parse.js";
 import { bytes, keyValues, table } from "../output.js";
 
 function parseService(spec: string, acc: GuestService[] = []): GuestService[] {
   const m = /^([a-z0-9][a-z0-9_-]*):(\d{1,5})(?::(\d+))?$/i.exec(spec);
   if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) {
-    throw new BangerError("BAD_REQUEST", `--service ${spec}: expected name:port or name:port:timeout_s`, { hint: "e.g. --service opencode:4096 or --service opencode:4096:300" });
+    throw new InvalidArgumentError("expected name:port or name:port:timeout_s, e.g. opencode:4096 or opencode:4096:300");
   }
   return [...acc, { name: m[1], port: Number(m[2]), ...(m[3] ? { timeoutMs: Number(m[3]) * 1000 } : {}) }];
-}
-
-function int(flag: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new BangerError("BAD_REQUEST", `${flag} ${v}: expected a positive integer`);
-    return n;
-  };
 }
 
 const abs = (p?: string) => (p === undefined ? undefined : resolve(p));
@@ -45,9 +38,9 @@ export function registerImage(program: Command, ctx: CliContext): void {
     .option("--boot-args <args>", "kernel command line (network and console are added by banger)")
     .option("--os <os>", "guest OS label", "linux")
     .option("--service <name:port[:timeout_s]>", "guest service to wait for after SSH (repeatable)", parseService)
-    .option("--vcpus <n>", "default vCPUs", int("--vcpus"))
-    .option("--memory <mib>", "default memory (MiB)", int("--memory"))
-    .option("--work-disk <gib>", "default /root disk size (GiB)", int("--work-disk"))
+    .option("--vcpus <n>", "default vCPUs", positiveInt)
+    .option("--memory <mib>", "default memory (MiB)", positiveInt)
+    .option("--work-disk <gib>", "default /root disk size (GiB)", positiveInt)
     .action(async (o) => {
       const services: GuestService[] = o.service ?? [];
       if (!services.some((s) => s.port === 22)) services.unshift({ name: "ssh", port: 22 });

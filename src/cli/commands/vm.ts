@@ -6,18 +6,11 @@ import type { LifecycleEvent, Vm } from "../../domain/types.js";
 import { sshArgs } from "../../adapters/ssh/args.js";
 import type { SshTarget } from "../../ports/guest.js";
 import type { CliContext } from "../context.js";
+import { positiveInt } from "../parse.js";
 import { keyValues, ms, table } from "../output.js";
 
 const LONG_MS = 30 * 60_000;
 const enc = encodeURIComponent;
-
-function int(flag: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new BangerError("BAD_REQUEST", `${flag} ${v}: expected a positive integer`);
-    return n;
-  };
-}
 
 export function renderEvents(events: LifecycleEvent[]): string {
   const ops = [...new Set(events.map((e) => e.op))];
@@ -77,9 +70,9 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .requiredOption("--image <image>", "image name or alias")
     .option("--name <name>", "VM name (default: generated)")
     .option("--nat", "let the guest reach the outside through NAT")
-    .option("--vcpus <n>", "vCPUs", int("--vcpus"))
-    .option("--memory <mib>", "memory in MiB", int("--memory"))
-    .option("--work-disk <gib>", "size of the /root disk in GiB", int("--work-disk"))
+    .option("--vcpus <n>", "vCPUs", positiveInt)
+    .option("--memory <mib>", "memory in MiB", positiveInt)
+    .option("--work-disk <gib>", "size of the /root disk in GiB", positiveInt)
     .option("--no-wait", "return once the guest is started")
     .action(async (o) => {
       const body = { image: o.image, name: o.name, nat: Boolean(o.nat), vcpus: o.vcpus, memoryMib: o.memory, workDiskGib: o.workDisk, noWait: o.wait === false };
