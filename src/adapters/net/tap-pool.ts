@@ -10,6 +10,7 @@
 
 export const POOL_PREFIX = "tap-pool-";
 export const ON_DEMAND_PREFIX = "bt-";
+const REFILL_DELAY_MS = 300;
 const IFNAMSIZ = 15;
 
 export interface TapOps {
@@ -54,6 +55,7 @@ export class TapPool {
   private adopted = false;
   private closed = false;
   private refilling: Promise<void> | undefined;
+  private refillTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly size: number,
@@ -192,11 +194,18 @@ export class TapPool {
   }
 
   private scheduleRefill(): void {
-    if (this.refilling || this.closed || !this.adopted) return;
+    if (this.refilling || this.refillTimer || this.closed || !this.adopted) return;
     if (this.idle.length + this.creating.size + this.resetting.size >= this.size) return;
-    this.refilling = this.refill().finally(() => {
-      this.refilling = undefined;
-    });
+    // Not inline: spawning `ip` forks synchronously for milliseconds, and an acquire sits on
+    // the create hot path. A short delay moves the refill past the pre-boot stages.
+    this.refillTimer = setTimeout(() => {
+      this.refillTimer = undefined;
+      if (this.closed) return;
+      this.refilling = this.refill().finally(() => {
+        this.refilling = undefined;
+      });
+    }, REFILL_DELAY_MS);
+    this.refillTimer.unref();
   }
 
   private async refill(): Promise<void> {
@@ -220,11 +229,15 @@ export class TapPool {
 
   /** Resolves once no refill is running; for tests and orderly shutdown. */
   async settled(): Promise<void> {
-    while (this.refilling) await this.refilling;
+    while (this.refilling || this.refillTimer) {
+      await (this.refilling ?? new Promise((r) => setTimeout(r, REFILL_DELAY_MS)));
+    }
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.refillTimer) clearTimeout(this.refillTimer);
+    this.refillTimer = undefined;
     await this.settled();
   }
 
