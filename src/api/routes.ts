@@ -48,8 +48,7 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
   });
   api.post("/vms/:name/stop", async (c) => c.json({ vm: await stopVm(d, c.req.param("name")) }));
   api.post("/vms/:name/start", async (c) => {
-    const raw = c.req.header("content-length") === "0" ? {} : await body(c).catch(() => ({}));
-    return c.json({ vm: await startVm(d, c.req.param("name"), startVmBody.parse(raw ?? {})) });
+    return c.json({ vm: await startVm(d, c.req.param("name"), startVmBody.parse(await body(c))) });
   });
   api.delete("/vms/:name", async (c) => {
     await removeVm(d, c.req.param("name"), c.req.query("force") === "true");

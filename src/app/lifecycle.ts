@@ -79,7 +79,7 @@ export async function startVm(d: AppDeps, name: string, opts: { noWait?: boolean
   if (vm.state !== "stopped") {
     throw new BangerError("VM_STATE", `VM ${name} is ${vm.state}, not stopped`, { hint: vm.state === "running" ? "it is already running" : `remove it with \`banger vm rm ${name}\`` });
   }
-  const image = resolveImage(d, d.store.getImageById(vm.imageId)?.name ?? vm.imageName);
+  const image = resolveImage(d, d.store.getImageById(vm.imageId)!.name); // the FK keeps a VM's image in place
   const vmm = d.vmm(vm.vmm);
   const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(vm.id, p); };
   const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: opts.noWait };

@@ -40,6 +40,7 @@ export class Plan {
 
   async run(stages: Stage[], describeFailure?: (stage: string, err: BangerError) => Promise<string | undefined>): Promise<void> {
     const t0 = performance.now();
+    const planStarted = new Date();
     for (const stage of stages) {
       const started = new Date();
       const s0 = performance.now();
@@ -61,7 +62,7 @@ export class Plan {
         throw new BangerError(err.code, message, { hint: err.hint, stage: stage.name, cause: raw });
       }
     }
-    this.record("total", new Date(Date.now() - (performance.now() - t0)), performance.now() - t0, "ok");
+    this.record("total", planStarted, performance.now() - t0, "ok");
   }
 
   /** Run every registered undo in reverse; failures are logged and do not stop the rest. */

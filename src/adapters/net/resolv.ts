@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 
 /**
  * Name servers a NAT guest can use: the host's, minus loopback ones (a local
- * stub resolver such as 127.0.0.53 is unreachable from a guest).
+ * caching resolver such as systemd-resolved's 127.0.0.53 is unreachable from a guest).
  */
 export function hostNameservers(file = "/etc/resolv.conf"): string[] {
   try {
