@@ -66,8 +66,8 @@ say "opencode answers from the host"
 ip=$("$BANGER" --json vm show demo | python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"]["ip"])')
 in_ns python3 - "$ip" <<'PY'
 import sys, urllib.request
-url = f"http://{sys.argv[1]}:4096/"
-with urllib.request.urlopen(url, timeout=10) as r:
+url = f"http://{sys.argv[1]}:4096/config"
+with urllib.request.urlopen(url, timeout=60) as r:
     print(f"GET {url} -> HTTP {r.status}")
 PY
 
