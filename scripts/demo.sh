@@ -65,10 +65,19 @@ in_ns "$BANGER" vm ssh demo -- 'echo "hostname: $(hostname)"; echo "kernel:   $(
 say "opencode answers from the host"
 ip=$("$BANGER" --json vm show demo | python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"]["ip"])')
 in_ns python3 - "$ip" <<'PY'
-import sys, urllib.request
+# opencode listens before it finishes initialising; under TCG its first answer can take minutes.
+import sys, time, urllib.request
 url = f"http://{sys.argv[1]}:4096/config"
-with urllib.request.urlopen(url, timeout=60) as r:
-    print(f"GET {url} -> HTTP {r.status}")
+t0 = time.time()
+while True:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            print(f"GET {url} -> HTTP {r.status} after {time.time() - t0:.0f} s")
+            break
+    except Exception as e:
+        if time.time() - t0 > 300:
+            sys.exit(f"opencode did not answer {url} within 300 s: {e}")
+        time.sleep(2)
 PY
 
 say "vm show demo"
