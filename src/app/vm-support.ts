@@ -1,5 +1,7 @@
 import { join } from "node:path";
 import { fileTail } from "../adapters/exec/tail.js";
+import { firecrackerPaths } from "../adapters/firecracker/driver.js";
+import { qemuPaths } from "../adapters/qemu/driver.js";
 import { BangerError } from "../domain/errors.js";
 import { artifactOf, type Image, type Vm, type VmmKind } from "../domain/types.js";
 import { bootNetArg, gatewayOf, netmaskOf } from "../adapters/net/addr.js";
@@ -8,7 +10,10 @@ import type { SshTarget } from "../ports/guest.js";
 import type { VmmHandle, VmmSpec } from "../ports/vmm.js";
 import type { AppDeps } from "./deps.js";
 
-export const CONTROL_SOCKET: Record<VmmKind, string> = { firecracker: "fc.sock", qemu: "qmp.sock" };
+/** The drivers own their file layout; ask them rather than repeating socket names here. */
+function controlSocket(kind: VmmKind, dir: string): string {
+  return kind === "firecracker" ? firecrackerPaths(dir).apiSocket : qemuPaths(dir).qmp;
+}
 
 export const vmFiles = (dir: string) => ({
   rootfs: join(dir, "rootfs.ext4"),
@@ -27,7 +32,7 @@ export function handleOf(vm: Vm): VmmHandle | undefined {
     kind: vm.vmm,
     pid: vm.pid,
     pidStart: vm.pidStart ?? 0,
-    controlSocket: join(vm.dir, CONTROL_SOCKET[vm.vmm]),
+    controlSocket: controlSocket(vm.vmm, vm.dir),
     consoleLog: vmFiles(vm.dir).console,
   };
 }
