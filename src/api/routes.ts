@@ -41,19 +41,18 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
   api.post("/images/:name/warm", async (c) => c.json({ pool: await images.warm(c.req.param("name")) }));
 
   api.get("/vms", (c) => c.json({ vms: listVms(d) }));
-  api.post("/vms", async (c) => c.json({ vm: await createVm(d, createVmBody.parse(await body(c))) }, 201));
+  // A create or start is cancelled (and undone) when its client goes away: Ctrl-C in the CLI, a killed agent.
+  api.post("/vms", async (c) => c.json({ vm: await createVm(d, createVmBody.parse(await body(c)), { signal: c.req.raw.signal }) }, 201));
   api.get("/vms/:name", (c) => {
     const vm = getVm(d, c.req.param("name"));
-    return c.json({ vm, events: d.store.events(vm.id) });
+    const operation = d.ops.current(vm.name);
+    return c.json({ vm, events: d.store.events(vm.id), ...(operation ? { operation } : {}) });
   });
   api.post("/vms/:name/stop", async (c) => c.json({ vm: await stopVm(d, c.req.param("name")) }));
   api.post("/vms/:name/start", async (c) => {
-    return c.json({ vm: await startVm(d, c.req.param("name"), startVmBody.parse(await body(c))) });
+    return c.json({ vm: await startVm(d, c.req.param("name"), { ...startVmBody.parse(await body(c)), signal: c.req.raw.signal }) });
   });
-  api.delete("/vms/:name", async (c) => {
-    await removeVm(d, c.req.param("name"), c.req.query("force") === "true");
-    return c.json({ removed: c.req.param("name") });
-  });
+  api.delete("/vms/:name", async (c) => c.json(await removeVm(d, c.req.param("name"), c.req.query("force") === "true")));
   api.get("/vms/:name/events", (c) => c.json({ events: vmEvents(d, c.req.param("name")) }));
   api.get("/vms/:name/ssh", async (c) => c.json({ target: await sshTarget(d, getVm(d, c.req.param("name"))) }));
   api.get("/vms/:name/logs", async (c) => {

@@ -24,7 +24,8 @@ export function explainGuestFailure(dir: string) {
 export function tapStage(c: BootContext): Stage {
   return { name: "tap", run: async ({ onUndo }) => {
     const tap = await c.d.network.acquireTap(c.vm().id);
-    onUndo("tap", async () => { await c.d.network.releaseTap(tap); c.patch({ tap: undefined }); });
+    const owner = c.vm().id;
+    onUndo("tap", async () => { await c.d.network.releaseTap(tap, owner); c.patch({ tap: undefined }); });
     c.patch({ tap });
     return tap;
   } };
@@ -34,15 +35,15 @@ export function tapStage(c: BootContext): Stage {
 export function bootStages(c: BootContext): Stage[] {
   const { d, vmm, image } = c;
   let handle: VmmHandle | undefined;
-  const ready = () => waitReady(d, c.vm(), image, new AbortController().signal);
+  const ready = (signal: AbortSignal) => waitReady(d, c.vm(), image, signal);
   const nat: Stage[] = c.vm().nat ? [{ name: "nat", run: async ({ onUndo }) => {
     const ip = c.vm().ip!;
     await d.network.enableNat(ip);
     onUndo("nat", () => d.network.disableNat(ip));
   } }] : [];
   const wait: Stage[] = c.noWait ? [] : [
-    { name: "wait-ssh", run: async () => { await (await ready()).ssh(); } },
-    { name: "wait-services", run: async () => (await ready()).services() },
+    { name: "wait-ssh", run: async ({ signal }) => { await (await ready(signal)).ssh(); } },
+    { name: "wait-services", run: async ({ signal }) => (await ready(signal)).services() },
   ];
   return [
     ...nat,

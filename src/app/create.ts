@@ -5,7 +5,9 @@ import { guestAddresses, macForIp } from "../adapters/net/addr.js";
 import { BangerError } from "../domain/errors.js";
 import { validateName } from "../domain/names.js";
 import { artifactOf, type Image, type Vm } from "../domain/types.js";
+import type { Vmm } from "../ports/vmm.js";
 import type { AppDeps } from "./deps.js";
+import { settleFailed, transition } from "./vm-transitions.js";
 import { imageNotFound } from "./images.js";
 import { Plan, type Stage } from "./plan.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
@@ -35,15 +37,27 @@ export function resolveImage(d: AppDeps, ref: string): Image {
   return image;
 }
 
-export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
+export async function createVm(d: AppDeps, input: CreateInput, opts: { signal?: AbortSignal } = {}): Promise<Vm> {
   const cfg = d.cfg.config;
   if (input.name !== undefined) validateName(input.name, "VM");
   const image = resolveImage(d, input.image);
-  const name = input.name ?? d.names.next((n) => d.store.nameTaken(n));
+  const name = input.name ?? d.names.next((n) => d.store.nameTaken(n) || d.ops.current(n) !== undefined);
   if (d.store.nameTaken(name)) {
     throw new BangerError("VM_EXISTS", `a VM named ${name} already exists`, { hint: "pick another --name, or omit it for a generated one" });
   }
   const vmm = d.vmm(cfg.vmm); // resolves the binary now: a missing VMM fails before anything is acquired
+  // Held from before the row exists until the plan has settled, undo included.
+  const ticket = d.ops.begin(name, "create", { signal: opts.signal, deadlineMs: cfg.op_timeout_s * 1000 });
+  try {
+    return await runCreate(d, input, { image, name, vmm, signal: ticket.signal });
+  } finally {
+    ticket.release();
+  }
+}
+
+async function runCreate(d: AppDeps, input: CreateInput, c: { image: Image; name: string; vmm: Vmm; signal: AbortSignal }): Promise<Vm> {
+  const cfg = d.cfg.config;
+  const { image, name, vmm } = c;
   const seed = artifactOf(image, "work_seed");
   const id = randomUUID();
   const now = new Date().toISOString();
@@ -62,7 +76,7 @@ export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
     throw e;
   }
 
-  const plan = new Plan(d.store, d.log, vm, "create");
+  const plan = new Plan(d.store, d.log, vm, "create", c.signal);
   const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(id, p); };
   const files = vmFiles(vm.dir);
   let prepared: PreparedDisks | undefined;
@@ -70,7 +84,9 @@ export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
 
   const stages: Stage[] = [
     { name: "lease-ip", run: async ({ onUndo }) => {
-      onUndo("vm-record", () => d.store.deleteVm(id));
+      // Last to run: a VM whose other undos all worked has nothing left and goes; otherwise
+      // the row stays as `failed`, so `banger vm rm` can finish the cleanup later.
+      onUndo("vm-record", () => { if (plan.undoFailures === 0) d.store.deleteVm(id); });
       const ip = d.store.allocateLease(id, guestAddresses(cfg.subnet));
       if (!ip) throw new BangerError("NO_FREE_IP", `no free address left in ${cfg.subnet}`, { hint: "remove unused VMs or widen `subnet` in the config" });
       onUndo("lease", () => d.store.releaseLease(id));
@@ -100,12 +116,15 @@ export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
 
   try {
     await plan.run(stages, explainGuestFailure(vm.dir));
+  } catch (e) {
+    if (plan.undoFailures > 0) throw settleFailed(d, vm, e, "failed");
+    throw e;
   } finally {
     // After the boot, not during it: a refill copies a rootfs and would steal CPU from the guest.
     d.diskPool.refill(image);
   }
   plan.commit();
-  patch({ state: "running" });
+  vm = transition(d, vm, "running");
   const total = plan.timings.reduce((s, t) => s + t.durationMs, 0);
   d.log.info({ vm: name, stage: "total", ms: Math.round(total), stages: plan.timings.map((t) => `${t.stage}=${Math.round(t.durationMs)}ms`).join(" ") }, "vm created");
   return vm;

@@ -10,11 +10,14 @@ import type { Store } from "../ports/store.js";
 import type { Vmm } from "../ports/vmm.js";
 import type { DiskPool } from "./disk-pool.js";
 import type { HostProbes } from "./doctor.js";
+import type { VmOps } from "./vm-ops.js";
 
 /** Everything a use case may touch. Built once in src/daemon/wire.ts. */
 export interface AppDeps {
   cfg: LoadedConfig;
   store: Store;
+  /** The per-VM operation lock: one create/start/stop/rm at a time per VM. */
+  ops: VmOps;
   /** Drivers are created on first use so a host without firecracker still serves qemu VMs. */
   vmm(kind: VmmKind): Vmm;
   network: Network;

@@ -1,120 +1,140 @@
-import { readdirSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { join } from "node:path";
 import { BangerError } from "../domain/errors.js";
 import type { LifecycleEvent, Vm } from "../domain/types.js";
+import { OP_ENTRY, wrongState } from "../domain/vm-state.js";
 import type { AppDeps } from "./deps.js";
 import { resolveImage } from "./create.js";
 import { Plan, type Stage } from "./plan.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
 import { handleOf, sshTarget, vmNotFound } from "./vm-support.js";
+import { releaseHostSide, removeSockets, settleFailed, transition } from "./vm-transitions.js";
 
 const STOP_TIMEOUT_MS = 30_000;
+/** The in-guest command over SSH: enough to connect and hand the command over, not to wait for the shutdown. */
+const GUEST_STOP_SSH_MS = 5_000;
+/** After the guest accepted the command, how long its own shutdown may take before the VMM is asked. */
+const GUEST_STOP_GRACE_MS = 15_000;
 
+/** Reads are pure: they report what the store says. The liveness reconciler keeps it true. */
 export function getVm(d: AppDeps, name: string): Vm {
   const vm = d.store.getVm(name);
   if (!vm) throw vmNotFound(name);
-  return refreshLiveness(d, vm);
-}
-
-export function listVms(d: AppDeps): Vm[] {
-  return d.store.listVms().map((vm) => refreshLiveness(d, vm));
-}
-
-/** A running VM whose process vanished (guest powered off, VMM crashed) is reported as stopped. */
-function refreshLiveness(d: AppDeps, vm: Vm): Vm {
-  const h = handleOf(vm);
-  if (vm.state === "running" && (!h || !d.vmm(vm.vmm).isAlive(h))) {
-    d.log.warn({ vm: vm.name, stage: "liveness", pid: vm.pid }, "VMM process is gone; marking VM stopped");
-    void releaseHostSide(d, vm);
-    return markStopped(d, vm);
-  }
   return vm;
 }
 
-/** Record a VM whose VMM is gone as stopped; its lease and disks stay. The caller releases TAP and NAT. */
-export function markStopped(d: AppDeps, vm: Vm): Vm {
-  removeSockets(vm.dir);
-  return d.store.updateVm(vm.id, { state: "stopped", pid: undefined, pidStart: undefined, tap: undefined });
+export function listVms(d: AppDeps): Vm[] {
+  return d.store.listVms();
 }
 
-/** A dead VMM leaves its API/QMP/vsock sockets behind; they would only confuse the next spawn and the leak verifier. */
-function removeSockets(dir: string): void {
-  try {
-    for (const f of readdirSync(dir)) if (f.endsWith(".sock")) rmSync(join(dir, f), { force: true });
-  } catch {
-    // no dir: nothing to clean
-  }
-}
-
-/** Give back what a running VM holds on the host (TAP, NAT); the lease and disks stay for the next start. */
-async function releaseHostSide(d: AppDeps, vm: Vm): Promise<void> {
-  if (vm.nat && vm.ip) await d.network.disableNat(vm.ip).catch((e) => d.log.warn({ vm: vm.name, err: e.message }, "nat release failed"));
-  if (vm.tap) await d.network.releaseTap(vm.tap).catch((e) => d.log.warn({ vm: vm.name, err: e.message }, "tap release failed"));
+export interface OpOptions {
+  /** The caller's request: aborting it cancels a create or start. */
+  signal?: AbortSignal;
 }
 
 export async function stopVm(d: AppDeps, name: string): Promise<Vm> {
-  const vm = getVm(d, name);
-  if (vm.state !== "running") {
-    throw new BangerError("VM_STATE", `VM ${name} is ${vm.state}, not running`, { hint: `\`banger vm start ${name}\` starts it` });
+  const ticket = d.ops.begin(name, "stop");
+  try {
+    let vm = getVm(d, name);
+    if (!OP_ENTRY.stop.from.includes(vm.state)) throw wrongState(name, "stop", vm.state);
+    vm = transition(d, vm, "stopping");
+    const vmm = d.vmm(vm.vmm);
+    const h = handleOf(vm);
+    let guestAsked = false;
+    const plan = new Plan(d.store, d.log, vm, "stop");
+    try {
+      await plan.run([
+        // The guest's own shutdown first: it works whatever the image maps Ctrl-Alt-Del or the
+        // power button to. The command is the one that ends this VMM (a reboot for Firecracker).
+        { name: "guest-stop", run: async () => {
+          const r = await d.guest.exec(await sshTarget(d, vm), vmm.guestStopCommand, GUEST_STOP_SSH_MS).catch((e: Error) => ({ code: -1, stderr: e.message }));
+          // 255: sshd went away under the command, which is the point.
+          guestAsked = r.code === 0 || r.code === 255;
+          return guestAsked ? `${vmm.guestStopCommand} over SSH` : `not reachable over SSH (${r.stderr.trim().split("\n")[0] || `exit ${r.code}`}); VMM request only`;
+        } },
+        { name: "vmm-stop", run: async () => {
+          if (!h) return "no VMM process recorded";
+          const r = await vmm.stop(h, { timeoutMs: STOP_TIMEOUT_MS, graceMs: guestAsked ? GUEST_STOP_GRACE_MS : 0 });
+          return `ended by ${r.how} after ${r.ms} ms`;
+        } },
+        { name: "release-net", run: async () => { await releaseHostSide(d, vm); } },
+      ]);
+    } catch (e) {
+      throw settleFailed(d, vm, e, "failed");
+    }
+    removeSockets(vm.dir);
+    return transition(d, vm, "stopped", { pid: undefined, pidStart: undefined, tap: undefined, lastError: undefined });
+  } finally {
+    ticket.release();
   }
-  const plan = new Plan(d.store, d.log, vm, "stop");
-  const h = handleOf(vm)!;
-  await plan.run([
-    // The guest's own clean shutdown first: it works whatever the VMM, while ACPI power-button
-    // handling depends on the guest (the Debian image has no logind). The VMM's stop is the fallback.
-    { name: "guest-poweroff", run: async () => {
-      const r = await d.guest.exec(await sshTarget(d, vm), "systemctl poweroff", 10_000).catch((e: Error) => ({ code: -1, stderr: e.message }));
-      return r.code === 0 || r.code === 255 ? "systemctl poweroff" : `not reachable over SSH (${r.stderr.trim().split("\n")[0] || `exit ${r.code}`}); VMM stop only`;
-    } },
-    { name: "vmm-stop", run: async () => { await d.vmm(vm.vmm).stop(h, STOP_TIMEOUT_MS); } },
-    { name: "release-net", run: async () => { await releaseHostSide(d, vm); } },
-  ]);
-  removeSockets(vm.dir);
-  return d.store.updateVm(vm.id, { state: "stopped", pid: undefined, pidStart: undefined, tap: undefined });
 }
 
-export async function startVm(d: AppDeps, name: string, opts: { noWait?: boolean } = {}): Promise<Vm> {
-  let vm = getVm(d, name);
-  if (vm.state !== "stopped") {
-    throw new BangerError("VM_STATE", `VM ${name} is ${vm.state}, not stopped`, { hint: vm.state === "running" ? "it is already running" : `remove it with \`banger vm rm ${name}\`` });
+export async function startVm(d: AppDeps, name: string, opts: { noWait?: boolean } & OpOptions = {}): Promise<Vm> {
+  const ticket = d.ops.begin(name, "start", { signal: opts.signal, deadlineMs: d.cfg.config.op_timeout_s * 1000 });
+  try {
+    let vm = getVm(d, name);
+    if (!OP_ENTRY.start.from.includes(vm.state)) throw wrongState(name, "start", vm.state);
+    const image = resolveImage(d, d.store.getImageById(vm.imageId)!.name); // the FK keeps a VM's image in place
+    const vmm = d.vmm(vm.vmm);
+    vm = transition(d, vm, "starting", { lastError: undefined });
+    const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(vm.id, p); };
+    const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: opts.noWait };
+    const plan = new Plan(d.store, d.log, vm, "start", ticket.signal);
+    try {
+      await plan.run([tapStage(boot), ...bootStages(boot)], explainGuestFailure(vm.dir));
+    } catch (e) {
+      // Undone cleanly, the VM is just stopped again (with the reason kept); otherwise its host side is unknown.
+      throw settleFailed(d, vm, e, plan.undoFailures === 0 ? "stopped" : "failed", { pid: undefined, pidStart: undefined, tap: undefined });
+    }
+    plan.commit();
+    return transition(d, vm, "running");
+  } finally {
+    ticket.release();
   }
-  const image = resolveImage(d, d.store.getImageById(vm.imageId)!.name); // the FK keeps a VM's image in place
-  const vmm = d.vmm(vm.vmm);
-  const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(vm.id, p); };
-  const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: opts.noWait };
-  const stages: Stage[] = [tapStage(boot), ...bootStages(boot)];
-  const plan = new Plan(d.store, d.log, vm, "start");
-  await plan.run(stages, explainGuestFailure(vm.dir));
-  plan.commit();
-  return d.store.updateVm(vm.id, { state: "running" });
 }
 
-/** Tear down everything a VM owns. Every step tolerates the resource being gone already. */
+/** Tear down everything a VM owns; the VM must be in `deleting`. Every step tolerates the resource being gone already. */
 export async function destroyVm(d: AppDeps, vm: Vm, reason: string): Promise<void> {
-  const h = handleOf(vm);
-  if (h) await d.vmm(vm.vmm).kill(h);
-  await releaseHostSide(d, vm);
-  d.store.releaseLease(vm.id);
-  await rm(vm.dir, { recursive: true, force: true });
-  d.store.deleteVm(vm.id);
+  try {
+    const h = handleOf(vm);
+    if (h) await d.vmm(vm.vmm).kill(h);
+    await releaseHostSide(d, vm);
+    d.store.releaseLease(vm.id);
+    await rm(vm.dir, { recursive: true, force: true });
+    d.store.deleteVm(vm.id);
+  } catch (e) {
+    throw settleFailed(d, vm, e, "failed");
+  }
   d.log.info({ vm: vm.name, stage: "destroy", reason }, "VM removed");
 }
 
-export async function removeVm(d: AppDeps, name: string, force: boolean): Promise<void> {
-  const vm = getVm(d, name);
-  if (vm.state === "running" && !force) {
-    throw new BangerError("VM_STATE", `VM ${name} is running`, { hint: `stop it first (\`banger vm stop ${name}\`) or pass --force` });
+export interface RemoveResult {
+  removed: string;
+  /** The create or start that `rm --force` cancelled first. */
+  cancelled?: string;
+}
+
+export async function removeVm(d: AppDeps, name: string, force: boolean): Promise<RemoveResult> {
+  let cancelled: string | undefined;
+  if (force) {
+    cancelled = await d.ops.preempt(name, new BangerError("CANCELLED", `cancelled by \`banger vm rm --force ${name}\``));
   }
-  if (vm.state === "creating") {
-    throw new BangerError("VM_STATE", `VM ${name} is still being created`, { hint: "wait for the create to finish or fail" });
+  const ticket = d.ops.begin(name, "delete");
+  try {
+    const vm = d.store.getVm(name);
+    // A cancelled create undoes itself down to the VM row: nothing is left to remove.
+    if (!vm && cancelled === "create") return { removed: name, cancelled };
+    if (!vm) throw vmNotFound(name);
+    if (vm.state === "running" && !force) {
+      throw new BangerError("VM_STATE", `VM ${name} is running`, { hint: `stop it first (\`banger vm stop ${name}\`) or pass --force` });
+    }
+    if (!OP_ENTRY.delete.from.includes(vm.state)) throw wrongState(name, "delete", vm.state);
+    await destroyVm(d, transition(d, vm, "deleting"), force ? "rm --force" : "rm");
+    return cancelled ? { removed: name, cancelled } : { removed: name };
+  } finally {
+    ticket.release();
   }
-  d.store.updateVm(vm.id, { state: "deleting" });
-  await destroyVm(d, vm, force ? "rm --force" : "rm");
 }
 
 export function vmEvents(d: AppDeps, name: string): LifecycleEvent[] {
   return d.store.events(getVm(d, name).id);
 }
-
-

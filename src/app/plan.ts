@@ -29,6 +29,8 @@ export interface StageTiming {
 export class Plan {
   private readonly undos: { label: string; undo: Undo }[] = [];
   readonly timings: StageTiming[] = [];
+  /** Undos that threw; above zero, what the plan acquired may still be held on the host. */
+  undoFailures = 0;
 
   constructor(
     private readonly store: Store,
@@ -45,7 +47,7 @@ export class Plan {
       const started = new Date();
       const s0 = performance.now();
       try {
-        if (this.signal.aborted) throw new BangerError("INTERNAL", "cancelled", { stage: stage.name });
+        if (this.signal.aborted) throw this.signal.reason;
         const detail = await stage.run({ onUndo: (label, undo) => this.undos.push({ label, undo }), signal: this.signal });
         const durationMs = performance.now() - s0;
         this.record(stage.name, started, durationMs, "ok", detail || undefined);
@@ -53,7 +55,8 @@ export class Plan {
         this.log.info({ vm: this.vm.name, stage: stage.name, op: this.op, ms: round(durationMs), detail: detail || undefined }, "stage done");
       } catch (raw) {
         const durationMs = performance.now() - s0;
-        const err = asBangerError(raw);
+        // Once cancelled, whatever a stage threw (an AbortError, a broken pipe) is a consequence; the reason is the cause.
+        const err = asBangerError(this.signal.aborted ? this.signal.reason : raw);
         const extra = describeFailure ? await describeFailure(stage.name, err).catch(() => undefined) : undefined;
         this.record(stage.name, started, durationMs, "failed", err.message);
         this.log.error({ vm: this.vm.name, stage: stage.name, op: this.op, ms: round(durationMs), code: err.code, err: err.message }, "stage failed");
@@ -74,6 +77,7 @@ export class Plan {
         await undo();
         this.record(`undo:${label}`, new Date(), performance.now() - s0, "undone");
       } catch (e) {
+        this.undoFailures++;
         this.log.error({ vm: this.vm.name, stage: `undo:${label}`, err: (e as Error).message }, "undo failed");
         this.record(`undo:${label}`, new Date(), performance.now() - s0, "failed", (e as Error).message);
       }

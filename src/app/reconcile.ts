@@ -2,8 +2,9 @@ import { existsSync } from "node:fs";
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { AppDeps } from "./deps.js";
-import { destroyVm, markStopped } from "./lifecycle.js";
+import { destroyVm } from "./lifecycle.js";
 import { handleOf } from "./vm-support.js";
+import { removeSockets, transition } from "./vm-transitions.js";
 
 export interface ReconcileReport {
   adopted: string[];
@@ -25,10 +26,18 @@ export async function reconcile(d: AppDeps): Promise<ReconcileReport> {
   for (const vm of d.store.listVms()) {
     const h = handleOf(vm);
     const alive = h ? d.vmm(vm.vmm).isAlive(h) : false;
-    if (vm.state === "creating" || vm.state === "deleting" || vm.state === "failed") {
+    if (vm.state === "creating" || vm.state === "deleting") {
       // A create or delete that the daemon did not finish: a half-built VM is worth nothing, so remove all of it.
-      await destroyVm(d, vm, `unfinished ${vm.state} at daemon start`);
+      await destroyVm(d, vm.state === "creating" ? transition(d, vm, "deleting") : vm, `unfinished ${vm.state} at daemon start`);
       report.purgedCreates.push(vm.name);
+    } else if (vm.state === "starting" || vm.state === "stopping") {
+      // Interrupted half way: finish it towards stopped, the state that needs nothing on the host.
+      if (h && alive) await d.vmm(vm.vmm).kill(h);
+      if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
+      removeSockets(vm.dir);
+      transition(d, vm, "stopped", { pid: undefined, pidStart: undefined, tap: undefined, lastError: `${vm.state === "starting" ? "start" : "stop"} interrupted by a daemon restart` });
+      report.markedStopped.push(vm.name);
+      log.warn({ vm: vm.name, was: vm.state }, "operation interrupted by the daemon's exit; VM is stopped");
     } else if (vm.state === "running" && alive) {
       report.adopted.push(vm.name);
       if (vm.nat && vm.ip) await d.network.enableNat(vm.ip);
@@ -36,14 +45,16 @@ export async function reconcile(d: AppDeps): Promise<ReconcileReport> {
     } else if (vm.state === "running") {
       // Its TAP is left to adopt() below, which sorts every device at once.
       if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
-      markStopped(d, vm);
+      removeSockets(vm.dir);
+      transition(d, vm, "stopped", { pid: undefined, pidStart: undefined, tap: undefined, lastError: "the VMM process ended while bangerd was not running" });
       report.markedStopped.push(vm.name);
       log.warn({ vm: vm.name, pid: vm.pid }, "VMM died while the daemon was away; marked stopped");
     }
   }
 
   const live = d.store.listVms();
-  const busyTaps = live.filter((v) => v.state === "running" && v.tap).map((v) => v.tap!);
+  // A failed VM keeps its TAP until `rm`: its VMM's fate is unknown, so the device is not handed out again.
+  const busyTaps = live.filter((v) => (v.state === "running" || v.state === "failed") && v.tap).map((v) => ({ tap: v.tap!, vmId: v.id }));
   await d.network.adopt(busyTaps);
 
   if (existsSync(d.cfg.paths.vmsDir)) {

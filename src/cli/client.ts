@@ -11,7 +11,7 @@ export class ApiClient {
     this.client = new Client("http://bangerd", { socketPath: socket, connect: { timeout: 3_000 } });
   }
 
-  async call<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<T> {
+  async call<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown, timeoutMs = DEFAULT_TIMEOUT_MS, signal?: AbortSignal): Promise<T> {
     let res;
     try {
       res = await this.client.request({
@@ -21,8 +21,10 @@ export class ApiClient {
         body: body === undefined ? undefined : JSON.stringify(body),
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
+        signal,
       });
     } catch (e) {
+      if (signal?.aborted) throw new BangerError("CANCELLED", `${method} ${path} was cancelled`);
       const code = (e as NodeJS.ErrnoException).code ?? "";
       if (["ENOENT", "ECONNREFUSED", "UND_ERR_CONNECT_TIMEOUT", "EACCES"].includes(code)) {
         if (code === "EACCES") {

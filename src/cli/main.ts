@@ -44,7 +44,8 @@ async function main(argv: string[]): Promise<number> {
     } else {
       process.stderr.write(`error: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ""}`);
     }
-    return 1;
+    // 130 as a shell reports a Ctrl-C, so scripts can tell a cancel from a failure.
+    return err.code === "CANCELLED" ? 130 : 1;
   } finally {
     await ctx.close();
   }

@@ -30,6 +30,7 @@ export const configSchema = z
     work_disk_gib: z.number().int().min(1).max(2048),
     ssh_timeout_s: z.number().int().min(5).max(3600),
     service_timeout_s: z.number().int().min(5).max(3600),
+    op_timeout_s: z.number().int().min(30).max(86400),
     log_level: z.enum(["trace", "debug", "info", "warn", "error"]),
     web: webSchema,
   })
@@ -51,6 +52,7 @@ export const STATIC_DEFAULTS = {
   work_disk_gib: 10,
   ssh_timeout_s: 120,
   service_timeout_s: 180,
+  op_timeout_s: 900,
   log_level: "info",
   web: { listen: "127.0.0.1:7780" },
 } satisfies Partial<Config>;
@@ -73,6 +75,7 @@ export const KEY_DOCS: Record<string, string> = {
   work_disk_gib: "default size of each VM's /root disk in GiB",
   ssh_timeout_s: "how long create waits for SSH",
   service_timeout_s: "how long create waits for each guest service (opencode) after SSH",
+  op_timeout_s: "overall deadline of one create or start (all stages); past it the operation is cancelled and undone",
   log_level: "bangerd log level",
   "web.listen": "host:port of the web UI, empty to disable",
 };

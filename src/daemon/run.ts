@@ -7,10 +7,16 @@ import pino from "pino";
 import type { LoadedConfig } from "../config/load.js";
 import { apiRoutes } from "../api/routes.js";
 import { ImageService } from "../app/images.js";
+import { LivenessWatcher } from "../app/liveness.js";
 import { reconcile } from "../app/reconcile.js";
 import { VERSION } from "../version.js";
 import { acquireDaemonLock } from "./lock.js";
 import { wire } from "./wire.js";
+
+/** How often the reconciler looks for VMM processes that ended on their own. */
+const LIVENESS_INTERVAL_MS = 1_000;
+/** A stop is bounded at about 35 s; past this the next daemon start reconciles what is left. */
+const SHUTDOWN_DRAIN_MS = 60_000;
 
 function groupId(name: string): number | undefined {
   try {
@@ -45,6 +51,8 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   // Keep disks warm for what users create from: promoted images.
   for (const img of deps.store.listImages()) if (img.aliases.length > 0) deps.diskPool.refill(img);
   log.info({ stage: "startup", ms: Math.round(performance.now() - t0), ...report }, "host reconciled");
+  const liveness = new LivenessWatcher(deps, LIVENESS_INTERVAL_MS);
+  liveness.start();
 
   let server: Server | undefined;
   let stopping = false;
@@ -53,12 +61,18 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     stopping = true;
     log.info({ why }, "bangerd shutting down; VMs keep running and are adopted at next start");
     server?.close();
+    await liveness.stop();
+    // Creates and starts are cancelled and undo themselves; stops and deletes finish. All of it
+    // before the store closes, so no rollback is cut off half way.
+    const stuck = await deps.ops.drain(SHUTDOWN_DRAIN_MS);
+    if (stuck.length > 0) log.error({ vms: stuck, ms: SHUTDOWN_DRAIN_MS }, "operations still running at shutdown; the next start reconciles them");
     await deps.network.close().catch(() => undefined);
     await deps.diskPool.close().catch(() => undefined);
     deps.store.close();
     releaseLock();
     log.flush();
-    setTimeout(() => process.exit(0), 50).unref();
+    // Let the cancelled requests' answers reach their clients.
+    setTimeout(() => process.exit(0), 200).unref();
   };
 
   const app = new Hono();

@@ -18,6 +18,7 @@ import type { Vmm } from "../ports/vmm.js";
 import type { AppDeps } from "../app/deps.js";
 import type { HostProbes } from "../app/doctor.js";
 import { DiskPool } from "../app/disk-pool.js";
+import { VmOps } from "../app/vm-ops.js";
 
 /** Host probes shared by the daemon's doctor route and the CLI's offline doctor. */
 export function hostProbes(cfg: LoadedConfig, runner = new ExecRunner()): HostProbes {
@@ -67,6 +68,7 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
   const deps: Omit<AppDeps, "diskPool"> = {
     cfg,
     store,
+    ops: new VmOps(),
     runner,
     log,
     names: new NameGenerator(seed === undefined ? Math.random : seededRandom(seed)),

@@ -13,6 +13,8 @@ export const ERROR_STATUS = {
   IMAGE_IN_USE: 409,
   IMAGE_BROKEN: 409,
   VM_STATE: 409,
+  VM_BUSY: 409,
+  CANCELLED: 409,
   NO_FREE_IP: 409,
   SSH_KEY: 500,
   VMM_NOT_FOUND: 500,
@@ -25,6 +27,7 @@ export const ERROR_STATUS = {
   SCHEMA_TOO_NEW: 500,
   DAEMON_RUNNING: 409,
   DAEMON_UNREACHABLE: 503,
+  HOST_RESOURCES: 503,
   INTERNAL: 500,
 } as const;
 
@@ -66,9 +69,56 @@ export function isBangerError(e: unknown): e is BangerError {
   return e instanceof BangerError;
 }
 
-/** Wrap anything thrown into a BangerError, keeping existing codes. */
+function parentDir(path: string): string {
+  const cut = path.lastIndexOf("/");
+  return cut > 0 ? path.slice(0, cut) : "/";
+}
+
+/**
+ * A failure of the host (full disk, permissions, fd limits) is the
+ * environment's, not a bug: give it a code and a fix instead of INTERNAL.
+ * Undefined when the error carries no errno we know.
+ */
+export function errnoError(e: unknown): BangerError | undefined {
+  if (!(e instanceof Error)) return undefined;
+  const { code, path } = e as Error & { code?: unknown; path?: unknown };
+  if (typeof code !== "string") return undefined;
+  const where = typeof path === "string" ? path : undefined;
+  const on = where ? ` (${where})` : "";
+  switch (code) {
+    case "ENOSPC":
+    case "EDQUOT":
+      return new BangerError("DISK_FAILED", `no space left on the device${on}: ${e.message}`, {
+        cause: e, hint: `free space in ${where ? parentDir(where) : "the state directory"} (\`df -h\` shows usage), or lower disk_pool_size`,
+      });
+    case "EACCES":
+    case "EPERM":
+      return new BangerError("DISK_FAILED", `permission denied${on}: ${e.message}`, {
+        cause: e, hint: where ? `bangerd needs read/write access to ${where}: run it as root, or fix the owner and mode of ${parentDir(where)}` : "run bangerd as root",
+      });
+    case "EROFS":
+      return new BangerError("DISK_FAILED", `read-only file system${on}: ${e.message}`, { cause: e, hint: "point state_dir at a writable file system" });
+    case "ENOENT":
+      return new BangerError("DISK_FAILED", `a file banger manages is missing${on}: ${e.message}`, {
+        cause: e, hint: "something outside banger removed it; `banger doctor` checks the state directory",
+      });
+    case "EMFILE":
+    case "ENFILE":
+    case "ENOMEM":
+    case "EAGAIN":
+      return new BangerError("HOST_RESOURCES", `the host ran out of a resource (${code}): ${e.message}`, {
+        cause: e, hint: code === "ENOMEM" ? "free memory or create smaller VMs (--memory)" : "raise the open-file limit of bangerd (LimitNOFILE in its systemd unit)",
+      });
+    default:
+      return undefined;
+  }
+}
+
+/** Wrap anything thrown into a BangerError, keeping existing codes; host errno failures get their own. */
 export function asBangerError(e: unknown, fallback: ErrorCode = "INTERNAL"): BangerError {
   if (e instanceof BangerError) return e;
+  const host = errnoError(e);
+  if (host) return host;
   const msg = e instanceof Error ? e.message : String(e);
   return new BangerError(fallback, msg, { cause: e });
 }

@@ -1,3 +1,5 @@
+import type { VmState } from "./vm-state.js";
+
 export type VmmKind = "firecracker" | "qemu";
 
 export type ArtifactRole = "kernel" | "initrd" | "rootfs" | "work_seed";
@@ -40,7 +42,7 @@ export interface Image {
   createdAt: string;
 }
 
-export type VmState = "creating" | "running" | "stopped" | "failed" | "deleting";
+export type { VmState };
 
 export interface Vm {
   id: string;

@@ -18,18 +18,21 @@ export interface Network {
   ensureHost(): Promise<void>;
   /** A TAP attached to the bridge and up. From the warm pool when one is idle. */
   acquireTap(vmId: string): Promise<string>;
-  /** Back to the pool when there is room and it is a pool device, deleted otherwise. */
-  releaseTap(tap: string): Promise<void>;
+  /**
+   * Back to the pool when there is room and it is a pool device, deleted otherwise.
+   * Only the VM that acquired it may release it; a second release is a no-op.
+   */
+  releaseTap(tap: string, vmId: string): Promise<void>;
   enableNat(guestIp: string): Promise<void>;
   disableNat(guestIp: string): Promise<void>;
   status(): Promise<NetworkStatus>;
   /** Names of TAP devices on the host that banger created (pool and per-VM). */
   listTaps(): Promise<string[]>;
   /**
-   * Daemon start: take over existing devices. TAPs in `inUse` stay assigned;
-   * idle tap-pool-* devices become pool capacity; any other banger TAP is deleted.
+   * Daemon start: take over existing devices. TAPs in `inUse` stay assigned to
+   * their VMs; idle tap-pool-* devices become pool capacity; any other banger TAP is deleted.
    */
-  adopt(inUse: string[]): Promise<void>;
+  adopt(inUse: { tap: string; vmId: string }[]): Promise<void>;
   /** Stop background work (pool refill). */
   close(): Promise<void>;
 }

@@ -22,6 +22,8 @@ export interface Store {
   getVm(name: string): Vm | undefined;
   listVms(): Vm[];
   updateVm(id: string, patch: VmPatch): Vm;
+  /** State compare-and-swap (`UPDATE … WHERE state IN from`); undefined when the VM was not in `from`. */
+  transitionVm(id: string, from: readonly VmState[], to: VmState, patch?: VmPatch): Vm | undefined;
   deleteVm(id: string): void;
   vmsUsingImage(imageId: string): Vm[];
   nameTaken(name: string): boolean;

@@ -1,90 +1,10 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import pino from "pino";
 import { describe, expect, it } from "vitest";
-import { SqliteStore } from "../../src/adapters/sqlite/store.js";
+import { world } from "../helpers/app-world.js";
 import { createVm } from "../../src/app/create.js";
-import type { AppDeps } from "../../src/app/deps.js";
-import { DiskPool } from "../../src/app/disk-pool.js";
 import { removeVm, startVm, stopVm } from "../../src/app/lifecycle.js";
-import { loadConfig } from "../../src/config/load.js";
 import { BangerError } from "../../src/domain/errors.js";
-import { NameGenerator, seededRandom } from "../../src/domain/names.js";
-import type { Disks } from "../../src/ports/disks.js";
-import type { Guest } from "../../src/ports/guest.js";
-import type { Network } from "../../src/ports/network.js";
-import type { Vmm, VmmHandle } from "../../src/ports/vmm.js";
-
-/** Port fakes that record what is held, so every failure path can be checked for leaks. */
-function world(failAt?: string, poolSize = 0) {
-  const dir = mkdtempSync(join(tmpdir(), "banger-plan-"));
-  const cfgFile = join(dir, "config.toml");
-  writeFileSync(cfgFile, `vmm = "qemu"\nstate_dir = "${dir}/state"\nsocket = "${dir}/s.sock"\n`);
-  const cfg = loadConfig({ env: { env: { BANGER_CONFIG: cfgFile }, uid: 1000, home: dir } });
-  mkdirSync(cfg.paths.vmsDir, { recursive: true });
-  const store = SqliteStore.open(cfg.paths.dbFile);
-  const held = { taps: new Set<string>(), nat: new Set<string>(), procs: new Set<number>() };
-  const boom = (stage: string) => { if (failAt === stage) throw new BangerError("INTERNAL", `injected failure at ${stage}`); };
-  let nextTap = 0;
-  let nextPid = 1000;
-  const network: Network = {
-    ensureHost: async () => undefined,
-    acquireTap: async () => { boom("tap"); const t = `tap-pool-${nextTap++}`; held.taps.add(t); return t; },
-    releaseTap: async (t) => { held.taps.delete(t); },
-    enableNat: async (ip) => { boom("nat"); held.nat.add(ip); },
-    disableNat: async (ip) => { held.nat.delete(ip); },
-    status: async () => { throw new Error("unused"); },
-    listTaps: async () => [...held.taps],
-    adopt: async () => undefined,
-    close: async () => undefined,
-  };
-  const disks: Disks = {
-    cloneRootfs: async (_s, dst) => { boom("rootfs"); writeFileSync(dst, "rootfs"); },
-    makeWorkDisk: async (dst) => { boom("work-disk"); writeFileSync(dst, "work"); },
-    inject: async () => { boom("inject"); },
-    ext4Problem: async () => undefined,
-  };
-  const vmm: Vmm = {
-    kind: "qemu",
-    spawn: async (spec) => { boom("spawn-vmm"); const pid = nextPid++; held.procs.add(pid); return { kind: "qemu", pid, pidStart: 1, controlSocket: join(spec.dir, "qmp.sock"), consoleLog: join(spec.dir, "console.log") }; },
-    configure: async () => boom("configure"),
-    start: async (h: VmmHandle) => { boom("start"); writeFileSync(h.consoleLog, "Linux version 6.1\nlogin:\n"); },
-    stop: async (h) => { held.procs.delete(h.pid); },
-    kill: async (h) => { held.procs.delete(h.pid); },
-    isAlive: (h) => held.procs.has(h.pid),
-    version: async () => "fake",
-  };
-  const guest: Guest = {
-    waitSsh: async () => boom("wait-ssh"),
-    waitPort: async () => boom("wait-services"),
-    exec: async () => ({ code: 0, stdout: "", stderr: "" }),
-  };
-  const keyPath = join(dir, "id");
-  writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
-  const d = {
-    cfg, store, network, disks, guest, log: pino({ level: "silent" }), names: new NameGenerator(seededRandom(1)),
-    runner: { run: async () => ({ code: 0, stdout: "", stderr: "" }) },
-    vmm: () => vmm,
-    probes: { vmmVersion: async () => "x", accelVerdict: async () => ({ accel: "tcg", reason: "test" }), sshKeyProblem: async () => undefined },
-    sshKey: async () => keyPath,
-    hostKey: async () => ({ privateKey: "PRIV", publicKey: "ssh-ed25519 HOSTKEY banger" }),
-    sha256File: async () => "0".repeat(64),
-    copyFile: async () => undefined,
-  } as Omit<AppDeps, "diskPool"> as AppDeps;
-  d.diskPool = new DiskPool(d, join(dir, "pool"), poolSize);
-  const imgDir = join(dir, "img");
-  mkdirSync(imgDir);
-  store.insertImage({
-    id: "img1", name: "deb-1", bootArgs: "console=ttyS0", guest: { os: "debian", services: [{ name: "ssh", port: 22 }, { name: "opencode", port: 4096 }] },
-    artifacts: [
-      { role: "kernel", path: join(imgDir, "vmlinux"), sha256: "a".repeat(64), sizeBytes: 1 },
-      { role: "rootfs", path: join(imgDir, "rootfs.ext4"), sha256: "b".repeat(64), sizeBytes: 1 },
-      { role: "work_seed", path: join(imgDir, "seed.ext4"), sha256: "c".repeat(64), sizeBytes: 1 },
-    ],
-  });
-  return { d, held, store, cfg };
-}
 
 const STAGES = ["tap", "rootfs", "work-disk", "inject", "nat", "spawn-vmm", "configure", "start", "wait-ssh", "wait-services"];
 

@@ -90,10 +90,10 @@ describe("TapPool", () => {
     expect(a).toBe("tap-pool-0");
     expect(b.startsWith("bt-")).toBe(true);
     await pool.settled();
-    await pool.release(b);
+    await pool.release(b, "vm-b");
     expect(host.devices.has(b)).toBe(false);
     // pool is full again (refill made tap-pool-1), so a returned pool device is deleted
-    await pool.release(a);
+    await pool.release(a, "vm-a");
     expect(host.devices.has(a)).toBe(false);
     expect(pool.idleNames()).toEqual(["tap-pool-1"]);
   });
@@ -103,14 +103,14 @@ describe("TapPool", () => {
     host.devices.add("tap-pool-0");
     const pool = new TapPool(1, host, quiet);
     pool.discovered([...host.devices]);
-    await pool.adopt(["tap-pool-0"], [...host.devices]);
+    await pool.adopt([{ tap: "tap-pool-0", vmId: "vm0" }], [...host.devices]);
     await pool.settled(); // refill creates tap-pool-1 as the idle device
-    await pool.release("tap-pool-1"); // idle already: no-op
+    await pool.release("tap-pool-1", "x"); // idle already: no-op
     expect(pool.idleNames()).toEqual(["tap-pool-1"]);
     const t = await pool.acquire("x");
     expect(t).toBe("tap-pool-1");
     await pool.close(); // no refill now, so the next release has room
-    await pool.release("tap-pool-0");
+    await pool.release("tap-pool-0", "vm0");
     // closed pool does not keep devices
     expect(host.devices.has("tap-pool-0")).toBe(false);
   });
@@ -119,12 +119,12 @@ describe("TapPool", () => {
     const host = new FakeHost();
     const pool = new TapPool(1, host, quiet);
     host.devices.add("tap-pool-0");
-    await pool.adopt(["tap-pool-0"], [...host.devices]);
+    await pool.adopt([{ tap: "tap-pool-0", vmId: "vm0" }], [...host.devices]);
     // hold refill back by making it fail, so the pool has room
     host.failCreate = true;
     await pool.settled();
     expect(pool.idleNames()).toEqual([]);
-    await pool.release("tap-pool-0");
+    await pool.release("tap-pool-0", "vm0");
     expect(host.calls).toContain("reset tap-pool-0");
     expect(pool.idleNames()).toEqual(["tap-pool-0"]);
     expect(host.devices.has("tap-pool-0")).toBe(true);
@@ -139,7 +139,7 @@ describe("TapPool", () => {
     // nothing created or handed out before adoption
     expect(host.calls).toEqual([]);
     expect(pool.idleNames()).toEqual([]);
-    await pool.adopt(["tap-pool-1"], [...host.devices]);
+    await pool.adopt([{ tap: "tap-pool-1", vmId: "vm1" }], [...host.devices]);
     await pool.settled();
     expect(pool.idleNames()).toEqual(["tap-pool-0", "tap-pool-2"]);
     expect(pool.isBusy("tap-pool-1")).toBe(true);
@@ -150,13 +150,33 @@ describe("TapPool", () => {
     expect(got).not.toContain("tap-pool-1");
   });
 
+  it("lets only the owner release a device: a stale release cannot flap another VM's TAP", async () => {
+    const host = new FakeHost();
+    host.devices.add("tap-pool-0");
+    const pool = new TapPool(1, host, quiet);
+    await pool.adopt([], [...host.devices]);
+    host.failCreate = true; // no refill: the one device goes round
+    const t = await pool.acquire("vm-a");
+    await pool.settled();
+    expect(pool.ownerOf(t)).toBe("vm-a");
+    await pool.release(t, "vm-a");
+    await pool.release(t, "vm-a"); // a second release by the same VM is a no-op
+    const again = await pool.acquire("vm-b");
+    expect(again).toBe(t);
+    const calls = host.calls.length;
+    await expect(pool.release(t, "vm-a")).rejects.toMatchObject({ code: "INTERNAL" });
+    expect(host.calls.length).toBe(calls); // the device was not touched
+    expect(pool.ownerOf(t)).toBe("vm-b");
+    expect(pool.idleNames()).not.toContain(t);
+  });
+
   it("falls back to on-demand devices with poolSize 0", async () => {
     const { pool, host } = await filled(0);
     const t = await pool.acquire("0123456789abcdef");
     expect(t).toBe("bt-0123456789");
     await pool.settled();
     expect(host.calls.filter((c) => c.startsWith("create tap-pool"))).toEqual([]);
-    await pool.release(t);
+    await pool.release(t, "0123456789abcdef");
     expect(host.devices.size).toBe(0);
   });
 

@@ -5,7 +5,7 @@ import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileTail } from "../exec/tail.js";
 import { BangerError } from "../../domain/errors.js";
-import type { Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
+import type { StopResult, Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
 import { ExecRunner } from "../exec/runner.js";
 import { procStartTime, processAlive, terminate, waitForExit } from "../exec/proc.js";
 import { DEFAULT_API_TIMEOUT_MS, withClient } from "./client.js";
@@ -162,7 +162,16 @@ export class FirecrackerVmm implements Vmm {
     await Promise.all([rm(paths.apiSocket, { force: true }), rm(paths.vsockSocket, { force: true })]);
   }
 
-  async stop(handle: VmmHandle, timeoutMs: number): Promise<void> {
+  readonly guestStopCommand = "reboot" as const;
+
+  async stop(handle: VmmHandle, opts: { timeoutMs: number; graceMs?: number }): Promise<StopResult> {
+    const t0 = Date.now();
+    const alive = this.isAlive(handle);
+    await this.stopProcess(handle, opts.timeoutMs);
+    return { how: alive ? "vmm-request" : "already-gone", ms: Date.now() - t0 };
+  }
+
+  private async stopProcess(handle: VmmHandle, timeoutMs: number): Promise<void> {
     if (!this.isAlive(handle)) return this.cleanup(handle);
     const deadline = Date.now() + timeoutMs;
     let asked = false;

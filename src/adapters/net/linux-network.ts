@@ -4,7 +4,7 @@ import type { Runner } from "../../ports/runner.js";
 import { gatewayCidr, gatewayOf, inSubnet, isIpv4, prefixLen } from "./addr.js";
 import { HostCmd } from "./ip.js";
 import { assertIfname, NAT_SET, NFT_TABLE, parseSetElements, renderRuleset } from "./nft.js";
-import { isBangerTap, isPoolName, TapPool, type PoolLog } from "./tap-pool.js";
+import { isBangerTap, isPoolName, TapPool, type PoolLog, type TapClaim } from "./tap-pool.js";
 
 export interface NetLog extends PoolLog {
   info(obj: object, msg?: string): void;
@@ -61,10 +61,10 @@ export class LinuxNetwork implements Network {
    * hold. Those stay busy; other tap-pool-* devices become idle capacity (the
    * excess is deleted); any other bt-* device belongs to no VM and is deleted.
    */
-  async adopt(inUse: string[]): Promise<void> {
+  async adopt(inUse: TapClaim[]): Promise<void> {
     const present = await this.listTaps();
     await this.pool.adopt(inUse, present);
-    const keep = new Set(inUse);
+    const keep = new Set(inUse.map((c) => c.tap));
     for (const name of present) {
       if (isPoolName(name) || keep.has(name) || this.pool.isBusy(name) || this.pool.isReserved(name)) continue;
       await this.cmd.deleteLink(name);
@@ -76,12 +76,12 @@ export class LinuxNetwork implements Network {
     return this.pool.acquire(vmId);
   }
 
-  async releaseTap(tap: string): Promise<void> {
+  async releaseTap(tap: string, vmId: string): Promise<void> {
     // Only ever delete devices banger names; a stray name from a corrupt record must not take down a host NIC.
     if (!isBangerTap(tap)) {
       throw new BangerError("NETWORK_FAILED", `refusing to release ${JSON.stringify(tap)}: not a banger TAP device`);
     }
-    await this.pool.release(tap);
+    await this.pool.release(tap, vmId);
   }
 
   async enableNat(guestIp: string): Promise<void> {

@@ -5,8 +5,17 @@
  * Every name is in at most one of: idle, busy, unclaimed (found on the host
  * but not yet adopted), creating, resetting. Acquire takes from `idle`
  * synchronously, with no await between the check and the mark, so
- * concurrent callers can never receive the same device.
+ * concurrent callers can never receive the same device. A busy device
+ * remembers the VM holding it, and only that VM may give it back: a stale
+ * release must not flap a device another VM has since taken.
  */
+
+export interface TapClaim {
+  tap: string;
+  vmId: string;
+}
+
+import { BangerError } from "../../domain/errors.js";
 
 export const POOL_PREFIX = "tap-pool-";
 export const ON_DEMAND_PREFIX = "bt-";
@@ -47,7 +56,8 @@ export function onDemandName(vmId: string, taken: (n: string) => boolean): strin
 
 export class TapPool {
   private idle: string[] = [];
-  private readonly busy = new Set<string>();
+  /** device → the VM holding it */
+  private readonly busy = new Map<string, string>();
   private readonly unclaimed = new Set<string>();
   private readonly creating = new Set<string>();
   private readonly resetting = new Set<string>();
@@ -68,7 +78,11 @@ export class TapPool {
   }
 
   busyNames(): string[] {
-    return [...this.busy];
+    return [...this.busy.keys()];
+  }
+
+  ownerOf(name: string): string | undefined {
+    return this.busy.get(name);
   }
 
   private taken(name: string): boolean {
@@ -102,12 +116,12 @@ export class TapPool {
    * Devices named in `inUse` stay busy; every other pool device present (or
    * found earlier) becomes idle, and idle ones beyond the pool size are deleted.
    */
-  async adopt(inUse: string[], present: string[]): Promise<void> {
-    for (const n of inUse) {
+  async adopt(inUse: TapClaim[], present: string[]): Promise<void> {
+    for (const { tap: n, vmId } of inUse) {
       if (!isBangerTap(n)) continue;
       this.unclaimed.delete(n);
       this.idle = this.idle.filter((x) => x !== n);
-      this.busy.add(n);
+      this.busy.set(n, vmId);
     }
     for (const n of present) if (isPoolName(n) && !this.taken(n)) this.unclaimed.add(n);
     const found = [...this.unclaimed].sort(byIndex);
@@ -141,7 +155,7 @@ export class TapPool {
   async acquire(vmId: string): Promise<string> {
     const name = this.idle.shift();
     if (name !== undefined) {
-      this.busy.add(name);
+      this.busy.set(name, vmId);
       this.scheduleRefill();
       return name;
     }
@@ -152,12 +166,17 @@ export class TapPool {
     } finally {
       this.creating.delete(fresh);
     }
-    this.busy.add(fresh);
+    this.busy.set(fresh, vmId);
     this.scheduleRefill();
     return fresh;
   }
 
-  async release(name: string): Promise<void> {
+  /** Give back vmId's device. Releasing one already back is a no-op; releasing another VM's is refused. */
+  async release(name: string, vmId: string): Promise<void> {
+    const owner = this.busy.get(name);
+    if (owner !== undefined && owner !== vmId) {
+      throw new BangerError("INTERNAL", `TAP ${name} is held by VM ${owner}; VM ${vmId} may not release it`);
+    }
     if (this.idle.includes(name) || this.creating.has(name) || this.resetting.has(name)) return;
     this.busy.delete(name);
     this.unclaimed.delete(name);

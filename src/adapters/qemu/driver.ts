@@ -6,7 +6,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import { fileTail } from "../exec/tail.js";
 import { BangerError } from "../../domain/errors.js";
-import type { Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
+import type { StopResult, Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
 import { hostTscKhz, procStartTime, processAlive, terminate, waitForExit } from "../exec/proc.js";
 import { probeAccel, qemuVersion, type AccelVerdict } from "./accel.js";
 import { buildQemuArgs } from "./args.js";
@@ -171,7 +171,16 @@ export class QemuVmm implements Vmm {
     }, QMP_TIMEOUT_MS);
   }
 
-  async stop(handle: VmmHandle, timeoutMs: number): Promise<void> {
+  readonly guestStopCommand = "poweroff" as const;
+
+  async stop(handle: VmmHandle, opts: { timeoutMs: number; graceMs?: number }): Promise<StopResult> {
+    const t0 = Date.now();
+    const alive = this.isAlive(handle);
+    await this.stopProcess(handle, opts.timeoutMs);
+    return { how: alive ? "vmm-request" : "already-gone", ms: Date.now() - t0 };
+  }
+
+  private async stopProcess(handle: VmmHandle, timeoutMs: number): Promise<void> {
     if (!this.isAlive(handle)) return;
     const deadline = Date.now() + timeoutMs;
     try {

@@ -4,6 +4,12 @@ import { BangerError } from "../../domain/errors.js";
 export interface Migration {
   version: number;
   sql: string;
+  /**
+   * SQLite cannot alter a CHECK constraint, so such a step rebuilds the table.
+   * Dropping the old table with foreign keys on would cascade into its
+   * children (leases, CIDs); the step runs with them off and is checked after.
+   */
+  rebuildsTables?: boolean;
 }
 
 // Shipped migrations are immutable: a database that already ran version N
@@ -93,6 +99,40 @@ CREATE TABLE lifecycle_events (
 CREATE INDEX lifecycle_events_vm ON lifecycle_events(vm_id);
 `,
   },
+  {
+    // The state machine gained the transient states of start and stop (src/domain/vm-state.ts).
+    version: 3,
+    rebuildsTables: true,
+    sql: `
+CREATE TABLE vms_next (
+  id                 TEXT PRIMARY KEY,
+  name               TEXT NOT NULL UNIQUE,
+  image_id           TEXT NOT NULL REFERENCES images(id) ON DELETE RESTRICT,
+  image_name         TEXT NOT NULL,
+  state              TEXT NOT NULL CHECK (state IN ('creating', 'starting', 'running', 'stopping', 'stopped', 'failed', 'deleting')),
+  vmm                TEXT NOT NULL CHECK (vmm IN ('firecracker', 'qemu')),
+  vcpus              INTEGER NOT NULL,
+  memory_mib         INTEGER NOT NULL,
+  work_disk_gib      INTEGER NOT NULL,
+  nat                INTEGER NOT NULL CHECK (nat IN (0, 1)),
+  ip                 TEXT,
+  mac                TEXT,
+  tap                TEXT,
+  pid                INTEGER,
+  pid_start          INTEGER,
+  dir                TEXT NOT NULL,
+  vsock_cid          INTEGER,
+  work_seed_fallback INTEGER NOT NULL CHECK (work_seed_fallback IN (0, 1)),
+  created_at         TEXT NOT NULL,
+  updated_at         TEXT NOT NULL,
+  last_error         TEXT
+);
+INSERT INTO vms_next SELECT * FROM vms;
+DROP TABLE vms;
+ALTER TABLE vms_next RENAME TO vms;
+CREATE INDEX vms_image ON vms(image_id);
+`,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
@@ -120,14 +160,24 @@ export function migrate(db: Database.Database, file: string, migrations: readonl
   for (const m of ordered) {
     // Checked outside first so an up-to-date open takes no write lock (and never waits on another writer).
     if (userVersion(db) >= m.version) continue;
-    db.transaction(() => {
-      const current = userVersion(db);
-      if (current > latest) throw tooNew(file, current, latest);
-      if (current >= m.version) return;
-      db.exec(m.sql);
-      // user_version lives in the file header and commits with the transaction.
-      db.pragma(`user_version = ${m.version}`);
-    }).immediate();
+    // The pragma is a no-op inside a transaction, so it is switched around it.
+    if (m.rebuildsTables) db.pragma("foreign_keys = OFF");
+    try {
+      db.transaction(() => {
+        const current = userVersion(db);
+        if (current > latest) throw tooNew(file, current, latest);
+        if (current >= m.version) return;
+        db.exec(m.sql);
+        if (m.rebuildsTables) {
+          const broken = db.pragma("foreign_key_check") as unknown[];
+          if (broken.length > 0) throw new Error(`migration ${m.version} left ${broken.length} dangling foreign keys`);
+        }
+        // user_version lives in the file header and commits with the transaction.
+        db.pragma(`user_version = ${m.version}`);
+      }).immediate();
+    } finally {
+      if (m.rebuildsTables) db.pragma("foreign_keys = ON");
+    }
   }
   return userVersion(db);
 }

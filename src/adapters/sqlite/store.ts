@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { BangerError } from "../../domain/errors.js";
-import type { Image, ImageStatus, LifecycleEvent, Vm } from "../../domain/types.js";
+import type { Image, ImageStatus, LifecycleEvent, Vm, VmState } from "../../domain/types.js";
 import type { NewImage, Store, VmPatch } from "../../ports/store.js";
 import { migrate } from "./migrations.js";
 import {
@@ -189,6 +189,25 @@ export class SqliteStore implements Store {
       const names = Object.keys(cols);
       const res = this.run(`UPDATE vms SET ${names.map((c) => `${c} = @${c}`).join(", ")} WHERE id = @__id`, { ...cols, __id: id });
       if (res.changes === 0) throw vmNotFound(id);
+      return rowToVm(this.get<VmRow>("SELECT * FROM vms WHERE id = ?", id)!);
+    });
+  }
+
+  /**
+   * Compare-and-swap of a VM's state: applies `to` (and the patch) only while
+   * the row is still in one of `from`. Undefined when another writer got there
+   * first, so racing operations cannot both take the same edge.
+   */
+  transitionVm(id: string, from: readonly VmState[], to: VmState, patch: VmPatch = {}): Vm | undefined {
+    return this.write(() => {
+      const cols: Record<string, unknown> = { ...vmPatchToColumns(patch), state: to };
+      if (!("updatedAt" in patch)) cols.updated_at = this.now().toISOString();
+      const names = Object.keys(cols);
+      const marks = from.map((_, i) => `@__from${i}`).join(", ");
+      const params: Record<string, unknown> = { ...cols, __id: id };
+      from.forEach((st, i) => { params[`__from${i}`] = st; });
+      const res = this.run(`UPDATE vms SET ${names.map((c) => `${c} = @${c}`).join(", ")} WHERE id = @__id AND state IN (${marks})`, params);
+      if (res.changes === 0) return undefined;
       return rowToVm(this.get<VmRow>("SELECT * FROM vms WHERE id = ?", id)!);
     });
   }

@@ -40,23 +40,59 @@ async function followStages(ctx: CliContext, findName: () => Promise<string | un
   }
 }
 
-async function withStages<T>(ctx: CliContext, op: string, name: string | undefined, req: () => Promise<T>): Promise<T> {
+/**
+ * Runs a long request while printing its stages. For a create or start,
+ * Ctrl-C cancels it: the request is dropped, bangerd undoes the operation,
+ * and this waits until that is done so the message can say what is left.
+ */
+async function withStages<T>(ctx: CliContext, op: string, name: string | undefined, req: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const before = name ? undefined : new Set((await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.map((v) => v.name));
-  const findName = async () => name ?? (await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.find((v) => !before!.has(v.name))?.name;
+  let found = name;
+  const findName = async () => found ??= (await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.find((v) => !before!.has(v.name))?.name;
   const done = { v: false };
   const follower = followStages(ctx, findName, op, done);
+  const cancel = new AbortController();
+  let presses = 0;
+  const onInterrupt = () => {
+    if (++presses > 1) process.exit(130);
+    process.stderr.write(`\ncancelling ${op}${found ? ` of ${found}` : ""}; bangerd is undoing it (Ctrl-C again to stop waiting)\n`);
+    cancel.abort();
+  };
+  const cancellable = op === "create" || op === "start";
+  if (cancellable) process.on("SIGINT", onInterrupt);
   try {
-    return await req();
+    return await req(cancel.signal);
+  } catch (e) {
+    if (!cancel.signal.aborted) throw e;
+    throw await cancelledOutcome(ctx, op, await findName().catch(() => found));
   } finally {
+    if (cancellable) process.off("SIGINT", onInterrupt);
     done.v = true;
     await follower;
   }
 }
 
-function showVm(vm: Vm, events: LifecycleEvent[]): string {
+/** After Ctrl-C: wait for bangerd to finish undoing, then say what is left of the VM. */
+async function cancelledOutcome(ctx: CliContext, op: string, name: string | undefined): Promise<BangerError> {
+  if (!name) return new BangerError("CANCELLED", `${op} cancelled before bangerd named the VM; \`banger vm ls\` shows what exists`);
+  const transient = op === "create" ? "creating" : "starting";
+  for (let i = 0; i < 600; i++) {
+    const vm = await ctx.client().call<{ vm: Vm }>("GET", `/vms/${enc(name)}`).then((r) => r.vm, (e: BangerError) => (e.code === "VM_NOT_FOUND" ? null : undefined));
+    if (vm === null) return new BangerError("CANCELLED", `${op} of ${name} cancelled; nothing was left behind`);
+    if (vm && vm.state !== transient) {
+      const hint = vm.state === "failed" ? `\`banger vm rm ${name}\` removes what is left` : undefined;
+      return new BangerError("CANCELLED", `${op} of ${name} cancelled; the VM is ${vm.state}${vm.lastError ? ` (${vm.lastError})` : ""}`, { hint });
+    }
+    await sleep(200);
+  }
+  return new BangerError("CANCELLED", `${op} of ${name} cancelled; bangerd is still undoing it`, { hint: `\`banger vm show ${name}\` shows its state` });
+}
+
+function showVm(vm: Vm, events: LifecycleEvent[], op?: { op: string; startedAt: string }): string {
   const total = events.filter((e) => e.op === "create" && e.stage === "total").at(-1);
   return keyValues([
-    ["name", vm.name], ["id", vm.id], ["state", vm.state], ["image", vm.imageName], ["vmm", vm.vmm],
+    ["name", vm.name], ["id", vm.id], ["state", vm.state], ["in progress", op ? `${op.op} since ${op.startedAt.slice(11, 19)}` : undefined],
+    ["last error", vm.lastError], ["image", vm.imageName], ["vmm", vm.vmm],
     ["ip", vm.ip], ["mac", vm.mac], ["tap", vm.tap], ["nat", vm.nat ? "yes" : "no"], ["pid", vm.pid],
     ["vcpus", vm.vcpus], ["memory", `${vm.memoryMib} MiB`], ["work disk", `${vm.workDiskGib} GiB${vm.workSeedFallback ? " (empty: image has no work-seed)" : " (from work-seed)"}`],
     ["dir", vm.dir], ["created", vm.createdAt], ["create time", total ? ms(total.durationMs) : undefined],
@@ -76,7 +112,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("--no-wait", "return once the guest is started")
     .action(async (o) => {
       const body = { image: o.image, name: o.name, nat: Boolean(o.nat), vcpus: o.vcpus, memoryMib: o.memory, workDiskGib: o.workDisk, noWait: o.wait === false };
-      const { vm } = await withStages(ctx, "create", o.name, () => ctx.client().call<{ vm: Vm }>("POST", "/vms", body, LONG_MS));
+      const { vm } = await withStages(ctx, "create", o.name, (signal) => ctx.client().call<{ vm: Vm }>("POST", "/vms", body, LONG_MS, signal));
       const { events } = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(vm.name)}/events`);
       const total = events.filter((e) => e.op === "create" && e.stage === "total").at(-1);
       ctx.out(`created ${vm.name} (${vm.ip}) in ${total ? ms(total.durationMs) : "?"}; connect with \`banger vm ssh ${vm.name}\``, { vm, events });
@@ -90,8 +126,8 @@ export function registerVm(program: Command, ctx: CliContext): void {
   });
 
   v.command("show <name>").description("details and stage timings of a VM").action(async (name: string) => {
-    const res = await ctx.client().call<{ vm: Vm; events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}`);
-    ctx.out(() => showVm(res.vm, res.events), res);
+    const res = await ctx.client().call<{ vm: Vm; events: LifecycleEvent[]; operation?: { op: string; startedAt: string } }>("GET", `/vms/${enc(name)}`);
+    ctx.out(() => showVm(res.vm, res.events, res.operation), res);
   });
 
   v.command("events <name>").description("lifecycle stage timings").action(async (name: string) => {
@@ -106,14 +142,14 @@ export function registerVm(program: Command, ctx: CliContext): void {
 
   v.command("start <name>").description("boot a stopped VM again").option("--no-wait", "return once the guest is started")
     .action(async (name: string, o: { wait?: boolean }) => {
-      const { vm } = await withStages(ctx, "start", name, () => ctx.client().call<{ vm: Vm }>("POST", `/vms/${enc(name)}/start`, { noWait: o.wait === false }, LONG_MS));
+      const { vm } = await withStages(ctx, "start", name, (signal) => ctx.client().call<{ vm: Vm }>("POST", `/vms/${enc(name)}/start`, { noWait: o.wait === false }, LONG_MS, signal));
       ctx.out(`started ${vm.name} (${vm.ip})`, { vm });
     });
 
-  v.command("rm <name>").description("remove a VM and everything it owns").option("--force", "kill it if it is running")
+  v.command("rm <name>").description("remove a VM and everything it owns").option("--force", "kill it if it is running, cancelling a create or start in progress")
     .action(async (name: string, o: { force?: boolean }) => {
-      await ctx.client().call("DELETE", `/vms/${enc(name)}${o.force ? "?force=true" : ""}`, undefined, LONG_MS);
-      ctx.out(`removed ${name}`, { removed: name });
+      const res = await ctx.client().call<{ removed: string; cancelled?: string }>("DELETE", `/vms/${enc(name)}${o.force ? "?force=true" : ""}`, undefined, LONG_MS);
+      ctx.out(res.cancelled ? `cancelled the ${res.cancelled} of ${name} and removed it` : `removed ${name}`, res);
     });
 
   v.command("ssh <name> [cmd...]").description("ssh into the guest as root (banger key, per-VM known_hosts, no prompts)")

@@ -1,0 +1,56 @@
+import { readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { BangerError, asBangerError } from "../domain/errors.js";
+import type { Vm } from "../domain/types.js";
+import { assertTransition, type VmState } from "../domain/vm-state.js";
+import type { VmPatch } from "../ports/store.js";
+import type { AppDeps } from "./deps.js";
+
+/**
+ * Move a VM along one edge of the state machine as a compare-and-swap on the
+ * state it was read in. The per-VM lock makes a lost swap unexpected; if it
+ * happens anyway (a second daemon on the same database), nobody proceeds on a
+ * stale view.
+ */
+export function transition(d: AppDeps, vm: Vm, to: VmState, patch: VmPatch = {}): Vm {
+  assertTransition(vm.name, vm.state, to);
+  const next = d.store.transitionVm(vm.id, [vm.state], to, patch);
+  if (next) return next;
+  const now = d.store.getVm(vm.name);
+  throw new BangerError("VM_BUSY", `VM ${vm.name} changed state under this operation (expected ${vm.state}, found ${now?.state ?? "no VM"})`, {
+    hint: "another process is managing the same state directory; run one bangerd per state_dir",
+  });
+}
+
+/**
+ * An operation failed after its plan unwound: record why on the VM and put it
+ * in `to` (stopped when the undo was clean, failed when it was not). Returns
+ * the error to rethrow.
+ */
+export function settleFailed(d: AppDeps, vm: Vm, raw: unknown, to: VmState, patch: VmPatch = {}): BangerError {
+  const err = asBangerError(raw);
+  const now = d.store.getVm(vm.name);
+  if (now && now.id === vm.id) {
+    try {
+      transition(d, now, to, { ...patch, lastError: err.message.split("\n")[0] });
+    } catch (e) {
+      d.log.error({ vm: vm.name, stage: "settle", err: (e as Error).message }, "could not record the failure on the VM");
+    }
+  }
+  return err;
+}
+
+/** Give back what a running VM holds on the host (TAP, NAT); the lease and disks stay for the next start. */
+export async function releaseHostSide(d: AppDeps, vm: Vm): Promise<void> {
+  if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
+  if (vm.tap) await d.network.releaseTap(vm.tap, vm.id);
+}
+
+/** A dead VMM leaves its API/QMP/vsock sockets behind; they would only confuse the next spawn and the leak verifier. */
+export function removeSockets(dir: string): void {
+  try {
+    for (const f of readdirSync(dir)) if (f.endsWith(".sock")) rmSync(join(dir, f), { force: true });
+  } catch {
+    // no dir: nothing to clean
+  }
+}
