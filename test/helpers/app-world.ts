@@ -17,6 +17,8 @@ import type { Vmm, VmmHandle } from "../../src/ports/vmm.js";
 export interface WorldOptions {
   /** Make each stage wait on this before it runs, so tests can interleave operations. */
   gate?: (stage: string) => Promise<void>;
+  /** Host calls that throw, to drive the failed state: "releaseTap", "kill", "stop". */
+  broken?: Set<string>;
 }
 
 /** Port fakes that record what is held, so every failure path can be checked for leaks. */
@@ -35,7 +37,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   const network: Network = {
     ensureHost: async () => undefined,
     acquireTap: async () => { await gate("tap"); const t = `tap-pool-${nextTap++}`; held.taps.add(t); return t; },
-    releaseTap: async (t) => { held.taps.delete(t); },
+    releaseTap: async (t) => { if (opts.broken?.has("releaseTap")) throw new Error("ip link: device busy"); held.taps.delete(t); },
     enableNat: async (ip) => { boom("nat"); held.nat.add(ip); },
     disableNat: async (ip) => { held.nat.delete(ip); },
     status: async () => { throw new Error("unused"); },
@@ -55,8 +57,8 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     configure: async () => boom("configure"),
     start: async (h: VmmHandle) => { boom("start"); writeFileSync(h.consoleLog, "Linux version 6.1\nlogin:\n"); },
     guestStopCommand: "poweroff",
-    stop: async (h) => { const was = held.procs.delete(h.pid); return { how: was ? "vmm-request" : "already-gone", ms: 0 }; },
-    kill: async (h) => { held.procs.delete(h.pid); },
+    stop: async (h) => { if (opts.broken?.has("stop")) throw new BangerError("VMM_FAILED", "survived SIGKILL"); const was = held.procs.delete(h.pid); return { how: was ? "vmm-request" : "already-gone", ms: 0 }; },
+    kill: async (h) => { if (opts.broken?.has("kill")) throw new BangerError("VMM_FAILED", "survived SIGKILL"); held.procs.delete(h.pid); },
     isAlive: (h) => held.procs.has(h.pid),
     version: async () => "fake",
   };

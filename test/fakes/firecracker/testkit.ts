@@ -12,6 +12,8 @@ export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 export const SPEC_PATH = process.env.FAKE_FC_SPEC || resolve(REPO_ROOT, "../shared/reference/firecracker-api.yaml");
 export const HAVE_SPEC = existsSync(SPEC_PATH);
 export const NO_SPEC_REASON = `Firecracker API spec not found at ${SPEC_PATH} (set FAKE_FC_SPEC)`;
+/** Env for the fake: the real spec when present, else its spec-less mode (set up by the fc-stop branch). */
+export const FAKE_FC_ENV: Record<string, string> = HAVE_SPEC ? {} : { FAKE_FC_SPEC: "none" };
 
 export interface CallRecord {
   method: string;
