@@ -103,14 +103,14 @@ describe.skipIf(skip !== undefined)(`LinuxNetwork in a network namespace${skip ?
     const idleBefore = (await net.status()).poolIdle;
     for (const t of idleBefore) expect(got).not.toContain(t);
 
-    await Promise.all(got.map((t) => net.releaseTap(t)));
-    await net.releaseTap(got[0]!); // idempotent
+    await Promise.all(got.map((t, i) => net.releaseTap(t, `vm${i}abcdefghij`)));
+    await net.releaseTap(got[0]!, "vm0abcdefghij"); // idempotent
     await net.settled();
     const st = await net.status();
     expect(st.poolIdle.length).toBe(POOL);
     // on-demand devices are gone; only the idle pool is left on the host
     expect(st.taps).toEqual([...st.poolIdle].sort());
-    await expect(net.releaseTap("uplink0")).rejects.toMatchObject({ code: "NETWORK_FAILED" });
+    await expect(net.releaseTap("uplink0", "vm0abcdefghij")).rejects.toMatchObject({ code: "NETWORK_FAILED" });
   });
 
   it("a second instance adopts existing pool devices instead of recreating them", async () => {
@@ -127,7 +127,7 @@ describe.skipIf(skip !== undefined)(`LinuxNetwork in a network namespace${skip ?
     const before = await byName();
     net = make();
     await net.ensureHost();
-    await net.adopt([held]);
+    await net.adopt([{ tap: held, vmId: "held-vm" }]);
     await net.settled();
     const st = await net.status();
     expect(st.poolIdle).not.toContain(held);
@@ -144,8 +144,9 @@ describe.skipIf(skip !== undefined)(`LinuxNetwork in a network namespace${skip ?
     expect(after.get(detached)?.flags).toContain("UP");
     const next = await net.acquireTap("another");
     expect(next).not.toBe(held);
-    await net.releaseTap(next);
-    await net.releaseTap(held);
+    await expect(net.releaseTap(held, "another")).rejects.toMatchObject({ code: "INTERNAL" }); // not its device
+    await net.releaseTap(next, "another");
+    await net.releaseTap(held, "held-vm");
     await net.settled();
   });
 
@@ -257,7 +258,7 @@ describe.skipIf(skip !== undefined)(`LinuxNetwork without a default route${skip 
     // with poolSize 0 every TAP is made on demand and deleted on release
     const tap = await named.acquireTap("0123456789abcdef");
     expect(tap).toBe("bt-0123456789");
-    await named.releaseTap(tap);
+    await named.releaseTap(tap, "0123456789abcdef");
     expect(await named.listTaps()).toEqual([]);
     await named.cleanupHost();
     expect((await ns.exec("nft", ["list", "tables"])).stdout.trim()).toBe("");

@@ -50,7 +50,7 @@ describe("LinuxNetwork (scripted runner)", () => {
     await expect(net.enableNat("172.30.0.1")).rejects.toMatchObject({ code: "BAD_REQUEST" });
     await expect(net.enableNat("1.2.3.4 } ; flush ruleset ; {")).rejects.toMatchObject({ code: "BAD_REQUEST" });
     await expect(net.disableNat("nope")).rejects.toMatchObject({ code: "BAD_REQUEST" });
-    await expect(net.releaseTap("eth0")).rejects.toMatchObject({ code: "NETWORK_FAILED" });
+    await expect(net.releaseTap("eth0", "vm")).rejects.toMatchObject({ code: "NETWORK_FAILED" });
     expect(r.calls).toEqual([]);
     expect(() => new LinuxNetwork({ ...opts(r), bridge: "bad name" })).toThrow(BangerError);
     expect(() => new LinuxNetwork({ ...opts(r), subnet: "172.30.0.0/33" })).toThrow(BangerError);
