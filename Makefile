@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 RUNTIME := build/runtime
 
-.PHONY: all build test test-unit test-integration test-e2e dist image-debian bench-create demo demo-clean clean
+.PHONY: all build test-prereqs test test-unit test-integration test-e2e dist image-debian bench-create demo demo-clean clean
 
 all: build
 
@@ -18,7 +18,11 @@ build: node_modules/.package-lock.json
 	@printf '#!/bin/sh\nexec node "%s/$(RUNTIME)/daemon/main.js" "$$@"\n' "$(CURDIR)" > build/bin/bangerd
 	@chmod +x build/bin/banger build/bin/bangerd
 
-test: build
+# As root: host packages and the Debian guest image when missing (scripts/test-prereqs.sh).
+test-prereqs: build
+	bash scripts/test-prereqs.sh
+
+test: build test-prereqs
 	npx vitest run
 
 test-unit: build
@@ -27,7 +31,7 @@ test-unit: build
 test-integration: build
 	npx vitest run test/integration
 
-test-e2e: build
+test-e2e: build test-prereqs
 	npx vitest run test/e2e
 
 # The main job: build, get the Debian image, start bangerd (in its own network

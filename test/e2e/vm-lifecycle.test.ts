@@ -1,8 +1,10 @@
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { built, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import { apiClient } from "../helpers/api.js";
+import { REPO, built, runIn, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { builtDebianImage, guestSkipReason, registerArgs } from "../helpers/guest-image.js";
 import { createNetns, createUpstream, type Netns, type Upstream } from "../helpers/netns.js";
 import { hostLeftovers, tcpAnswers } from "../helpers/leaks.js";
@@ -76,8 +78,13 @@ describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${
   });
 
   it("stops, starts and answers SSH again", async () => {
-    const stop = await d.cli(["vm", "stop", "alp"], { timeoutMs: 120_000 });
+    const stop = await d.cli(["--json", "vm", "stop", "alp"], { timeoutMs: 120_000 });
     expect(stop.code).toBe(0);
+    // QEMU's way: the guest powers itself off (ACPI S5) and qemu exits, no signal needed.
+    const ev = (await d.cli(["--json", "vm", "events", "alp"])).json<{ events: { op: string; stage: string; detail?: string; durationMs: number }[] }>().events;
+    const vmmStop = ev.filter((e) => e.op === "stop" && e.stage === "vmm-stop").at(-1)!;
+    expect(vmmStop.detail).toMatch(/ended by guest/);
+    console.log(`stop: ${ev.filter((e) => e.op === "stop").map((e) => `${e.stage}=${Math.round(e.durationMs)}ms`).join(" ")}`);
     expect((await d.cli(["--json", "vm", "show", "alp"])).json<VmJson>().vm.state).toBe("stopped");
     const start = await d.cli(["vm", "start", "alp"], { timeoutMs: 600_000 });
     expect(start.stderr).toBe("");
@@ -105,5 +112,36 @@ describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${
     expect(left.natElements).toEqual([]);
     expect(left.nonPoolTaps).toEqual([]);
     expect(left.vmmProcesses).toEqual([]);
+  });
+
+  it("a client that disconnects during wait-ssh cancels the create; nothing is left", async () => {
+    const api = apiClient(d.socket);
+    const client = new AbortController();
+    try {
+      const pending = api.call("POST", "/vms", { image: "debian", name: "gone", nat: true }, client.signal).catch((e: Error) => e);
+      let dir: string | undefined;
+      for (let i = 0; i < 600; i++) {
+        const r = await api.call<{ vm: { dir: string }; events: { stage: string; outcome: string }[] }>("GET", "/vms/gone");
+        if (r.status === 200 && r.body.events.some((e) => e.stage === "start" && e.outcome === "ok")) { dir = r.body.vm.dir; break; }
+        await sleep(100);
+      }
+      expect(dir).toBeDefined(); // the guest is booting, and bangerd is waiting for its SSH
+      client.abort();
+      expect(await pending).toBeInstanceOf(Error);
+      let status = 200;
+      for (let i = 0; i < 600 && status !== 404; i++) {
+        status = (await api.call("GET", "/vms/gone")).status;
+        if (status !== 404) await sleep(100);
+      }
+      expect(status).toBe(404);
+      expect(existsSync(dir!)).toBe(false);
+      const left = await hostLeftovers(ns);
+      expect(left).toEqual({ natElements: [], nonPoolTaps: [], vmmProcesses: [] });
+      const verify = await runIn(ns, join(REPO, "verify.sh"), [], { env: { BANGER_CONFIG: d.configPath } });
+      expect(verify.stdout).toMatch(/no leaks/);
+      expect(readFileSync(join(d.stateDir, "bangerd.log"), "utf8")).toMatch(/"vm":"gone","stage":"wait-ssh","op":"create".*"code":"CANCELLED"/);
+    } finally {
+      await api.close();
+    }
   });
 });
