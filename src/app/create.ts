@@ -95,13 +95,15 @@ async function runCreate(d: AppDeps, input: CreateInput, c: { image: Image; name
     } },
     tapStage(boot),
     { name: "rootfs", run: async ({ onUndo }) => {
-      await mkdir(vm.dir, { recursive: true });
-      onUndo("vm-dir", () => rm(vm.dir, { recursive: true, force: true }));
+      const removeDir = () => rm(vm.dir, { recursive: true, force: true });
       prepared = d.diskPool.take(image, vm.workDiskGib);
       if (prepared) {
-        await d.diskPool.claim(prepared, files.rootfs, files.work);
+        await d.diskPool.claim(prepared, vm.dir); // the set's dir becomes the VM dir
+        onUndo("vm-dir", removeDir);
         return "from warm pool";
       }
+      await mkdir(vm.dir, { recursive: true });
+      onUndo("vm-dir", removeDir);
       await cloneRootfs(d, image, files.rootfs);
     } },
     { name: seed ? "work-disk" : "work-disk-fallback", run: async () =>

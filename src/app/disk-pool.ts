@@ -1,17 +1,27 @@
 import { createHash, randomUUID } from "node:crypto";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import type { Image } from "../domain/types.js";
+import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { errnoError } from "../domain/errors.js";
+import { artifactOf, type Image } from "../domain/types.js";
 import type { AppDeps } from "./deps.js";
 import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
 
-/** A ready-made set of per-VM disks for one image. */
+/** A ready-made set of per-VM disks for one image: a directory holding rootfs.ext4 and work.ext4. */
 export interface PreparedDisks {
-  rootfs: string;
-  work: string;
+  dir: string;
   workGib: number;
   hostPublicKey: string;
+}
+
+export interface PoolUsage {
+  /** Ready sets per image id. */
+  sets: Record<string, number>;
+  /** Allocated bytes (st_blocks) of every file under the pool, sets being built included. */
+  bytes: number;
+  /** 0 means no cap. */
+  maxBytes: number;
+  /** Image ids whose refill is held back by the cap. */
+  capped: string[];
 }
 
 interface Meta {
@@ -19,108 +29,201 @@ interface Meta {
   userKey: string;
   workGib: number;
   hostPublicKey: string;
+  /** Every disk file of the set and its byte size, so adopt can tell a complete set from a damaged one. */
+  files: Record<string, number>;
+}
+
+type Expected = Pick<Meta, "imageSha" | "userKey" | "workGib">;
+
+const META = "meta.json";
+const SET_FILES = ["rootfs.ext4", "work.ext4"];
+const TMP_PREFIX = ".tmp-";
+const GIB = 1024 ** 3;
+
+/** The work-disk size a create gets when it asks for none; the only size the pool builds for the image. */
+export function defaultWorkGib(d: AppDeps, image: Image): number {
+  return image.defaultWorkDiskGib ?? d.cfg.config.work_disk_gib;
 }
 
 /**
  * Warm pool of per-VM disks. Copying a rootfs and injecting identity costs
  * hundreds of milliseconds without reflinks, so it is done ahead of time:
- * each entry is a full, private rootfs copy (own host key, banger key) plus a
- * /root disk grown from the work-seed to the default size. A create renames an
- * entry into its VM dir, which keeps every VM's disks its own (same semantics
- * as copying at create time). Entries survive daemon restarts; one whose
- * image or banger key changed is discarded. Refills run after a create
- * finishes, so they never compete with a booting guest for the CPU.
+ * each set is a full, private rootfs copy (own host key, banger key) plus a
+ * /root disk grown from the work-seed to the image's default size, in its own
+ * directory. A set appears by renaming a finished temp dir and is claimed by
+ * renaming the whole directory into place as the VM's dir, so a crash at any
+ * point leaves either a complete set, a complete VM dir or a temp dir that
+ * adopt removes. Sets survive daemon restarts; one whose image, banger key or
+ * files changed is discarded. Refills run after a create finishes, one set at
+ * a time across images, so they never compete with a booting guest for the CPU
+ * and the size cap holds.
  */
 export class DiskPool {
-  private readonly ready = new Map<string, { path: string; meta: Meta }[]>();
+  private readonly ready = new Map<string, { dir: string; meta: Meta }[]>();
   private readonly filling = new Map<string, Promise<void>>();
+  /** Allocated bytes of the last set built or adopted per image: the estimate for its next one. */
+  private readonly setBytes = new Map<string, number>();
+  private readonly capped = new Set<string>();
+  private building: Promise<unknown> = Promise.resolve();
+  private readonly maxBytes: number;
   private closed = false;
 
-  constructor(private readonly d: AppDeps, private readonly dir: string, private readonly size: number) {}
+  constructor(
+    private readonly d: AppDeps,
+    private readonly dir: string,
+    private readonly size: number,
+    maxGib: number = d.cfg.config.disk_pool_max_gib,
+  ) {
+    this.maxBytes = Math.floor(maxGib * GIB);
+  }
 
   private imageDir(imageId: string): string {
     return join(this.dir, imageId);
   }
 
-  private async expectedMeta(image: Image, workGib: number): Promise<Omit<Meta, "hostPublicKey">> {
+  private async expected(image: Image): Promise<Expected> {
     const userKey = createHash("sha256").update(await readFile(`${await this.d.sshKey()}.pub`)).digest("hex");
     const imageSha = image.artifacts.map((a) => a.sha256).join(":");
-    return { imageSha, userKey, workGib };
+    return { imageSha, userKey, workGib: defaultWorkGib(this.d, image) };
   }
 
-  /** Daemon start: keep complete entries that still match their image and key, drop the rest. */
+  private async discard(path: string, why: string): Promise<void> {
+    this.d.log.info({ stage: "disk-pool", path, why }, "discarding warm disks");
+    await rm(path, { recursive: true, force: true })
+      .catch((e) => this.d.log.warn({ stage: "disk-pool", path, err: (e as Error).message }, "cannot remove warm disks"));
+  }
+
+  /** Daemon start: keep complete sets that still match their image and key, drop everything else. */
   async adopt(images: Image[]): Promise<void> {
-    if (!existsSync(this.dir)) return;
     const byId = new Map(images.map((i) => [i.id, i]));
-    for (const imageId of readdirSync(this.dir)) {
+    for (const imageId of await readdir(this.dir).catch(() => [] as string[])) {
       const image = byId.get(imageId);
+      const path = this.imageDir(imageId);
       if (!image || image.status !== "ok" || this.size === 0) {
-        await rm(this.imageDir(imageId), { recursive: true, force: true });
+        await this.discard(path, !image ? "unknown image" : image.status !== "ok" ? `image ${image.name} is ${image.status}` : "disk_pool_size is 0");
         continue;
       }
-      const want = await this.expectedMeta(image, this.d.cfg.config.work_disk_gib).catch(() => undefined);
-      const kept: { path: string; meta: Meta }[] = [];
-      for (const entry of readdirSync(this.imageDir(imageId))) {
-        const path = join(this.imageDir(imageId), entry);
-        const meta = readMeta(path);
-        if (want && meta && meta.imageSha === want.imageSha && meta.userKey === want.userKey && meta.workGib === want.workGib && kept.length < this.size) {
-          kept.push({ path, meta });
-        } else {
-          await rm(path, { recursive: true, force: true });
-        }
+      const want = await this.expected(image).catch(() => undefined);
+      const entries = await readdir(path).catch(() => undefined);
+      if (!want || !entries) {
+        await this.discard(path, want ? "not a directory" : "banger key unreadable");
+        continue;
       }
+      const kept: { dir: string; meta: Meta }[] = [];
+      for (const entry of entries) {
+        const dir = join(path, entry);
+        const found = entry.startsWith(TMP_PREFIX) ? "incomplete build" : await readSet(dir, want);
+        if (typeof found === "string") await this.discard(dir, found);
+        else if (kept.length >= this.size) await this.discard(dir, "more sets than disk_pool_size");
+        else kept.push({ dir, meta: found });
+      }
+      if (kept.length > 0) this.setBytes.set(imageId, await allocatedBytes(kept[0].dir));
       this.ready.set(imageId, kept);
       this.d.log.info({ stage: "disk-pool", image: image.name, entries: kept.length }, "adopted warm disks");
     }
   }
 
-  /** An entry for this image and work-disk size, or undefined (the caller builds disks itself). Never blocks. */
+  /** A set for this image and work-disk size, or undefined (the caller builds disks itself). Never blocks. */
   take(image: Image, workGib: number): PreparedDisks | undefined {
     const entries = this.ready.get(image.id) ?? [];
     const idx = entries.findIndex((e) => e.meta.workGib === workGib);
     if (idx < 0) return undefined;
-    const [{ path, meta }] = entries.splice(idx, 1);
-    return { rootfs: join(path, "rootfs.ext4"), work: join(path, "work.ext4"), workGib: meta.workGib, hostPublicKey: meta.hostPublicKey };
+    const [{ dir, meta }] = entries.splice(idx, 1);
+    return { dir, workGib: meta.workGib, hostPublicKey: meta.hostPublicKey };
   }
 
-  /** Move a taken entry's files to their final place, then drop the entry dir. */
-  async claim(p: PreparedDisks, rootfs: string, work: string): Promise<void> {
-    await rename(p.rootfs, rootfs);
-    await rename(p.work, work);
-    await rm(join(p.rootfs, ".."), { recursive: true, force: true });
+  /** Make a taken set the VM's directory. vmDir must not exist; on failure it still does not. */
+  async claim(p: PreparedDisks, vmDir: string): Promise<void> {
+    try {
+      await mkdir(dirname(vmDir), { recursive: true });
+      await rename(p.dir, vmDir);
+    } catch (e) {
+      // The set is out of the ready list already; keeping it would only hold disk space until the next start.
+      await rm(p.dir, { recursive: true, force: true }).catch(() => undefined);
+      throw errnoError(e, { path: dirname(vmDir), action: `moving warm disks to ${vmDir}` });
+    }
+    // A leftover meta.json in a VM dir is harmless, so this cannot fail the create.
+    await rm(join(vmDir, META), { force: true })
+      .catch((e) => this.d.log.warn({ stage: "disk-pool", vmDir, err: (e as Error).message }, "cannot remove pool meta.json"));
   }
 
   /** Top the image's pool up in the background; at most one refill per image at a time. */
   refill(image: Image): void {
     if (this.size === 0 || this.closed || image.status !== "ok" || this.filling.has(image.id)) return;
     const job = this.fill(image)
-      .catch((e) => this.d.log.warn({ stage: "disk-pool", image: image.name, err: (e as Error).message }, "disk pool refill failed"))
+      .catch((e) => {
+        const err = errnoError(e, { path: this.dir, action: "refilling the warm disk pool" });
+        this.d.log.warn({ stage: "disk-pool", image: image.name, code: err.code, err: err.message, hint: err.hint }, "disk pool refill failed");
+      })
       .finally(() => this.filling.delete(image.id));
     this.filling.set(image.id, job);
   }
 
   private async fill(image: Image): Promise<void> {
-    const workGib = this.d.cfg.config.work_disk_gib;
-    const want = await this.expectedMeta(image, workGib);
+    const want = await this.expected(image);
     const entries = this.ready.get(image.id) ?? [];
     this.ready.set(image.id, entries);
-    while (!this.closed && entries.length < this.size && this.d.store.getImageById(image.id)) {
-      const t0 = performance.now();
-      const path = join(this.imageDir(image.id), randomUUID());
-      await mkdir(path, { recursive: true });
-      try {
-        await cloneRootfs(this.d, image, join(path, "rootfs.ext4"));
-        await makeWorkDisk(this.d, image, join(path, "work.ext4"), workGib);
-        const hostPublicKey = await injectIdentity(this.d, join(path, "rootfs.ext4"));
-        // meta.json last: an entry without it is incomplete and is discarded at the next start.
-        const meta: Meta = { ...want, hostPublicKey };
-        await writeFile(join(path, "meta.json"), JSON.stringify(meta));
-        entries.push({ path, meta });
-      } catch (e) {
-        await rm(path, { recursive: true, force: true });
-        throw e;
-      }
-      this.d.log.info({ stage: "disk-pool", image: image.name, entries: entries.length, ms: Math.round(performance.now() - t0) }, "warm disks ready");
+    const more = () => !this.closed && entries.length < this.size && this.d.store.getImageById(image.id) !== undefined;
+    while (more()) {
+      const built = await this.serial(async () => (more() && (await this.roomFor(image)) ? this.build(image, want) : undefined));
+      if (!built) return;
+      entries.push({ dir: built.dir, meta: built.meta });
+      this.setBytes.set(image.id, built.bytes);
+      this.d.log.info({ stage: "disk-pool", image: image.name, entries: entries.length, ms: built.ms }, "warm disks ready");
+    }
+  }
+
+  /** One build at a time across images: the cap check and the build it allows must not interleave. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.building.then(fn);
+    this.building = run.catch(() => undefined);
+    return run;
+  }
+
+  private async roomFor(image: Image): Promise<boolean> {
+    if (this.maxBytes === 0) return true;
+    const used = await allocatedBytes(this.dir);
+    const next = this.setBytes.get(image.id) ?? (await this.estimate(image));
+    if (used + next <= this.maxBytes) {
+      this.capped.delete(image.id);
+      return true;
+    }
+    if (!this.capped.has(image.id)) {
+      this.capped.add(image.id);
+      this.d.log.warn({ stage: "disk-pool", image: image.name, usedBytes: used, setBytes: next, maxBytes: this.maxBytes },
+        "disk pool is at disk_pool_max_gib; not adding warm disks");
+    }
+    return false;
+  }
+
+  /** Before the first set exists: a set holds about as much as the image's rootfs and work-seed. */
+  private async estimate(image: Image): Promise<number> {
+    let sum = 0;
+    for (const a of [artifactOf(image, "rootfs"), artifactOf(image, "work_seed")]) {
+      if (a) sum += await allocatedBytes(a.path);
+    }
+    return sum;
+  }
+
+  private async build(image: Image, want: Expected): Promise<{ dir: string; meta: Meta; bytes: number; ms: number }> {
+    const t0 = performance.now();
+    const tmp = join(this.imageDir(image.id), `${TMP_PREFIX}${randomUUID()}`);
+    try {
+      await mkdir(tmp, { recursive: true });
+      await cloneRootfs(this.d, image, join(tmp, "rootfs.ext4"));
+      await makeWorkDisk(this.d, image, join(tmp, "work.ext4"), want.workGib);
+      const hostPublicKey = await injectIdentity(this.d, join(tmp, "rootfs.ext4"));
+      const files: Record<string, number> = {};
+      for (const f of SET_FILES) files[f] = (await stat(join(tmp, f))).size;
+      const meta: Meta = { ...want, hostPublicKey, files };
+      await writeFile(join(tmp, META), JSON.stringify(meta));
+      const bytes = await allocatedBytes(tmp);
+      const dir = join(this.imageDir(image.id), randomUUID());
+      await rename(tmp, dir);
+      return { dir, meta, bytes, ms: Math.round(performance.now() - t0) };
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      throw e;
     }
   }
 
@@ -132,6 +235,8 @@ export class DiskPool {
   async drop(imageId: string): Promise<void> {
     await this.filling.get(imageId);
     this.ready.delete(imageId);
+    this.setBytes.delete(imageId);
+    this.capped.delete(imageId);
     await rm(this.imageDir(imageId), { recursive: true, force: true });
   }
 
@@ -143,12 +248,39 @@ export class DiskPool {
   stats(): Record<string, number> {
     return Object.fromEntries([...this.ready].map(([id, e]) => [id, e.length]));
   }
+
+  async usage(): Promise<PoolUsage> {
+    return { sets: this.stats(), bytes: await allocatedBytes(this.dir), maxBytes: this.maxBytes, capped: [...this.capped] };
+  }
 }
 
-function readMeta(entry: string): Meta | undefined {
+/** The set's meta when it is complete and current, else why it is not. */
+async function readSet(dir: string, want: Expected): Promise<Meta | string> {
+  let meta: Meta;
   try {
-    return JSON.parse(readFileSync(join(entry, "meta.json"), "utf8")) as Meta;
+    meta = JSON.parse(await readFile(join(dir, META), "utf8")) as Meta;
   } catch {
-    return undefined;
+    return "meta.json missing or unreadable";
   }
+  if (meta.imageSha !== want.imageSha) return "image changed";
+  if (meta.userKey !== want.userKey) return "banger key changed";
+  if (meta.workGib !== want.workGib) return `work disk is ${meta.workGib} GiB, the default is now ${want.workGib} GiB`;
+  if (typeof meta.hostPublicKey !== "string" || typeof meta.files !== "object" || !meta.files) return "meta.json incomplete";
+  for (const f of new Set([...SET_FILES, ...Object.keys(meta.files)])) {
+    if (typeof meta.files[f] !== "number") return `meta.json does not list ${f}`;
+    const st = await lstat(join(dir, f)).catch(() => undefined);
+    if (!st?.isFile()) return `${f} missing`;
+    if (st.size !== meta.files[f]) return `${f} is ${st.size} bytes, expected ${meta.files[f]}`;
+  }
+  return meta;
+}
+
+/** Allocated bytes of every file under path; what a sparse or reflinked disk really holds. */
+async function allocatedBytes(path: string): Promise<number> {
+  const st = await lstat(path).catch(() => undefined); // may vanish mid-walk (a claim or drop)
+  if (!st) return 0;
+  if (!st.isDirectory()) return st.blocks * 512;
+  let sum = 0;
+  for (const name of await readdir(path).catch(() => [] as string[])) sum += await allocatedBytes(join(path, name));
+  return sum;
 }

@@ -115,12 +115,28 @@ async function networkChecks(d: AppDeps): Promise<Check[]> {
   }
 }
 
+const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
+
+/** Pool disk usage against disk_pool_max_gib; WARN once refills are held back by the cap. */
+export async function diskPoolCheck(d: AppDeps): Promise<Check> {
+  const u = await d.diskPool.usage();
+  const nameOf = (id: string) => d.store.getImageById(id)?.name ?? id;
+  const sets = Object.entries(u.sets).map(([id, n]) => `${nameOf(id)} ${n}`).join(", ") || "no sets";
+  const atCap = u.maxBytes > 0 && (u.capped.length > 0 || u.bytes >= u.maxBytes);
+  const detail = `${sets}; ${gib(u.bytes)} of ${u.maxBytes > 0 ? `${gib(u.maxBytes)} (disk_pool_max_gib)` : "no cap"}`
+    + (u.capped.length ? `; not refilling ${u.capped.map(nameOf).join(", ")}` : "");
+  return atCap
+    ? { name: "disk-pool", status: "WARN", detail, fix: "raise `disk_pool_max_gib`, lower `disk_pool_size`, or remove images you no longer use; creates without a warm set copy disks at create time" }
+    : { name: "disk-pool", status: "PASS", detail };
+}
+
 export async function runDoctor(d: AppDeps, images: ImageService): Promise<DoctorReport> {
   const checks = [
     ...(await hostChecks(d.cfg, d.probes)),
     { name: "daemon", status: "PASS", detail: `bangerd serving ${d.cfg.paths.socket}` } as Check,
     ...(await imageChecks(images)),
     ...(await networkChecks(d)),
+    await diskPoolCheck(d),
   ];
   return { checks, ok: checks.every((c) => c.status !== "FAIL") };
 }

@@ -105,6 +105,6 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
     copyFile: copyFileReflink,
   };
   const full = deps as AppDeps;
-  full.diskPool = new DiskPool(full, join(cfg.paths.stateDir, "pool"), c.disk_pool_size);
+  full.diskPool = new DiskPool(full, join(cfg.paths.stateDir, "pool"), c.disk_pool_size, c.disk_pool_max_gib);
   return full;
 }

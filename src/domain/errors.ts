@@ -122,3 +122,25 @@ export function asBangerError(e: unknown, fallback: ErrorCode = "INTERNAL"): Ban
   const msg = e instanceof Error ? e.message : String(e);
   return new BangerError(fallback, msg, { cause: e });
 }
+
+/**
+ * A file-system failure (an errno-carrying Error) as DISK_FAILED with a hint the
+ * user can act on. `path` is the directory to free space in or fix access to.
+ * Pure: it only reads the error's `code`.
+ */
+export function errnoError(e: unknown, ctx: { path: string; action: string }): BangerError {
+  if (e instanceof BangerError) return e;
+  const code = typeof e === "object" && e && "code" in e ? String((e as { code: unknown }).code) : undefined;
+  const msg = e instanceof Error ? e.message : String(e);
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return new BangerError("DISK_FAILED", `${ctx.action}: no space left (${code}) in ${ctx.path}`, {
+      hint: `free space on the file system holding ${ctx.path}${code === "EDQUOT" ? " or raise your quota" : ""}`, cause: e,
+    });
+  }
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+    return new BangerError("DISK_FAILED", `${ctx.action}: permission denied (${code}) in ${ctx.path}`, {
+      hint: `bangerd needs write access to ${ctx.path}: check its owner and mode, and that the file system is not read-only`, cause: e,
+    });
+  }
+  return new BangerError(code ? "DISK_FAILED" : "INTERNAL", `${ctx.action}: ${msg}`, { cause: e });
+}
