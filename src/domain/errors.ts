@@ -79,17 +79,17 @@ function parentDir(path: string): string {
  * environment's, not a bug: give it a code and a fix instead of INTERNAL.
  * Undefined when the error carries no errno we know.
  */
-export function errnoError(e: unknown): BangerError | undefined {
+export function fromErrno(e: unknown, ctx: { path?: string; action?: string } = {}): BangerError | undefined {
   if (!(e instanceof Error)) return undefined;
   const { code, path } = e as Error & { code?: unknown; path?: unknown };
   if (typeof code !== "string") return undefined;
-  const where = typeof path === "string" ? path : undefined;
-  const on = where ? ` (${where})` : "";
+  const where = ctx.path ?? (typeof path === "string" ? path : undefined);
+  const on = `${where ? ` (${where})` : ""}${ctx.action ? ` while ${ctx.action}` : ""}`;
   switch (code) {
     case "ENOSPC":
     case "EDQUOT":
       return new BangerError("DISK_FAILED", `no space left on the device${on}: ${e.message}`, {
-        cause: e, hint: `free space in ${where ? parentDir(where) : "the state directory"} (\`df -h\` shows usage), or lower disk_pool_size`,
+        cause: e, hint: `free space on the file system holding ${where ?? "state_dir"} (\`df -h\` shows usage), or lower disk_pool_size / disk_pool_max_gib`,
       });
     case "EACCES":
     case "EPERM":
@@ -97,7 +97,9 @@ export function errnoError(e: unknown): BangerError | undefined {
         cause: e, hint: where ? `bangerd needs read/write access to ${where}: run it as root, or fix the owner and mode of ${parentDir(where)}` : "run bangerd as root",
       });
     case "EROFS":
-      return new BangerError("DISK_FAILED", `read-only file system${on}: ${e.message}`, { cause: e, hint: "point state_dir at a writable file system" });
+      return new BangerError("DISK_FAILED", `read-only file system${on}: ${e.message}`, {
+        cause: e, hint: `${where ?? "state_dir"} is on a read-only file system: remount it read-write, or point state_dir elsewhere`,
+      });
     case "ENOENT":
       return new BangerError("DISK_FAILED", `a file banger manages is missing${on}: ${e.message}`, {
         cause: e, hint: "something outside banger removed it; `banger doctor` checks the state directory",
@@ -117,30 +119,19 @@ export function errnoError(e: unknown): BangerError | undefined {
 /** Wrap anything thrown into a BangerError, keeping existing codes; host errno failures get their own. */
 export function asBangerError(e: unknown, fallback: ErrorCode = "INTERNAL"): BangerError {
   if (e instanceof BangerError) return e;
-  const host = errnoError(e);
+  const host = fromErrno(e);
   if (host) return host;
   const msg = e instanceof Error ? e.message : String(e);
   return new BangerError(fallback, msg, { cause: e });
 }
 
+
 /**
- * A file-system failure (an errno-carrying Error) as DISK_FAILED with a hint the
- * user can act on. `path` is the directory to free space in or fix access to.
- * Pure: it only reads the error's `code`.
+ * fromErrno with the caller's context, for callers that know they did file-system work:
+ * any other errno is then still the disk's (DISK_FAILED); only a code-less error is INTERNAL.
  */
 export function errnoError(e: unknown, ctx: { path: string; action: string }): BangerError {
   if (e instanceof BangerError) return e;
-  const code = typeof e === "object" && e && "code" in e ? String((e as { code: unknown }).code) : undefined;
-  const msg = e instanceof Error ? e.message : String(e);
-  if (code === "ENOSPC" || code === "EDQUOT") {
-    return new BangerError("DISK_FAILED", `${ctx.action}: no space left (${code}) in ${ctx.path}`, {
-      hint: `free space on the file system holding ${ctx.path}${code === "EDQUOT" ? " or raise your quota" : ""}`, cause: e,
-    });
-  }
-  if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
-    return new BangerError("DISK_FAILED", `${ctx.action}: permission denied (${code}) in ${ctx.path}`, {
-      hint: `bangerd needs write access to ${ctx.path}: check its owner and mode, and that the file system is not read-only`, cause: e,
-    });
-  }
-  return new BangerError(code ? "DISK_FAILED" : "INTERNAL", `${ctx.action}: ${msg}`, { cause: e });
+  const hasCode = e instanceof Error && typeof (e as { code?: unknown }).code === "string";
+  return fromErrno(e, ctx) ?? new BangerError(hasCode ? "DISK_FAILED" : "INTERNAL", `${ctx.action}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
 }

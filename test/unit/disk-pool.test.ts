@@ -8,6 +8,7 @@ import { createVm } from "../../src/app/create.js";
 import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
 import { diskPoolCheck } from "../../src/app/doctor.js";
+import { VmOps } from "../../src/app/vm-ops.js";
 import { loadConfig } from "../../src/config/load.js";
 import { BangerError, errnoError } from "../../src/domain/errors.js";
 import { NameGenerator, seededRandom } from "../../src/domain/names.js";
@@ -35,7 +36,7 @@ function world(opts: { size?: number; maxGib?: number; workFails?: NodeJS.ErrnoE
   writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
   let pid = 100;
   const d = {
-    cfg, store, disks, log, names: new NameGenerator(seededRandom(1)),
+    cfg, store, ops: new VmOps(), disks, log, names: new NameGenerator(seededRandom(1)),
     network: { acquireTap: async () => "tap-pool-0", releaseTap: async () => undefined, enableNat: async () => undefined, disableNat: async () => undefined },
     guest: { waitSsh: async () => undefined, waitPort: async () => undefined },
     vmm: () => ({
