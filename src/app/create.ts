@@ -62,7 +62,7 @@ export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
     throw e;
   }
 
-  const plan = new Plan(d.store, d.log, vm, "create");
+  const plan = new Plan(d.store, d.log, vm, "create", undefined, cfg.events_keep_ops);
   const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(id, p); };
   const files = vmFiles(vm.dir);
   let prepared: PreparedDisks | undefined;

@@ -58,7 +58,7 @@ export async function stopVm(d: AppDeps, name: string): Promise<Vm> {
   if (vm.state !== "running") {
     throw new BangerError("VM_STATE", `VM ${name} is ${vm.state}, not running`, { hint: `\`banger vm start ${name}\` starts it` });
   }
-  const plan = new Plan(d.store, d.log, vm, "stop");
+  const plan = new Plan(d.store, d.log, vm, "stop", undefined, d.cfg.config.events_keep_ops);
   const h = handleOf(vm)!;
   await plan.run([
     // The guest's own clean shutdown first: it works whatever the VMM, while ACPI power-button
@@ -84,7 +84,7 @@ export async function startVm(d: AppDeps, name: string, opts: { noWait?: boolean
   const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(vm.id, p); };
   const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: opts.noWait };
   const stages: Stage[] = [tapStage(boot), ...bootStages(boot)];
-  const plan = new Plan(d.store, d.log, vm, "start");
+  const plan = new Plan(d.store, d.log, vm, "start", undefined, d.cfg.config.events_keep_ops);
   await plan.run(stages, explainGuestFailure(vm.dir));
   plan.commit();
   return d.store.updateVm(vm.id, { state: "running" });

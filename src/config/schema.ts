@@ -31,6 +31,8 @@ export const configSchema = z
     ssh_timeout_s: z.number().int().min(5).max(3600),
     service_timeout_s: z.number().int().min(5).max(3600),
     log_level: z.enum(["trace", "debug", "info", "warn", "error"]),
+    events_keep_ops: z.number().int().min(1).max(10000),
+    console_log_max_mib: z.number().int().min(1).max(4096),
     web: webSchema,
   })
   .strict();
@@ -52,6 +54,8 @@ export const STATIC_DEFAULTS = {
   ssh_timeout_s: 120,
   service_timeout_s: 180,
   log_level: "info",
+  events_keep_ops: 20,
+  console_log_max_mib: 8,
   web: { listen: "127.0.0.1:7780" },
 } satisfies Partial<Config>;
 
@@ -74,5 +78,7 @@ export const KEY_DOCS: Record<string, string> = {
   ssh_timeout_s: "how long create waits for SSH",
   service_timeout_s: "how long create waits for each guest service (opencode) after SSH",
   log_level: "bangerd log level",
+  events_keep_ops: "lifecycle operations (create/start/stop) whose events are kept per VM",
+  console_log_max_mib: "size at which a VM's console.log is rotated to console.log.1",
   "web.listen": "host:port of the web UI, empty to disable",
 };

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
@@ -17,10 +18,10 @@ import type { Network } from "../../src/ports/network.js";
 import type { Vmm, VmmHandle } from "../../src/ports/vmm.js";
 
 /** Port fakes that record what is held, so every failure path can be checked for leaks. */
-function world(failAt?: string, poolSize = 0) {
+function world(failAt?: string, poolSize = 0, extraToml = "") {
   const dir = mkdtempSync(join(tmpdir(), "banger-plan-"));
   const cfgFile = join(dir, "config.toml");
-  writeFileSync(cfgFile, `vmm = "qemu"\nstate_dir = "${dir}/state"\nsocket = "${dir}/s.sock"\n`);
+  writeFileSync(cfgFile, `vmm = "qemu"\nstate_dir = "${dir}/state"\nsocket = "${dir}/s.sock"\n${extraToml}`);
   const cfg = loadConfig({ env: { env: { BANGER_CONFIG: cfgFile }, uid: 1000, home: dir } });
   mkdirSync(cfg.paths.vmsDir, { recursive: true });
   const store = SqliteStore.open(cfg.paths.dbFile);
@@ -86,6 +87,15 @@ function world(failAt?: string, poolSize = 0) {
   return { d, held, store, cfg };
 }
 
+function eventRows(dbFile: string): number {
+  const raw = new Database(dbFile, { readonly: true });
+  try {
+    return (raw.prepare("SELECT COUNT(*) AS n FROM lifecycle_events").get() as { n: number }).n;
+  } finally {
+    raw.close();
+  }
+}
+
 const STAGES = ["tap", "rootfs", "work-disk", "inject", "nat", "spawn-vmm", "configure", "start", "wait-ssh", "wait-services"];
 
 describe("create plan", () => {
@@ -114,6 +124,8 @@ describe("create plan", () => {
     expect(held.nat.size).toBe(0);
     expect(held.procs.size).toBe(0);
     expect(readdirSync(cfg.paths.vmsDir)).toEqual([]);
+    // The VM row went with the rollback, and so did every event, including the undo recorded after it.
+    expect(eventRows(cfg.paths.dbFile)).toBe(0);
   });
 
   it("stop releases the TAP and NAT but keeps the lease; start takes them again; rm frees everything", async () => {
@@ -131,6 +143,24 @@ describe("create plan", () => {
     expect(held.taps.size + held.nat.size + held.procs.size).toBe(0);
     expect(store.listLeases()).toEqual([]);
     expect(store.listVms()).toEqual([]);
+    expect(eventRows(d.cfg.paths.dbFile)).toBe(0);
+  });
+
+  it("records each run as its own operation and keeps only the last events_keep_ops of them", async () => {
+    const { d, store } = world(undefined, 0, "events_keep_ops = 3\n");
+    const vm = await createVm(d, { image: "deb-1", name: "alp" });
+    const createOp = store.events(vm.id)[0].opId;
+    expect(new Set(store.events(vm.id).map((e) => e.opId))).toEqual(new Set([createOp]));
+    for (let i = 0; i < 3; i++) {
+      await stopVm(d, "alp");
+      await startVm(d, "alp");
+    }
+    const evs = store.events(vm.id);
+    const ops = [...new Set(evs.map((e) => e.opId))];
+    expect(ops).toHaveLength(3);
+    expect(ops.every((o) => o > createOp)).toBe(true);
+    expect(ops.map((o) => evs.find((e) => e.opId === o)!.op)).toEqual(["start", "stop", "start"]);
+    for (const o of ops) expect(evs.filter((e) => e.opId === o).at(-1)!.stage).toBe("total");
   });
 
   it("takes disks from the warm pool once it is filled, and refills after the create", async () => {
