@@ -99,7 +99,7 @@ export async function createVm(d: AppDeps, input: CreateInput): Promise<Vm> {
   ];
 
   try {
-    await plan.run(stages, explainGuestFailure(vm.dir));
+    await plan.run(stages, explainGuestFailure(d, vm.dir));
   } finally {
     // After the boot, not during it: a refill copies a rootfs and would steal CPU from the guest.
     d.diskPool.refill(image);

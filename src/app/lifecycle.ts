@@ -85,7 +85,7 @@ export async function startVm(d: AppDeps, name: string, opts: { noWait?: boolean
   const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: opts.noWait };
   const stages: Stage[] = [tapStage(boot), ...bootStages(boot)];
   const plan = new Plan(d.store, d.log, vm, "start", undefined, d.cfg.config.events_keep_ops);
-  await plan.run(stages, explainGuestFailure(vm.dir));
+  await plan.run(stages, explainGuestFailure(d, vm.dir));
   plan.commit();
   return d.store.updateVm(vm.id, { state: "running" });
 }

@@ -4,11 +4,13 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
+import { FileConsoleLogs } from "../../src/adapters/console/files.js";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import { createVm } from "../../src/app/create.js";
 import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
 import { removeVm, startVm, stopVm } from "../../src/app/lifecycle.js";
+import { rotateConsoles } from "../../src/app/retention.js";
 import { loadConfig } from "../../src/config/load.js";
 import { BangerError } from "../../src/domain/errors.js";
 import { NameGenerator, seededRandom } from "../../src/domain/names.js";
@@ -64,7 +66,7 @@ function world(failAt?: string, poolSize = 0, extraToml = "") {
   const keyPath = join(dir, "id");
   writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
   const d = {
-    cfg, store, network, disks, guest, log: pino({ level: "silent" }), names: new NameGenerator(seededRandom(1)),
+    cfg, store, network, disks, guest, console: new FileConsoleLogs(), log: pino({ level: "silent" }), names: new NameGenerator(seededRandom(1)),
     runner: { run: async () => ({ code: 0, stdout: "", stderr: "" }) },
     vmm: () => vmm,
     probes: { vmmVersion: async () => "x", accelVerdict: async () => ({ accel: "tcg", reason: "test" }), sshKeyProblem: async () => undefined },
@@ -144,6 +146,20 @@ describe("create plan", () => {
     expect(store.listLeases()).toEqual([]);
     expect(store.listVms()).toEqual([]);
     expect(eventRows(d.cfg.paths.dbFile)).toBe(0);
+  });
+
+  it("rotates the console of each VM over console_log_max_mib, and the failure tail reads across it", async () => {
+    const { d } = world(undefined, 0, "console_log_max_mib = 1\n");
+    const big = await createVm(d, { image: "deb-1", name: "big" });
+    const small = await createVm(d, { image: "deb-1", name: "small" });
+    writeFileSync(join(big.dir, "console.log"), `${"x".repeat(1024 * 1024)}\nlast boot line\n`);
+    expect(await rotateConsoles(d)).toEqual(["big"]);
+    expect(await rotateConsoles(d)).toEqual([]);
+    expect(readdirSync(small.dir)).not.toContain("console.log.1");
+    const r = await d.console.read(big.dir, 0, 64);
+    expect(r.start).toBe(16);
+    expect(r.size).toBe(1024 * 1024 + 16);
+    expect(await d.console.tail(big.dir, 1)).toBe("last boot line");
   });
 
   it("records each run as its own operation and keeps only the last events_keep_ops of them", async () => {
