@@ -1,11 +1,10 @@
-import { open, stat } from "node:fs/promises";
 import { Hono } from "hono";
 import type { AppDeps } from "../app/deps.js";
 import { createVm } from "../app/create.js";
 import { runDoctor } from "../app/doctor.js";
 import { ImageService } from "../app/images.js";
 import { getVm, listVms, removeVm, startVm, stopVm, vmEvents } from "../app/lifecycle.js";
-import { sshTarget, vmFiles } from "../app/vm-support.js";
+import { sshTarget } from "../app/vm-support.js";
 import { BangerError } from "../domain/errors.js";
 import { VERSION } from "../version.js";
 import { errorResponse } from "./errors.js";
@@ -57,22 +56,9 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
   api.get("/vms/:name/ssh", async (c) => c.json({ target: await sshTarget(d, getVm(d, c.req.param("name"))) }));
   api.get("/vms/:name/logs", async (c) => {
     const vm = getVm(d, c.req.param("name"));
-    const path = vmFiles(vm.dir).console;
-    const size = await stat(path).then((s) => s.size, () => 0);
-    const from = Math.min(Math.max(Number(c.req.query("offset") ?? 0) || 0, 0), size);
-    const len = Math.min(size - from, MAX_LOG_CHUNK);
-    let data = "";
-    if (len > 0) {
-      const fh = await open(path, "r");
-      try {
-        const buf = Buffer.alloc(len);
-        await fh.read(buf, 0, len, from);
-        data = buf.toString("utf8");
-      } finally {
-        await fh.close();
-      }
-    }
-    return c.json({ offset: from + len, size, data, running: vm.state === "running" });
+    // Offsets count from the VM's first console byte and survive rotation; one older than what is kept reads from `start`.
+    const { offset, size, data, start } = await d.console.read(vm.dir, Number(c.req.query("offset") ?? 0) || 0, MAX_LOG_CHUNK);
+    return c.json({ offset, size, data, start, running: vm.state === "running" });
   });
 
   api.get("/doctor", async (c) => c.json(await runDoctor(d, images)));

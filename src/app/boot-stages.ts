@@ -17,8 +17,8 @@ export interface BootContext {
 /** Stages after which the guest has run, so its console explains a failure. */
 const GUEST_STAGES = new Set(["start", "wait-ssh", "wait-services"]);
 
-export function explainGuestFailure(dir: string) {
-  return async (stage: string) => (GUEST_STAGES.has(stage) ? consoleTail(dir) : undefined);
+export function explainGuestFailure(d: AppDeps, dir: string) {
+  return async (stage: string) => (GUEST_STAGES.has(stage) ? consoleTail(d, dir) : undefined);
 }
 
 export function tapStage(c: BootContext): Stage {

@@ -76,7 +76,7 @@ async function runCreate(d: AppDeps, input: CreateInput, c: { image: Image; name
     throw e;
   }
 
-  const plan = new Plan(d.store, d.log, vm, "create", c.signal);
+  const plan = new Plan(d.store, d.log, vm, "create", c.signal, cfg.events_keep_ops);
   const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(id, p); };
   const files = vmFiles(vm.dir);
   let prepared: PreparedDisks | undefined;
@@ -117,7 +117,7 @@ async function runCreate(d: AppDeps, input: CreateInput, c: { image: Image; name
   ];
 
   try {
-    await plan.run(stages, explainGuestFailure(vm.dir));
+    await plan.run(stages, explainGuestFailure(d, vm.dir));
   } catch (e) {
     if (plan.undoFailures > 0) throw settleFailed(d, vm, e, "failed");
     throw e;

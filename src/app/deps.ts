@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { LoadedConfig } from "../config/load.js";
 import type { NameGenerator } from "../domain/names.js";
 import type { VmmKind } from "../domain/types.js";
+import type { ConsoleLogs } from "../ports/console.js";
 import type { Disks } from "../ports/disks.js";
 import type { Guest } from "../ports/guest.js";
 import type { Network } from "../ports/network.js";
@@ -24,6 +25,8 @@ export interface AppDeps {
   /** Warm per-VM disks; set right after the deps object exists (it needs them). */
   diskPool: DiskPool;
   disks: Disks;
+  /** Guest console logs in the VM dirs: reads with stable offsets, rotation. */
+  console: ConsoleLogs;
   guest: Guest;
   runner: Runner;
   names: NameGenerator;

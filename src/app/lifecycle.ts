@@ -40,7 +40,7 @@ export async function stopVm(d: AppDeps, name: string): Promise<Vm> {
     const vmm = d.vmm(vm.vmm);
     const h = handleOf(vm);
     let guestAsked = false;
-    const plan = new Plan(d.store, d.log, vm, "stop");
+    const plan = new Plan(d.store, d.log, vm, "stop", undefined, d.cfg.config.events_keep_ops);
     try {
       await plan.run([
         // The guest's own shutdown first: it works whatever the image maps Ctrl-Alt-Del or the
@@ -78,9 +78,9 @@ export async function startVm(d: AppDeps, name: string, opts: { noWait?: boolean
     vm = transition(d, vm, "starting", { lastError: undefined });
     const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(vm.id, p); };
     const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: opts.noWait };
-    const plan = new Plan(d.store, d.log, vm, "start", ticket.signal);
+    const plan = new Plan(d.store, d.log, vm, "start", ticket.signal, d.cfg.config.events_keep_ops);
     try {
-      await plan.run([tapStage(boot), ...bootStages(boot)], explainGuestFailure(vm.dir));
+      await plan.run([tapStage(boot), ...bootStages(boot)], explainGuestFailure(d, vm.dir));
     } catch (e) {
       // Undone cleanly, the VM is just stopped again (with the reason kept); otherwise its host side is unknown.
       throw settleFailed(d, vm, e, plan.undoFailures === 0 ? "stopped" : "failed", { pid: undefined, pidStart: undefined, tap: undefined });

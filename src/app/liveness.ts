@@ -64,7 +64,7 @@ export class LivenessWatcher {
 
   private async recordExit(vm: Vm): Promise<boolean> {
     this.d.log.warn({ vm: vm.name, stage: "liveness", pid: vm.pid }, "VMM process is gone; marking VM stopped");
-    const plan = new Plan(this.d.store, this.d.log, vm, "exit");
+    const plan = new Plan(this.d.store, this.d.log, vm, "exit", undefined, this.d.cfg.config.events_keep_ops);
     try {
       await plan.run([{ name: "release-net", run: async () => { await releaseHostSide(this.d, vm); return EXITED; } }]);
     } catch (e) {

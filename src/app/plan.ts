@@ -31,6 +31,7 @@ export class Plan {
   readonly timings: StageTiming[] = [];
   /** Undos that threw; above zero, what the plan acquired may still be held on the host. */
   undoFailures = 0;
+  private opId?: number;
 
   constructor(
     private readonly store: Store,
@@ -38,9 +39,19 @@ export class Plan {
     private readonly vm: { id: string; name: string },
     private readonly op: string,
     private readonly signal: AbortSignal = new AbortController().signal,
+    /** Config `events_keep_ops`: how many of the VM's operations keep their events. */
+    private readonly keepOps = 20,
   ) {}
 
   async run(stages: Stage[], describeFailure?: (stage: string, err: BangerError) => Promise<string | undefined>): Promise<void> {
+    try {
+      await this.runStages(stages, describeFailure);
+    } finally {
+      this.prune();
+    }
+  }
+
+  private async runStages(stages: Stage[], describeFailure?: (stage: string, err: BangerError) => Promise<string | undefined>): Promise<void> {
     const t0 = performance.now();
     const planStarted = new Date();
     for (const stage of stages) {
@@ -91,12 +102,22 @@ export class Plan {
 
   private record(stage: string, started: Date, durationMs: number, outcome: "ok" | "failed" | "undone", detail?: string): void {
     try {
+      // Taken lazily: a plan that records nothing uses up no id.
+      this.opId ??= this.store.nextOpId();
       this.store.addEvent({
-        vmId: this.vm.id, vmName: this.vm.name, op: this.op, stage,
+        vmId: this.vm.id, vmName: this.vm.name, opId: this.opId, op: this.op, stage,
         startedAt: started.toISOString(), durationMs: round(durationMs), outcome, detail,
       });
     } catch (e) {
       this.log.warn({ vm: this.vm.name, stage, err: (e as Error).message }, "could not record lifecycle event");
+    }
+  }
+
+  private prune(): void {
+    try {
+      this.store.pruneEvents(this.vm.id, this.keepOps);
+    } catch (e) {
+      this.log.warn({ vm: this.vm.name, err: (e as Error).message }, "could not prune lifecycle events");
     }
   }
 }

@@ -1,5 +1,4 @@
 import { join } from "node:path";
-import { fileTail } from "../adapters/exec/tail.js";
 import { firecrackerPaths } from "../adapters/firecracker/driver.js";
 import { qemuPaths } from "../adapters/qemu/driver.js";
 import { BangerError } from "../domain/errors.js";
@@ -70,8 +69,8 @@ export async function sshTarget(d: AppDeps, vm: Vm): Promise<SshTarget> {
 }
 
 /** Last lines of the guest console, appended to boot failures so the cause is visible without digging. */
-export async function consoleTail(dir: string, lines = 25): Promise<string | undefined> {
-  const tail = await fileTail(vmFiles(dir).console, lines);
+export async function consoleTail(d: AppDeps, dir: string, lines = 25): Promise<string | undefined> {
+  const tail = await d.console.tail(dir, lines).catch(() => "");
   return tail ? `--- last ${lines} lines of the guest console ---\n${tail}` : undefined;
 }
 

@@ -33,6 +33,8 @@ export const configSchema = z
     service_timeout_s: z.number().int().min(5).max(3600),
     op_timeout_s: z.number().int().min(30).max(86400),
     log_level: z.enum(["trace", "debug", "info", "warn", "error"]),
+    events_keep_ops: z.number().int().min(1).max(10000),
+    console_log_max_mib: z.number().int().min(1).max(4096),
     web: webSchema,
   })
   .strict();
@@ -56,6 +58,8 @@ export const STATIC_DEFAULTS = {
   service_timeout_s: 180,
   op_timeout_s: 900,
   log_level: "info",
+  events_keep_ops: 20,
+  console_log_max_mib: 8,
   web: { listen: "127.0.0.1:7780" },
 } satisfies Partial<Config>;
 
@@ -80,5 +84,7 @@ export const KEY_DOCS: Record<string, string> = {
   service_timeout_s: "how long create waits for each guest service (opencode) after SSH",
   op_timeout_s: "overall deadline of one create or start (all stages); past it the operation is cancelled and undone",
   log_level: "bangerd log level",
+  events_keep_ops: "lifecycle operations (create/start/stop) whose events are kept per VM",
+  console_log_max_mib: "size at which a VM's console.log is rotated to console.log.1",
   "web.listen": "host:port of the web UI, empty to disable",
 };

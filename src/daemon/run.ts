@@ -9,6 +9,7 @@ import { apiRoutes } from "../api/routes.js";
 import { ImageService } from "../app/images.js";
 import { LivenessWatcher } from "../app/liveness.js";
 import { reconcile } from "../app/reconcile.js";
+import { rotateConsoles } from "../app/retention.js";
 import { VERSION } from "../version.js";
 import { acquireDaemonLock } from "./lock.js";
 import { wire } from "./wire.js";
@@ -45,6 +46,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   const t0 = performance.now();
   await deps.network.ensureHost();
   const report = await reconcile(deps);
+  await rotateConsoles(deps);
   const images = new ImageService(deps);
   images.reconcileQuick();
   await deps.diskPool.adopt(deps.store.listImages());

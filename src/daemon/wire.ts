@@ -2,6 +2,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { LoadedConfig } from "../config/load.js";
+import { FileConsoleLogs } from "../adapters/console/files.js";
 import { ExecRunner } from "../adapters/exec/runner.js";
 import { FirecrackerVmm, resolveFirecracker } from "../adapters/firecracker/driver.js";
 import { QemuVmm } from "../adapters/qemu/driver.js";
@@ -86,6 +87,7 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
       blockedHostPorts: blockedPorts(cfg), log: log.child({ component: "net" }),
     }),
     disks: new Ext4Disks({ runner }),
+    console: new FileConsoleLogs(),
     guest: new SshGuest({ log: log.child({ component: "ssh" }) }),
     probes: hostProbes(cfg, runner),
     sshKey() {

@@ -75,6 +75,8 @@ export type StageOutcome = "ok" | "failed" | "undone";
 export interface LifecycleEvent {
   vmId: string;
   vmName: string;
+  /** One run of a plan (a create, start, stop): its stages, undos and `total` share it. */
+  opId: number;
   op: string;
   stage: string;
   startedAt: string;

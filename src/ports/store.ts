@@ -38,6 +38,10 @@ export interface Store {
   // lifecycle events
   addEvent(ev: LifecycleEvent): void;
   events(vmId: string): LifecycleEvent[];
+  /** A fresh operation id, greater than every one handed out before. */
+  nextOpId(): number;
+  /** Keep only the events of the VM's last keepOps operations. */
+  pruneEvents(vmId: string, keepOps: number): number;
 
   close(): void;
 }

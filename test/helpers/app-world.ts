@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
+import { FileConsoleLogs } from "../../src/adapters/console/files.js";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
@@ -19,13 +20,15 @@ export interface WorldOptions {
   gate?: (stage: string) => Promise<void>;
   /** Host calls that throw, to drive the failed state: "releaseTap", "kill", "stop". */
   broken?: Set<string>;
+  /** Extra config lines. */
+  extraToml?: string;
 }
 
 /** Port fakes that record what is held, so every failure path can be checked for leaks. */
 export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   const dir = mkdtempSync(join(tmpdir(), "banger-plan-"));
   const cfgFile = join(dir, "config.toml");
-  writeFileSync(cfgFile, `vmm = "qemu"\nstate_dir = "${dir}/state"\nsocket = "${dir}/s.sock"\n`);
+  writeFileSync(cfgFile, `vmm = "qemu"\nstate_dir = "${dir}/state"\nsocket = "${dir}/s.sock"\n${opts.extraToml ?? ""}`);
   const cfg = loadConfig({ env: { env: { BANGER_CONFIG: cfgFile }, uid: 1000, home: dir } });
   mkdirSync(cfg.paths.vmsDir, { recursive: true });
   const store = SqliteStore.open(cfg.paths.dbFile);
@@ -70,7 +73,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   const keyPath = join(dir, "id");
   writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
   const d = {
-    cfg, store, ops: new VmOps(), network, disks, guest, log: pino({ level: "silent" }), names: new NameGenerator(seededRandom(1)),
+    cfg, store, ops: new VmOps(), network, disks, guest, console: new FileConsoleLogs(), log: pino({ level: "silent" }), names: new NameGenerator(seededRandom(1)),
     runner: { run: async () => ({ code: 0, stdout: "", stderr: "" }) },
     vmm: () => vmm,
     probes: { vmmVersion: async () => "x", accelVerdict: async () => ({ accel: "tcg", reason: "test" }), sshKeyProblem: async () => undefined },

@@ -49,7 +49,8 @@ describe("buildQemuArgs", () => {
       "virtio-net-device,netdev=net0,mac=02:fc:00:00:00:03",
     ]);
     expect(valuesOf(args, "-qmp")).toEqual(["unix:/d/qmp.sock,server=on,wait=off"]);
-    expect(valuesOf(args, "-serial")).toEqual(["file:/d/console.log"]);
+    expect(valuesOf(args, "-chardev")).toEqual(["file,id=serial0,path=/d/console.log,append=on"]);
+    expect(valuesOf(args, "-serial")).toEqual(["chardev:serial0"]);
   });
 
   it("uses kvm with the MSR-safe cpu model and never adds tsc_early_khz", () => {
@@ -74,7 +75,7 @@ describe("buildQemuArgs", () => {
 
   it("adds the virtio-serial agent port on a host socket", () => {
     const args = buildQemuArgs(spec, { ...base, accel: "tcg", agentSocket: "/d/agent.sock" });
-    expect(valuesOf(args, "-chardev")).toEqual(["socket,id=agent,path=/d/agent.sock,server=on,wait=off"]);
+    expect(valuesOf(args, "-chardev")).toEqual(["socket,id=agent,path=/d/agent.sock,server=on,wait=off", "file,id=serial0,path=/d/console.log,append=on"]);
     expect(valuesOf(args, "-device")).toContain("virtio-serial-device");
     expect(valuesOf(args, "-device")).toContain(`virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`);
   });
@@ -83,5 +84,7 @@ describe("buildQemuArgs", () => {
     const args = buildQemuArgs({ ...spec, rootfs: "/a,b/root.ext4" }, { ...base, accel: "tcg", qmpSocket: "/q,1/qmp.sock" });
     expect(valuesOf(args, "-drive")[0]).toBe("id=rootfs,file=/a,,b/root.ext4,format=raw,if=none");
     expect(valuesOf(args, "-qmp")).toEqual(["unix:/q,,1/qmp.sock,server=on,wait=off"]);
+    const serial = buildQemuArgs(spec, { ...base, accel: "tcg", serial: { kind: "file", path: "/v,m/console.log" } });
+    expect(valuesOf(serial, "-chardev")).toEqual(["file,id=serial0,path=/v,,m/console.log,append=on"]);
   });
 });

@@ -320,13 +320,13 @@ describe("SqliteStore locking", () => {
 });
 
 describe("SqliteStore lifecycle events", () => {
-  it("returns a VM's events in recording order and keeps them after the VM is gone", () => {
+  it("returns a VM's events in recording order and drops them with the VM", () => {
     const s = open();
     const img = s.insertImage(newImage("deb"));
     s.insertVm(newVm("a", img.id));
     s.insertVm(newVm("b", img.id));
     const ev = (vm: string, stage: string, outcome: LifecycleEvent["outcome"], startedAt: string, detail?: string): LifecycleEvent => ({
-      vmId: `vm-${vm}`, vmName: vm, op: "create", stage, startedAt, durationMs: 12.34, outcome, ...(detail ? { detail } : {}),
+      vmId: `vm-${vm}`, vmName: vm, opId: 1, op: "create", stage, startedAt, durationMs: 12.34, outcome, ...(detail ? { detail } : {}),
     });
     const recorded = [
       ev("a", "lease-ip", "ok", "2026-01-01T00:00:01.000Z", "10.0.0.2"),
@@ -339,7 +339,8 @@ describe("SqliteStore lifecycle events", () => {
     expect(s.events("vm-a")).toStrictEqual([recorded[0], recorded[2], recorded[3]]);
     expect(s.events("vm-b")).toStrictEqual([recorded[1]]);
     s.deleteVm("vm-a");
-    expect(s.events("vm-a")).toHaveLength(3);
+    expect(s.events("vm-a")).toEqual([]);
+    expect(s.events("vm-b")).toStrictEqual([recorded[1]]);
     expect(s.events("vm-none")).toEqual([]);
   });
 });

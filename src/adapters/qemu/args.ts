@@ -71,7 +71,14 @@ export function buildQemuArgs(spec: VmmSpec, opts: QemuArgsOptions): string[] {
   }
 
   args.push("-qmp", `unix:${esc(opts.qmpSocket)},server=on,wait=off`);
-  args.push("-serial", opts.serial.kind === "file" ? `file:${opts.serial.path}` : "stdio");
+  if (opts.serial.kind === "file") {
+    // append=on opens with O_APPEND (`-serial file:` uses O_TRUNC and a plain offset): after the
+    // console rotation truncates the file, writes land at its new end instead of leaving a hole,
+    // and a restart of a stopped VM keeps the console history.
+    args.push("-chardev", `file,id=serial0,path=${esc(opts.serial.path)},append=on`, "-serial", "chardev:serial0");
+  } else {
+    args.push("-serial", "stdio");
+  }
   if (opts.paused) args.push("-S");
   return args;
 }

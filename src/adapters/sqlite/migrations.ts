@@ -100,6 +100,42 @@ CREATE INDEX lifecycle_events_vm ON lifecycle_events(vm_id);
 `,
   },
   {
+    version: 2,
+    sql: `
+-- Retention works per operation, so every event says which run of a plan wrote it.
+ALTER TABLE lifecycle_events ADD COLUMN op_id INTEGER;
+
+-- Events of VMs that are already gone would otherwise stay forever: nothing prunes them.
+DELETE FROM lifecycle_events WHERE vm_id NOT IN (SELECT id FROM vms);
+
+-- Older rows carry no operation id, so rebuild the grouping from their order: a row starts
+-- a new operation when the op name changes, after a 'total' (a plan that finished), or
+-- when a non-undo stage follows a failure (a failed plan's undos come right after it).
+-- Each operation takes the id of its first row.
+UPDATE lifecycle_events SET op_id = id WHERE id IN (
+  SELECT id FROM (
+    SELECT id, op, stage,
+           LAG(op) OVER w AS prev_op, LAG(stage) OVER w AS prev_stage, LAG(outcome) OVER w AS prev_outcome
+    FROM lifecycle_events WINDOW w AS (PARTITION BY vm_id ORDER BY id)
+  )
+  WHERE prev_op IS NULL OR prev_op <> op OR prev_stage = 'total' OR (prev_outcome <> 'ok' AND stage NOT LIKE 'undo:%')
+);
+DROP INDEX lifecycle_events_vm;
+CREATE INDEX lifecycle_events_vm_op ON lifecycle_events(vm_id, op_id);
+UPDATE lifecycle_events SET op_id = (
+  SELECT MAX(p.op_id) FROM lifecycle_events p WHERE p.vm_id = lifecycle_events.vm_id AND p.op_id <= lifecycle_events.id
+) WHERE op_id IS NULL;
+
+-- Operation ids come from here rather than MAX(op_id) + 1, so two plans that have not
+-- recorded anything yet still get different ids. Starts above every id the rows above took.
+CREATE TABLE counters (
+  name  TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+);
+INSERT INTO counters (name, value) SELECT 'lifecycle_op', COALESCE(MAX(id), 0) FROM lifecycle_events;
+`,
+  },
+  {
     // The state machine gained the transient states of start and stop (src/domain/vm-state.ts).
     version: 3,
     rebuildsTables: true,

@@ -59,6 +59,7 @@ export interface EventRow {
   duration_ms: number;
   outcome: string;
   detail: string | null;
+  op_id: number;
 }
 
 /** Keeps artifact lists in a stable, human-meaningful order regardless of insert order. */
@@ -210,6 +211,7 @@ export function eventToRow(ev: LifecycleEvent): Omit<EventRow, "id"> {
     duration_ms: ev.durationMs,
     outcome: ev.outcome,
     detail: ev.detail ?? null,
+    op_id: ev.opId,
   };
 }
 
@@ -217,6 +219,7 @@ export function rowToEvent(r: EventRow): LifecycleEvent {
   const ev: LifecycleEvent = {
     vmId: r.vm_id,
     vmName: r.vm_name,
+    opId: r.op_id,
     op: r.op,
     stage: r.stage,
     startedAt: r.started_at,

@@ -212,9 +212,10 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Drops the VM with its lease and vsock CID (cascade); events stay. Missing ids are a no-op. */
+  /** Drops the VM with its lease and vsock CID (cascade) and its events. Missing ids are a no-op. */
   deleteVm(id: string): void {
     this.write(() => {
+      this.run("DELETE FROM lifecycle_events WHERE vm_id = ?", id);
       this.run("DELETE FROM vms WHERE id = ?", id);
     });
   }
@@ -280,10 +281,34 @@ export class SqliteStore implements Store {
 
   // ---- lifecycle events ----
 
+  /**
+   * Dropped when the VM row is gone: a failed create records its last undo after
+   * that undo deleted the row, and the event would be an orphan nobody prunes.
+   */
   addEvent(ev: LifecycleEvent): void {
     this.write(() => {
-      this.run("INSERT INTO lifecycle_events (vm_id, vm_name, op, stage, started_at, duration_ms, outcome, detail) VALUES (@vm_id, @vm_name, @op, @stage, @started_at, @duration_ms, @outcome, @detail)", eventToRow(ev));
+      this.run(
+        `INSERT INTO lifecycle_events (vm_id, vm_name, op_id, op, stage, started_at, duration_ms, outcome, detail)
+         SELECT @vm_id, @vm_name, @op_id, @op, @stage, @started_at, @duration_ms, @outcome, @detail WHERE EXISTS (SELECT 1 FROM vms WHERE id = @vm_id)`,
+        eventToRow(ev),
+      );
     });
+  }
+
+  nextOpId(): number {
+    return this.write(() => {
+      this.run("UPDATE counters SET value = value + 1 WHERE name = 'lifecycle_op'");
+      return this.get<{ value: number }>("SELECT value FROM counters WHERE name = 'lifecycle_op'")!.value;
+    });
+  }
+
+  /** Keeps the events of the VM's keepOps newest operations; returns how many rows went. */
+  pruneEvents(vmId: string, keepOps: number): number {
+    return this.write(() => this.run(
+      `DELETE FROM lifecycle_events WHERE vm_id = @vm AND op_id < (
+         SELECT MIN(op_id) FROM (SELECT DISTINCT op_id FROM lifecycle_events WHERE vm_id = @vm ORDER BY op_id DESC LIMIT @keep))`,
+      { vm: vmId, keep: keepOps },
+    ).changes);
   }
 
   /** In the order they were recorded (undo records come after the failure that caused them). */

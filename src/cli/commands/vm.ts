@@ -12,17 +12,18 @@ import { keyValues, ms, table } from "../output.js";
 const LONG_MS = 30 * 60_000;
 const enc = encodeURIComponent;
 
+/** One block per operation, so two starts show as two blocks. */
 export function renderEvents(events: LifecycleEvent[]): string {
-  const ops = [...new Set(events.map((e) => e.op))];
-  return ops.map((op) => {
-    const evs = events.filter((e) => e.op === op);
-    return `${op} (${evs[0]?.startedAt.slice(0, 19).replace("T", " ")})\n` +
+  const ops = [...new Set(events.map((e) => e.opId))];
+  return ops.map((opId) => {
+    const evs = events.filter((e) => e.opId === opId);
+    return `${evs[0]?.op} (${evs[0]?.startedAt.slice(0, 19).replace("T", " ")})\n` +
       table(["  STAGE", "TIME", "OUTCOME", "DETAIL"], evs.map((e) => [`  ${e.stage}`, ms(e.durationMs), e.outcome, e.detail?.split("\n")[0]]));
   }).join("\n\n");
 }
 
 /** On a TTY, print each stage as the daemon records it while the long request runs. */
-async function followStages(ctx: CliContext, findName: () => Promise<string | undefined>, op: string, done: { v: boolean }): Promise<void> {
+async function followStages(ctx: CliContext, findName: () => Promise<string | undefined>, op: string, after: number, done: { v: boolean }): Promise<void> {
   if (ctx.json || !process.stderr.isTTY) return;
   const seen = new Set<string>();
   let name: string | undefined;
@@ -31,7 +32,7 @@ async function followStages(ctx: CliContext, findName: () => Promise<string | un
     name ??= await findName().catch(() => undefined);
     if (!name) continue;
     const res = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}/events`).catch(() => undefined);
-    for (const e of res?.events.filter((x) => x.op === op) ?? []) {
+    for (const e of res?.events.filter((x) => x.op === op && x.opId > after) ?? []) {
       const key = `${e.stage}@${e.startedAt}`;
       if (seen.has(key) || e.stage === "total") continue;
       seen.add(key);
@@ -50,7 +51,9 @@ async function withStages<T>(ctx: CliContext, op: string, name: string | undefin
   let found = name;
   const findName = async () => found ??= (await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.find((v) => !before!.has(v.name))?.name;
   const done = { v: false };
-  const follower = followStages(ctx, findName, op, done);
+  // Earlier operations of the same kind are history, not progress of this one.
+  const after = name && !ctx.json && process.stderr.isTTY ? await lastOpId(ctx, name) : 0;
+  const follower = followStages(ctx, findName, op, after, done);
   const cancel = new AbortController();
   let presses = 0;
   const onInterrupt = () => {
@@ -70,6 +73,11 @@ async function withStages<T>(ctx: CliContext, op: string, name: string | undefin
     done.v = true;
     await follower;
   }
+}
+
+async function lastOpId(ctx: CliContext, name: string): Promise<number> {
+  const res = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}/events`).catch(() => undefined);
+  return Math.max(0, ...(res?.events.map((e) => e.opId) ?? []));
 }
 
 /** After Ctrl-C: wait for bangerd to finish undoing, then say what is left of the VM. */

@@ -1,0 +1,25 @@
+import type { AppDeps } from "./deps.js";
+
+const MIB = 1024 * 1024;
+
+/**
+ * Rotates every VM's console log that has grown past console_log_max_mib. The VMM keeps writing
+ * whatever the daemon does, so this has to run again and again (the daemon's periodic loop);
+ * stopped VMs are included because a log can have grown before they stopped.
+ * Returns the names of the VMs whose log was rotated.
+ */
+export async function rotateConsoles(d: AppDeps): Promise<string[]> {
+  const maxBytes = d.cfg.config.console_log_max_mib * MIB;
+  const rotated: string[] = [];
+  for (const vm of d.store.listVms()) {
+    // A VM being deleted is losing its dir; one being created has written next to nothing.
+    if (vm.state === "deleting" || vm.state === "creating") continue;
+    try {
+      if (await d.console.rotate(vm.dir, maxBytes)) rotated.push(vm.name);
+    } catch (e) {
+      d.log.warn({ vm: vm.name, err: (e as Error).message }, "console log rotation failed");
+    }
+  }
+  if (rotated.length > 0) d.log.info({ vms: rotated, maxMib: d.cfg.config.console_log_max_mib }, "console logs rotated");
+  return rotated;
+}
