@@ -1,13 +1,17 @@
 import type { Vm } from "../domain/types.js";
 import type { AppDeps } from "./deps.js";
 import { Plan } from "./plan.js";
+import { rotateConsoles } from "./retention.js";
 import { handleOf } from "./vm-support.js";
 import { releaseHostSide, removeSockets, settleFailed, transition } from "./vm-transitions.js";
+
+/** Console rotation rides on the same loop, less often: a guest fills 8 MiB in minutes at the very least. */
+const ROTATE_EVERY_PASSES = 10;
 
 const EXITED = "the VMM process ended outside banger (an in-guest poweroff or reboot, or a crash)";
 
 /**
- * The one owner of liveness. GETs only read the store; this loop notices a
+ * The daemon's background reconciler, and the one owner of liveness. GETs only read the store; this loop notices a
  * VMM that ended on its own (by its pid and start time) and turns it into
  * `running -> stopped` with the host side released. It takes the VM's
  * operation lock first, so the change happens exactly once and never inside
@@ -16,6 +20,7 @@ const EXITED = "the VMM process ended outside banger (an in-guest poweroff or re
 export class LivenessWatcher {
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<string[]> | undefined;
+  private passes = 0;
 
   constructor(private readonly d: AppDeps, private readonly intervalMs: number) {}
 
@@ -44,6 +49,7 @@ export class LivenessWatcher {
   }
 
   private async pass(): Promise<string[]> {
+    if (++this.passes % ROTATE_EVERY_PASSES === 0) await rotateConsoles(this.d);
     const stopped: string[] = [];
     for (const seen of this.d.store.listVms()) {
       if (!this.dead(seen)) continue;
