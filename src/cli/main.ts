@@ -1,35 +1,12 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from "commander";
+import { CommanderError } from "commander";
 import { asBangerError } from "../domain/errors.js";
-import { VERSION } from "../version.js";
-import { CliContext } from "./context.js";
-import { registerConfig } from "./commands/config.js";
-import { registerDaemon } from "./commands/daemon.js";
-import { registerDoctor } from "./commands/doctor.js";
-import { registerImage } from "./commands/image.js";
-import { registerVm } from "./commands/vm.js";
+import { buildProgram } from "./program.js";
 
 const EXIT_USAGE = 2;
 
 async function main(argv: string[]): Promise<number> {
-  const program = new Command("banger")
-    .description("disposable microVM sandboxes: Firecracker or QEMU microvm, managed by bangerd")
-    .option("--json", "machine-readable output")
-    .option("--socket <path>", "bangerd socket (default from config)")
-    .option("--config <file>", "config file (default $XDG_CONFIG_HOME/banger/config.toml, or BANGER_CONFIG)")
-    .showHelpAfterError()
-    .exitOverride();
-  const ctx = new CliContext(program);
-  program.command("version").description("print the CLI (and daemon, when reachable) version").action(async () => {
-    const daemon = await ctx.client().call<{ version: string }>("GET", "/version").then((v) => v.version, () => undefined);
-    ctx.out(`banger ${VERSION}${daemon ? `\nbangerd ${daemon}` : "\nbangerd not running"}`, { cli: VERSION, daemon: daemon ?? null });
-  });
-  registerDaemon(program, ctx);
-  registerImage(program, ctx);
-  registerVm(program, ctx);
-  registerConfig(program, ctx);
-  registerDoctor(program, ctx);
-
+  const { program, ctx } = buildProgram();
   try {
     await program.parseAsync(argv);
     return process.exitCode === undefined ? 0 : Number(process.exitCode);

@@ -128,7 +128,7 @@ export class QmpClient {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(new BangerError("TIMEOUT", `QMP ${command} got no answer within ${timeoutMs} ms`, {
-          hint: "qemu is unresponsive; `banger vm kill` stops it forcibly",
+          hint: "qemu is unresponsive; `banger vm stop` ends it with SIGTERM/SIGKILL after the timeout, `banger vm rm --force` removes the VM",
         }));
       }, timeoutMs);
       this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
