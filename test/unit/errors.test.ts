@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import { errorResponse } from "../../src/api/errors.js";
 import { createVmBody, registerImageBody } from "../../src/api/schemas.js";
-import { BangerError, ERROR_STATUS, asBangerError } from "../../src/domain/errors.js";
+import { BangerError, ERROR_STATUS, asBangerError, fromErrno } from "../../src/domain/errors.js";
 
 function app(thrower: () => unknown) {
   const h = new Hono();
@@ -39,5 +39,22 @@ describe("error mapping", () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe("INTERNAL");
     const be = new BangerError("VM_NOT_FOUND", "x");
     expect(asBangerError(be)).toBe(be);
+  });
+
+  it("gives host failures their own codes and a fix instead of INTERNAL", () => {
+    const errno = (code: string, path?: string) => Object.assign(new Error(`${code}: something, open '${path}'`), { code, path });
+    const full = asBangerError(errno("ENOSPC", "/var/lib/banger/vms/abc/known_hosts"));
+    expect(full.code).toBe("DISK_FAILED");
+    expect(full.message).toMatch(/no space left/);
+    expect(full.hint).toContain("/var/lib/banger/vms/abc/known_hosts");
+    expect(asBangerError(errno("EDQUOT", "/x")).code).toBe("DISK_FAILED");
+    const denied = asBangerError(errno("EACCES", "/var/lib/banger/vms/abc"));
+    expect(denied).toMatchObject({ code: "DISK_FAILED", message: expect.stringMatching(/permission denied/) });
+    expect(denied.hint).toMatch(/owner and mode of \/var\/lib\/banger\/vms/);
+    expect(asBangerError(errno("EMFILE")).code).toBe("HOST_RESOURCES");
+    expect(asBangerError(errno("ENOMEM")).hint).toMatch(/memory/);
+    // an errno nobody maps is still a bug to report, not a guess
+    expect(asBangerError(errno("EBADF")).code).toBe("INTERNAL");
+    expect(fromErrno(new Error("no code"))).toBeUndefined();
   });
 });

@@ -48,6 +48,15 @@ describe("lifecycle transitions with port fakes", () => {
     await expect(stopVm(d, "a")).rejects.toMatchObject({ code: "VM_STATE" });
   });
 
+  it("a full disk during a create is DISK_FAILED naming the stage and the place to free, not INTERNAL", async () => {
+    const full = Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", path: "/var/lib/banger/vms/x/known_hosts" });
+    const { d, store } = world(undefined, 0, { gate: async (s) => { if (s === "spawn-vmm") throw full; } });
+    const err = await errOf(createVm(d, { image: "deb-1", name: "a" }));
+    expect(err).toMatchObject({ code: "DISK_FAILED", stage: "spawn-vmm" });
+    expect(err?.hint).toMatch(/free space .*\/var\/lib\/banger\/vms\/x\/known_hosts/);
+    expect(store.listVms()).toEqual([]);
+  });
+
   it("stop: running -> stopping -> stopped, and stop of a stopped VM is refused", async () => {
     const { d, held } = world();
     await createVm(d, { image: "deb-1", name: "a" });
