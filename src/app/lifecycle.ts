@@ -67,7 +67,7 @@ export async function stopVm(d: AppDeps, name: string): Promise<Vm> {
       const r = await d.guest.exec(await sshTarget(d, vm), "systemctl poweroff", 10_000).catch((e: Error) => ({ code: -1, stderr: e.message }));
       return r.code === 0 || r.code === 255 ? "systemctl poweroff" : `not reachable over SSH (${r.stderr.trim().split("\n")[0] || `exit ${r.code}`}); VMM stop only`;
     } },
-    { name: "vmm-stop", run: async () => { await d.vmm(vm.vmm).stop(h, STOP_TIMEOUT_MS); } },
+    { name: "vmm-stop", run: async () => { await d.vmm(vm.vmm).stop(h, { timeoutMs: STOP_TIMEOUT_MS }); } },
     { name: "release-net", run: async () => { await releaseHostSide(d, vm); } },
   ]);
   removeSockets(vm.dir);

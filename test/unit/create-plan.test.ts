@@ -47,10 +47,11 @@ function world(failAt?: string, poolSize = 0) {
   };
   const vmm: Vmm = {
     kind: "qemu",
+    guestStopCommand: "poweroff",
     spawn: async (spec) => { boom("spawn-vmm"); const pid = nextPid++; held.procs.add(pid); return { kind: "qemu", pid, pidStart: 1, controlSocket: join(spec.dir, "qmp.sock"), consoleLog: join(spec.dir, "console.log") }; },
     configure: async () => boom("configure"),
     start: async (h: VmmHandle) => { boom("start"); writeFileSync(h.consoleLog, "Linux version 6.1\nlogin:\n"); },
-    stop: async (h) => { held.procs.delete(h.pid); },
+    stop: async (h) => { held.procs.delete(h.pid); return { how: "vmm-request", ms: 0 }; },
     kill: async (h) => { held.procs.delete(h.pid); },
     isAlive: (h) => held.procs.has(h.pid),
     version: async () => "fake",
