@@ -1,11 +1,12 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FirecrackerVmm } from "../../src/adapters/firecracker/driver.js";
 import { processAlive } from "../../src/adapters/exec/proc.js";
 import type { VmmSpec } from "../../src/ports/vmm.js";
+import { busyboxInitramfs } from "../helpers/artifacts.js";
 import { createNetns, type Netns } from "../helpers/netns.js";
 import { FAKE_FC_ENV, fakeFcBin, REPO_ROOT, scratch } from "../fakes/firecracker/testkit.js";
 
@@ -14,7 +15,6 @@ import { FAKE_FC_ENV, fakeFcBin, REPO_ROOT, scratch } from "../fakes/firecracker
 // at once) or, with `fakefc.halt` on its command line, powers itself off.
 
 const KERNEL = process.env.FAKE_FC_TEST_KERNEL || resolve(REPO_ROOT, "build/cache/kernel/vmlinux");
-const BUSYBOX = "/bin/busybox";
 const has = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: "ignore", timeout: 10_000 }).status === 0;
 
 function skipReason(): string | undefined {
@@ -22,33 +22,16 @@ function skipReason(): string | undefined {
   if (!existsSync(KERNEL)) return `no guest kernel at ${KERNEL} (build the image cache or set FAKE_FC_TEST_KERNEL)`;
   if (!existsSync(resolve(REPO_ROOT, "build/runtime/adapters/qemu/args.js"))) return "build/runtime is missing (run `npx tsc -p tsconfig.json`)";
   if (!has("qemu-system-x86_64", ["--version"])) return "qemu-system-x86_64 is not installed";
-  if (!existsSync(BUSYBOX) || !has("cpio", ["--version"])) return "busybox-static or cpio is not installed";
+  if (!existsSync("/bin/busybox") || !has("cpio", ["--version"])) return "busybox-static or cpio is not installed";
   return undefined;
 }
 const reason = skipReason();
 
-const INIT = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-grep -q serio0 /proc/bus/input/devices 2>/dev/null && echo FAKEFC-KEYBOARD
+const INIT = `grep -q serio0 /proc/bus/input/devices 2>/dev/null && echo FAKEFC-KEYBOARD
 echo FAKEFC-GUEST-UP
 if grep -q fakefc.halt /proc/cmdline; then echo FAKEFC-HALTING; poweroff -f; fi
 exec sleep 100000
 `;
-
-/** A gzip'd newc initramfs with busybox and INIT. */
-function buildInitramfs(dir: string): string {
-  const root = join(dir, "initramfs");
-  for (const d of ["bin", "dev", "proc", "sys"]) mkdirSync(join(root, d), { recursive: true });
-  copyFileSync(BUSYBOX, join(root, "bin/busybox"));
-  chmodSync(join(root, "bin/busybox"), 0o755);
-  writeFileSync(join(root, "init"), INIT);
-  chmodSync(join(root, "init"), 0o755);
-  const out = join(dir, "initramfs.cpio.gz");
-  const r = spawnSync("sh", ["-c", `cd "${root}" && find . | cpio -o -H newc --quiet | gzip -1 > "${out}"`], { timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`initramfs build failed: ${r.stderr}`);
-  return out;
-}
 
 /** Processes whose command line mentions `needle` (our temp dir), i.e. qemu leaks. */
 function processesMentioning(needle: string): number[] {
@@ -81,7 +64,7 @@ describe.skipIf(reason !== undefined)(`fake firecracker real boot via QEMU${reas
 
   beforeAll(async () => {
     tmp = scratch("fcboot-");
-    initrd = buildInitramfs(tmp.dir);
+    initrd = busyboxInitramfs(tmp.dir, INIT)!;
     ns = await createNetns("fcboot");
     await ns.exec("ip", ["tuntap", "add", "dev", "tapfc0", "mode", "tap"]);
     const bin = fakeFcBin(tmp.dir, { ...FAKE_FC_ENV, FAKE_FC_BOOT: "qemu" }, "firecracker-qemu");
