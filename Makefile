@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 RUNTIME := build/runtime
 
-.PHONY: all build test-prereqs test test-unit test-integration test-e2e dist image-debian bench-create demo demo-clean clean
+.PHONY: all build test-prereqs test test-unit test-integration test-e2e dist image-debian bench-create bench-stop demo demo-clean clean
 
 all: build
 
@@ -47,6 +47,11 @@ image-debian: build
 
 bench-create: build
 	bash bench/run.sh $(ARGS)
+
+# `banger vm stop` wall time: Ctrl-Alt-Del mapped to power-off vs reboot (fake firecracker),
+# and with --qemu / --fc-guest a real Debian guest. See bench/stop.ts.
+bench-stop: build
+	BENCH=stop bash bench/run.sh $(ARGS)
 
 # An installable package: npm install -g build/dist/banger-<version>.tgz
 dist: build

@@ -59,8 +59,10 @@ configure_systemd() {
   for u in "${MASKED_UNITS[@]}"; do ln -sfn /dev/null "$root/etc/systemd/system/$u"; done
   mkdir -p "$root/etc/systemd/system-generators"
   for u in "${MASKED_GENERATORS[@]}"; do ln -sfn /dev/null "$root/etc/systemd/system-generators/$u"; done
-  # Firecracker's graceful stop is SendCtrlAltDel; make it a clean poweroff, not a reboot.
-  ln -sfn /lib/systemd/system/poweroff.target "$root/etc/systemd/system/ctrl-alt-del.target"
+  # Ctrl-Alt-Del stays a reboot (systemd's default; say so in case a base image changed it).
+  # Firecracker has no power-off: a halted guest keeps its process alive, and only a reboot
+  # ends it. QEMU runs with -no-reboot, so a reboot ends it as well.
+  ln -sfn /lib/systemd/system/reboot.target "$root/etc/systemd/system/ctrl-alt-del.target"
   # Keep the kernel's eth0: the ip= argument names the device, and a rename racing
   # banger-net would leave the VM unreachable.
   mkdir -p "$root/etc/systemd/network"

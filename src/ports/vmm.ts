@@ -30,8 +30,12 @@ export interface VmmHandle {
   consoleLog: string;
 }
 
+/** How stop() ended the process. */
 export type StopHow = "already-gone" | "guest" | "vmm-request" | "sigterm" | "sigkill";
-export interface StopResult { how: StopHow; ms: number }
+export interface StopResult {
+  how: StopHow;
+  ms: number;
+}
 
 /**
  * A VMM driver. A boot is split in three so create can time and undo each:
@@ -43,12 +47,18 @@ export interface Vmm {
   spawn(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandle>;
   configure(handle: VmmHandle, spec: VmmSpec, signal?: AbortSignal): Promise<void>;
   start(handle: VmmHandle, signal?: AbortSignal): Promise<void>;
-  /** The in-guest command whose effect ends this VMM process: "reboot" for Firecracker (it has no power-off; a reboot ends the process), "poweroff" for QEMU (ACPI S5; qemu exits). */
+  /**
+   * The in-guest command whose effect ends this VMM process: "reboot" for Firecracker (it has no
+   * power-off; a reboot ends the process), "poweroff" for QEMU (ACPI S5; qemu exits).
+   */
   readonly guestStopCommand: "reboot" | "poweroff";
   /**
-   * End the process within opts.timeoutMs. First give an exit the guest already started (the caller ran guestStopCommand over SSH) opts.graceMs to happen;
-   * then the VMM's own request (Firecracker: SendCtrlAltDel, which the guest maps to a reboot; QEMU: ACPI system_powerdown, or `quit` when the guest never ran);
-   * then SIGTERM, then SIGKILL. Resolves once the process is gone, saying how it ended.
+   * End the process within opts.timeoutMs. First give an exit the guest already started (the
+   * caller ran guestStopCommand over SSH) opts.graceMs to happen; then the VMM's own request
+   * (Firecracker: SendCtrlAltDel, which the guest maps to a reboot; QEMU: ACPI system_powerdown,
+   * or `quit` when the guest never ran); then SIGTERM, then SIGKILL. Resolves once the process is
+   * gone, saying how it ended. A failed API/QMP request (socket already gone because the guest is
+   * mid-reboot) does not cause an immediate SIGTERM: the exit is awaited until the deadline.
    */
   stop(handle: VmmHandle, opts: { timeoutMs: number; graceMs?: number }): Promise<StopResult>;
   /** SIGKILL and wait for exit; used by undo. Safe on a dead process. */

@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { built, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { builtDebianImage, guestSkipReason, registerArgs } from "../helpers/guest-image.js";
 import { hostLeftovers } from "../helpers/leaks.js";
-import { FAKE_FC, HAVE_SPEC, NO_SPEC_REASON, readCalls } from "../fakes/firecracker/testkit.js";
+import { FAKE_FC, FAKE_FC_ENV, readCalls } from "../fakes/firecracker/testkit.js";
 
-const skip = built() ?? guestSkipReason() ?? (HAVE_SPEC ? undefined : NO_SPEC_REASON);
+const skip = built() ?? guestSkipReason();
 
 /**
  * The Firecracker driver's whole path, readiness included, against a real
@@ -17,7 +17,7 @@ describe.skipIf(skip)(`e2e: firecracker driver → strict fake → real guest${s
   let d: TestDaemon;
 
   beforeAll(async () => {
-    d = await startTestDaemon({ config: { vmm: "firecracker", firecracker_bin: FAKE_FC, memory_mib: 1024 }, env: { FAKE_FC_BOOT: "qemu", FAKE_FC_CHECK_TAP: "1" } });
+    d = await startTestDaemon({ config: { vmm: "firecracker", firecracker_bin: FAKE_FC, memory_mib: 1024 }, env: { ...FAKE_FC_ENV, FAKE_FC_BOOT: "qemu", FAKE_FC_CHECK_TAP: "1" } });
     const reg = await d.cli(registerArgs(builtDebianImage()!, "debian-fc-1", { services: false }), { timeoutMs: 300_000 });
     expect(reg.stderr).toBe("");
   });

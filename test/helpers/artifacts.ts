@@ -1,5 +1,5 @@
-import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 /** A file with a valid x86-64 ELF executable header: enough for registration checks, not for booting. */
@@ -42,4 +42,23 @@ export function fakeInitrd(dir: string): string {
   const p = join(dir, "initrd.cpio.gz");
   writeFileSync(p, Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
   return p;
+}
+
+/**
+ * A gzip'd newc initramfs whose /init is `init` (run by /bin/busybox sh), for boots that need a
+ * scripted guest but no disk. Undefined when busybox or cpio is missing.
+ */
+export function busyboxInitramfs(dir: string, init: string): string | undefined {
+  const busybox = "/bin/busybox";
+  if (!existsSync(busybox) || spawnSync("cpio", ["--version"], { stdio: "ignore", timeout: 10_000 }).status !== 0) return undefined;
+  const root = join(dir, "initramfs");
+  for (const d of ["bin", "dev", "proc", "sys"]) mkdirSync(join(root, d), { recursive: true });
+  copyFileSync(busybox, join(root, "bin/busybox"));
+  chmodSync(join(root, "bin/busybox"), 0o755);
+  writeFileSync(join(root, "init"), `#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n${init}`);
+  chmodSync(join(root, "init"), 0o755);
+  const out = join(dir, "initramfs.cpio.gz");
+  const r = spawnSync("sh", ["-c", `cd "${root}" && find . | cpio -o -H newc --quiet | gzip -1 > "${out}"`], { timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`initramfs build failed: ${r.stderr}`);
+  return out;
 }

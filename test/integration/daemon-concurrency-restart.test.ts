@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fakeElfKernel, realExt4 } from "../helpers/artifacts.js";
 import { REPO, built, runIn, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { netnsSkipReason } from "../helpers/netns.js";
-import { FAKE_FC, HAVE_SPEC, NO_SPEC_REASON, readCalls } from "../fakes/firecracker/testkit.js";
+import { FAKE_FC, FAKE_FC_ENV, readCalls } from "../fakes/firecracker/testkit.js";
 
-const skip = netnsSkipReason() ?? built() ?? (HAVE_SPEC ? undefined : NO_SPEC_REASON);
+const skip = netnsSkipReason() ?? built();
 
 interface VmJson { name: string; ip: string; tap: string; state: string; pid: number; dir: string }
 
@@ -23,7 +23,7 @@ describe.skipIf(skip)(`daemon: parallel creates, restart reconciliation, leak ve
   const vms = async () => (await d.cli(["--json", "vm", "ls"])).json<{ vms: VmJson[] }>().vms;
 
   beforeAll(async () => {
-    d = await startTestDaemon({ config: { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 4, ssh_timeout_s: 60 } });
+    d = await startTestDaemon({ config: { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 4, ssh_timeout_s: 60 }, env: FAKE_FC_ENV });
     art = mkdtempSync(join(tmpdir(), "banger-fcart-"));
     const reg = await d.cli(["image", "register", "--name", "fake-1", "--kernel", fakeElfKernel(art), "--rootfs", realExt4(art, "rootfs.ext4"),
       "--work-seed", realExt4(art, "seed.ext4", { ".bashrc": "# seed\n" })]);

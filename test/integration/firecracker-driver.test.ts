@@ -1,11 +1,12 @@
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FirecrackerVmm, firecrackerPaths } from "../../src/adapters/firecracker/driver.js";
 import { processAlive } from "../../src/adapters/exec/proc.js";
 import { BangerError } from "../../src/domain/errors.js";
 import type { VmmHandle, VmmSpec } from "../../src/ports/vmm.js";
-import { FAKE_FC, HAVE_SPEC, NO_SPEC_REASON, readCalls, scratch } from "../fakes/firecracker/testkit.js";
+import { FAKE_FC, FAKE_FC_ENV, fakeFcBin, readCalls, scratch } from "../fakes/firecracker/testkit.js";
 
 const log = { info() {}, warn() {}, error() {}, debug() {} };
 
@@ -19,7 +20,7 @@ async function caught(p: Promise<unknown>): Promise<BangerError> {
   throw new Error("expected a BangerError");
 }
 
-describe.skipIf(!HAVE_SPEC)(`FirecrackerVmm against the fake firecracker${HAVE_SPEC ? "" : ` (skipped: ${NO_SPEC_REASON})`}`, () => {
+describe(`FirecrackerVmm against the fake firecracker${FAKE_FC_ENV.FAKE_FC_SPEC ? " (spec-less mode)" : ""}`, () => {
   let tmp: ReturnType<typeof scratch>;
   let spec: VmmSpec;
   let vmm: FirecrackerVmm;
@@ -42,7 +43,7 @@ describe.skipIf(!HAVE_SPEC)(`FirecrackerVmm against the fake firecracker${HAVE_S
       mac: "02:fc:00:00:00:09",
       vsockCid: 9,
     };
-    vmm = new FirecrackerVmm({ bin: FAKE_FC, log });
+    vmm = new FirecrackerVmm({ bin: fakeFcBin(tmp.dir, FAKE_FC_ENV), log });
   });
 
   afterEach(async () => {
@@ -57,6 +58,10 @@ describe.skipIf(!HAVE_SPEC)(`FirecrackerVmm against the fake firecracker${HAVE_S
   }
 
   const callsOf = (h: VmmHandle) => readCalls(`${h.controlSocket}.calls.jsonl`);
+  async function waitForConsole(h: VmmHandle, text: string): Promise<void> {
+    for (let i = 0; i < 100 && !readFileSync(h.consoleLog, "utf8").includes(text); i++) await sleep(50);
+    expect(readFileSync(h.consoleLog, "utf8")).toContain(text);
+  }
 
   it("spawns, configures, starts and stops a VM with the exact API sequence", async () => {
     const h = await spawned();
@@ -65,7 +70,7 @@ describe.skipIf(!HAVE_SPEC)(`FirecrackerVmm against the fake firecracker${HAVE_S
 
     await vmm.configure(h, spec);
     await vmm.start(h);
-    await vmm.stop(h, 5_000);
+    expect((await vmm.stop(h, { timeoutMs: 5_000 })).how).toBe("vmm-request");
 
     expect(vmm.isAlive(h)).toBe(false);
     expect(processAlive(h.pid)).toBe(false);
@@ -128,10 +133,63 @@ describe.skipIf(!HAVE_SPEC)(`FirecrackerVmm against the fake firecracker${HAVE_S
     expect(callsOf(h).filter((c) => c.method !== "GET").map((c) => c.path)).toEqual(["/logger", "/machine-config", "/boot-source"]);
   });
 
-  it("stop() on a VM that never started still leaves no process", async () => {
+  it("stop() on a VM that never started terminates it without waiting for a guest", async () => {
     const h = await spawned();
-    await vmm.stop(h, 2_000);
+    expect((await vmm.stop(h, { timeoutMs: 60_000 })).how).toBe("sigterm");
     expect(processAlive(h.pid)).toBe(false);
+  });
+
+  it("asks the guest to reboot in its stop command, since a halted guest keeps Firecracker running", () => {
+    expect(vmm.guestStopCommand).toBe("reboot");
+  });
+
+  describe("stop() and the guest's power state", () => {
+    async function running(env: Record<string, string> = {}): Promise<{ vmm: FirecrackerVmm; h: VmmHandle }> {
+      const withEnv = new FirecrackerVmm({ bin: fakeFcBin(tmp.dir, { ...FAKE_FC_ENV, ...env }, "firecracker-env"), log });
+      const h = await withEnv.spawn(spec);
+      handles.push(h);
+      await withEnv.configure(h, spec);
+      await withEnv.start(h);
+      return { vmm: withEnv, h };
+    }
+    const ctrlAltDels = (h: VmmHandle) => callsOf(h).filter((c) => c.path === "/actions" && (c.body as { action_type: string }).action_type === "SendCtrlAltDel");
+
+    it("a guest that maps Ctrl-Alt-Del to a reboot ends the process: vmm-request", async () => {
+      const { vmm: v, h } = await running({ FAKE_FC_CTRL_ALT_DEL: "reboot" });
+      expect((await v.stop(h, { timeoutMs: 10_000 })).how).toBe("vmm-request");
+      expect(processAlive(h.pid)).toBe(false);
+      expect(readFileSync(h.consoleLog, "utf8")).toContain("reboot: Restarting system");
+    });
+
+    it("a guest that maps Ctrl-Alt-Del to a power-off halts and keeps the process: sigterm at the deadline", async () => {
+      const { vmm: v, h } = await running({ FAKE_FC_CTRL_ALT_DEL: "poweroff" });
+      expect((await v.stop(h, { timeoutMs: 1_500 })).how).toBe("sigterm");
+      expect(processAlive(h.pid)).toBe(false);
+      expect(ctrlAltDels(h).map((c) => c.status)).toEqual([204]);
+    });
+
+    it("a guest halted by an in-guest poweroff ignores Ctrl-Alt-Del: sigterm", async () => {
+      const { vmm: v, h } = await running();
+      process.kill(h.pid, "SIGUSR1");
+      await waitForConsole(h, "reboot: Power down");
+      expect(v.isAlive(h)).toBe(true);
+      expect((await v.stop(h, { timeoutMs: 1_500 })).how).toBe("sigterm");
+      expect(readFileSync(h.consoleLog, "utf8")).toContain("Ctrl-Alt-Del ignored: the guest is halted");
+    });
+
+    it("a guest that reboots on its own within graceMs: guest, and no Ctrl-Alt-Del is sent", async () => {
+      const { vmm: v, h } = await running({ FAKE_FC_CTRL_ALT_DEL: "ignore" });
+      process.kill(h.pid, "SIGUSR2");
+      const r = await v.stop(h, { timeoutMs: 10_000, graceMs: 5_000 });
+      expect(["guest", "already-gone"]).toContain(r.how);
+      expect(ctrlAltDels(h)).toEqual([]);
+    });
+
+    it("a process that is already gone: already-gone", async () => {
+      const { vmm: v, h } = await running();
+      await v.kill(h);
+      expect(await v.stop(h, { timeoutMs: 1_000 })).toMatchObject({ how: "already-gone" });
+    });
   });
 
   it("kill() SIGKILLs the VMM and is safe to repeat", async () => {

@@ -147,14 +147,6 @@ describe.skipIf(!HAVE_SPEC)(`fake firecracker strictness${HAVE_SPEC ? "" : ` (sk
     expect(calls[1].fault).toContain("path-id-matches-body");
   });
 
-  it("exits with code 0 after SendCtrlAltDel on a running VM, like a guest powering off", async () => {
-    await expectFault("PUT", "/actions", { action_type: "SendCtrlAltDel" }, "needs-running-vm");
-    await fc.request("PUT", "/boot-source", { kernel_image_path: kernel });
-    await fc.request("PUT", "/actions", { action_type: "InstanceStart" });
-    expect((await fc.request("PUT", "/actions", { action_type: "SendCtrlAltDel" })).status).toBe(204);
-    expect(await fc.exited).toEqual({ code: 0, signal: null });
-  });
-
   it("exits on SIGTERM", async () => {
     fc.child.kill("SIGTERM");
     expect((await fc.exited).code).toBe(143);

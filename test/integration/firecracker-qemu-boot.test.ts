@@ -1,82 +1,37 @@
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FirecrackerVmm } from "../../src/adapters/firecracker/driver.js";
 import { processAlive } from "../../src/adapters/exec/proc.js";
 import type { VmmSpec } from "../../src/ports/vmm.js";
+import { busyboxInitramfs } from "../helpers/artifacts.js";
 import { createNetns, type Netns } from "../helpers/netns.js";
-import { FAKE_FC, HAVE_SPEC, NO_SPEC_REASON, REPO_ROOT, scratch } from "../fakes/firecracker/testkit.js";
+import { FAKE_FC_ENV, fakeFcBin, REPO_ROOT, scratch } from "../fakes/firecracker/testkit.js";
 
-// FAKE_FC_BOOT=qemu: the fake boots a real kernel with QEMU. The guest is a
-// busybox initramfs that prints a marker and powers off when the ACPI power
-// button (QMP system_powerdown, sent on SendCtrlAltDel) is pressed.
+// FAKE_FC_BOOT=qemu: the fake boots a real kernel with QEMU. The guest is a busybox initramfs
+// that prints a marker, then waits (Ctrl-Alt-Del: with no init to hand it to, the kernel restarts
+// at once) or, with `fakefc.halt` on its command line, powers itself off.
 
 const KERNEL = process.env.FAKE_FC_TEST_KERNEL || resolve(REPO_ROOT, "build/cache/kernel/vmlinux");
-const MODULES = join(resolve(KERNEL, ".."), "modules");
-const BUSYBOX = "/bin/busybox";
 const has = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: "ignore", timeout: 10_000 }).status === 0;
 
 function skipReason(): string | undefined {
-  if (!HAVE_SPEC) return NO_SPEC_REASON;
   if (process.getuid?.() !== 0) return "needs root for a network namespace and TAP";
   if (!existsSync(KERNEL)) return `no guest kernel at ${KERNEL} (build the image cache or set FAKE_FC_TEST_KERNEL)`;
   if (!existsSync(resolve(REPO_ROOT, "build/runtime/adapters/qemu/args.js"))) return "build/runtime is missing (run `npx tsc -p tsconfig.json`)";
   if (!has("qemu-system-x86_64", ["--version"])) return "qemu-system-x86_64 is not installed";
-  if (!existsSync(BUSYBOX) || !has("cpio", ["--version"])) return "busybox-static or cpio is not installed";
+  if (!existsSync("/bin/busybox") || !has("cpio", ["--version"])) return "busybox-static or cpio is not installed";
   return undefined;
 }
 const reason = skipReason();
 
-function findModule(name: string): string | undefined {
-  const walk = (dir: string): string | undefined => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) {
-        const hit = walk(p);
-        if (hit) return hit;
-      } else if (e.name === name) return p;
-    }
-    return undefined;
-  };
-  return existsSync(MODULES) ? walk(MODULES) : undefined;
-}
-
-const INIT = `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for m in /lib/modules/*.ko; do [ -e "$m" ] && insmod "$m"; done
+const INIT = `grep -q serio0 /proc/bus/input/devices 2>/dev/null && echo FAKEFC-KEYBOARD
 echo FAKEFC-GUEST-UP
-dev=""
-for i in 1 2 3 4 5 6 7 8 9 10; do
-  for e in /sys/class/input/event*; do grep -qs "Power Button" "$e/device/name" && dev=/dev/input/\${e##*/}; done
-  [ -n "$dev" ] && break; sleep 0.5
-done
-[ -n "$dev" ] || { echo FAKEFC-NO-POWER-BUTTON; exec sleep 100000; }
-head -c 1 "$dev" >/dev/null &
-sleep 0.2
-echo FAKEFC-ARMED
-wait $!
-echo FAKEFC-POWER-BUTTON
-poweroff -f
+if grep -q fakefc.halt /proc/cmdline; then echo FAKEFC-HALTING; poweroff -f; fi
+exec sleep 100000
 `;
-
-/** A gzip'd newc initramfs with busybox, the ACPI button + evdev modules and INIT. */
-function buildInitramfs(dir: string): { path: string; hasButton: boolean } {
-  const root = join(dir, "initramfs");
-  for (const d of ["bin", "dev", "proc", "sys", "lib/modules"]) mkdirSync(join(root, d), { recursive: true });
-  copyFileSync(BUSYBOX, join(root, "bin/busybox"));
-  chmodSync(join(root, "bin/busybox"), 0o755);
-  const mods = ["evdev.ko", "button.ko"].map(findModule);
-  mods.forEach((m, i) => m && copyFileSync(m, join(root, "lib/modules", `${i}-${m.split("/").pop()}`)));
-  writeFileSync(join(root, "init"), INIT);
-  chmodSync(join(root, "init"), 0o755);
-  const out = join(dir, "initramfs.cpio.gz");
-  const r = spawnSync("sh", ["-c", `cd "${root}" && find . | cpio -o -H newc --quiet | gzip -1 > "${out}"`], { timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`initramfs build failed: ${r.stderr}`);
-  return { path: out, hasButton: mods.every(Boolean) };
-}
 
 /** Processes whose command line mentions `needle` (our temp dir), i.e. qemu leaks. */
 function processesMentioning(needle: string): number[] {
@@ -105,16 +60,14 @@ describe.skipIf(reason !== undefined)(`fake firecracker real boot via QEMU${reas
   let tmp: ReturnType<typeof scratch>;
   let ns: Netns;
   let vmm: FirecrackerVmm;
-  let initrd: { path: string; hasButton: boolean };
+  let initrd: string;
 
   beforeAll(async () => {
     tmp = scratch("fcboot-");
-    initrd = buildInitramfs(tmp.dir);
+    initrd = busyboxInitramfs(tmp.dir, INIT)!;
     ns = await createNetns("fcboot");
     await ns.exec("ip", ["tuntap", "add", "dev", "tapfc0", "mode", "tap"]);
-    const bin = join(tmp.dir, "firecracker-qemu");
-    writeFileSync(bin, `#!/bin/sh\nFAKE_FC_BOOT=qemu exec "${process.execPath}" "${FAKE_FC}" "$@"\n`);
-    chmodSync(bin, 0o755);
+    const bin = fakeFcBin(tmp.dir, { ...FAKE_FC_ENV, FAKE_FC_BOOT: "qemu" }, "firecracker-qemu");
     // The TAP lives in the test namespace, so the VMM (and qemu under it) must too.
     vmm = new FirecrackerVmm({ bin, log, wrap: ["ip", "netns", "exec", ns.name] });
   });
@@ -131,14 +84,14 @@ describe.skipIf(reason !== undefined)(`fake firecracker real boot via QEMU${reas
     tmp?.cleanup();
   });
 
-  function specFor(name: string): VmmSpec {
+  function specFor(name: string, extraArgs = ""): VmmSpec {
     return {
       vmId: name,
       name,
       dir: join(tmp.dir, name),
       kernel: KERNEL,
-      initrd: initrd.path,
-      bootArgs: "console=ttyS0 reboot=k panic=1",
+      initrd,
+      bootArgs: `console=ttyS0 reboot=k panic=1${extraArgs}`,
       rootfs: tmp.file(`${name}-rootfs.ext4`),
       workDisk: tmp.file(`${name}-work.ext4`),
       vcpus: 1,
@@ -149,21 +102,31 @@ describe.skipIf(reason !== undefined)(`fake firecracker real boot via QEMU${reas
     };
   }
 
-  it("boots the configured kernel, and SendCtrlAltDel powers the guest off", async () => {
+  it("boots the configured kernel; SendCtrlAltDel is a real key press, the guest resets and the process exits", async () => {
     const spec = specFor("vm-a");
     const h = await vmm.spawn(spec);
     await vmm.configure(h, spec);
     await vmm.start(h);
     const consoleText = () => readFileSync(h.consoleLog, "utf8");
     await waitFor("the guest marker on the console", 180_000, () => consoleText().includes("FAKEFC-GUEST-UP"));
-    if (initrd.hasButton) {
-      await waitFor("the guest to watch its power button", 60_000, () => /FAKEFC-(ARMED|NO-POWER-BUTTON)/.test(consoleText()));
-      expect(consoleText()).toContain("FAKEFC-ARMED");
-    }
-    await vmm.stop(h, initrd.hasButton ? 120_000 : 5_000);
+    // The fake gives microvm the i8042 Firecracker has; the guest kernel found a keyboard on it.
+    expect(consoleText()).toContain("FAKEFC-KEYBOARD");
+    expect((await vmm.stop(h, { timeoutMs: 120_000 })).how).toBe("vmm-request");
     expect(processAlive(h.pid)).toBe(false);
-    // With the button modules the guest must have powered itself off, not been terminated.
-    if (initrd.hasButton) expect(consoleText()).toContain("FAKEFC-POWER-BUTTON");
+    expect(consoleText()).toContain("reboot: Restarting system");
+    await waitFor("qemu to be gone", 10_000, () => processesMentioning(spec.dir).length === 0);
+  });
+
+  it("a guest that powers itself off leaves the process running, deaf to Ctrl-Alt-Del", async () => {
+    const spec = specFor("vm-c", " fakefc.halt");
+    const h = await vmm.spawn(spec);
+    await vmm.configure(h, spec);
+    await vmm.start(h);
+    const consoleText = () => readFileSync(h.consoleLog, "utf8");
+    await waitFor("the guest to power off", 180_000, () => consoleText().includes("the guest powered off"));
+    expect(vmm.isAlive(h)).toBe(true);
+    expect((await vmm.stop(h, { timeoutMs: 3_000 })).how).toBe("sigterm");
+    expect(consoleText()).toContain("Ctrl-Alt-Del ignored: the guest is halted");
     await waitFor("qemu to be gone", 10_000, () => processesMentioning(spec.dir).length === 0);
   });
 

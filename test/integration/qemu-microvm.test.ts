@@ -11,6 +11,7 @@ import { QemuVmm } from "../../src/adapters/qemu/driver.js";
 import { processAlive, waitForExit } from "../../src/adapters/exec/proc.js";
 import { BangerError } from "../../src/domain/errors.js";
 import type { VmmHandle, VmmSpec } from "../../src/ports/vmm.js";
+import { busyboxInitramfs } from "../helpers/artifacts.js";
 
 const QEMU = "qemu-system-x86_64";
 const ROOT = resolve(__dirname, "../..");
@@ -134,7 +135,7 @@ describe.skipIf(bootSkip !== "")(`QemuVmm boots a real kernel (TCG)${bootSkip}`,
   });
 
   let seq = 0;
-  async function makeSpec(bootArgs: string): Promise<VmmSpec> {
+  async function makeSpec(bootArgs: string, initrd?: string): Promise<VmmSpec> {
     const n = seq++;
     const vmDir = join(dir, `vm${n}`);
     await mkdir(vmDir);
@@ -144,7 +145,7 @@ describe.skipIf(bootSkip !== "")(`QemuVmm boots a real kernel (TCG)${bootSkip}`,
     await writeFile(rootfs, Buffer.alloc(4 << 20));
     await writeFile(work, Buffer.alloc(4 << 20));
     return {
-      vmId: `vm${n}`, name: `vm${n}`, dir: vmDir, kernel, bootArgs, rootfs, workDisk: work,
+      vmId: `vm${n}`, name: `vm${n}`, dir: vmDir, kernel, initrd, bootArgs, rootfs, workDisk: work,
       vcpus: 1, memoryMib: 256, tap: useNetns ? `tap${n}` : "", mac: `02:fc:00:00:00:0${n}`, vsockCid: 3 + n,
     };
   }
@@ -182,12 +183,13 @@ describe.skipIf(bootSkip !== "")(`QemuVmm boots a real kernel (TCG)${bootSkip}`,
     const h = await vmm.spawn(spec);
     handles.push(h);
     await vmm.configure(h, spec);
-    await vmm.stop(h, 10_000);
+    // `quit`: the guest never ran, so the power button would reach no one.
+    expect((await vmm.stop(h, { timeoutMs: 10_000 })).how).toBe("vmm-request");
     expect(vmm.isAlive(h)).toBe(false);
     expect(processAlive(h.pid)).toBe(false);
     // The guest never ran: nothing was printed.
     expect(await readFile(h.consoleLog, "utf8")).toBe("");
-    await vmm.stop(h, 1_000); // already gone: a no-op
+    expect((await vmm.stop(h, { timeoutMs: 1_000 })).how).toBe("already-gone");
   });
 
   it("stop() falls back to terminating a running guest that ignores the power button", async () => {
@@ -195,9 +197,23 @@ describe.skipIf(bootSkip !== "")(`QemuVmm boots a real kernel (TCG)${bootSkip}`,
     const h = await vmm.spawn(spec);
     handles.push(h);
     await vmm.start(h);
-    await vmm.stop(h, 500);
+    // Still booting, so nothing handles the power button before the deadline.
+    expect((await vmm.stop(h, { timeoutMs: 500 })).how).toBe("sigterm");
     expect(processAlive(h.pid)).toBe(false);
   });
+
+  it("a guest that runs its stop command (poweroff) ends qemu within graceMs: guest", async () => {
+    expect(vmm.guestStopCommand).toBe("poweroff");
+    const initrd = busyboxInitramfs(dir, "echo QEMU-GUEST-UP\nsleep 1\npoweroff -f\n");
+    if (!initrd) return; // no busybox/cpio: nothing to boot
+    const spec = await makeSpec("console=ttyS0 panic=1 reboot=k", initrd);
+    const h = await vmm.spawn(spec);
+    handles.push(h);
+    await vmm.start(h);
+    // As after running `poweroff` over SSH: the guest's own exit comes within graceMs, qemu is never asked.
+    expect((await vmm.stop(h, { timeoutMs: 120_000, graceMs: 90_000 })).how).toBe("guest");
+    expect(await readFile(h.consoleLog, "utf8")).toContain("QEMU-GUEST-UP");
+  }, 180_000);
 
   it("kill() ends the process and is safe to repeat", async () => {
     const spec = await makeSpec("console=ttyS0 panic=0");

@@ -44,13 +44,16 @@ export async function waitForExit(pid: number, pidStart: number | undefined, tim
   return true;
 }
 
-/** SIGTERM, wait, SIGKILL, wait. Safe when the process is already gone. */
-export async function terminate(pid: number, pidStart: number | undefined, graceMs: number): Promise<void> {
-  if (!processAlive(pid, pidStart)) return;
-  try { process.kill(pid, "SIGTERM"); } catch { return; }
-  if (await waitForExit(pid, pidStart, graceMs)) return;
-  try { process.kill(pid, "SIGKILL"); } catch { return; }
-  await waitForExit(pid, pidStart, 5_000);
+/**
+ * SIGTERM, wait, SIGKILL, wait. Safe when the process is already gone.
+ * Says which signal ended it ("gone": it was not running; "survived": not even SIGKILL worked in 5 s).
+ */
+export async function terminate(pid: number, pidStart: number | undefined, graceMs: number): Promise<"gone" | "sigterm" | "sigkill" | "survived"> {
+  if (!processAlive(pid, pidStart)) return "gone";
+  try { process.kill(pid, "SIGTERM"); } catch { return "gone"; }
+  if (await waitForExit(pid, pidStart, graceMs)) return "sigterm";
+  try { process.kill(pid, "SIGKILL"); } catch { return "sigterm"; }
+  return (await waitForExit(pid, pidStart, 5_000)) ? "sigkill" : "survived";
 }
 
 /** The host TSC frequency in kHz, which TCG guests need as tsc_early_khz to avoid a PIT-calibration hang. */

@@ -8,6 +8,7 @@ import { BangerError } from "../../domain/errors.js";
 import type { StopResult, Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
 import { ExecRunner } from "../exec/runner.js";
 import { procStartTime, processAlive, terminate, waitForExit } from "../exec/proc.js";
+import { runStopSequence, type StopRequestOutcome } from "../exec/stop.js";
 import { DEFAULT_API_TIMEOUT_MS, withClient } from "./client.js";
 import { resolveFirecracker } from "./resolve.js";
 import { actionRequest, configureRequests, instanceId, type FirecrackerPaths } from "./schemas.js";
@@ -55,6 +56,8 @@ const START_TIMEOUT_MS = 20_000;
 /** Firecracker driver: one process per VM, configured over its HTTP API socket. */
 export class FirecrackerVmm implements Vmm {
   readonly kind = "firecracker" as const;
+  // Firecracker emulates no power-off: a halted guest leaves the process running. A reboot ends it.
+  readonly guestStopCommand = "reboot" as const;
   private readonly apiTimeoutMs: number;
 
   constructor(private readonly opts: FirecrackerVmmOptions) {
@@ -162,33 +165,40 @@ export class FirecrackerVmm implements Vmm {
     await Promise.all([rm(paths.apiSocket, { force: true }), rm(paths.vsockSocket, { force: true })]);
   }
 
-  readonly guestStopCommand = "reboot" as const;
-
   async stop(handle: VmmHandle, opts: { timeoutMs: number; graceMs?: number }): Promise<StopResult> {
-    const t0 = Date.now();
-    const alive = this.isAlive(handle);
-    await this.stopProcess(handle, opts.timeoutMs);
-    return { how: alive ? "vmm-request" : "already-gone", ms: Date.now() - t0 };
+    try {
+      return await runStopSequence({
+        pid: handle.pid,
+        pidStart: handle.pidStart,
+        ...opts,
+        what: "firecracker",
+        request: (budgetMs) => this.sendCtrlAltDel(handle, budgetMs),
+        onSignal: (reason) => this.opts.log.warn({ pid: handle.pid, reason }, "terminating firecracker"),
+      });
+    } finally {
+      await this.cleanup(handle);
+    }
   }
 
-  private async stopProcess(handle: VmmHandle, timeoutMs: number): Promise<void> {
-    if (!this.isAlive(handle)) return this.cleanup(handle);
-    const deadline = Date.now() + timeoutMs;
-    let asked = false;
+  /**
+   * Ctrl+Alt+Del reaches the guest through the emulated i8042; a banger image maps it to a reboot,
+   * and a rebooting guest ends the Firecracker process. A halted guest ignores it (204 all the same).
+   */
+  private async sendCtrlAltDel(handle: VmmHandle, budgetMs: number): Promise<StopRequestOutcome> {
+    const timeout = Math.max(500, Math.min(this.apiTimeoutMs, budgetMs));
     try {
-      // Ctrl+Alt+Del makes the guest reboot; Firecracker has no reboot, so the VMM exits.
-      await withClient(handle.controlSocket, Math.max(500, Math.min(this.apiTimeoutMs, timeoutMs)), (c) => c.send(actionRequest("SendCtrlAltDel")));
-      asked = true;
+      return await withClient(handle.controlSocket, timeout, async (c) => {
+        const info = await c.get<{ state?: string }>("/");
+        // Before InstanceStart there is no guest to ask, and Firecracker refuses the action.
+        if (info.state === "Not started") return "no-guest";
+        await c.send(actionRequest("SendCtrlAltDel"));
+        return "sent";
+      });
     } catch (e) {
-      this.opts.log.warn({ pid: handle.pid, err: (e as Error).message }, "firecracker SendCtrlAltDel failed; terminating instead");
+      // Often the guest is already rebooting and the process is closing its socket: keep waiting.
+      this.opts.log.warn({ pid: handle.pid, err: (e as Error).message }, "firecracker SendCtrlAltDel failed; waiting for the process to exit");
+      return "unreachable";
     }
-    if (asked && (await waitForExit(handle.pid, handle.pidStart, Math.max(0, deadline - Date.now())))) return this.cleanup(handle);
-    if (asked) this.opts.log.warn({ pid: handle.pid, timeoutMs }, "guest did not power off in time; terminating firecracker");
-    await terminate(handle.pid, handle.pidStart, 3_000);
-    if (this.isAlive(handle)) {
-      throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} survived SIGTERM and SIGKILL`, { hint: "check `ps -o stat -p <pid>` for a process stuck in D state" });
-    }
-    await this.cleanup(handle);
   }
 
   async kill(handle: VmmHandle): Promise<void> {

@@ -8,6 +8,7 @@ import { fileTail } from "../exec/tail.js";
 import { BangerError } from "../../domain/errors.js";
 import type { StopResult, Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
 import { hostTscKhz, procStartTime, processAlive, terminate, waitForExit } from "../exec/proc.js";
+import { runStopSequence, type StopRequestOutcome } from "../exec/stop.js";
 import { probeAccel, qemuVersion, type AccelVerdict } from "./accel.js";
 import { buildQemuArgs } from "./args.js";
 import { withQmp } from "./qmp.js";
@@ -37,6 +38,8 @@ const QMP_TIMEOUT_MS = 5_000;
 /** QEMU `microvm` driver. Config is fixed at spawn; configure() verifies it over QMP. */
 export class QemuVmm implements Vmm {
   readonly kind = "qemu" as const;
+  // ACPI S5 makes qemu exit; -no-reboot makes a guest reset end it too.
+  readonly guestStopCommand = "poweroff" as const;
   private verdict: Promise<AccelVerdict> | undefined;
 
   constructor(private readonly opts: QemuVmmOptions) {}
@@ -171,35 +174,36 @@ export class QemuVmm implements Vmm {
     }, QMP_TIMEOUT_MS);
   }
 
-  readonly guestStopCommand = "poweroff" as const;
-
   async stop(handle: VmmHandle, opts: { timeoutMs: number; graceMs?: number }): Promise<StopResult> {
-    const t0 = Date.now();
-    const alive = this.isAlive(handle);
-    await this.stopProcess(handle, opts.timeoutMs);
-    return { how: alive ? "vmm-request" : "already-gone", ms: Date.now() - t0 };
+    return runStopSequence({
+      pid: handle.pid,
+      pidStart: handle.pidStart,
+      ...opts,
+      what: "qemu",
+      request: (budgetMs) => this.requestStop(handle, budgetMs),
+      onSignal: (reason) => this.opts.log.warn({ pid: handle.pid, reason }, "terminating qemu"),
+    });
   }
 
-  private async stopProcess(handle: VmmHandle, timeoutMs: number): Promise<void> {
-    if (!this.isAlive(handle)) return;
-    const deadline = Date.now() + timeoutMs;
+  private async requestStop(handle: VmmHandle, budgetMs: number): Promise<StopRequestOutcome> {
     try {
       await withQmp(handle.controlSocket, async (q) => {
         const st = await q.execute<{ running: boolean; status: string }>("query-status");
         if (st.running) {
-          // ACPI power button: the guest shuts down and -no-reboot makes qemu exit at power-off.
+          // ACPI power button: the guest shuts down and qemu exits at power-off.
           await q.execute("system_powerdown");
         } else {
-          // A guest that never ran (or is paused) cannot react to the power button.
+          // A guest that never ran (or is paused) cannot react to the power button. qemu may
+          // close the socket before it answers `quit`.
           await q.execute("quit").catch(() => undefined);
         }
-      }, Math.max(1_000, Math.min(QMP_TIMEOUT_MS, timeoutMs)));
+      }, Math.max(1_000, Math.min(QMP_TIMEOUT_MS, budgetMs)));
+      return "sent";
     } catch (e) {
-      this.opts.log.warn({ pid: handle.pid, err: (e as Error).message }, "qemu graceful stop over QMP failed");
+      // The guest may already be powering off and qemu closing QMP: keep waiting for the exit.
+      this.opts.log.warn({ pid: handle.pid, err: (e as Error).message }, "qemu stop request over QMP failed; waiting for the process to exit");
+      return "unreachable";
     }
-    if (await waitForExit(handle.pid, handle.pidStart, Math.max(0, deadline - Date.now()))) return;
-    this.opts.log.warn({ pid: handle.pid, timeoutMs }, "guest did not power off in time; terminating qemu");
-    await terminate(handle.pid, handle.pidStart, 3_000);
   }
 
   async kill(handle: VmmHandle): Promise<void> {

@@ -1,6 +1,9 @@
 // FAKE_FC_BOOT=qemu: boot the configured guest for real with QEMU microvm,
 // reusing the project's compiled argv builder and QMP client so the fake and
-// the QEMU driver boot guests the same way.
+// the QEMU driver boot guests the same way. Power behaves like Firecracker's:
+// a guest power-off halts the guest and the process stays; a guest reset
+// (reboot=k through the i8042, Ctrl-Alt-Del with C_A_D on, a panic with
+// panic=1) ends the process; SendCtrlAltDel is a real key press on an i8042.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -36,6 +39,9 @@ export function createQemuBoot(o) {
   const accel = process.env.FAKE_FC_QEMU_ACCEL === "kvm" ? "kvm" : "tcg";
   let child = null;
   let qmpMod = null;
+  // One long-lived QMP connection: it sees SHUTDOWN events and sends the keys.
+  let qmp = null;
+  let halted = false;
 
   function removeQmp() {
     try {
@@ -80,6 +86,11 @@ export function createQemuBoot(o) {
       paused: false,
       agentSocket: cfg.vsock?.uds_path,
     });
+    // Firecracker emulates an i8042 (SendCtrlAltDel types on it, reboot=k resets through it);
+    // microvm has none unless asked. -no-shutdown: a guest power-off pauses qemu instead of
+    // ending it, as a halted guest leaves Firecracker running. -no-reboot (from buildQemuArgs)
+    // turns a reset into a shutdown too; the SHUTDOWN event's reason tells the two apart.
+    args.push("-device", "i8042", "-no-shutdown");
     // pdeathsig: if the fake is SIGKILLed, the kernel kills qemu too, so no guest leaks.
     const [cmd, argv] = hasSetpriv() ? ["setpriv", ["--pdeathsig", "SIGKILL", "--", qemuBin, ...args]] : [qemuBin, args];
     o.console(`[fake firecracker] booting with ${qemuBin} (${accel})`);
@@ -99,9 +110,13 @@ export function createQemuBoot(o) {
       if (spawnError) throw new Error(`cannot run ${cmd}: ${spawnError.message}`);
       if (exited) throw new Error(`qemu ${exited} before its QMP socket answered`);
       try {
-        await qmpMod.withQmp(qmpSocket, (q) => q.execute("query-status"), 1_000);
+        qmp = await qmpMod.QmpClient.connect(qmpSocket, 1_000);
+        await qmp.execute("query-status");
+        watchShutdown(qmp);
         return;
       } catch (e) {
+        qmp?.close();
+        qmp = null;
         if (Date.now() > deadline) {
           kill();
           throw new Error(`qemu QMP did not answer within ${QMP_WAIT_MS} ms: ${e.message}`);
@@ -110,16 +125,34 @@ export function createQemuBoot(o) {
     }
   }
 
-  async function powerdown() {
-    if (!child || !qmpMod) throw new Error("no qemu is running");
-    // ACPI power button; -no-reboot makes qemu exit when the guest powers off.
-    await qmpMod.withQmp(qmpSocket, (q) => q.execute("system_powerdown"), 3_000);
+  function watchShutdown(q) {
+    // setTimeout's ceiling: in effect, forever.
+    q.waitEvent("SHUTDOWN", 2_147_483_647).then((ev) => {
+      const reason = ev.data?.reason;
+      if (reason === "guest-shutdown") {
+        halted = true;
+        o.console("[fake firecracker] the guest powered off; the process keeps running, as Firecracker's does");
+        return;
+      }
+      // Firecracker exits (code 0) when the guest resets; end qemu, and its exit ends the fake.
+      o.console(`[fake firecracker] guest ${reason === "guest-reset" ? "reset" : `stopped (${reason})`}: exiting, as Firecracker does`);
+      q.execute("quit", undefined, 3_000).catch(() => kill());
+    }, () => undefined);
+  }
+
+  async function ctrlAltDel() {
+    if (!child || !qmp) throw new Error("no qemu is running");
+    // A halted guest has no running keyboard driver; Firecracker answers 204 and nothing happens.
+    if (halted) return o.console("[fake firecracker] Ctrl-Alt-Del ignored: the guest is halted");
+    const keys = ["ctrl", "alt", "delete"].map((data) => ({ type: "qcode", data }));
+    await qmp.execute("send-key", { keys }, 3_000);
   }
 
   function kill() {
+    qmp?.close();
     if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     removeQmp();
   }
 
-  return { start, powerdown, kill };
+  return { start, ctrlAltDel, kill };
 }

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import Ajv from "ajv";
 import addFormats from "ajv-formats";
 import { parse } from "yaml";
+import { makeRouter } from "./routes.mjs";
 
 const SPEC_ID = "firecracker";
 
@@ -18,10 +19,6 @@ function closeObjects(node) {
   if (!node || typeof node !== "object") return;
   if (node.properties && node.additionalProperties === undefined) node.additionalProperties = false;
   for (const v of Object.values(node)) closeObjects(v);
-}
-
-function splitPath(p) {
-  return p.split("/").filter(Boolean);
 }
 
 /**
@@ -63,7 +60,6 @@ export function loadSpec(file, opts = {}) {
       routes.push({
         method: method.toUpperCase(),
         template,
-        segments: splitPath(template),
         operationId: op.operationId,
         hasBody: Boolean(bodyParam),
         validate,
@@ -71,37 +67,7 @@ export function loadSpec(file, opts = {}) {
     }
   }
 
-  /** Match a request against the spec; literal segments beat {templates}. */
-  function route(method, urlPath) {
-    const parts = splitPath(urlPath);
-    let best = null;
-    let bestScore = -1;
-    const methodsAtPath = new Set();
-    for (const r of routes) {
-      if (r.segments.length !== parts.length) continue;
-      const params = {};
-      let score = 0;
-      let ok = true;
-      for (let i = 0; i < parts.length; i++) {
-        const seg = r.segments[i];
-        if (seg.startsWith("{") && seg.endsWith("}")) {
-          params[seg.slice(1, -1)] = decodeURIComponent(parts[i]);
-        } else if (seg === parts[i]) {
-          score++;
-        } else {
-          ok = false;
-          break;
-        }
-      }
-      if (!ok) continue;
-      methodsAtPath.add(r.method);
-      if (r.method === method && score > bestScore) {
-        best = { ...r, params };
-        bestScore = score;
-      }
-    }
-    return best ? { route: best } : { knownPath: methodsAtPath.size > 0 };
-  }
+  const route = makeRouter(routes);
 
   function errorsText(errors) {
     return (errors ?? [])

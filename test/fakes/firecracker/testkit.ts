@@ -1,7 +1,7 @@
 // Helpers for tests that run the fake firecracker: where it and the spec
 // live, starting it on a temp socket, raw API calls, and the call record.
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -12,8 +12,25 @@ export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 export const SPEC_PATH = process.env.FAKE_FC_SPEC || resolve(REPO_ROOT, "../shared/reference/firecracker-api.yaml");
 export const HAVE_SPEC = existsSync(SPEC_PATH);
 export const NO_SPEC_REASON = `Firecracker API spec not found at ${SPEC_PATH} (set FAKE_FC_SPEC)`;
-/** Env for the fake: the real spec when present, else its spec-less mode (set up by the fc-stop branch). */
-export const FAKE_FC_ENV: Record<string, string> = HAVE_SPEC ? {} : { FAKE_FC_SPEC: "none" };
+/**
+ * Environment for the fake in tests that are not about spec conformance: nothing with the spec,
+ * FAKE_FC_SPEC=none (built-in routes, no schema validation) in a clone without ../shared.
+ * FAKE_FC_SPEC=none in the test's own environment forces the spec-less mode.
+ */
+export const FAKE_FC_ENV: Record<string, string> = HAVE_SPEC && process.env.FAKE_FC_SPEC !== "none" ? {} : { FAKE_FC_SPEC: "none" };
+
+/**
+ * A `firecracker` executable that runs the fake with env set: the driver spawns its binary with
+ * the daemon's environment, so per-test settings travel in a wrapper script.
+ */
+export function fakeFcBin(dir: string, env: Record<string, string> = {}, name = "firecracker-fake"): string {
+  const quote = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
+  const exports = Object.entries(env).map(([k, v]) => `export ${k}=${quote(v)}\n`).join("");
+  const path = join(dir, name);
+  writeFileSync(path, `#!/bin/sh\n${exports}exec ${quote(process.execPath)} ${quote(FAKE_FC)} "$@"\n`);
+  chmodSync(path, 0o755);
+  return path;
+}
 
 export interface CallRecord {
   method: string;

@@ -49,13 +49,16 @@ export class FakeVmm {
    * @param {string} o.id instance id from --id
    * @param {string} o.version reported vmm_version
    * @param {boolean} o.checkTap require host_dev_name to exist in /sys/class/net
-   * @param {null | { start(cfg: object): Promise<void>, powerdown(): Promise<void> }} o.boot real-boot backend
+   * @param {null | { start(cfg: object): Promise<void>, ctrlAltDel(): Promise<void> }} o.boot real-boot backend
+   * @param {"reboot" | "poweroff" | "ignore"} [o.ctrlAltDel] what the modelled guest (no boot backend) does on Ctrl-Alt-Del
    * @param {(code: number) => void} o.exit ends the process
    * @param {(line: string) => void} o.console writes to the guest console (stdout)
    */
   constructor(o) {
     this.o = o;
     this.started = false;
+    // The modelled guest when no real one boots: "off" before InstanceStart, then "running" or "halted".
+    this.guest = "off";
     this.machine = { vcpu_count: 1, mem_size_mib: 128, smt: false, track_dirty_pages: false };
     this.bootSource = null;
     this.drives = new Map();
@@ -253,10 +256,10 @@ export class FakeVmm {
     }
     if (type === "SendCtrlAltDel") {
       if (!this.started) return fault("needs-running-vm", "The requested operation is not supported before starting the microVM.");
-      // Respond first, then power off, as a guest reacting to the key press would.
-      return { status: 204, after: () => this.powerOff() };
+      // Firecracker only injects the keys; what happens next is the guest's business, after the 204.
+      return { status: 204, after: () => this.ctrlAltDel() };
     }
-    // InstanceStart
+    if (type !== "InstanceStart") return fault("action-type", `Unknown action_type ${JSON.stringify(type)}.`);
     if (this.started) return fault("start-once", "The requested operation is not supported after starting the microVM: InstanceStart.");
     if (!this.bootSource) return fault("start-needs-boot-source", "Cannot start microvm without kernel configuration.");
     if (this.o.boot) {
@@ -271,17 +274,44 @@ export class FakeVmm {
       this.o.console(`[fake firecracker] InstanceStart: ${this.machine.vcpu_count} vCPU, ${this.machine.mem_size_mib} MiB; no guest runs (FAKE_FC_BOOT is unset)`);
     }
     this.started = true;
+    if (!this.o.boot) this.guest = "running";
     this.log("microVM started");
     return NO_CONTENT;
   }
 
-  async powerOff() {
+  async ctrlAltDel() {
     this.log("SendCtrlAltDel received");
     if (this.o.boot) {
-      // The real guest decides when to go; the boot backend exits the process when qemu does.
-      await this.o.boot.powerdown().catch((e) => this.o.console(`[fake firecracker] powerdown failed: ${e.message}`));
+      // The real guest decides; the boot backend ends the process if it reboots.
+      await this.o.boot.ctrlAltDel().catch((e) => this.o.console(`[fake firecracker] Ctrl-Alt-Del injection failed: ${e.message}`));
       return;
     }
-    setTimeout(() => this.o.exit(0), 50);
+    // A halted guest runs no keyboard driver: the keys go nowhere and the process stays.
+    if (this.guest !== "running") return this.o.console(`[fake firecracker] Ctrl-Alt-Del ignored: the guest is ${this.guest}`);
+    const mapping = this.o.ctrlAltDel ?? "reboot";
+    if (mapping === "reboot") this.guestReboots();
+    else if (mapping === "poweroff") this.guestHalts();
+    else this.o.console("[fake firecracker] Ctrl-Alt-Del ignored by the guest (FAKE_FC_CTRL_ALT_DEL=ignore)");
+  }
+
+  /**
+   * The modelled guest powers off (an in-guest `poweroff`, or Ctrl-Alt-Del mapped to it).
+   * Firecracker has no power-off device, so the vCPUs halt and the process keeps running.
+   */
+  guestHalts() {
+    if (this.guest !== "running") return;
+    this.guest = "halted";
+    this.o.console("reboot: Power down");
+    this.log("guest halted; the VMM keeps running (Firecracker has no power-off)");
+  }
+
+  /** The modelled guest reboots (reboot=k resets through the i8042): real Firecracker exits with 0. */
+  guestReboots() {
+    if (this.guest !== "running") return;
+    this.guest = "rebooting";
+    this.o.console("reboot: Restarting system");
+    this.log("guest reset; exiting");
+    // Roughly the time a guest spends between the request and the reset.
+    setTimeout(() => this.o.exit(0), 100);
   }
 }
