@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE ?= node
 RUNTIME := build/runtime
 
-.PHONY: all build test-prereqs test test-unit test-integration test-e2e dist image-debian bench-create bench-stop demo demo-clean clean
+.PHONY: all build test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop demo demo-clean clean
 
 all: build
 
@@ -44,6 +44,20 @@ demo-clean:
 
 image-debian: build
 	bash images/debian/build.sh
+
+# The pinned Alpine image (images/alpine/pin.ts), promoted as `alpine`. Each target runs
+# the ones before it from cache. MIRROR=URL|DIR (or BANGER_ALPINE_MIRROR) is the package
+# source; KERNEL_FROM=IMAGE takes the boot set from a registered image instead of
+# linux-virt. Offline: make image-alpine MIRROR=/srv/alpine KERNEL_FROM=debian
+ALPINE_ARGS = $(if $(MIRROR),--mirror $(MIRROR)) $(if $(KERNEL_FROM),--kernel-from $(KERNEL_FROM))
+alpine-kernel: build
+	bash images/alpine/build.sh kernel $(ALPINE_ARGS)
+alpine-rootfs: build
+	bash images/alpine/build.sh rootfs $(ALPINE_ARGS)
+alpine-register: build
+	bash images/alpine/build.sh register $(ALPINE_ARGS)
+image-alpine: build
+	bash images/alpine/build.sh all $(ALPINE_ARGS)
 
 bench-create: build
 	bash bench/run.sh $(ARGS)

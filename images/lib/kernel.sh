@@ -3,6 +3,7 @@
 # an uncompressed ELF vmlinux (PVH entry) plus the matching modules tree.
 #
 #   bash images/lib/kernel.sh OUTDIR        (callers default to build/cache/kernel)
+#   bash images/lib/kernel.sh --extract BZIMAGE OUT   (only the vmlinux extraction; any distro's bzImage)
 #
 # Writes OUTDIR/vmlinux, OUTDIR/kver, OUTDIR/modules/ (= lib/modules/<kver>),
 # OUTDIR/config and OUTDIR/deb-version. Skips all work when OUTDIR/kver already
@@ -10,7 +11,7 @@
 # Env: KERNEL_META_PKG (default linux-image-cloud-amd64), APT_TIMEOUT (default 120 s).
 set -euo pipefail
 
-OUTDIR=${1:?usage: kernel.sh OUTDIR}
+OUTDIR=${1:?usage: kernel.sh OUTDIR | kernel.sh --extract BZIMAGE OUT}
 META_PKG=${KERNEL_META_PKG:-linux-image-cloud-amd64}
 APT_TIMEOUT=${APT_TIMEOUT:-120}
 
@@ -102,4 +103,9 @@ main() {
 }
 
 tmp=
+if [ "$OUTDIR" = --extract ]; then
+  [ -f "${2:-}" ] && [ -n "${3:-}" ] || die "usage: kernel.sh --extract BZIMAGE OUT"
+  extract_vmlinux "$2" "$3"
+  exit 0
+fi
 main

@@ -4,13 +4,14 @@
 #
 #   bash images/lib/opencode.sh VERSION CACHE_DIR     -> prints the path of the cached binary
 #
-# The tarball is kept as CACHE_DIR/opencode-linux-x64-VERSION.tgz and unpacked next
-# to it; a second call with the same version does no network access.
+# The tarball is kept as CACHE_DIR/<package>-VERSION.tgz and unpacked next to it; a
+# second call with the same version does no network access. OPENCODE_PKG picks the
+# build: opencode-linux-x64 (glibc, Debian) or opencode-linux-x64-musl (Alpine).
 set -euo pipefail
 
 VERSION=${1:?usage: opencode.sh VERSION CACHE_DIR}
 CACHE=${2:?usage: opencode.sh VERSION CACHE_DIR}
-PKG=opencode-linux-x64
+PKG=${OPENCODE_PKG:-opencode-linux-x64}
 NPM_TIMEOUT=${NPM_TIMEOUT:-300}
 
 die() { printf 'opencode: error: %s\n' "$*" >&2; exit 1; }
