@@ -116,12 +116,17 @@ fetch_opencode() {
 }
 
 # Runs opencode inside the tree: proves the musl build finds libgcc_s and libstdc++.
+# bun crashes without /dev and /proc, so both are mounted for the run.
 check_opencode_runs() {
-  local root=$1 got
-  got=$(timeout 120 chroot "$root" /usr/local/bin/opencode --version 2>&1) ||
-    die "opencode does not run in the Alpine tree: $got"
+  local root=$1 got libs rc=0
+  mount -t proc proc "$root/proc"
+  mount --bind /dev "$root/dev"
+  libs=$(chroot "$root" /lib/ld-musl-x86_64.so.1 --list /usr/local/bin/opencode 2>&1 | awk '/=>/{print $1"->"$3}' | tr '\n' ' ')
+  got=$(timeout 120 chroot "$root" /usr/local/bin/opencode --version 2>&1) || rc=$?
+  umount_below "$root"
+  [ "$rc" = 0 ] || die "opencode does not run in the Alpine tree (exit $rc): $(printf '%s' "$got" | tail -5)"
   [ "$got" = "$OPENCODE_VERSION" ] || die "opencode in the Alpine tree reports $got, expected $OPENCODE_VERSION"
-  note "opencode $got runs in the tree (musl, libgcc, libstdc++)"
+  note "opencode $got runs in the tree; links $libs"
 }
 
 make_ext4() {
@@ -257,7 +262,7 @@ main() {
   mkdir -p "$CACHE"
   step "minirootfs $MINIROOTFS_FILE (sha256 $MINIROOTFS_SHA256)"
   fetch_minirootfs
-  step "kernel ${KERNEL_FROM:+(from image $KERNEL_FROM)}${KERNEL_FROM:-(linux-virt + mkinitfs)}"
+  if [ -n "$KERNEL_FROM" ]; then step "kernel (from image $KERNEL_FROM)"; else step "kernel (linux-virt + mkinitfs)"; fi
   ensure_kernel
   [ "$STAGE" = kernel ] && { step "done: kernel set in $KERNEL_DIR"; return 0; }
   step "opencode $OPENCODE_NPM@$OPENCODE_VERSION (npm)"

@@ -14,7 +14,12 @@ export interface BuiltImage {
 
 /** The newest `make image-debian` output under build/images/debian, if any. */
 export function builtDebianImage(): BuiltImage | undefined {
-  const root = join(REPO, "build/images/debian");
+  return builtImage("debian");
+}
+
+/** The newest `make image-<os>` output under build/images/<os> (debian, alpine), if any. */
+export function builtImage(os: string): BuiltImage | undefined {
+  const root = join(REPO, "build/images", os);
   if (!existsSync(root)) return undefined;
   const dirs = readdirSync(root)
     .map((n) => join(root, n))
@@ -38,7 +43,7 @@ export function guestSkipReason(): string | undefined {
 }
 
 /** `image register` argv for a built image; `services: false` registers SSH only (opencode's TCG cold start costs minutes). */
-export function registerArgs(img: BuiltImage, name: string, opts: { services?: boolean } = {}): string[] {
+export function registerArgs(img: BuiltImage, name: string, opts: { services?: boolean; os?: string } = {}): string[] {
   return ["image", "register", "--name", name, "--kernel", img.kernel, "--initrd", img.initrd, "--rootfs", img.rootfs,
-    "--work-seed", img.workSeed, "--os", "debian", ...(opts.services === false ? [] : ["--service", "opencode:4096"])];
+    "--work-seed", img.workSeed, "--os", opts.os ?? "debian", ...(opts.services === false ? [] : ["--service", "opencode:4096"])];
 }
