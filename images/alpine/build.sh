@@ -37,11 +37,13 @@ parse_args() {
   shift || true
   MIRROR_ARG=${BANGER_ALPINE_MIRROR:-}
   KERNEL_FROM=${BANGER_ALPINE_KERNEL_FROM:-}
+  BRANCH_ARG=${BANGER_ALPINE_BRANCH:-}
   while [ $# -gt 0 ]; do
     case "$1" in
       --mirror) MIRROR_ARG=${2:?--mirror needs a URL or directory}; shift 2 ;;
       --kernel-from) KERNEL_FROM=${2:?--kernel-from needs a registered image}; shift 2 ;;
-      *) die "unknown argument $1 (usage: build.sh kernel|rootfs|register|all [--mirror URL|DIR] [--kernel-from IMAGE])" ;;
+      --branch) BRANCH_ARG=${2:?--branch needs an Alpine branch such as v3.19}; shift 2 ;;
+      *) die "unknown argument $1 (usage: build.sh kernel|rootfs|register|all [--mirror URL|DIR] [--kernel-from IMAGE] [--branch vX.Y])" ;;
     esac
   done
   case "$STAGE" in kernel | rootfs | register | all) ;; *) die "unknown stage $STAGE (kernel, rootfs, register or all)" ;; esac
@@ -49,7 +51,7 @@ parse_args() {
 
 load_pin() {
   local env
-  env=$(tool env ${MIRROR_ARG:+--mirror "$MIRROR_ARG"}) || die "cannot resolve the Alpine package source (see above)"
+  env=$(tool env ${MIRROR_ARG:+--mirror "$MIRROR_ARG"} ${BRANCH_ARG:+--branch "$BRANCH_ARG"}) || die "cannot resolve the Alpine package source (see above)"
   eval "$env"
 }
 
@@ -259,6 +261,8 @@ main() {
   step "pinned manifest + package source"
   load_pin
   note "Alpine $ALPINE_RELEASE ($ALPINE_BRANCH, $ALPINE_ARCH) from $SOURCE_KIND $SOURCE_MIRROR"
+  # Checked before any download: a typo here should cost seconds, not a build.
+  [ -z "$KERNEL_FROM" ] || resolve_kernel_from "$KERNEL_FROM"
   mkdir -p "$CACHE"
   step "minirootfs $MINIROOTFS_FILE (sha256 $MINIROOTFS_SHA256)"
   fetch_minirootfs
@@ -281,4 +285,5 @@ main() {
   step "done: $OUT"
 }
 
-main "$@"
+# Sourced by tests for its functions; run as a script it builds.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

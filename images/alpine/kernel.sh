@@ -35,8 +35,9 @@ resolve_kernel_from() {
     KF_ID="dir:$(sha256_of "$KF_VMLINUX") $(sha256_of "$KF_INITRD")"
     return 0
   fi
-  json=$(timeout 30 "$BANGER" --json image show "$from" 2>&1) ||
-    die "--kernel-from $from: not a registered image (banger image ls lists them) and not a directory: $(printf '%s' "$json" | tail -1)"
+  if ! json=$(timeout 30 "$BANGER" --json image show "$from" 2>/dev/null); then
+    die "--kernel-from $from: not a registered image (\`banger image ls\` lists them) and not a directory; bangerd said: $(timeout 30 "$BANGER" image show "$from" 2>&1 | head -1)"
+  fi
   eval "$(printf '%s' "$json" | timeout 30 node -e '
     const img = JSON.parse(require("fs").readFileSync(0, "utf8")).image;
     const a = (role) => img.artifacts.find((x) => x.role === role);
