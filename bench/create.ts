@@ -1,8 +1,9 @@
 /**
- * make bench-create ARGS="--runs 2 [--parallel K] [--compare] [--vmm qemu|firecracker]"
+ * make bench-create ARGS="--runs 2 [--parallel K] [--compare] [--vmm qemu|firecracker] [--image debian --image alpine]"
  *
  * Runs inside a private network namespace (bench/run.sh makes it). Starts a
- * real bangerd, registers the built Debian image, and measures N creates:
+ * real bangerd, registers each built image (`--image OS` = build/images/OS/latest,
+ * or an image directory; default debian), and measures N creates of each:
  * per-stage medians and create→SSH-ready. The baseline, measured in the same
  * run, is the same image booted by hand with the same VMM arguments
  * (bench/raw-boot.ts). Writes JSON to build/bench/.
@@ -11,7 +12,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startTestDaemon, type TestDaemon } from "../test/helpers/daemon.js";
-import { builtDebianImage, registerArgs } from "../test/helpers/guest-image.js";
+import { existsSync } from "node:fs";
+import { builtImage, registerArgs, type BuiltImage } from "../test/helpers/guest-image.js";
 import { REPO } from "../test/helpers/daemon.js";
 import type { Netns } from "../test/helpers/netns.js";
 import { ExecRunner } from "../src/adapters/exec/runner.js";
@@ -25,6 +27,7 @@ const { values } = parseArgs({
     parallel: { type: "string", default: "1" },
     compare: { type: "boolean", default: false },
     vmm: { type: "string", default: "qemu" },
+    image: { type: "string", multiple: true, default: ["debian"] },
   },
 });
 const runs = Number(values.runs);
@@ -34,11 +37,26 @@ if (!ns) {
   console.error("bench/create.ts must run inside its namespace: use `make bench-create` (bench/run.sh)");
   process.exit(2);
 }
-const img = builtDebianImage();
-if (!img) {
-  console.error("no Debian image under build/images/debian: run `make image-debian` first");
-  process.exit(2);
+/** `debian`/`alpine` = the newest build of that OS; anything else is an image directory. */
+function imageFor(spec: string): { label: string; os: string; img: BuiltImage } {
+  if (!spec.includes("/")) {
+    const img = builtImage(spec);
+    if (!img) {
+      console.error(`no ${spec} image under build/images/${spec}: run \`make image-${spec}\` first`);
+      process.exit(2);
+    }
+    return { label: spec, os: spec, img };
+  }
+  const dir = spec.replace(/\/+$/, "");
+  if (!existsSync(join(dir, "rootfs.ext4"))) {
+    console.error(`--image ${spec}: no rootfs.ext4 there`);
+    process.exit(2);
+  }
+  const name = dir.split("/").pop()!;
+  const img = { dir, name, kernel: join(dir, "vmlinux"), initrd: join(dir, "initramfs.cpio.gz"), rootfs: join(dir, "rootfs.ext4"), workSeed: join(dir, "work-seed.ext4") };
+  return { label: name, os: name.split("-")[0], img };
 }
+const images = [...new Set(values.image!)].map(imageFor);
 
 interface Event { stage: string; durationMs: number; op: string; outcome: string }
 interface Variant { label: string; pool: number; seed: boolean }
@@ -58,7 +76,8 @@ const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.
 const here: Netns = { name: ns, runner: new ExecRunner(), exec: (c, a, o) => new ExecRunner().run(c, a, o), destroy: async () => undefined };
 const PRE_VMM = ["lease-ip", "tap", "rootfs", "work-disk", "work-disk-fallback", "inject", "nat"];
 
-async function measure(v: Variant): Promise<{ variant: Variant; samples: Record<string, number>[] }> {
+async function measure(v: Variant, image: ReturnType<typeof imageFor>): Promise<{ image: string; variant: Variant; samples: Record<string, number>[] }> {
+  const img = image.img;
   const d: TestDaemon = await startTestDaemon({
     ns: here,
     config: { vmm: values.vmm!, ...(values.vmm === "firecracker" ? { firecracker_bin: process.env.FIRECRACKER_BIN ?? "firecracker" } : {}), tap_pool_size: v.pool, disk_pool_size: v.pool === 0 ? 0 : Math.max(2, parallel), memory_mib: 1024, work_disk_gib: 10, vcpus: 2 },
@@ -66,7 +85,7 @@ async function measure(v: Variant): Promise<{ variant: Variant; samples: Record<
   });
   const samples: Record<string, number>[] = [];
   try {
-    const args = registerArgs(img!, "bench-1", { services: false }).filter((a, i, all) => v.seed || (a !== "--work-seed" && all[i - 1] !== "--work-seed"));
+    const args = registerArgs(img, "bench-1", { services: false, os: image.os }).filter((a, i, all) => v.seed || (a !== "--work-seed" && all[i - 1] !== "--work-seed"));
     const reg = await d.cli(args, { timeoutMs: 600_000 });
     if (reg.code !== 0) throw new Error(`register failed: ${reg.stderr}`);
     let n = 0;
@@ -91,7 +110,7 @@ async function measure(v: Variant): Promise<{ variant: Variant; samples: Record<
   } finally {
     await d.destroy();
   }
-  return { variant: v, samples };
+  return { image: image.label, variant: v, samples };
 }
 
 async function main(): Promise<void> {
@@ -99,38 +118,49 @@ async function main(): Promise<void> {
     ? [{ label: "pool+seed", pool: 4, seed: true }, { label: "no-pool+no-seed", pool: 0, seed: false }]
     : [{ label: "default", pool: 4, seed: true }];
   const results = [];
-  for (const v of variants) results.push(await measure(v));
+  for (const image of images) for (const v of variants) results.push(await measure(v, image));
 
-  // Baseline: raw VMM boot→SSH with a bridge from a short-lived daemon (it owns the bridge setup).
-  const raw: number[] = [];
+  // Baseline per image: raw VMM boot→SSH with a bridge from a short-lived daemon (it owns the bridge setup).
+  const raw: Record<string, number[]> = {};
   const d = await startTestDaemon({ ns: here, config: { tap_pool_size: 0 } });
   try {
     const keyPath = join(d.dir, "raw-key", "id_ed25519");
     await ensureDefaultKey(keyPath);
-    for (let i = 0; i < runs; i++) {
-      raw.push(await rawBoot({ img: img!, workDir: join(d.dir, "raw"), bridge: "banger0", subnet: "172.30.0.0/24", ip: "172.30.0.250",
-        keyPath, vcpus: 2, memoryMib: 1024, workDiskGib: 10, stateDir: d.stateDir }));
+    for (const { label, img } of images) {
+      raw[label] = [];
+      for (let i = 0; i < runs; i++) {
+        raw[label].push(await rawBoot({ img, workDir: join(d.dir, "raw"), bridge: "banger0", subnet: "172.30.0.0/24", ip: "172.30.0.250",
+          keyPath, vcpus: 2, memoryMib: 1024, workDiskGib: 10, stateDir: d.stateDir }));
+      }
     }
   } finally {
     await d.destroy();
   }
-  const rawMedian = median(raw);
+  const rawMedian = Object.fromEntries(Object.entries(raw).map(([k, xs]) => [k, median(xs)]));
 
-  const report = results.map(({ variant, samples }) => {
+  const report = results.map(({ image, variant, samples }) => {
     const stages = [...new Set(samples.flatMap((s) => Object.keys(s)))];
     const medians = Object.fromEntries(stages.map((s) => [s, median(samples.map((x) => x[s]).filter((x) => x !== undefined))]));
-    return { variant, runs: samples.length, medians, ratioVsRaw: medians["create→ssh-ready"] / rawMedian, samples };
+    return { image, variant, runs: samples.length, medians, ratioVsRaw: medians["create→ssh-ready"] / rawMedian[image], samples };
   });
   for (const r of report) {
-    console.log(`\n== ${r.variant.label} (pool ${r.variant.pool}, seed ${r.variant.seed ? "on" : "off"}; ${r.runs} creates, parallel ${parallel}, vmm ${values.vmm})`);
+    console.log(`\n== ${r.image}: ${r.variant.label} (pool ${r.variant.pool}, seed ${r.variant.seed ? "on" : "off"}; ${r.runs} creates, parallel ${parallel}, vmm ${values.vmm})`);
     for (const [stage, ms] of Object.entries(r.medians)) console.log(`  ${stage.padEnd(24)} ${fmt(ms).padStart(10)}`);
     console.log(`  ratio create→ssh-ready / raw boot→ssh: ${r.ratioVsRaw.toFixed(3)}`);
   }
-  console.log(`\n== raw ${values.vmm} boot→ssh (same image, same args): median ${fmt(rawMedian)} over ${raw.length} runs [${raw.map(fmt).join(", ")}]`);
+  for (const [label, xs] of Object.entries(raw)) {
+    console.log(`\n== raw ${values.vmm} boot→ssh, ${label} (same image, same args): median ${fmt(rawMedian[label])} over ${xs.length} runs [${xs.map(fmt).join(", ")}]`);
+  }
+  if (images.length > 1) {
+    console.log(`\n== create→ssh-ready side by side (${report[0].variant.label})`);
+    for (const r of report.filter((x) => x.variant.label === report[0].variant.label)) {
+      console.log(`  ${r.image.padEnd(10)} ${fmt(r.medians["create→ssh-ready"]).padStart(10)}   raw ${fmt(rawMedian[r.image]).padStart(10)}`);
+    }
+  }
   const out = join(REPO, "build/bench");
   mkdirSync(out, { recursive: true });
   const file = join(out, `create-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(file, JSON.stringify({ runs, parallel, vmm: values.vmm, raw: { samples: raw, median: rawMedian }, report }, null, 2));
+  writeFileSync(file, JSON.stringify({ runs, parallel, vmm: values.vmm, images: images.map((i) => i.img.name), raw: { samples: raw, median: rawMedian }, report }, null, 2));
   console.log(`\nwrote ${file}`);
 }
 
