@@ -36,8 +36,9 @@ test-e2e: build test-prereqs
 
 # The main job: build, get the Debian image, start bangerd (in its own network
 # namespace), create a VM and show it answering. See README.md.
+# DEMO_IMAGE=alpine (with MIRROR=, KERNEL_FROM= as for image-alpine) demos the Alpine image instead.
 demo: build
-	bash scripts/demo.sh
+	DEMO_IMAGE=$(or $(DEMO_IMAGE),debian) MIRROR=$(MIRROR) KERNEL_FROM=$(KERNEL_FROM) bash scripts/demo.sh
 
 demo-clean:
 	bash scripts/demo.sh --clean

@@ -2,6 +2,10 @@
 # The main job: build the Debian image, start bangerd, create a VM and show it answering.
 # bangerd runs inside its own network namespace (banger-demo) so the host's interfaces, routes
 # and firewall are never touched. `scripts/demo.sh --clean` undoes everything.
+#
+# Which image: DEMO_IMAGE=debian (the default: needs only the Debian archive and npm) or
+# DEMO_IMAGE=alpine (make demo DEMO_IMAGE=alpine [MIRROR=DIR|URL] [KERNEL_FROM=debian]; it
+# needs Alpine's CDN or a local mirror, which a fresh offline host does not have).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NS=banger-demo
@@ -9,6 +13,8 @@ DEMO=$PWD/build/demo
 export BANGER_CONFIG=$DEMO/config.toml
 BANGER=$PWD/build/bin/banger
 in_ns() { ip netns exec "$NS" "$@"; }
+IMAGE=${DEMO_IMAGE:-debian}
+case "$IMAGE" in debian | alpine) ;; *) echo "demo: DEMO_IMAGE must be debian or alpine, not $IMAGE"; exit 2 ;; esac
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 if [ "$(id -u)" != 0 ]; then
@@ -51,16 +57,21 @@ in_ns "$BANGER" daemon start
 
 say "Debian image (make image-debian)"
 bash images/debian/build.sh
+if [ "$IMAGE" = alpine ]; then
+  say "Alpine image (make image-alpine${MIRROR:+ MIRROR=$MIRROR}${KERNEL_FROM:+ KERNEL_FROM=$KERNEL_FROM})"
+  bash images/alpine/build.sh all ${MIRROR:+--mirror "$MIRROR"} ${KERNEL_FROM:+--kernel-from "$KERNEL_FROM"}
+fi
 
 say "doctor"
 "$BANGER" doctor || echo "(doctor reported failures above; continuing)"
 
-say "vm create --image debian --name demo"
+say "vm create --image $IMAGE --name demo"
 in_ns "$BANGER" vm rm demo --force >/dev/null 2>&1 || true
-in_ns "$BANGER" vm create --image debian --name demo
+in_ns "$BANGER" vm create --image "$IMAGE" --name demo
 
 say "the VM answers over SSH"
-in_ns "$BANGER" vm ssh demo -- 'echo "hostname: $(hostname)"; echo "kernel:   $(uname -r)"; echo "/root on: $(findmnt -no SOURCE /root)"; echo "opencode: $(systemctl is-active opencode)"'
+# Plain POSIX sh: the same line works on Debian (systemd) and Alpine (OpenRC, busybox).
+in_ns "$BANGER" vm ssh demo -- 'echo "hostname: $(hostname)"; echo "os:       $(. /etc/os-release; echo "$PRETTY_NAME")"; echo "kernel:   $(uname -r)"; echo "/root on: $(awk '"'"'$2=="/root"{print $1}'"'"' /proc/mounts)"; echo "opencode: $(systemctl is-active opencode 2>/dev/null || rc-service opencode status 2>/dev/null | sed "s/.*: //")"'
 
 say "opencode answers from the host"
 ip=$("$BANGER" --json vm show demo | python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"]["ip"])')
