@@ -29,9 +29,9 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2).filter((a) => a !== "--")).then(
-    () => process.exit(0),
-    (e: Error) => {
-      process.stderr.write(`error: ${e.message}\n`);
-      process.exit(1);
-    },
-  );
+  () => process.exit(0),
+  (e: Error) => {
+    process.stderr.write(`error: ${e.message}\n`);
+    process.exit(1);
+  },
+);
