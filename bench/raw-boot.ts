@@ -9,7 +9,7 @@ import { buildQemuArgs } from "../src/adapters/qemu/args.js";
 import { probeAccel } from "../src/adapters/qemu/accel.js";
 import { SshGuest } from "../src/adapters/ssh/guest.js";
 import { generateHostKey } from "../src/adapters/ssh/keys.js";
-import { bootNetArg, gatewayOf, macForIp, netmaskOf } from "../src/adapters/net/addr.js";
+import { bootNetArg, gatewayOf, macForIp, netmaskOf } from "../src/domain/addr.js";
 import { DEFAULT_BOOT_ARGS } from "../src/app/images.js";
 import type { BuiltImage } from "../test/helpers/guest-image.js";
 

@@ -3,8 +3,9 @@ import type { AppDeps } from "../app/deps.js";
 import { createVm } from "../app/create.js";
 import { runDoctor } from "../app/doctor.js";
 import { ImageService } from "../app/images.js";
-import { getVm, listVms, removeVm, startVm, stopVm, vmEvents } from "../app/lifecycle.js";
-import { sshTarget } from "../app/vm-support.js";
+import { removeVm, startVm, stopVm, vmEvents } from "../app/lifecycle.js";
+import { getVm, listVms } from "../app/vm-lookup.js";
+import { sshTarget } from "../app/vm-ready.js";
 import { BangerError } from "../domain/errors.js";
 import { VERSION } from "../version.js";
 import { errorResponse } from "./errors.js";
@@ -26,7 +27,7 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
   api.onError((err, c) => errorResponse(c, err));
   api.notFound((c) => errorResponse(c, new BangerError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}`, { hint: "docs/api.md lists the routes" })));
 
-  api.get("/version", (c) => c.json({ version: VERSION, api: "v1", vmm: d.cfg.config.vmm, pid: process.pid, stateDir: d.cfg.paths.stateDir }));
+  api.get("/version", (c) => c.json({ version: VERSION, api: "v1", vmm: d.config.vmm, pid: process.pid, stateDir: d.config.hostCheck.stateDir }));
 
   api.get("/images", (c) => c.json({ images: images.list() }));
   api.post("/images", async (c) => c.json({ image: await images.register(registerImageBody.parse(await body(c))) }, 201));

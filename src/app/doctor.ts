@@ -1,7 +1,6 @@
-import { accessSync, constants, mkdirSync, openSync, closeSync } from "node:fs";
-import type { LoadedConfig } from "../config/load.js";
-import { which } from "../adapters/exec/which.js";
-import type { AppDeps } from "./deps.js";
+import type { VmmKind } from "../domain/types.js";
+import type { HostFacts } from "../ports/host.js";
+import type { AppConfig, AppDeps } from "./deps.js";
 import type { ImageService } from "./images.js";
 import { artifactOf } from "../domain/types.js";
 
@@ -19,11 +18,13 @@ export interface DoctorReport {
   ok: boolean;
 }
 
-/** Probes that need nothing from the daemon, so the CLI can run them when bangerd is down. */
-export interface HostProbes {
-  vmmVersion(kind: "firecracker" | "qemu"): Promise<string>;
-  accelVerdict(): Promise<{ accel: string; reason: string }>;
-  sshKeyProblem(): Promise<string | undefined>;
+/** What the host checks read of the config; the CLI builds it too, to run them when bangerd is down. */
+export interface HostCheckConfig {
+  vmm: VmmKind;
+  stateDir: string;
+  /** ssh_key from the config; unset means the auto-managed key at defaultSshKey. */
+  sshKey?: string;
+  defaultSshKey: string;
 }
 
 const TOOLS: [string, string][] = [
@@ -31,21 +32,14 @@ const TOOLS: [string, string][] = [
   ["debugfs", "e2fsprogs"], ["e2fsck", "e2fsprogs"], ["ssh", "openssh-client"], ["ssh-keygen", "openssh-client"],
 ];
 
-function kvmCheck(): Check {
+export async function hostChecks(c: HostCheckConfig, host: HostFacts): Promise<Check[]> {
+  const kvm = host.kvm();
+  const checks: Check[] = [kvm.ok
+    ? { name: "kvm", status: "PASS", detail: kvm.detail }
+    : { name: "kvm", status: "WARN", detail: kvm.detail,
+      fix: "firecracker needs KVM: load kvm_intel/kvm_amd and add yourself to group kvm; the qemu driver falls back to TCG" }];
   try {
-    closeSync(openSync("/dev/kvm", constants.O_RDWR));
-    return { name: "kvm", status: "PASS", detail: "/dev/kvm opens read/write" };
-  } catch (e) {
-    return { name: "kvm", status: "WARN", detail: `/dev/kvm: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-      fix: "firecracker needs KVM: load kvm_intel/kvm_amd and add yourself to group kvm; the qemu driver falls back to TCG" };
-  }
-}
-
-export async function hostChecks(cfg: LoadedConfig, probes: HostProbes): Promise<Check[]> {
-  const c = cfg.config;
-  const checks: Check[] = [kvmCheck()];
-  try {
-    const v = await probes.accelVerdict();
+    const v = await host.accelVerdict();
     checks.push({ name: "kvm-guest", status: v.accel === "kvm" ? "PASS" : "WARN", detail: `${v.accel}: ${v.reason}`,
       fix: v.accel === "kvm" ? undefined : "guests run under TCG (software emulation): slower boots, but they work" });
   } catch (e) {
@@ -54,7 +48,7 @@ export async function hostChecks(cfg: LoadedConfig, probes: HostProbes): Promise
   for (const kind of ["firecracker", "qemu"] as const) {
     const selected = c.vmm === kind;
     try {
-      checks.push({ name: kind, status: "PASS", detail: `${await probes.vmmVersion(kind)}${selected ? " (selected vmm)" : ""}` });
+      checks.push({ name: kind, status: "PASS", detail: `${await host.vmmVersion(kind)}${selected ? " (selected vmm)" : ""}` });
     } catch (e) {
       const fix = kind === "firecracker"
         ? "install firecracker and set `firecracker_bin` or put it on PATH; or set `vmm = \"qemu\"` in the config"
@@ -63,21 +57,18 @@ export async function hostChecks(cfg: LoadedConfig, probes: HostProbes): Promise
     }
   }
   for (const [tool, pkg] of TOOLS) {
-    const p = which(tool);
+    const p = host.which(tool);
     checks.push(p ? { name: tool, status: "PASS", detail: p } : { name: tool, status: "FAIL", detail: "not found", fix: `apt-get install ${pkg}` });
   }
-  try {
-    mkdirSync(cfg.paths.stateDir, { recursive: true });
-    accessSync(cfg.paths.stateDir, constants.W_OK);
-    checks.push({ name: "state-dir", status: "PASS", detail: `${cfg.paths.stateDir} is writable` });
-  } catch (e) {
-    checks.push({ name: "state-dir", status: "FAIL", detail: `${cfg.paths.stateDir}: ${(e as Error).message}`, fix: "set `state_dir` to a directory you can write" });
-  }
-  const keyProblem = await probes.sshKeyProblem();
-  const keyPath = c.ssh_key ?? cfg.paths.defaultSshKey;
+  const dirProblem = host.dirProblem(c.stateDir);
+  checks.push(dirProblem
+    ? { name: "state-dir", status: "FAIL", detail: dirProblem, fix: "set `state_dir` to a directory you can write" }
+    : { name: "state-dir", status: "PASS", detail: `${c.stateDir} is writable` });
+  const keyProblem = await host.sshKeyProblem();
+  const keyPath = c.sshKey ?? c.defaultSshKey;
   checks.push(keyProblem
-    ? { name: "ssh-key", status: c.ssh_key ? "FAIL" : "WARN", detail: keyProblem, fix: c.ssh_key ? "fix the key at `ssh_key` (chmod 600) or unset it to use the auto-managed key" : "it is created on first VM create" }
-    : { name: "ssh-key", status: "PASS", detail: `${keyPath}${c.ssh_key ? "" : " (auto-managed)"}` });
+    ? { name: "ssh-key", status: c.sshKey ? "FAIL" : "WARN", detail: keyProblem, fix: c.sshKey ? "fix the key at `ssh_key` (chmod 600) or unset it to use the auto-managed key" : "it is created on first VM create" }
+    : { name: "ssh-key", status: "PASS", detail: `${keyPath}${c.sshKey ? "" : " (auto-managed)"}` });
   return checks;
 }
 
@@ -97,7 +88,9 @@ async function imageChecks(images: ImageService): Promise<Check[]> {
   });
 }
 
-async function networkChecks(d: AppDeps): Promise<Check[]> {
+type DoctorDeps = Pick<AppDeps, "host" | "network" | "store" | "diskPool"> & { config: Pick<AppConfig, "tapPoolSize" | "socket" | "hostCheck"> };
+
+async function networkChecks(d: DoctorDeps): Promise<Check[]> {
   try {
     const s = await d.network.status();
     const anyNat = d.store.listVms().some((v) => v.nat && v.state === "running");
@@ -108,7 +101,7 @@ async function networkChecks(d: AppDeps): Promise<Check[]> {
       { name: "nat", status: s.natTable ? "PASS" : "FAIL", detail: `nft table banger ${s.natTable ? "present" : "missing"}; uplink ${s.uplink ?? "none"}; ${s.natAddresses.length} NAT guest(s)`,
         fix: s.natTable ? undefined : "restart bangerd; it installs the table at start" },
       { name: "ip_forward", status: s.ipForward || !anyNat ? "PASS" : "FAIL", detail: s.ipForward ? "on" : "off (turned on by the first --nat VM)" },
-      { name: "tap-pool", status: "PASS", detail: `${s.poolIdle.length} idle of ${d.cfg.config.tap_pool_size}; ${s.taps.length} banger TAPs` },
+      { name: "tap-pool", status: "PASS", detail: `${s.poolIdle.length} idle of ${d.config.tapPoolSize}; ${s.taps.length} banger TAPs` },
     ];
   } catch (e) {
     return [{ name: "network", status: "FAIL", detail: (e as Error).message }];
@@ -118,7 +111,7 @@ async function networkChecks(d: AppDeps): Promise<Check[]> {
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 
 /** Pool disk usage against disk_pool_max_gib; WARN once refills are held back by the cap. */
-export async function diskPoolCheck(d: AppDeps): Promise<Check> {
+export async function diskPoolCheck(d: Pick<DoctorDeps, "diskPool" | "store">): Promise<Check> {
   const u = await d.diskPool.usage();
   const nameOf = (id: string) => d.store.getImageById(id)?.name ?? id;
   const sets = Object.entries(u.sets).map(([id, n]) => `${nameOf(id)} ${n}`).join(", ") || "no sets";
@@ -130,10 +123,10 @@ export async function diskPoolCheck(d: AppDeps): Promise<Check> {
     : { name: "disk-pool", status: "PASS", detail };
 }
 
-export async function runDoctor(d: AppDeps, images: ImageService): Promise<DoctorReport> {
+export async function runDoctor(d: DoctorDeps, images: ImageService): Promise<DoctorReport> {
   const checks = [
-    ...(await hostChecks(d.cfg, d.probes)),
-    { name: "daemon", status: "PASS", detail: `bangerd serving ${d.cfg.paths.socket}` } as Check,
+    ...(await hostChecks(d.config.hostCheck, d.host)),
+    { name: "daemon", status: "PASS", detail: `bangerd serving ${d.config.socket}` } as Check,
     ...(await imageChecks(images)),
     ...(await networkChecks(d)),
     await diskPoolCheck(d),

@@ -48,7 +48,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   const report = await reconcile(deps);
   await rotateConsoles(deps);
   const images = new ImageService(deps);
-  images.reconcileQuick();
+  await images.reconcileQuick();
   await deps.diskPool.adopt(deps.store.listImages());
   // Keep disks warm for what users create from: promoted images.
   for (const img of deps.store.listImages()) if (img.aliases.length > 0) deps.diskPool.refill(img);

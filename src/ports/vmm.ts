@@ -44,6 +44,10 @@ export interface StopResult {
  */
 export interface Vmm {
   readonly kind: VmmKind;
+  /** The driver owns its file layout: where its control socket lives in a VM dir. */
+  controlSocket(dir: string): string;
+  /** Where the guest's serial console goes in a VM dir. */
+  consoleLog(dir: string): string;
   spawn(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandle>;
   configure(handle: VmmHandle, spec: VmmSpec, signal?: AbortSignal): Promise<void>;
   start(handle: VmmHandle, signal?: AbortSignal): Promise<void>;

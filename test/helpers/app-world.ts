@@ -1,11 +1,14 @@
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pino from "pino";
+import pino, { type Logger } from "pino";
 import { FileConsoleLogs } from "../../src/adapters/console/files.js";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
+import { NodeFiles } from "../../src/adapters/fs/node-files.js";
+import { appConfig } from "../../src/daemon/wire.js";
+import type { HostFacts } from "../../src/ports/host.js";
 import { VmOps } from "../../src/app/vm-ops.js";
 import { loadConfig } from "../../src/config/load.js";
 import { BangerError } from "../../src/domain/errors.js";
@@ -22,6 +25,9 @@ export interface WorldOptions {
   broken?: Set<string>;
   /** Extra config lines. */
   extraToml?: string;
+  /** Replace the recording disk fakes (the pool tests write content they can read back). */
+  disks?: Disks;
+  log?: Logger;
 }
 
 /** Port fakes that record what is held, so every failure path can be checked for leaks. */
@@ -48,7 +54,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     adopt: async () => undefined,
     close: async () => undefined,
   };
-  const disks: Disks = {
+  const disks: Disks = opts.disks ?? {
     cloneRootfs: async (_s, dst) => { boom("rootfs"); writeFileSync(dst, "rootfs"); },
     makeWorkDisk: async (dst) => { boom("work-disk"); writeFileSync(dst, "work"); },
     inject: async () => { boom("inject"); },
@@ -56,6 +62,8 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   };
   const vmm: Vmm = {
     kind: "qemu",
+    controlSocket: (dir) => join(dir, "qmp.sock"),
+    consoleLog: (dir) => join(dir, "console.log"),
     spawn: async (spec) => { await gate("spawn-vmm"); const pid = nextPid++; held.procs.add(pid); return { kind: "qemu", pid, pidStart: 1, controlSocket: join(spec.dir, "qmp.sock"), consoleLog: join(spec.dir, "console.log") }; },
     configure: async () => boom("configure"),
     start: async (h: VmmHandle) => { boom("start"); writeFileSync(h.consoleLog, "Linux version 6.1\nlogin:\n"); },
@@ -72,17 +80,19 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   };
   const keyPath = join(dir, "id");
   writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
-  const d = {
-    cfg, store, ops: new VmOps(), network, disks, guest, console: new FileConsoleLogs(), log: pino({ level: "silent" }), names: new NameGenerator(seededRandom(1)),
-    runner: { run: async () => ({ code: 0, stdout: "", stderr: "" }) },
+  const config = appConfig(cfg);
+  const files = new NodeFiles({ copy: async () => undefined, sha256: async () => "0".repeat(64) });
+  const keys = { sshKey: async () => keyPath, hostKey: async () => ({ privateKey: "PRIV", publicKey: "ssh-ed25519 HOSTKEY banger" }) };
+  const log = opts.log ?? pino({ level: "silent" });
+  const host: HostFacts = {
+    vmmVersion: async () => "x", accelVerdict: async () => ({ accel: "tcg", reason: "test" }), sshKeyProblem: async () => undefined,
+    nameservers: () => ["192.0.2.53"], which: (t) => `/usr/bin/${t}`, kvm: () => ({ ok: false, detail: "test" }), dirProblem: () => undefined,
+  };
+  const d: AppDeps = {
+    config, store, ops: new VmOps(), network, disks, files, host, guest, keys, log, console: new FileConsoleLogs(), names: new NameGenerator(seededRandom(1)),
     vmm: () => vmm,
-    probes: { vmmVersion: async () => "x", accelVerdict: async () => ({ accel: "tcg", reason: "test" }), sshKeyProblem: async () => undefined },
-    sshKey: async () => keyPath,
-    hostKey: async () => ({ privateKey: "PRIV", publicKey: "ssh-ed25519 HOSTKEY banger" }),
-    sha256File: async () => "0".repeat(64),
-    copyFile: async () => undefined,
-  } as Omit<AppDeps, "diskPool"> as AppDeps;
-  d.diskPool = new DiskPool(d, join(dir, "pool"), poolSize);
+    diskPool: new DiskPool({ store, disks, files, keys, log, config }, { dir: join(dir, "pool"), size: poolSize, maxGib: 0 }),
+  };
   const imgDir = join(dir, "img");
   mkdirSync(imgDir);
   store.insertImage({

@@ -50,7 +50,7 @@ describe("create plan", () => {
   });
 
   it("stop releases the TAP and NAT but keeps the lease; start takes them again; rm frees everything", async () => {
-    const { d, held, store } = world();
+    const { d, held, store, cfg } = world();
     const vm = await createVm(d, { image: "deb-1", name: "alp", nat: true });
     await stopVm(d, "alp");
     expect(held.taps.size + held.nat.size + held.procs.size).toBe(0);
@@ -64,7 +64,7 @@ describe("create plan", () => {
     expect(held.taps.size + held.nat.size + held.procs.size).toBe(0);
     expect(store.listLeases()).toEqual([]);
     expect(store.listVms()).toEqual([]);
-    expect(eventRows(d.cfg.paths.dbFile)).toBe(0);
+    expect(eventRows(cfg.paths.dbFile)).toBe(0);
   });
 
   it("rotates the console of each VM over console_log_max_mib, and the failure tail reads across it", async () => {
@@ -104,7 +104,7 @@ describe("create plan", () => {
     d.diskPool.refill(img);
     await d.diskPool.settled();
     expect(d.diskPool.stats()).toEqual({ img1: 1 });
-    const vm = await createVm(d, { image: "deb-1", name: "warm", workDiskGib: d.cfg.config.work_disk_gib });
+    const vm = await createVm(d, { image: "deb-1", name: "warm", workDiskGib: d.config.workDiskGib });
     const ev = store.events(vm.id);
     expect(ev.find((e) => e.stage === "rootfs")?.detail).toBe("from warm pool");
     expect(ev.find((e) => e.stage === "inject")?.detail).toMatch(/pre-injected/);

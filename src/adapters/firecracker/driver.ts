@@ -56,6 +56,14 @@ const START_TIMEOUT_MS = 20_000;
 /** Firecracker driver: one process per VM, configured over its HTTP API socket. */
 export class FirecrackerVmm implements Vmm {
   readonly kind = "firecracker" as const;
+
+  controlSocket(dir: string): string {
+    return firecrackerPaths(dir).apiSocket;
+  }
+
+  consoleLog(dir: string): string {
+    return firecrackerPaths(dir).consoleLog;
+  }
   // Firecracker emulates no power-off: a halted guest leaves the process running. A reboot ends it.
   readonly guestStopCommand = "reboot" as const;
   private readonly apiTimeoutMs: number;

@@ -1,7 +1,7 @@
 import { BangerError } from "../../domain/errors.js";
 import type { Network, NetworkStatus } from "../../ports/network.js";
 import type { Runner } from "../../ports/runner.js";
-import { gatewayCidr, gatewayOf, inSubnet, isIpv4, prefixLen } from "./addr.js";
+import { gatewayCidr, gatewayOf, inSubnet, isIpv4, prefixLen } from "../../domain/addr.js";
 import { HostCmd } from "./ip.js";
 import { assertIfname, NAT_SET, NFT_TABLE, parseSetElements, renderRuleset } from "./nft.js";
 import { isBangerTap, isPoolName, TapPool, type PoolLog, type TapClaim } from "./tap-pool.js";

@@ -38,6 +38,14 @@ const QMP_TIMEOUT_MS = 5_000;
 /** QEMU `microvm` driver. Config is fixed at spawn; configure() verifies it over QMP. */
 export class QemuVmm implements Vmm {
   readonly kind = "qemu" as const;
+
+  controlSocket(dir: string): string {
+    return qemuPaths(dir).qmp;
+  }
+
+  consoleLog(dir: string): string {
+    return qemuPaths(dir).console;
+  }
   // ACPI S5 makes qemu exit; -no-reboot makes a guest reset end it too.
   readonly guestStopCommand = "poweroff" as const;
   private verdict: Promise<AccelVerdict> | undefined;

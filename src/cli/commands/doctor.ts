@@ -15,8 +15,8 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
       if ((e as { code?: string }).code !== "DAEMON_UNREACHABLE") throw e;
       // Without the daemon the host checks still tell the user what to fix first.
       const cfg = ctx.cfg();
-      const [{ hostChecks }, { hostProbes }] = await Promise.all([import("../../app/doctor.js"), import("../../daemon/wire.js")]);
-      const checks = await hostChecks(cfg, hostProbes(cfg));
+      const [{ hostChecks }, { hostCheckConfig, hostFacts }] = await Promise.all([import("../../app/doctor.js"), import("../../adapters/host/facts.js")]);
+      const checks = await hostChecks(hostCheckConfig(cfg), hostFacts(cfg));
       checks.push({ name: "daemon", status: "FAIL", detail: (e as Error).message, fix: "start it with `banger daemon start`" });
       checks.push({ name: "images", status: "WARN", detail: "not checked: the daemon owns the image store" });
       report = { checks, ok: false };

@@ -1,4 +1,4 @@
-import { BangerError } from "../../domain/errors.js";
+import { BangerError } from "./errors.js";
 
 /**
  * Pure IPv4 helpers for the guest subnet. Everything works on 32-bit
