@@ -4,9 +4,8 @@ import type { Logger } from "pino";
 import type { LoadedConfig } from "../config/load.js";
 import { FileConsoleLogs } from "../adapters/console/files.js";
 import { ExecRunner } from "../adapters/exec/runner.js";
-import { FirecrackerVmm, resolveFirecracker } from "../adapters/firecracker/driver.js";
+import { FirecrackerVmm } from "../adapters/firecracker/driver.js";
 import { QemuVmm } from "../adapters/qemu/driver.js";
-import { probeAccel } from "../adapters/qemu/accel.js";
 import { LinuxNetwork } from "../adapters/net/linux-network.js";
 import { Ext4Disks } from "../adapters/disk/disks.js";
 import { copyFileReflink, sha256File } from "../adapters/disk/files.js";
@@ -21,23 +20,18 @@ import type { HostProbes } from "../app/doctor.js";
 import { DiskPool } from "../app/disk-pool.js";
 import { VmOps } from "../app/vm-ops.js";
 
-/** Host probes shared by the daemon's doctor route and the CLI's offline doctor. */
+/**
+ * Host probes shared by the daemon's doctor route and the CLI's offline doctor. The drivers answer
+ * (Vmm.version(), QemuVmm.accelVerdict()), so doctor reports exactly what a create would use.
+ */
 export function hostProbes(cfg: LoadedConfig, runner = new ExecRunner()): HostProbes {
   const c = cfg.config;
+  const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+  const fc = new FirecrackerVmm({ bin: c.firecracker_bin, log: quiet, runner });
+  const qemu = new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: quiet, runner });
   return {
-    async vmmVersion(kind) {
-      if (kind === "firecracker") {
-        const bin = resolveFirecracker(c.firecracker_bin);
-        const { stdout } = await runner.run(bin, ["--version"], { timeoutMs: 5000 });
-        return `${bin}: ${stdout.split("\n")[0].trim()}`;
-      }
-      const { stdout } = await runner.run(c.qemu_bin, ["--version"], { timeoutMs: 5000 });
-      return `${c.qemu_bin}: ${stdout.split("\n")[0].trim()}`;
-    },
-    async accelVerdict() {
-      if (c.qemu_accel !== "auto") return { accel: c.qemu_accel, reason: "forced by qemu_accel in the config" };
-      return probeAccel(c.qemu_bin, cfg.paths.stateDir);
-    },
+    vmmVersion: (kind) => (kind === "firecracker" ? fc : qemu).version(),
+    accelVerdict: () => qemu.accelVerdict(),
     async sshKeyProblem() {
       try {
         await checkKey(c.ssh_key ?? cfg.paths.defaultSshKey);
