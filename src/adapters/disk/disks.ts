@@ -6,6 +6,7 @@ import { BangerError, isCode } from "../../domain/errors.js";
 import type { Disks, InjectedFile } from "../../ports/disks.js";
 import type { Runner } from "../../ports/runner.js";
 import { debugfsInjectScript, checkInjected, injectErrors, validateGuestPath } from "./debugfs.js";
+import { copyFileReflink } from "./files.js";
 import { ext4Problem } from "./superblock.js";
 
 export interface Ext4DisksOptions {
@@ -28,9 +29,8 @@ function diskError(message: string, cause?: unknown, hint = "check free space (`
 export class Ext4Disks implements Disks {
   constructor(private readonly opts: Ext4DisksOptions) {}
 
-  private async copy(src: string, dst: string): Promise<void> {
-    await rm(dst, { force: true });
-    await this.opts.runner.run("cp", ["--reflink=auto", "--sparse=always", "--", src, dst], { timeoutMs: COPY_TIMEOUT_MS });
+  private copy(src: string, dst: string): Promise<void> {
+    return copyFileReflink(src, dst, COPY_TIMEOUT_MS, this.opts.runner);
   }
 
   async cloneRootfs(src: string, dst: string): Promise<void> {
