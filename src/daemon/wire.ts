@@ -81,7 +81,13 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
   const diskPool = new DiskPool({ store, disks, files, keys, log, config }, {
     dir: join(cfg.paths.stateDir, "pool"), size: c.disk_pool_size, maxGib: c.disk_pool_max_gib,
   });
-  const vmms = new Map<VmmKind, Vmm>();
+  // Drivers are made on first use, so a host without firecracker still serves qemu VMs.
+  let fc: FirecrackerVmm | undefined;
+  let qemu: QemuVmm | undefined;
+  const drivers = {
+    firecracker: () => (fc ??= new FirecrackerVmm({ bin: c.firecracker_bin, log: log.child({ vmm: "firecracker" }), runner })),
+    qemu: () => (qemu ??= new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: log.child({ vmm: "qemu" }), runner })),
+  };
   const seed = process.env.BANGER_NAME_SEED ? Number(process.env.BANGER_NAME_SEED) : undefined;
   return {
     config,
@@ -89,15 +95,7 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
     ops: new VmOps(),
     log,
     names: new NameGenerator(seed === undefined ? Math.random : seededRandom(seed)),
-    vmm(kind): Vmm {
-      const existing = vmms.get(kind);
-      if (existing) return existing;
-      const created: Vmm = kind === "firecracker"
-        ? new FirecrackerVmm({ bin: c.firecracker_bin, log: log.child({ vmm: "firecracker" }) })
-        : new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: log.child({ vmm: "qemu" }) });
-      vmms.set(kind, created);
-      return created;
-    },
+    vmm: (kind: VmmKind): Vmm => (kind === "firecracker" ? drivers.firecracker() : drivers.qemu()),
     network: new LinuxNetwork({
       runner, bridge: c.bridge, subnet: c.subnet, uplink: c.uplink, poolSize: c.tap_pool_size,
       blockedHostPorts: blockedPorts(cfg), log: log.child({ component: "net" }),
@@ -105,7 +103,7 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
     diskPool,
     disks,
     files,
-    host: hostFacts(cfg, runner),
+    host: hostFacts(cfg, drivers),
     console: new FileConsoleLogs(),
     guest: new SshGuest({ log: log.child({ component: "ssh" }) }),
     keys,

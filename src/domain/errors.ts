@@ -69,6 +69,11 @@ export function isBangerError(e: unknown): e is BangerError {
   return e instanceof BangerError;
 }
 
+/** A BangerError with one of `codes`: `isCode(e, "TIMEOUT")` instead of comparing `.code` by hand. */
+export function isCode(e: unknown, ...codes: ErrorCode[]): e is BangerError {
+  return e instanceof BangerError && codes.includes(e.code);
+}
+
 function parentDir(path: string): string {
   const cut = path.lastIndexOf("/");
   return cut > 0 ? path.slice(0, cut) : "/";

@@ -69,6 +69,9 @@ export interface Vmm {
   kill(handle: VmmHandle): Promise<void>;
   /** The process exists and is the one we started (pid + start time). */
   isAlive(handle: VmmHandle): boolean;
-  /** A one-line description of the binary, for doctor: version or an error. */
+  /**
+   * `<binary path>: <first line of --version>`, for doctor (daemon and offline CLI, via hostProbes).
+   * Rejects when the binary cannot run: VMM_NOT_FOUND, COMMAND_FAILED or TIMEOUT.
+   */
   version(): Promise<string>;
 }

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { link, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -64,6 +64,19 @@ describe.skipIf(missing.length > 0)(`Ext4Disks with real e2fsprogs${reason}`, ()
     expect(err).toBeInstanceOf(BangerError);
     expect((err as BangerError).code).toBe("DISK_FAILED");
     expect((err as BangerError).hint).toBeTruthy();
+  });
+
+  it("copyFileReflink (the one copy, also behind cloneRootfs) replaces dst with a new file and maps failures", async () => {
+    const dst = join(dir, "copy.ext4");
+    await writeFile(dst, "old content a VM may still have open");
+    // A second name for the old file stands in for a VMM holding it open: it must keep the old bytes.
+    await link(dst, `${dst}.held`);
+    await copyFileReflink(seed, dst);
+    expect(await sha256File(dst)).toBe(await sha256File(seed));
+    expect(await readFile(`${dst}.held`, "utf8")).toBe("old content a VM may still have open");
+    expect(await copyFileReflink(join(dir, "nope"), dst).catch((e: unknown) => e)).toMatchObject({ code: "DISK_FAILED", message: expect.stringMatching(/cannot copy .*nope/) });
+    const slow = { run: async () => { throw new BangerError("TIMEOUT", "cp did not finish"); } };
+    expect(await copyFileReflink(seed, dst, 5, slow).catch((e: unknown) => e)).toMatchObject({ code: "TIMEOUT", message: expect.stringMatching(/within 5 ms/) });
   });
 
   it("grows a seeded work disk to the requested size and keeps the seed's files", async () => {

@@ -199,8 +199,8 @@ describe(`FirecrackerVmm against the fake firecracker${FAKE_FC_ENV.FAKE_FC_SPEC 
     await vmm.kill(h);
   });
 
-  it("reports the binary's version", async () => {
-    expect(await vmm.version()).toBe("Firecracker v1.16.1 (fake)");
+  it("reports the binary's path and version", async () => {
+    expect(await vmm.version()).toMatch(/^\/\S+: Firecracker v1\.16\.1 \(fake\)$/);
   });
 
   it("fails spawn with VMM_FAILED and the console tail when the VMM exits at once", async () => {
@@ -228,7 +228,7 @@ describe("FirecrackerVmm without a binary", () => {
       const err = await caught(vmm.spawn(spec));
       expect(err.code).toBe("VMM_NOT_FOUND");
       expect(err.hint).toContain("firecracker_bin");
-      expect(await vmm.version()).toMatch(/^error: .*missing-firecracker/);
+      expect(await caught(vmm.version())).toMatchObject({ code: "VMM_NOT_FOUND", message: expect.stringMatching(/missing-firecracker/) });
       expect(existsSync(spec.dir)).toBe(false);
     } finally {
       tmp.cleanup();

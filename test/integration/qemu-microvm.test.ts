@@ -1,12 +1,12 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { probeAccel } from "../../src/adapters/qemu/accel.js";
+import { probeAccel, qemuKvmWorks } from "../../src/adapters/qemu/accel.js";
 import { QemuVmm } from "../../src/adapters/qemu/driver.js";
 import { processAlive, waitForExit } from "../../src/adapters/exec/proc.js";
 import { BangerError } from "../../src/domain/errors.js";
@@ -44,9 +44,10 @@ describe.skipIf(!haveQemu)(`qemu basics${qemuSkip}`, () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("version() reports the first line of --version", async () => {
-    expect(await new QemuVmm({ bin: QEMU, accel: "tcg", stateDir: dir, log }).version()).toMatch(/^QEMU emulator version \d+\.\d+/);
-    expect(await new QemuVmm({ bin: "/nonexistent/qemu", accel: "tcg", stateDir: dir, log }).version()).toMatch(/^error: cannot run/);
+  it("version() reports the binary's path and the first line of --version, and throws when it cannot run", async () => {
+    expect(await new QemuVmm({ bin: QEMU, accel: "tcg", stateDir: dir, log }).version()).toMatch(/^\/\S+: QEMU emulator version \d+\.\d+/);
+    const e = await new QemuVmm({ bin: "/nonexistent/qemu", accel: "tcg", stateDir: dir, log }).version().catch((err: unknown) => err);
+    expect(e).toMatchObject({ code: "VMM_NOT_FOUND", message: expect.stringMatching(/nonexistent\/qemu/) });
   });
 
   it("probeAccel gives a verdict with a reason and caches it keyed by qemu version and kernel", async () => {
@@ -65,6 +66,19 @@ describe.skipIf(!haveQemu)(`qemu basics${qemuSkip}`, () => {
     expect((await probeAccel(QEMU, stateDir)).reason).toBe("from cache");
     await writeFile(join(stateDir, "accel.json"), JSON.stringify({ ...cache, key: "QEMU 0.1|old", reason: "stale" }));
     expect((await probeAccel(QEMU, stateDir)).reason).not.toBe("stale");
+  });
+
+  it("qemuKvmWorks runs a paused qemu through the shared spawn helper and leaves no process or temp dir", async () => {
+    const before = readdirSync(tmpdir()).filter((n) => n.startsWith("banger-accel-")).length;
+    const v = await qemuKvmWorks(QEMU);
+    expect(["kvm", "tcg"]).toContain(v.accel);
+    if (v.accel === "tcg") expect(v.reason).toMatch(/using TCG$/);
+    expect(await qemuKvmWorks("/nonexistent/qemu")).toEqual({ accel: "tcg", reason: expect.stringMatching(/cannot start with -accel kvm: .*ENOENT; using TCG/) });
+    expect(readdirSync(tmpdir()).filter((n) => n.startsWith("banger-accel-")).length).toBeLessThanOrEqual(before);
+    const probes = readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try { return readFileSync(`/proc/${p}/cmdline`, "utf8").includes("banger-accel-"); } catch { return false; }
+    });
+    expect(probes).toEqual([]);
   });
 
   it("forced accel skips the probe and says so", async () => {

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
+import { leases } from "../helpers/db.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const VITE_NODE = join(ROOT, "node_modules", ".bin", "vite-node");
@@ -116,10 +117,10 @@ describe.skipIf(!haveViteNode)("SqliteStore shared by several processes (needs n
 
     const s = SqliteStore.open(file);
     try {
-      const leases = s.listLeases();
-      expect(leases).toHaveLength(poolSize);
+      const held = leases(s);
+      expect(held).toHaveLength(poolSize);
       const byVm = new Map(rows.filter((r) => r.ip).map((r) => [r.vmId, r.ip]));
-      for (const l of leases) expect(byVm.get(l.vmId)).toBe(l.ip);
+      for (const l of held) expect(byVm.get(l.vmId)).toBe(l.ip);
       expect(s.listImages()).toHaveLength(workers);
     } finally {
       s.close();

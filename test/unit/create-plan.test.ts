@@ -7,6 +7,7 @@ import { createVm } from "../../src/app/create.js";
 import { removeVm, startVm, stopVm } from "../../src/app/lifecycle.js";
 import { BangerError } from "../../src/domain/errors.js";
 import { rotateConsoles } from "../../src/app/retention.js";
+import { leases } from "../helpers/db.js";
 
 function eventRows(dbFile: string): number {
   const raw = new Database(dbFile, { readonly: true });
@@ -40,7 +41,7 @@ describe("create plan", () => {
     expect((err as BangerError).message).toMatch(new RegExp(`create of VM alp failed at stage ${stage}: .*injected failure`));
     if (["wait-ssh", "wait-services"].includes(stage)) expect((err as BangerError).message).toMatch(/guest console/);
     expect(store.listVms()).toEqual([]);
-    expect(store.listLeases()).toEqual([]);
+    expect(leases(store)).toEqual([]);
     expect(held.taps.size).toBe(0);
     expect(held.nat.size).toBe(0);
     expect(held.procs.size).toBe(0);
@@ -54,7 +55,7 @@ describe("create plan", () => {
     const vm = await createVm(d, { image: "deb-1", name: "alp", nat: true });
     await stopVm(d, "alp");
     expect(held.taps.size + held.nat.size + held.procs.size).toBe(0);
-    expect(store.listLeases()).toEqual([{ ip: vm.ip, vmId: vm.id }]);
+    expect(leases(store)).toEqual([{ ip: vm.ip, vmId: vm.id }]);
     const again = await startVm(d, "alp");
     expect(again.state).toBe("running");
     expect(again.ip).toBe(vm.ip);
@@ -62,7 +63,7 @@ describe("create plan", () => {
     await expect(removeVm(d, "alp", false)).rejects.toMatchObject({ code: "VM_STATE" });
     await removeVm(d, "alp", true);
     expect(held.taps.size + held.nat.size + held.procs.size).toBe(0);
-    expect(store.listLeases()).toEqual([]);
+    expect(leases(store)).toEqual([]);
     expect(store.listVms()).toEqual([]);
     expect(eventRows(cfg.paths.dbFile)).toBe(0);
   });

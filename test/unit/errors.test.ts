@@ -2,7 +2,7 @@ import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import { errorResponse } from "../../src/api/errors.js";
 import { createVmBody, registerImageBody } from "../../src/api/schemas.js";
-import { BangerError, ERROR_STATUS, asBangerError, fromErrno } from "../../src/domain/errors.js";
+import { BangerError, ERROR_STATUS, asBangerError, fromErrno, isCode } from "../../src/domain/errors.js";
 
 function app(thrower: () => unknown) {
   const h = new Hono();
@@ -56,5 +56,17 @@ describe("error mapping", () => {
     // an errno nobody maps is still a bug to report, not a guess
     expect(asBangerError(errno("EBADF")).code).toBe("INTERNAL");
     expect(fromErrno(new Error("no code"))).toBeUndefined();
+  });
+});
+
+describe("isCode", () => {
+  it("matches a BangerError with any of the codes, and nothing else", () => {
+    const e = new BangerError("TIMEOUT", "slow");
+    expect(isCode(e, "TIMEOUT")).toBe(true);
+    expect(isCode(e, "DISK_FAILED", "TIMEOUT")).toBe(true);
+    expect(isCode(e, "DISK_FAILED")).toBe(false);
+    expect(isCode(e)).toBe(false);
+    expect(isCode(Object.assign(new Error("x"), { code: "TIMEOUT" }), "TIMEOUT")).toBe(false);
+    expect(isCode(undefined, "TIMEOUT")).toBe(false);
   });
 });

@@ -6,6 +6,7 @@ import { removeVm, startVm, stopVm } from "../../src/app/lifecycle.js";
 import { LivenessWatcher } from "../../src/app/liveness.js";
 import { VmOps } from "../../src/app/vm-ops.js";
 import { BangerError } from "../../src/domain/errors.js";
+import { leases } from "../helpers/db.js";
 
 /** A gate that holds one stage until released, so a second operation can be started in the middle of the first. */
 function latch(stage: string) {
@@ -202,7 +203,7 @@ describe("one operation per VM", () => {
     l.open();
     expect(await create).toMatchObject({ code: "CANCELLED", stage: "wait-ssh", message: expect.stringMatching(/client went away/) });
     expect(store.listVms()).toEqual([]);
-    expect(store.listLeases()).toEqual([]);
+    expect(leases(store)).toEqual([]);
     expect(held.procs.size + held.taps.size + held.nat.size).toBe(0);
     expect(readdirSync(cfg.paths.vmsDir)).toEqual([]);
   });

@@ -8,6 +8,7 @@ import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import { BangerError } from "../../src/domain/errors.js";
 import type { Artifact, LifecycleEvent, Vm } from "../../src/domain/types.js";
 import type { NewImage } from "../../src/ports/store.js";
+import { aliasTarget, leases } from "../helpers/db.js";
 
 const T0 = new Date("2026-01-02T03:04:05.000Z");
 
@@ -102,7 +103,7 @@ describe("SqliteStore images", () => {
     const b = s.insertImage(newImage("beta"));
     s.setAlias("alpha", b.id);
     expect(s.getImage("alpha")?.id).toBe(a.id);
-    expect(s.aliasTarget("alpha")).toBe(b.id);
+    expect(aliasTarget(s, "alpha")).toBe(b.id);
   });
 
   it("moves an alias from one image to another", () => {
@@ -112,13 +113,13 @@ describe("SqliteStore images", () => {
     s.setAlias("stable", a.id);
     expect(s.getImage("stable")?.name).toBe("a");
     s.setAlias("stable", b.id);
-    expect(s.aliasTarget("stable")).toBe(b.id);
+    expect(aliasTarget(s, "stable")).toBe(b.id);
     expect(s.getImage("stable")?.name).toBe("b");
     expect(s.getImageById(a.id)?.aliases).toEqual([]);
     expect(s.getImageById(b.id)?.aliases).toEqual(["stable"]);
-    expect(s.aliasTarget("unknown")).toBeUndefined();
+    expect(aliasTarget(s, "unknown")).toBeUndefined();
     expect(codeOf(() => s.setAlias("stable", "img-missing"))).toBe("IMAGE_NOT_FOUND");
-    expect(s.aliasTarget("stable")).toBe(b.id);
+    expect(aliasTarget(s, "stable")).toBe(b.id);
   });
 
   it("refuses a second image with the same name, and rolls back a bad artifact list", () => {
@@ -240,13 +241,13 @@ describe("SqliteStore leases and vsock CIDs", () => {
     expect(s.allocateLease(a, candidates)).toBe("10.0.0.2"); // same VM asks again: same lease
     expect(s.allocateLease(c, candidates)).toBe("10.0.0.4");
     expect(s.allocateLease(d, candidates)).toBeUndefined();
-    expect(s.listLeases()).toEqual([
+    expect(leases(s)).toEqual([
       { ip: "10.0.0.2", vmId: a }, { ip: "10.0.0.3", vmId: b }, { ip: "10.0.0.4", vmId: c },
     ]);
     s.releaseLease(b);
     expect(s.allocateLease(d, candidates)).toBe("10.0.0.3");
     s.deleteVm(a);
-    expect(s.listLeases().map((l) => l.ip)).toEqual(["10.0.0.3", "10.0.0.4"]);
+    expect(leases(s).map((l) => l.ip)).toEqual(["10.0.0.3", "10.0.0.4"]);
     expect(codeOf(() => s.allocateLease("vm-missing", candidates))).toBe("VM_NOT_FOUND");
   });
 
@@ -270,8 +271,8 @@ describe("SqliteStore leases and vsock CIDs", () => {
     expect(handed).toHaveLength(pool.length);
     expect(new Set(handed).size).toBe(pool.length);
     expect(got.slice(pool.length).every((ip) => ip === undefined)).toBe(true);
-    expect(s2.listLeases()).toEqual(s1.listLeases());
-    expect(s1.listLeases()).toHaveLength(pool.length);
+    expect(leases(s2)).toEqual(leases(s1));
+    expect(leases(s1)).toHaveLength(pool.length);
   });
 
   it("allocates the lowest free vsock CID from 3 and reuses one after its VM is deleted", () => {

@@ -7,6 +7,7 @@ import { MIGRATIONS, migrate } from "../../src/adapters/sqlite/migrations.js";
 import Database from "better-sqlite3";
 import { assertTransition, canTransition, type VmState } from "../../src/domain/vm-state.js";
 import type { Vm } from "../../src/domain/types.js";
+import { leases } from "../helpers/db.js";
 
 const STATES: VmState[] = ["creating", "starting", "running", "stopping", "stopped", "deleting", "failed"];
 
@@ -78,9 +79,9 @@ describe("state compare-and-swap in SQLite", () => {
     db.prepare("INSERT INTO ip_leases (ip, vm_id) VALUES ('172.30.0.2', 'v')").run();
     db.close();
     const s = SqliteStore.open(file);
-    expect(s.listLeases()).toEqual([{ ip: "172.30.0.2", vmId: "v" }]);
+    expect(leases(s)).toEqual([{ ip: "172.30.0.2", vmId: "v" }]);
     expect(s.transitionVm("v", ["stopped"], "starting")?.state).toBe("starting");
     s.deleteVm("v");
-    expect(s.listLeases()).toEqual([]); // the cascade still works after the rebuild
+    expect(leases(s)).toEqual([]); // the cascade still works after the rebuild
   });
 });

@@ -2,10 +2,11 @@ import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { BangerError, isBangerError } from "../../domain/errors.js";
+import { BangerError, isCode } from "../../domain/errors.js";
 import type { Disks, InjectedFile } from "../../ports/disks.js";
 import type { Runner } from "../../ports/runner.js";
 import { debugfsInjectScript, checkInjected, injectErrors, validateGuestPath } from "./debugfs.js";
+import { copyFileReflink } from "./files.js";
 import { ext4Problem } from "./superblock.js";
 
 export interface Ext4DisksOptions {
@@ -19,7 +20,7 @@ const DEBUGFS_TIMEOUT_MS = 60_000;
 const GIB = 1024 ** 3;
 
 function diskError(message: string, cause?: unknown, hint = "check free space (`df -h`) in the state directory and that e2fsprogs is installed"): BangerError {
-  if (isBangerError(cause) && cause.code === "TIMEOUT") return cause;
+  if (isCode(cause, "TIMEOUT")) return cause;
   const detail = cause instanceof Error ? `: ${cause.message}` : "";
   return new BangerError("DISK_FAILED", `${message}${detail}`, { hint, cause });
 }
@@ -28,9 +29,8 @@ function diskError(message: string, cause?: unknown, hint = "check free space (`
 export class Ext4Disks implements Disks {
   constructor(private readonly opts: Ext4DisksOptions) {}
 
-  private async copy(src: string, dst: string): Promise<void> {
-    await rm(dst, { force: true });
-    await this.opts.runner.run("cp", ["--reflink=auto", "--sparse=always", "--", src, dst], { timeoutMs: COPY_TIMEOUT_MS });
+  private copy(src: string, dst: string): Promise<void> {
+    return copyFileReflink(src, dst, COPY_TIMEOUT_MS, this.opts.runner);
   }
 
   async cloneRootfs(src: string, dst: string): Promise<void> {
@@ -117,7 +117,7 @@ export class Ext4Disks implements Disks {
       }
       await checkInjected(this.opts.runner, image, files, tmp, env);
     } catch (e) {
-      throw isBangerError(e) && e.code === "DISK_FAILED" ? e : diskError(`cannot inject files into ${image}`, e);
+      throw isCode(e, "DISK_FAILED") ? e : diskError(`cannot inject files into ${image}`, e);
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }

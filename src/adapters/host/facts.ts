@@ -2,29 +2,30 @@ import { accessSync, closeSync, constants, mkdirSync, openSync } from "node:fs";
 import type { HostCheckConfig } from "../../app/doctor.js";
 import type { LoadedConfig } from "../../config/load.js";
 import type { HostFacts } from "../../ports/host.js";
-import type { Runner } from "../../ports/runner.js";
+import type { Vmm } from "../../ports/vmm.js";
 import { ExecRunner } from "../exec/runner.js";
 import { which } from "../exec/which.js";
-import { resolveFirecracker } from "../firecracker/resolve.js";
+import { FirecrackerVmm } from "../firecracker/driver.js";
 import { hostNameservers } from "../net/resolv.js";
-import { probeAccel } from "../qemu/accel.js";
+import { QemuVmm } from "../qemu/driver.js";
 import { checkKey } from "../ssh/keys.js";
 
-const VERSION_TIMEOUT_MS = 5_000;
-
 /** The host as doctor and the boot arguments see it; the CLI's offline doctor builds the same. */
-export function hostFacts(cfg: LoadedConfig, runner: Runner = new ExecRunner()): HostFacts {
+/**
+ * The drivers answer version and accel questions, so doctor reports exactly what a create
+ * would use; the daemon passes its own (the accel probe is cached per driver), the CLI gets quiet new ones.
+ */
+export function hostFacts(cfg: LoadedConfig, drivers?: { firecracker(): Vmm; qemu(): QemuVmm }): HostFacts {
   const c = cfg.config;
+  const runner = new ExecRunner();
+  const quiet = { info() {}, warn() {}, error() {}, debug() {} };
+  let fc: Vmm | undefined;
+  let qemu: QemuVmm | undefined;
+  const firecracker = () => (fc ??= drivers?.firecracker() ?? new FirecrackerVmm({ bin: c.firecracker_bin, log: quiet, runner }));
+  const qemuVmm = () => (qemu ??= drivers?.qemu() ?? new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: quiet, runner }));
   return {
-    async vmmVersion(kind) {
-      const bin = kind === "firecracker" ? resolveFirecracker(c.firecracker_bin) : c.qemu_bin;
-      const { stdout } = await runner.run(bin, ["--version"], { timeoutMs: VERSION_TIMEOUT_MS });
-      return `${bin}: ${stdout.split("\n")[0].trim()}`;
-    },
-    async accelVerdict() {
-      if (c.qemu_accel !== "auto") return { accel: c.qemu_accel, reason: "forced by qemu_accel in the config" };
-      return probeAccel(c.qemu_bin, cfg.paths.stateDir);
-    },
+    vmmVersion: (kind) => (kind === "firecracker" ? firecracker() : qemuVmm()).version(),
+    accelVerdict: () => qemuVmm().accelVerdict(),
     async sshKeyProblem() {
       try {
         await checkKey(c.ssh_key ?? cfg.paths.defaultSshKey);

@@ -136,19 +136,6 @@ export class LinuxNetwork implements Network {
     return (await this.cmd.links()).map((l) => l.ifname).filter(isBangerTap).sort();
   }
 
-  /** Delete banger TAPs that are neither in `keep`, held through acquireTap, nor pool capacity. Returns what was removed. */
-  async removeStaleTaps(keep: Set<string>): Promise<string[]> {
-    const removed: string[] = [];
-    for (const name of await this.listTaps()) {
-      if (keep.has(name) || this.pool.isReserved(name) || this.pool.isBusy(name)) continue;
-      await this.cmd.deleteLink(name);
-      this.pool.forget(name);
-      removed.push(name);
-    }
-    if (removed.length > 0) this.opts.log.info({ taps: removed }, "removed stale TAP devices");
-    return removed;
-  }
-
   /** Remove everything banger created here: the nft table, all its TAPs, the bridge. For tests and uninstall. */
   async cleanupHost(): Promise<void> {
     await this.pool.close();

@@ -77,10 +77,6 @@ export class TapPool {
     return [...this.idle];
   }
 
-  busyNames(): string[] {
-    return [...this.busy.keys()];
-  }
-
   ownerOf(name: string): string | undefined {
     return this.busy.get(name);
   }
@@ -198,13 +194,6 @@ export class TapPool {
     } finally {
       this.resetting.delete(name);
     }
-  }
-
-  /** Drop a device from the books without touching the host (it was removed elsewhere). */
-  forget(name: string): void {
-    this.idle = this.idle.filter((n) => n !== name);
-    this.busy.delete(name);
-    this.unclaimed.delete(name);
   }
 
   /** True for names the pool wants to keep: idle, or being created or reset. */

@@ -1,15 +1,14 @@
-import { spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import type { Logger } from "pino";
 import { fileTail } from "../exec/tail.js";
+import type { DriverLog } from "../exec/log.js";
 import { BangerError } from "../../domain/errors.js";
 import type { StopResult, Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
-import { hostTscKhz, procStartTime, processAlive, terminate, waitForExit } from "../exec/proc.js";
+import { hostTscKhz, processAlive, waitForExit } from "../exec/proc.js";
+import { ExecRunner } from "../exec/runner.js";
+import { spawnUntilReady } from "../exec/spawn.js";
 import { runStopSequence, type StopRequestOutcome } from "../exec/stop.js";
-import { probeAccel, qemuVersion, type AccelVerdict } from "./accel.js";
+import { probeAccel, qemuVersion, QEMU_NOT_FOUND_HINT, type AccelVerdict } from "./accel.js";
 import { buildQemuArgs } from "./args.js";
 import { withQmp } from "./qmp.js";
 
@@ -19,11 +18,13 @@ export interface QemuVmmOptions {
   accel: "auto" | "kvm" | "tcg";
   /** Where the accel probe verdict is cached (accel.json). */
   stateDir: string;
-  log: Logger;
+  log: DriverLog;
   /** Command prefix for qemu, e.g. ["ip", "netns", "exec", ns]. Tests use it to reach a TAP inside a netns; it must exec, not fork. */
   wrap?: string[];
   /** How long spawn waits for QMP to answer. */
   spawnTimeoutMs?: number;
+  /** Runs `--version` and the accel probe, spawns the VMM; a fresh ExecRunner by default. */
+  runner?: ExecRunner;
 }
 
 /** Files the driver keeps in the per-VM directory. */
@@ -34,6 +35,7 @@ export function qemuPaths(dir: string): { qmp: string; console: string; vmmLog: 
 // sun_path is 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH = 107;
 const QMP_TIMEOUT_MS = 5_000;
+const DEFAULT_SPAWN_TIMEOUT_MS = 15_000;
 
 /** QEMU `microvm` driver. Config is fixed at spawn; configure() verifies it over QMP. */
 export class QemuVmm implements Vmm {
@@ -49,13 +51,16 @@ export class QemuVmm implements Vmm {
   // ACPI S5 makes qemu exit; -no-reboot makes a guest reset end it too.
   readonly guestStopCommand = "poweroff" as const;
   private verdict: Promise<AccelVerdict> | undefined;
+  private readonly runner: ExecRunner;
 
-  constructor(private readonly opts: QemuVmmOptions) {}
+  constructor(private readonly opts: QemuVmmOptions) {
+    this.runner = opts.runner ?? new ExecRunner();
+  }
 
-  /** KVM or TCG and why; forced by config or probed once (cached on disk). Shown by doctor. */
+  /** KVM or TCG and why; forced by config or probed once (cached on disk). The one verdict: spawn and doctor both use it. */
   accelVerdict(): Promise<AccelVerdict> {
     if (this.opts.accel !== "auto") return Promise.resolve({ accel: this.opts.accel, reason: `forced by qemu_accel = "${this.opts.accel}"` });
-    this.verdict ??= probeAccel(this.opts.bin, this.opts.stateDir).then((v) => {
+    this.verdict ??= probeAccel(this.opts.bin, this.opts.stateDir, this.runner).then((v) => {
       this.opts.log.info({ accel: v.accel, reason: v.reason }, "qemu accelerator chosen");
       return v;
     });
@@ -91,50 +96,23 @@ export class QemuVmm implements Vmm {
       agentSocket: paths.agent,
     });
     const [cmd, ...prefix] = [...(this.opts.wrap ?? []), this.opts.bin];
-    const logFd = openSync(paths.vmmLog, "w");
-    let exited: string | undefined;
-    let spawnError: NodeJS.ErrnoException | undefined;
-    let pid: number | undefined;
-    try {
-      // Own session and no pipes: the guest must outlive a daemon restart.
-      const child = spawn(cmd, [...prefix, ...args], { detached: true, stdio: ["ignore", logFd, logFd] });
-      child.on("error", (e) => (spawnError = e));
-      child.on("exit", (code, sig) => (exited = sig ? `killed by ${sig}` : `exited with code ${code}`));
-      child.unref();
-      pid = child.pid;
-    } finally {
-      closeSync(logFd);
-    }
-    this.opts.log.debug({ vm: spec.name, pid, accel, argv: [cmd, ...prefix, ...args] }, "qemu spawned");
-
-    const deadline = Date.now() + (this.opts.spawnTimeoutMs ?? 15_000);
-    for (;;) {
-      await sleep(25);
-      if (spawnError) {
-        if (spawnError.code === "ENOENT") {
-          throw new BangerError("VMM_NOT_FOUND", `cannot run ${cmd}: not found`, {
-            hint: "install qemu-system-x86 or set qemu_bin in the config to the binary's path",
-          });
-        }
-        throw await this.failed(spec.dir, `cannot run ${cmd}: ${spawnError.message}`);
-      }
-      if (exited || pid === undefined) throw await this.failed(spec.dir, `qemu ${exited ?? "did not start"} before its QMP socket answered`);
-      if (signal?.aborted) {
-        await terminate(pid, undefined, 2_000);
-        signal.throwIfAborted();
-      }
-      try {
-        await withQmp(paths.qmp, (q) => q.execute("query-status"), 2_000);
-        break;
-      } catch (e) {
-        if (Date.now() > deadline) {
-          await terminate(pid, undefined, 2_000);
-          throw await this.failed(spec.dir, `qemu QMP did not answer within ${this.opts.spawnTimeoutMs ?? 15_000} ms (${(e as Error).message})`);
-        }
-      }
-    }
-    const pidStart = procStartTime(pid);
-    if (pidStart === undefined) throw await this.failed(spec.dir, "qemu exited right after starting");
+    this.opts.log.debug({ vm: spec.name, accel, argv: [cmd, ...prefix, ...args] }, "spawning qemu");
+    const { pid, pidStart } = await spawnUntilReady(this.runner, {
+      cmd,
+      args: [...prefix, ...args],
+      output: paths.vmmLog,
+      append: false,
+      what: "qemu",
+      socket: "QMP socket",
+      ready: () => withQmp(paths.qmp, (q) => q.execute("query-status"), 2_000),
+      timeoutMs: this.opts.spawnTimeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS,
+      pollMs: 25,
+      signal,
+      failed: (message, end) => end?.kind === "spawn-error" && end.error.code === "ENOENT"
+        ? new BangerError("VMM_NOT_FOUND", `cannot run ${cmd}: not found`, { hint: QEMU_NOT_FOUND_HINT })
+        : this.failed(spec.dir, message),
+    });
+    this.opts.log.debug({ vm: spec.name, pid, accel }, "qemu spawned");
     return { kind: "qemu", pid, pidStart, controlSocket: paths.qmp, consoleLog: paths.console };
   }
 
@@ -230,11 +208,9 @@ export class QemuVmm implements Vmm {
     return processAlive(handle.pid, handle.pidStart);
   }
 
+  /** `<path>: <first line of qemu --version>`; throws VMM_NOT_FOUND / COMMAND_FAILED / TIMEOUT. */
   async version(): Promise<string> {
-    try {
-      return await qemuVersion(this.opts.bin);
-    } catch (e) {
-      return `error: cannot run ${this.opts.bin} --version: ${(e as Error).message}`;
-    }
+    const { path, line } = await qemuVersion(this.runner, this.opts.bin);
+    return `${path}: ${line}`;
   }
 }

@@ -31,7 +31,6 @@ export class QmpClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private closedError: Error | undefined;
-  private eventListeners: ((e: QmpEvent) => void)[] = [];
 
   private constructor(private readonly sock: Socket, readonly socketPath: string, private readonly defaultTimeoutMs: number) {}
 
@@ -93,9 +92,7 @@ export class QmpClient {
 
   private dispatch(msg: Record<string, unknown>): void {
     if (typeof msg.event === "string") {
-      const ev = msg as unknown as QmpEvent;
-      this.events.push(ev);
-      for (const l of this.eventListeners) l(ev);
+      this.events.push(msg as unknown as QmpEvent);
       return;
     }
     const id = typeof msg.id === "number" ? msg.id : undefined;
@@ -135,25 +132,6 @@ export class QmpClient {
       const payload: Record<string, unknown> = { execute: command, id };
       if (args) payload.arguments = args;
       this.sock.write(JSON.stringify(payload) + "\n");
-    });
-  }
-
-  /** Resolves with the first event named `name` (including ones already received), or rejects after timeoutMs. */
-  waitEvent(name: string, timeoutMs: number): Promise<QmpEvent> {
-    const seen = this.events.find((e) => e.event === name);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const listener = (e: QmpEvent): void => {
-        if (e.event !== name) return;
-        clearTimeout(timer);
-        this.eventListeners = this.eventListeners.filter((l) => l !== listener);
-        resolve(e);
-      };
-      const timer = setTimeout(() => {
-        this.eventListeners = this.eventListeners.filter((l) => l !== listener);
-        reject(new BangerError("TIMEOUT", `no QMP ${name} event within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.eventListeners.push(listener);
     });
   }
 

@@ -147,11 +147,6 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** The image id an alias points at. */
-  aliasTarget(alias: string): string | undefined {
-    return this.read(() => this.get<{ image_id: string }>("SELECT image_id FROM image_aliases WHERE alias = ?", alias)?.image_id);
-  }
-
   // ---- vms ----
 
   insertVm(vm: Vm): void {
@@ -254,10 +249,6 @@ export class SqliteStore implements Store {
     this.write(() => {
       this.run("DELETE FROM ip_leases WHERE vm_id = ?", vmId);
     });
-  }
-
-  listLeases(): { ip: string; vmId: string }[] {
-    return this.read(() => this.all<{ ip: string; vm_id: string }>("SELECT ip, vm_id FROM ip_leases ORDER BY ip").map((r) => ({ ip: r.ip, vmId: r.vm_id })));
   }
 
   /** Lowest free CID >= 3, held until the VM row is deleted. Idempotent per VM. */

@@ -1,15 +1,18 @@
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { BangerError } from "../../domain/errors.js";
+import { BangerError, isCode } from "../../domain/errors.js";
 import type { Guest, SshTarget } from "../../ports/guest.js";
+import type { RunResult } from "../../ports/runner.js";
+import { ExecRunner, type ExecOptions } from "../exec/runner.js";
 import { sshArgs } from "./args.js";
-import { runProc } from "./run.js";
 
 export interface SshGuestOptions {
   /** ssh client binary; `ssh` on PATH by default. */
   sshBin?: string;
   log: Logger;
+  /** Runs ssh; a fresh ExecRunner by default. */
+  runner?: ExecRunner;
 }
 
 type Phase = "no TCP" | "no banner" | "auth failed" | "host key mismatch" | "ssh failed";
@@ -80,9 +83,26 @@ function classify(stderr: string, code: number): Attempt {
 /** Readiness and commands over the system ssh client. */
 export class SshGuest implements Guest {
   private readonly ssh: string;
+  private readonly runner: ExecRunner;
 
   constructor(private readonly opts: SshGuestOptions) {
     this.ssh = opts.sshBin ?? "ssh";
+    this.runner = opts.runner ?? new ExecRunner();
+  }
+
+  /**
+   * One ssh run; a non-zero exit is returned, not thrown. Undefined when it did not finish within
+   * timeoutMs; an abort throws the signal's reason; a client that cannot start throws `code`.
+   */
+  private async runSsh(target: SshTarget, command: string, opts: ExecOptions & { timeoutMs: number }, code: "GUEST_NOT_READY" | "COMMAND_FAILED"): Promise<RunResult | undefined> {
+    try {
+      return await this.runner.run(this.ssh, sshArgs(target, [command]), { ...opts, allowFailure: true });
+    } catch (e) {
+      opts.signal?.throwIfAborted();
+      if (isCode(e, "TIMEOUT")) return undefined;
+      // ExecRunner's message already reads "cannot run <ssh>: …".
+      throw new BangerError(code, (e as Error).message, { hint: "install openssh-client", cause: e });
+    }
   }
 
   async waitSsh(target: SshTarget, timeoutMs: number, signal?: AbortSignal): Promise<void> {
@@ -98,15 +118,12 @@ export class SshGuest implements Guest {
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
         const attemptMs = Math.min(remaining, SSH_ATTEMPT_TIMEOUT_MS);
-        const res = await runProc(this.ssh, sshArgs(target, ["true"]), attemptMs, signal);
-        if (res.spawnError) {
-          throw new BangerError("GUEST_NOT_READY", `cannot run ${this.ssh}: ${res.spawnError.message}`, { hint: "install openssh-client" });
-        }
-        if (res.code === 0) {
+        const res = await this.runSsh(target, "true", { timeoutMs: attemptMs, signal }, "GUEST_NOT_READY");
+        if (res?.code === 0) {
           this.opts.log.debug({ host: target.host, ms: Date.now() - started }, "ssh ready");
           return;
         }
-        if (res.timedOut) {
+        if (!res) {
           // An attempt cut short by the overall deadline says less than the failure before it.
           if (attemptMs === SSH_ATTEMPT_TIMEOUT_MS || last.detail === "never attempted") {
             last = { phase: "ssh failed", detail: `ssh attempt did not finish within ${attemptMs} ms` };
@@ -154,9 +171,8 @@ export class SshGuest implements Guest {
   }
 
   async exec(target: SshTarget, command: string, timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-    const res = await runProc(this.ssh, sshArgs(target, [command]), timeoutMs);
-    if (res.spawnError) throw new BangerError("COMMAND_FAILED", `cannot run ${this.ssh}: ${res.spawnError.message}`, { hint: "install openssh-client" });
-    if (res.timedOut) {
+    const res = await this.runSsh(target, command, { timeoutMs }, "COMMAND_FAILED");
+    if (!res) {
       throw new BangerError("TIMEOUT", `ssh ${target.user}@${target.host} ${JSON.stringify(command)} did not finish within ${timeoutMs} ms`, {
         hint: "the guest may be hung; `banger vm stop` falls back to killing the VMM",
       });

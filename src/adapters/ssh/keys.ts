@@ -1,8 +1,8 @@
 import { chmod, lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { BangerError } from "../../domain/errors.js";
-import { runProc } from "./run.js";
+import { BangerError, isCode } from "../../domain/errors.js";
+import { ExecRunner } from "../exec/runner.js";
 
 const KEYGEN_TIMEOUT_MS = 15_000;
 
@@ -10,10 +10,16 @@ function keyError(message: string, hint: string): BangerError {
   return new BangerError("SSH_KEY", message, { hint });
 }
 
+const runner = new ExecRunner();
+
 async function keygen(args: string[]): Promise<string> {
-  const res = await runProc("ssh-keygen", args, KEYGEN_TIMEOUT_MS);
-  if (res.spawnError) throw keyError(`cannot run ssh-keygen: ${res.spawnError.message}`, "install openssh-client");
-  if (res.timedOut) throw keyError(`ssh-keygen ${args.join(" ")} did not finish within ${KEYGEN_TIMEOUT_MS} ms`, "check that the key has no passphrase");
+  let res;
+  try {
+    res = await runner.run("ssh-keygen", args, { timeoutMs: KEYGEN_TIMEOUT_MS, allowFailure: true });
+  } catch (e) {
+    if (isCode(e, "TIMEOUT")) throw keyError(`ssh-keygen ${args.join(" ")} did not finish within ${KEYGEN_TIMEOUT_MS} ms`, "check that the key has no passphrase");
+    throw keyError((e as Error).message, "install openssh-client");
+  }
   if (res.code !== 0) throw keyError(`ssh-keygen ${args.join(" ")} failed: ${res.stderr.trim() || `exit ${res.code}`}`, "check the key file and its directory");
   return res.stdout;
 }
