@@ -10,7 +10,7 @@ import { settleFailed, transition } from "./vm-transitions.js";
 import { imageNotFound } from "./images.js";
 import { Plan, type Stage } from "./plan.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext, type BootDeps } from "./boot-stages.js";
-import type { PreparedDisks } from "./disk-pool.js";
+import type { PreparedDisks } from "./deps.js";
 import { vmFiles } from "./vm-files.js";
 import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
 import { knownHostsLine } from "../domain/known-hosts.js";

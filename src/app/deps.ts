@@ -1,16 +1,14 @@
 import type { Logger } from "pino";
 import type { NameGenerator } from "../domain/names.js";
-import type { VmmKind } from "../domain/types.js";
+import type { Image, VmmKind } from "../domain/types.js";
 import type { ConsoleLogs } from "../ports/console.js";
 import type { Disks } from "../ports/disks.js";
 import type { Files } from "../ports/files.js";
 import type { Guest } from "../ports/guest.js";
-import type { HostFacts } from "../ports/host.js";
+import type { HostCheckConfig, HostFacts } from "../ports/host.js";
 import type { Network } from "../ports/network.js";
 import type { Store } from "../ports/store.js";
 import type { Vmm } from "../ports/vmm.js";
-import type { DiskPool } from "./disk-pool.js";
-import type { HostCheckConfig } from "./doctor.js";
 import type { VmOps } from "./vm-ops.js";
 
 /**
@@ -37,6 +35,39 @@ export interface AppConfig {
   hostCheck: HostCheckConfig;
 }
 
+/** A ready-made set of per-VM disks for one image: a directory holding rootfs.ext4 and work.ext4. */
+export interface PreparedDisks {
+  dir: string;
+  workGib: number;
+  hostPublicKey: string;
+}
+
+export interface PoolUsage {
+  /** Ready sets per image id. */
+  sets: Record<string, number>;
+  /** Allocated bytes (st_blocks) of every file under the pool, sets being built included. */
+  bytes: number;
+  /** 0 means no cap. */
+  maxBytes: number;
+  /** Image ids whose refill is held back by the cap. */
+  capped: string[];
+}
+
+/** Warm per-VM disk sets (src/app/disk-pool.ts); what the use cases ask of it. */
+export interface WarmDisks {
+  adopt(images: Image[]): Promise<void>;
+  /** A set for this image and work-disk size, or undefined. Never blocks. */
+  take(image: Image, workGib: number): PreparedDisks | undefined;
+  /** Make a taken set the VM's directory (one rename). */
+  claim(p: PreparedDisks, vmDir: string): Promise<void>;
+  refill(image: Image): void;
+  settled(): Promise<void>;
+  drop(imageId: string): Promise<void>;
+  close(): Promise<void>;
+  stats(): Record<string, number>;
+  usage(): Promise<PoolUsage>;
+}
+
 /** The SSH identities: banger's own key for reaching guests, and a fresh host key per VM. */
 export interface Keys {
   /** Path of the private key (config ssh_key or the auto-managed default); `.pub` beside it. */
@@ -57,7 +88,7 @@ export interface AppDeps {
   /** Drivers are created on first use so a host without firecracker still serves qemu VMs. */
   vmm(kind: VmmKind): Vmm;
   network: Network;
-  diskPool: DiskPool;
+  diskPool: WarmDisks;
   disks: Disks;
   files: Files;
   host: HostFacts;

@@ -3,26 +3,8 @@ import { dirname, join } from "node:path";
 import { errnoError } from "../domain/errors.js";
 import { artifactOf, type Image } from "../domain/types.js";
 import type { Files } from "../ports/files.js";
-import type { AppConfig, AppDeps } from "./deps.js";
+import type { AppConfig, AppDeps, PoolUsage, PreparedDisks, WarmDisks } from "./deps.js";
 import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
-
-/** A ready-made set of per-VM disks for one image: a directory holding rootfs.ext4 and work.ext4. */
-export interface PreparedDisks {
-  dir: string;
-  workGib: number;
-  hostPublicKey: string;
-}
-
-export interface PoolUsage {
-  /** Ready sets per image id. */
-  sets: Record<string, number>;
-  /** Allocated bytes (st_blocks) of every file under the pool, sets being built included. */
-  bytes: number;
-  /** 0 means no cap. */
-  maxBytes: number;
-  /** Image ids whose refill is held back by the cap. */
-  capped: string[];
-}
 
 interface Meta {
   imageSha: string;
@@ -69,7 +51,7 @@ export interface PoolOptions {
  * a time across images, so they never compete with a booting guest for the CPU
  * and the size cap holds.
  */
-export class DiskPool {
+export class DiskPool implements WarmDisks {
   private readonly ready = new Map<string, { dir: string; meta: Meta }[]>();
   private readonly filling = new Map<string, Promise<void>>();
   /** Allocated bytes of the last set built or adopted per image: the estimate for its next one. */

@@ -1,5 +1,4 @@
-import type { VmmKind } from "../domain/types.js";
-import type { HostFacts } from "../ports/host.js";
+import type { HostCheckConfig, HostFacts } from "../ports/host.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 import type { ImageService } from "./images.js";
 import { artifactOf } from "../domain/types.js";
@@ -18,14 +17,6 @@ export interface DoctorReport {
   ok: boolean;
 }
 
-/** What the host checks read of the config; the CLI builds it too, to run them when bangerd is down. */
-export interface HostCheckConfig {
-  vmm: VmmKind;
-  stateDir: string;
-  /** ssh_key from the config; unset means the auto-managed key at defaultSshKey. */
-  sshKey?: string;
-  defaultSshKey: string;
-}
 
 const TOOLS: [string, string][] = [
   ["ip", "iproute2"], ["nft", "nftables"], ["mkfs.ext4", "e2fsprogs"], ["resize2fs", "e2fsprogs"],

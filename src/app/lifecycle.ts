@@ -2,7 +2,7 @@ import { BangerError } from "../domain/errors.js";
 import type { LifecycleEvent, Vm } from "../domain/types.js";
 import { OP_ENTRY, wrongState } from "../domain/vm-state.js";
 import { resolveImage, type CreateDeps } from "./create.js";
-import { Plan, type Stage } from "./plan.js";
+import { Plan } from "./plan.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
 import { handleOf } from "./vm-boot.js";
 import { removeSockets } from "./vm-files.js";

@@ -28,4 +28,4 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv).then((code) => process.exit(code));
+void main(process.argv).then((code) => process.exit(code));

@@ -2,7 +2,7 @@ import { readFileSync, existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve, isAbsolute } from "node:path";
 import { parse as parseToml } from "smol-toml";
-import { z } from "zod";
+import { type z } from "zod";
 import { BangerError } from "../domain/errors.js";
 import { configSchema, STATIC_DEFAULTS, type Config } from "./schema.js";
 

@@ -1,3 +1,14 @@
+import type { VmmKind } from "../domain/types.js";
+
+/** What the host checks read of the config; the CLI builds it too, to run them when bangerd is down. */
+export interface HostCheckConfig {
+  vmm: VmmKind;
+  stateDir: string;
+  /** ssh_key from the config; unset means the auto-managed key at defaultSshKey. */
+  sshKey?: string;
+  defaultSshKey: string;
+}
+
 /** Facts about the host that doctor and the boot arguments need; the CLI also uses them when bangerd is down. */
 export interface HostFacts {
   /** Version line of the VMM binary; throws with the reason when it cannot run. */

@@ -11,7 +11,7 @@ import { FAKE_FC, FAKE_FC_ENV } from "../fakes/firecracker/testkit.js";
 
 const skip = netnsSkipReason() ?? built();
 
-interface VmJson { id: string; name: string; ip: string; tap?: string; state: string; pid?: number; dir: string; vsockCid: number }
+interface VmJson { id: string; name: string; ip: string; tap?: string; state: string; pid?: number; dir: string; vsockCid: number; lastError?: string }
 interface EventJson { op: string; stage: string; outcome: string; opId?: number }
 
 /** Processes whose command line names this VM's API socket: its VMMs. */

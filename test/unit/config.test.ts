@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig, type Env } from "../../src/config/load.js";
-import { BangerError } from "../../src/domain/errors.js";
+import { type BangerError } from "../../src/domain/errors.js";
 
 function env(extra: Record<string, string> = {}, uid = 1000): Env {
   const home = mkdtempSync(join(tmpdir(), "banger-cfg-"));

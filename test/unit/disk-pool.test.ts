@@ -1,18 +1,12 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { world as appWorld } from "../helpers/app-world.js";
-import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import { createVm } from "../../src/app/create.js";
-import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
 import { diskPoolCheck } from "../../src/app/doctor.js";
-import { VmOps } from "../../src/app/vm-ops.js";
-import { loadConfig } from "../../src/config/load.js";
 import { BangerError, errnoError } from "../../src/domain/errors.js";
-import { NameGenerator, seededRandom } from "../../src/domain/names.js";
 import type { Image } from "../../src/domain/types.js";
 import type { Disks } from "../../src/ports/disks.js";
 

@@ -155,7 +155,7 @@ describe("one operation per VM", () => {
     await createVm(w.d, { image: "deb-1", name: "a" });
     await stopVm(w.d, "a");
     const results = await Promise.all(Array.from({ length: 10 }, () => errOf(startVm(w.d, "a", { noWait: true }))));
-    const busy = results.filter((e) => e?.code === "VM_BUSY");
+    const busy = results.filter((e): e is BangerError => e?.code === "VM_BUSY");
     expect(results.filter((e) => e === undefined)).toHaveLength(1);
     expect(busy).toHaveLength(9);
     expect(busy[0].message).toMatch(/start in progress/);

@@ -8,6 +8,7 @@ import type { Runner } from "../../ports/runner.js";
 export function validateGuestPath(path: string): void {
   const bad =
     !path.startsWith("/") || path === "/" || path.endsWith("/") ||
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what this refuses
     /["\\\x00-\x1f\x7f]/.test(path) || path.split("/").some((seg) => seg === "." || seg === "..");
   if (bad) {
     throw new BangerError("DISK_FAILED", `cannot inject ${JSON.stringify(path)}: guest paths must be absolute, normalised file paths without quotes, backslashes or control characters`, {

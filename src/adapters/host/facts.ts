@@ -1,7 +1,6 @@
 import { accessSync, closeSync, constants, mkdirSync, openSync } from "node:fs";
-import type { HostCheckConfig } from "../../app/doctor.js";
 import type { LoadedConfig } from "../../config/load.js";
-import type { HostFacts } from "../../ports/host.js";
+import type { HostCheckConfig, HostFacts } from "../../ports/host.js";
 import type { Vmm } from "../../ports/vmm.js";
 import { ExecRunner } from "../exec/runner.js";
 import { which } from "../exec/which.js";
