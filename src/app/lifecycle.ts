@@ -16,6 +16,7 @@ export type LifecycleDeps = Omit<CreateDeps, "names" | "diskPool" | "disks">;
 const STOP_TIMEOUT_MS = 30_000;
 /** The in-guest command over SSH: enough to connect and hand the command over, not to wait for the shutdown. */
 const GUEST_STOP_SSH_MS = 5_000;
+const STOP_ACK = "banger-stop-accepted";
 /** After the guest accepted the command, how long its own shutdown may take before the VMM is asked. */
 const GUEST_STOP_GRACE_MS = 15_000;
 
@@ -39,9 +40,11 @@ export async function stopVm(d: LifecycleDeps, name: string): Promise<Vm> {
         // The guest's own shutdown first: it works whatever the image maps Ctrl-Alt-Del or the
         // power button to. The command is the one that ends this VMM (a reboot for Firecracker).
         { name: "guest-stop", run: async () => {
-          const r = await d.guest.exec(await sshTarget(d, vm), vmm.guestStopCommand, GUEST_STOP_SSH_MS).catch((e: Error) => ({ code: -1, stderr: e.message }));
-          // 255: sshd went away under the command, which is the point.
-          guestAsked = r.code === 0 || r.code === 255;
+          // ssh exits 255 both when it cannot connect and when sshd goes away under the command (the
+          // point of the command), so the guest acknowledges first: the marker says the command ran.
+          const r = await d.guest.exec(await sshTarget(d, vm), `echo ${STOP_ACK} && ${vmm.guestStopCommand}`, GUEST_STOP_SSH_MS)
+            .catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
+          guestAsked = r.stdout.includes(STOP_ACK);
           return guestAsked ? `${vmm.guestStopCommand} over SSH` : `not reachable over SSH (${r.stderr.trim().split("\n")[0] || `exit ${r.code}`}); VMM request only`;
         } },
         { name: "vmm-stop", run: async () => {

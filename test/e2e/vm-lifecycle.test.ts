@@ -89,7 +89,7 @@ describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${
     const start = await d.cli(["vm", "start", "alp"], { timeoutMs: 600_000 });
     expect(start.stderr).toBe("");
     const r = await d.cli(["vm", "ssh", "alp", "--", "hostname"]);
-    expect(r.stdout.trim()).toBe("alp");
+    expect(r.stdout.trim(), r.stderr).toBe("alp");
     const logs = await d.cli(["vm", "logs", "alp"]);
     expect(logs.stdout).toMatch(/Linux version/);
   });

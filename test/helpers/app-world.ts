@@ -28,6 +28,8 @@ export interface WorldOptions {
   /** Replace the recording disk fakes (the pool tests write content they can read back). */
   disks?: Disks;
   log?: Logger;
+  /** The guest's answer to an SSH command (stop's in-guest shutdown). */
+  exec?: (command: string) => { code: number; stdout: string; stderr: string };
 }
 
 /** Port fakes that record what is held, so every failure path can be checked for leaks. */
@@ -38,7 +40,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   const cfg = loadConfig({ env: { env: { BANGER_CONFIG: cfgFile }, uid: 1000, home: dir } });
   mkdirSync(cfg.paths.vmsDir, { recursive: true });
   const store = SqliteStore.open(cfg.paths.dbFile);
-  const held = { taps: new Set<string>(), nat: new Set<string>(), procs: new Set<number>() };
+  const held = { taps: new Set<string>(), nat: new Set<string>(), procs: new Set<number>(), stops: [] as { timeoutMs: number; graceMs?: number }[] };
   const boom = (stage: string) => { if (failAt === stage) throw new BangerError("INTERNAL", `injected failure at ${stage}`); };
   const gate = async (stage: string) => { await opts.gate?.(stage); boom(stage); };
   let nextTap = 0;
@@ -68,7 +70,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     configure: async () => boom("configure"),
     start: async (h: VmmHandle) => { boom("start"); writeFileSync(h.consoleLog, "Linux version 6.1\nlogin:\n"); },
     guestStopCommand: "poweroff",
-    stop: async (h) => { if (opts.broken?.has("stop")) throw new BangerError("VMM_FAILED", "survived SIGKILL"); const was = held.procs.delete(h.pid); return { how: was ? "vmm-request" : "already-gone", ms: 0 }; },
+    stop: async (h, o) => { held.stops.push(o); if (opts.broken?.has("stop")) throw new BangerError("VMM_FAILED", "survived SIGKILL"); const was = held.procs.delete(h.pid); return { how: was ? "vmm-request" : "already-gone", ms: 0 }; },
     kill: async (h) => { if (opts.broken?.has("kill")) throw new BangerError("VMM_FAILED", "survived SIGKILL"); held.procs.delete(h.pid); },
     isAlive: (h) => held.procs.has(h.pid),
     version: async () => "fake",
@@ -76,7 +78,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   const guest: Guest = {
     waitSsh: async (_t, _ms, signal) => { await gate("wait-ssh"); signal?.throwIfAborted(); },
     waitPort: async () => boom("wait-services"),
-    exec: async () => ({ code: 0, stdout: "", stderr: "" }),
+    exec: async (_t, command) => opts.exec?.(command) ?? { code: 0, stdout: "", stderr: "" },
   };
   const keyPath = join(dir, "id");
   writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");

@@ -68,6 +68,22 @@ describe("lifecycle transitions with port fakes", () => {
     await expect(stopVm(d, "a")).rejects.toMatchObject({ code: "VM_STATE" });
   });
 
+  it("stop: the in-guest command counts only when the guest acknowledged it; an unreachable guest gets no grace period", async () => {
+    let answer = { code: 255, stdout: "", stderr: "ssh: connect to host 172.30.0.2 port 22: No route to host" };
+    const commands: string[] = [];
+    const { d, held } = world(undefined, 0, { exec: (c) => { commands.push(c); return answer; } });
+    await createVm(d, { image: "deb-1", name: "a" });
+    await stopVm(d, "a");
+    expect(held.stops.at(-1)?.graceMs).toBe(0);
+    expect(commands.at(-1)).toMatch(/&& poweroff$/);
+    await startVm(d, "a");
+    // The guest ran the command and then its sshd went away: 255 as well, but acknowledged.
+    answer = { code: 255, stdout: "banger-stop-accepted\n", stderr: "Connection to 172.30.0.2 closed by remote host." };
+    const vm = await stopVm(d, "a");
+    expect(held.stops.at(-1)?.graceMs).toBeGreaterThan(0);
+    expect(d.store.events(vm.id).filter((e) => e.stage === "guest-stop").at(-1)?.detail).toBe("poweroff over SSH");
+  });
+
   it("stop: a VMM that will not die leaves the VM failed, and only rm is accepted", async () => {
     const broken = new Set<string>();
     const { d } = world(undefined, 0, { broken });

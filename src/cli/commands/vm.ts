@@ -164,7 +164,8 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .action(async (name: string, cmd: string[]) => {
       const { target } = await ctx.client().call<{ target: SshTarget }>("GET", `/vms/${enc(name)}/ssh`);
       // Without a command ssh opens a login shell and allocates a TTY itself when stdin is one.
-      const r = spawnSync("ssh", sshArgs(target, cmd), { stdio: "inherit" });
+      // Generous: a TCG guest that just booted can take seconds to send its banner while opencode starts.
+      const r = spawnSync("ssh", sshArgs(target, cmd, { connectTimeoutS: 15 }), { stdio: "inherit" });
       if (r.error) throw new BangerError("COMMAND_FAILED", `cannot run ssh: ${r.error.message}`, { hint: "apt-get install openssh-client" });
       process.exitCode = r.status ?? 1;
     });
