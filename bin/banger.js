@@ -1,2 +1,2 @@
 #!/usr/bin/env node
-import "../build/runtime/cli/main.js";
+import "../build/bundle/banger.js";
