@@ -20,7 +20,7 @@ build: node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
 	node scripts/bundle/bundle.mjs
 	@mkdir -p build/bin
-	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger.js" "$$@"\n' "$(CURDIR)" > build/bin/banger
+	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger.cjs" "$$@"\n' "$(CURDIR)" > build/bin/banger
 	@printf '#!/bin/sh\nexec node $(BANGERD_NODE_FLAGS) "%s/build/bundle/bangerd.js" "$$@"\n' "$(CURDIR)" > build/bin/bangerd
 	@chmod +x build/bin/banger build/bin/bangerd
 

@@ -1,4 +1,4 @@
-import { request } from "node:http";
+import { connect } from "node:net";
 import { BangerError, type ErrorBody } from "../domain/errors.js";
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -11,33 +11,74 @@ function coded(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
 }
 
+function dechunk(body: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const eol = body.indexOf("\r\n", at);
+    const size = eol < 0 ? NaN : parseInt(body.subarray(at, eol).toString("latin1"), 16);
+    if (!(size > 0)) return Buffer.concat(parts);
+    parts.push(body.subarray(eol + 2, eol + 2 + size));
+    at = eol + 2 + size + 2;
+  }
+}
+
+/** Status, headers and body of a whole HTTP/1.1 answer read until the daemon closed the connection. */
+function parseReply(raw: Buffer): Reply {
+  const end = raw.indexOf("\r\n\r\n");
+  if (end < 0) throw coded("BAD_REPLY", "bangerd closed the connection before a complete answer");
+  const [statusLine, ...lines] = raw.subarray(0, end).toString("latin1").split("\r\n");
+  const headers = new Map(lines.map((l) => [l.slice(0, l.indexOf(":")).trim().toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]));
+  let body = raw.subarray(end + 4);
+  if (/chunked/i.test(headers.get("transfer-encoding") ?? "")) body = dechunk(body);
+  else if (headers.has("content-length")) body = body.subarray(0, Number(headers.get("content-length")));
+  const dur = /(?:^|[,;\s])dur=([\d.]+)/.exec(headers.get("server-timing") ?? "");
+  return { status: Number(statusLine.split(" ")[1]), text: body.toString("utf8"), serverMs: dur ? Number(dur[1]) : undefined };
+}
+
 /**
- * One request over the Unix socket with plain node:http: undici costs the CLI ~100 ms of
- * loading for what is one small request per command. No keep-alive, so nothing holds the
- * process open. `timeoutMs` bounds the time the socket sits idle, i.e. the wait for the answer
- * and any stall in its body, as undici's headers and body timeouts did.
+ * One request on its own connection, HTTP/1.1 written by hand over the Unix socket: node:http
+ * and undici cost the CLI more to load than the request takes. `Connection: close`, so the
+ * answer ends where the stream does. `timeoutMs` bounds the time the socket sits idle, i.e. the
+ * wait for the answer and any stall in it, as undici's headers and body timeouts did.
  */
 function send(socket: string, method: string, path: string, body: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = body === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
-    const req = request({ socketPath: socket, method, path, headers, agent: false, signal }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("error", reject);
-      res.on("end", () => {
-        const dur = /(?:^|[,;\s])dur=([\d.]+)/.exec(String(res.headers["server-timing"] ?? ""));
-        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8"), serverMs: dur ? Number(dur[1]) : undefined });
-      });
+    const s = connect(socket);
+    const chunks: Buffer[] = [];
+    let settled = false;
+    const fail = (e: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(connectTimer);
+      signal?.removeEventListener("abort", onAbort);
+      s.destroy();
+      reject(e);
+    };
+    const onAbort = () => fail(coded("ABORTED", "cancelled"));
+    const connectTimer = setTimeout(() => fail(coded("CONNECT_TIMEOUT", "connect timed out")), CONNECT_TIMEOUT_MS);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    s.setTimeout(timeoutMs, () => fail(coded("ANSWER_TIMEOUT", "no answer in time")));
+    s.on("error", fail);
+    s.on("data", (c: Buffer) => chunks.push(c));
+    s.on("end", () => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener("abort", onAbort);
+      s.destroy();
+      try {
+        resolve(parseReply(Buffer.concat(chunks)));
+      } catch (e) {
+        reject(e as Error);
+      }
     });
-    req.on("error", reject);
-    req.on("socket", (s) => {
-      if (!s.connecting) return;
-      const t = setTimeout(() => req.destroy(coded("CONNECT_TIMEOUT", "connect timed out")), CONNECT_TIMEOUT_MS);
-      s.once("connect", () => clearTimeout(t));
-      s.once("close", () => clearTimeout(t));
+    s.once("connect", () => {
+      clearTimeout(connectTimer);
+      const payload = body === undefined ? "" : body;
+      const head = `${method} ${path} HTTP/1.1\r\nHost: bangerd\r\nConnection: close\r\n` +
+        (body === undefined ? "" : `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(payload)}\r\n`) + "\r\n";
+      s.write(head + payload);
     });
-    req.setTimeout(timeoutMs, () => req.destroy(coded("ANSWER_TIMEOUT", "no answer in time")));
-    req.end(body);
   });
 }
 
