@@ -84,8 +84,11 @@ function send(socket: string, method: string, path: string, body: string | undef
 
 /** The CLI's only way to the daemon: JSON over the Unix socket, /v1 routes. */
 export class ApiClient {
-  /** The daemon's own time on this client's requests, summed from their Server-Timing headers. */
-  readonly timing = { requests: 0, serverMs: 0 };
+  /**
+   * Per command: the daemon's own time on its requests (their Server-Timing headers), and the
+   * time this process spent waiting on it, connect to last byte.
+   */
+  readonly timing = { requests: 0, serverMs: 0, waitMs: 0 };
   private socketPath?: Promise<string>;
 
   /** The socket is resolved on the first call, so a command that never calls pays nothing. */
@@ -100,6 +103,7 @@ export class ApiClient {
     const socket = await this.socket();
     if (signal?.aborted) throw new BangerError("CANCELLED", `${method} ${path} was cancelled`);
     let res: Reply;
+    const t0 = performance.now();
     try {
       res = await send(socket, method, `/v1${path}`, body === undefined ? undefined : JSON.stringify(body), timeoutMs, signal);
     } catch (e) {
@@ -120,6 +124,7 @@ export class ApiClient {
     }
     this.timing.requests++;
     this.timing.serverMs += res.serverMs ?? 0;
+    this.timing.waitMs += performance.now() - t0;
     let json: unknown;
     try {
       json = res.text ? JSON.parse(res.text) : {};

@@ -40,8 +40,8 @@ export class CliContext {
   }
 
   /** The daemon's share of this command's time, for BANGER_TIMING (bench/cli.ts). */
-  timing(): { requests: number; serverMs: number } {
-    return this.api?.timing ?? { requests: 0, serverMs: 0 };
+  timing(): { requests: number; serverMs: number; waitMs: number } {
+    return this.api?.timing ?? { requests: 0, serverMs: 0, waitMs: 0 };
   }
 
   /** JSON mode prints the object; human mode prints the text. */
