@@ -1,7 +1,7 @@
 import { chmodSync, chownSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
-import type { Server } from "node:http";
-import { createAdaptorServer } from "@hono/node-server";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { getRequestListener } from "@hono/node-server";
 import { Hono } from "hono";
 import pino from "pino";
 import type { LoadedConfig } from "../config/load.js";
@@ -33,6 +33,23 @@ function listen(server: Server, path: string): Promise<void> {
     server.once("error", reject);
     server.listen(path, () => { server.off("error", reject); resolve(); });
   });
+}
+
+/**
+ * Stamps each answer with `Server-Timing: app;dur=<ms>`, the daemon's time from the request
+ * event to the response head: routing, the use case and the JSON encoding, all but the socket
+ * write. bench/cli.ts reads it, and the CLI reports it under BANGER_TIMING.
+ */
+function withServerTiming(listener: (req: IncomingMessage, res: ServerResponse) => unknown) {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const t0 = performance.now();
+    const writeHead = res.writeHead;
+    res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+      if (!this.headersSent) this.setHeader("Server-Timing", `app;dur=${(performance.now() - t0).toFixed(2)}`);
+      return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+    } as ServerResponse["writeHead"];
+    void listener(req, res);
+  };
 }
 
 export async function runDaemon(cfg: LoadedConfig): Promise<void> {
@@ -80,7 +97,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   const app = new Hono();
   app.route("/v1", apiRoutes(deps, { shutdown: () => void shutdown("api request") }));
   mkdirSync(dirname(cfg.paths.socket), { recursive: true, mode: 0o755 });
-  server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  server = createServer(withServerTiming(getRequestListener(app.fetch)));
   // A create waits for a guest boot; the default 5-minute request timeout would cut long TCG boots short.
   server.requestTimeout = 0;
   await listen(server, cfg.paths.socket);

@@ -70,7 +70,7 @@ export interface Vmm {
   /** The process exists and is the one we started (pid + start time). */
   isAlive(handle: VmmHandle): boolean;
   /**
-   * `<binary path>: <first line of --version>`, for doctor (daemon and offline CLI, via hostProbes).
+   * `<binary path>: <first line of --version>`, for doctor (daemon and offline CLI, via HostFacts).
    * Rejects when the binary cannot run: VMM_NOT_FOUND, COMMAND_FAILED or TIMEOUT.
    */
   version(): Promise<string>;

@@ -1,6 +1,4 @@
 import type { Command } from "commander";
-import { stringify } from "smol-toml";
-import { KEY_DOCS } from "../../config/schema.js";
 import type { CliContext } from "../context.js";
 import { table } from "../output.js";
 
@@ -11,14 +9,15 @@ function flatten(obj: Record<string, unknown>, prefix = ""): [string, unknown][]
 
 export function registerConfig(program: Command, ctx: CliContext): void {
   const c = program.command("config").description("where the config lives and what it resolves to");
-  c.command("path").description("print the config file path").action(() => {
-    const cfg = ctx.cfg();
+  c.command("path").description("print the config file path").action(async () => {
+    const cfg = await ctx.cfg();
     ctx.out(cfg.path + (cfg.fileExists ? "" : "  (does not exist; defaults apply)"), { path: cfg.path, exists: cfg.fileExists });
   });
   c.command("show").description("print the resolved config and where each value came from")
     .option("--toml", "print as TOML (a starting point for your own file)")
-    .action((o: { toml?: boolean }) => {
-      const cfg = ctx.cfg();
+    .action(async (o: { toml?: boolean }) => {
+      // Only this command needs the key docs and the TOML writer; other commands do not load them.
+      const [cfg, { KEY_DOCS }, { stringify }] = await Promise.all([ctx.cfg(), import("../../config/schema.js"), import("smol-toml")]);
       const rows = flatten(cfg.config as Record<string, unknown>).map(([k, v]) => ({ key: k, value: v, source: cfg.sources[k] ?? "default", doc: KEY_DOCS[k] }));
       if (o.toml && !ctx.json) {
         process.stdout.write(stringify(cfg.config as Record<string, unknown>) + "\n");

@@ -10,19 +10,24 @@ import type { CliContext } from "../context.js";
 import { keyValues } from "../output.js";
 
 const START_TIMEOUT_MS = 20_000;
-const DAEMON_MAIN = fileURLToPath(new URL("../../daemon/main.js", import.meta.url));
+// Set by the bundler (scripts/bundle.mjs): there bangerd is a sibling file, not a module two levels up.
+declare const BANGER_BUNDLED: boolean | undefined;
+const DAEMON_MAIN = fileURLToPath(new URL(typeof BANGER_BUNDLED === "boolean" ? "./bangerd.js" : "../../daemon/main.js", import.meta.url));
+
+/** Node flags for bangerd, as in the Makefile's BANGERD_NODE_FLAGS and bin/bangerd.js. */
+const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1"];
 
 interface VersionInfo { version: string; pid: number; vmm: string; stateDir: string }
 
 function daemonArgs(ctx: CliContext): string[] {
-  const args = [DAEMON_MAIN];
+  const args = [...DAEMON_NODE_FLAGS, DAEMON_MAIN];
   if (ctx.opts.config) args.push("--config", ctx.opts.config);
   if (ctx.opts.socket) args.push("--socket", ctx.opts.socket);
   return args;
 }
 
 async function start(ctx: CliContext, foreground: boolean): Promise<void> {
-  const cfg = ctx.cfg();
+  const cfg = await ctx.cfg();
   if (foreground) {
     const { runDaemon } = await import("../../daemon/run.js");
     await runDaemon(cfg);
@@ -56,7 +61,7 @@ async function start(ctx: CliContext, foreground: boolean): Promise<void> {
 }
 
 async function stop(ctx: CliContext): Promise<void> {
-  const socket = ctx.cfg().paths.socket;
+  const socket = await ctx.socket();
   if (!(await socketLive(socket))) {
     ctx.out(`bangerd is not running (socket ${socket})`, { running: false });
     return;
@@ -74,7 +79,7 @@ async function stop(ctx: CliContext): Promise<void> {
 }
 
 async function status(ctx: CliContext): Promise<void> {
-  const socket = ctx.cfg().paths.socket;
+  const socket = await ctx.socket();
   try {
     const v = await ctx.client().call<VersionInfo>("GET", "/version");
     ctx.out(keyValues([["status", "running"], ["pid", v.pid], ["version", v.version], ["vmm", v.vmm], ["socket", socket], ["state dir", v.stateDir]]), { running: true, socket, ...v });

@@ -14,7 +14,7 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
     } catch (e) {
       if ((e as { code?: string }).code !== "DAEMON_UNREACHABLE") throw e;
       // Without the daemon the host checks still tell the user what to fix first.
-      const cfg = ctx.cfg();
+      const cfg = await ctx.cfg();
       const [{ hostChecks }, { hostCheckConfig, hostFacts }] = await Promise.all([import("../../app/doctor.js"), import("../../adapters/host/facts.js")]);
       const checks = await hostChecks(hostCheckConfig(cfg), hostFacts(cfg));
       checks.push({ name: "daemon", status: "FAIL", detail: (e as Error).message, fix: "start it with `banger daemon start`" });
