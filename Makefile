@@ -5,7 +5,7 @@ NODE ?= node
 # one only held garbage (docs/architecture.md, "CLI and daemon footprint").
 BANGERD_NODE_FLAGS := --max-semi-space-size=1
 
-.PHONY: all build test-prereqs test test-unit test-integration test-e2e dist image-debian bench-create bench-stop bench-cli demo demo-clean clean
+.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian bench-create bench-stop bench-cli demo demo-clean clean
 
 all: build
 
@@ -23,6 +23,14 @@ build: node_modules/.package-lock.json
 	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger.cjs" "$$@"\n' "$(CURDIR)" > build/bin/banger
 	@printf '#!/bin/sh\nexec node $(BANGERD_NODE_FLAGS) "%s/build/bundle/bangerd.js" "$$@"\n' "$(CURDIR)" > build/bin/bangerd
 	@chmod +x build/bin/banger build/bin/bangerd
+
+# Type-check everything (tests, bench, image tooling too), type-aware lint, formatting, and the
+# layering rules in .dependency-cruiser.cjs (no cycles, app only through ports).
+lint: node_modules/.package-lock.json
+	npx tsc -p tsconfig.lint.json
+	npx eslint .
+	npx prettier --check .
+	npx depcruise src --config .dependency-cruiser.cjs
 
 # As root: host packages and the Debian guest image when missing (scripts/test-prereqs.sh).
 test-prereqs: build

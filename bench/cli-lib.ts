@@ -2,7 +2,12 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { request } from "node:http";
 
-export interface Timed { ms: number; code: number; stdout: string; stderr: string }
+export interface Timed {
+  ms: number;
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 export const median = (xs: number[]) => {
   const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
@@ -26,7 +31,11 @@ export function api<T = unknown>(socket: string, method: string, path: string, b
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
         const timing = /dur=([\d.]+)/.exec(String(res.headers["server-timing"] ?? ""));
-        resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as T, serverMs: timing ? Number(timing[1]) : undefined });
+        resolve({
+          status: res.statusCode ?? 0,
+          json: JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as T,
+          serverMs: timing ? Number(timing[1]) : undefined,
+        });
       });
       res.on("error", reject);
     });
@@ -35,7 +44,11 @@ export function api<T = unknown>(socket: string, method: string, path: string, b
   });
 }
 
-export interface Memory { rss: number; anon: number; file: number }
+export interface Memory {
+  rss: number;
+  anon: number;
+  file: number;
+}
 
 /** Resident memory of a process from /proc: all of it, and how much is anonymous (heaps) versus file-backed (code, mapped libraries). */
 export function daemonMemory(pid: number): Memory {

@@ -50,7 +50,11 @@ async function settledMemory(pid: number): Promise<{ early: Memory; settled: Mem
   return { early, settled: daemonMemory(pid) };
 }
 
-interface Vm { name: string; state: string; pid?: number }
+interface Vm {
+  name: string;
+  state: string;
+  pid?: number;
+}
 
 /** Runs each command `runs` times, round-robin, so a noisy moment hits all of them alike. */
 function interleaved(cmds: Record<string, string[]>, env: NodeJS.ProcessEnv): Record<string, Timed[]> {
@@ -100,7 +104,18 @@ async function main(): Promise<void> {
   };
   try {
     const pid = (await api<{ pid: number }>(d.socket, "GET", "/v1/version")).json.pid;
-    await cli(["image", "register", "--name", "bench-1", "--kernel", fakeElfKernel(art), "--rootfs", realExt4(art, "rootfs.ext4"), "--work-seed", realExt4(art, "seed.ext4")]);
+    await cli([
+      "image",
+      "register",
+      "--name",
+      "bench-1",
+      "--kernel",
+      fakeElfKernel(art),
+      "--rootfs",
+      realExt4(art, "rootfs.ext4"),
+      "--work-seed",
+      realExt4(art, "seed.ext4"),
+    ]);
     await cli(["image", "promote", "bench-1", "--as", "bench"]);
     await cli(["image", "warm", "bench"]);
     const idle = await settledMemory(pid);
@@ -122,12 +137,15 @@ async function main(): Promise<void> {
     }
     await cli(["image", "warm", "bench"]);
     console.log(`10 VMs; timing the CLI`);
-    const times = interleaved({
-      "node -e 0": [process.execPath, "-e", "0"],
-      "banger --help": [BANGER, "--help"],
-      "banger --json vm ls": [BANGER, "--json", "vm", "ls"],
-      "node bin/banger.js --json vm ls": [process.execPath, BIN_JS, "--json", "vm", "ls"],
-    }, env);
+    const times = interleaved(
+      {
+        "node -e 0": [process.execPath, "-e", "0"],
+        "banger --help": [BANGER, "--help"],
+        "banger --json vm ls": [BANGER, "--json", "vm", "ls"],
+        "node bin/banger.js --json vm ls": [process.execPath, BIN_JS, "--json", "vm", "ls"],
+      },
+      env,
+    );
 
     console.log(`50 records, 5 running`);
     for (let i = 5; i < 10; i++) {
@@ -155,7 +173,8 @@ async function main(): Promise<void> {
     }
 
     const node = median(times["node -e 0"].map((t) => t.ms));
-    const row = (label: string, ms: number, target: string) => console.log(`  ${label.padEnd(36)} ${fmt(ms).padStart(10)}  ${(ms / node).toFixed(2)}× node -e 0   ${target}`);
+    const row = (label: string, ms: number, target: string) =>
+      console.log(`  ${label.padEnd(36)} ${fmt(ms).padStart(10)}  ${(ms / node).toFixed(2)}× node -e 0   ${target}`);
     console.log(`\n== CLI wall time, median of ${runs} (interleaved; node ${process.version})`);
     for (const [k, ts] of Object.entries(times)) {
       const target = k === "banger --help" ? "(target ≤ 80 ms)" : k === "banger --json vm ls" ? "(target ≤ 100 ms and ≤ 2.0×)" : "";
@@ -164,13 +183,21 @@ async function main(): Promise<void> {
     const own = create.map((c) => (c.waitMs === undefined ? NaN : c.wallMs - c.waitMs - node));
     const ownStrict = create.map((c) => (c.serverMs === undefined ? NaN : c.wallMs - c.serverMs - node));
     console.log(`\n== banger --json vm create --no-wait (10 creates, fake Firecracker, warm pools)`);
-    console.log(`  wall ${fmt(median(create.map((c) => c.wallMs)))}; daemon's create total ${fmt(median(create.map((c) => c.createTotalMs ?? NaN)))}; its requests: server time ${fmt(median(create.map((c) => c.serverMs ?? NaN)))}, waited on ${fmt(median(create.map((c) => c.waitMs ?? NaN)))}`);
+    console.log(
+      `  wall ${fmt(median(create.map((c) => c.wallMs)))}; daemon's create total ${fmt(median(create.map((c) => c.createTotalMs ?? NaN)))}; its requests: server time ${fmt(median(create.map((c) => c.serverMs ?? NaN)))}, waited on ${fmt(median(create.map((c) => c.waitMs ?? NaN)))}`,
+    );
     console.log(`  CLI's own (wall − waited on the daemon − node -e 0): ${fmt(median(own))}   (target ≤ 20 ms)`);
     console.log(`  the same counting only server time as the daemon's (queueing and transport as the CLI's): ${fmt(median(ownStrict))}`);
     console.log(`\n== bangerd memory (pid ${pid})`);
-    for (const [label, m] of [["idle, pools warm", idle], ["50 records, 5 running", fifty], [`${records} records, 5 running`, many]] as const) {
+    for (const [label, m] of [
+      ["idle, pools warm", idle],
+      ["50 records, 5 running", fifty],
+      [`${records} records, 5 running`, many],
+    ] as const) {
       const target = label.startsWith("idle") ? "(target ≤ 60 MiB)" : label.startsWith("50") ? "(target ≤ 120 MiB)" : "";
-      console.log(`  ${label.padEnd(26)} RSS ${mib(m.settled.rss).padStart(10)} (anon ${mib(m.settled.anon)}, file ${mib(m.settled.file)}; ${mib(m.early.rss)} at 3 s)   ${target}`);
+      console.log(
+        `  ${label.padEnd(26)} RSS ${mib(m.settled.rss).padStart(10)} (anon ${mib(m.settled.anon)}, file ${mib(m.settled.file)}; ${mib(m.early.rss)} at 3 s)   ${target}`,
+      );
     }
     console.log(`\n== GET /v1/vms with ${records} VMs, median of ${list.length}`);
     console.log(`  server time ${fmt(median(list.map((l) => l.serverMs ?? NaN)))} (target ≤ 5 ms), round trip ${fmt(median(list.map((l) => l.roundTripMs)))}`);
@@ -178,9 +205,32 @@ async function main(): Promise<void> {
     const out = join(REPO, "build/bench");
     mkdirSync(out, { recursive: true });
     const file = join(out, `cli-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-    const summary = Object.fromEntries(Object.entries(times).map(([k, ts]) => [k, { medianMs: median(ts.map((t) => t.ms)), ratioVsNode: median(ts.map((t) => t.ms)) / node, samples: ts.map((t) => t.ms) }]));
-    writeFileSync(file, JSON.stringify({ runs, node: process.version, cli: summary, create: { ownMedianMs: median(own), ownCountingServerTimeOnlyMs: median(ownStrict), samples: create },
-      memory: { idle, fifty, [`records${records}`]: many }, listVms: { records, serverMedianMs: median(list.map((l) => l.serverMs ?? NaN)), roundTripMedianMs: median(list.map((l) => l.roundTripMs)), samples: list } }, null, 2));
+    const summary = Object.fromEntries(
+      Object.entries(times).map(([k, ts]) => [
+        k,
+        { medianMs: median(ts.map((t) => t.ms)), ratioVsNode: median(ts.map((t) => t.ms)) / node, samples: ts.map((t) => t.ms) },
+      ]),
+    );
+    writeFileSync(
+      file,
+      JSON.stringify(
+        {
+          runs,
+          node: process.version,
+          cli: summary,
+          create: { ownMedianMs: median(own), ownCountingServerTimeOnlyMs: median(ownStrict), samples: create },
+          memory: { idle, fifty, [`records${records}`]: many },
+          listVms: {
+            records,
+            serverMedianMs: median(list.map((l) => l.serverMs ?? NaN)),
+            roundTripMedianMs: median(list.map((l) => l.roundTripMs)),
+            samples: list,
+          },
+        },
+        null,
+        2,
+      ),
+    );
     console.log(`\nwrote ${file}`);
   } finally {
     await d.destroy();
@@ -188,4 +238,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -40,8 +40,17 @@ if (!img) {
   process.exit(2);
 }
 
-interface Event { stage: string; durationMs: number; op: string; outcome: string }
-interface Variant { label: string; pool: number; seed: boolean }
+interface Event {
+  stage: string;
+  durationMs: number;
+  op: string;
+  outcome: string;
+}
+interface Variant {
+  label: string;
+  pool: number;
+  seed: boolean;
+}
 
 const warm = async (d: TestDaemon, v: Variant) => {
   if (v.pool === 0) return;
@@ -61,7 +70,15 @@ const PRE_VMM = ["lease-ip", "tap", "rootfs", "work-disk", "work-disk-fallback",
 async function measure(v: Variant): Promise<{ variant: Variant; samples: Record<string, number>[] }> {
   const d: TestDaemon = await startTestDaemon({
     ns: here,
-    config: { vmm: values.vmm!, ...(values.vmm === "firecracker" ? { firecracker_bin: process.env.FIRECRACKER_BIN ?? "firecracker" } : {}), tap_pool_size: v.pool, disk_pool_size: v.pool === 0 ? 0 : Math.max(2, parallel), memory_mib: 1024, work_disk_gib: 10, vcpus: 2 },
+    config: {
+      vmm: values.vmm!,
+      ...(values.vmm === "firecracker" ? { firecracker_bin: process.env.FIRECRACKER_BIN ?? "firecracker" } : {}),
+      tap_pool_size: v.pool,
+      disk_pool_size: v.pool === 0 ? 0 : Math.max(2, parallel),
+      memory_mib: 1024,
+      work_disk_gib: 10,
+      vcpus: 2,
+    },
     env: process.env.FIRECRACKER_BIN ? { FAKE_FC_BOOT: "qemu" } : {},
   });
   const samples: Record<string, number>[] = [];
@@ -96,7 +113,10 @@ async function measure(v: Variant): Promise<{ variant: Variant; samples: Record<
 
 async function main(): Promise<void> {
   const variants: Variant[] = values.compare
-    ? [{ label: "pool+seed", pool: 4, seed: true }, { label: "no-pool+no-seed", pool: 0, seed: false }]
+    ? [
+        { label: "pool+seed", pool: 4, seed: true },
+        { label: "no-pool+no-seed", pool: 0, seed: false },
+      ]
     : [{ label: "default", pool: 4, seed: true }];
   const results = [];
   for (const v of variants) results.push(await measure(v));
@@ -108,8 +128,20 @@ async function main(): Promise<void> {
     const keyPath = join(d.dir, "raw-key", "id_ed25519");
     await ensureDefaultKey(keyPath);
     for (let i = 0; i < runs; i++) {
-      raw.push(await rawBoot({ img: img!, workDir: join(d.dir, "raw"), bridge: "banger0", subnet: "172.30.0.0/24", ip: "172.30.0.250",
-        keyPath, vcpus: 2, memoryMib: 1024, workDiskGib: 10, stateDir: d.stateDir }));
+      raw.push(
+        await rawBoot({
+          img: img!,
+          workDir: join(d.dir, "raw"),
+          bridge: "banger0",
+          subnet: "172.30.0.0/24",
+          ip: "172.30.0.250",
+          keyPath,
+          vcpus: 2,
+          memoryMib: 1024,
+          workDiskGib: 10,
+          stateDir: d.stateDir,
+        }),
+      );
     }
   } finally {
     await d.destroy();
@@ -122,7 +154,9 @@ async function main(): Promise<void> {
     return { variant, runs: samples.length, medians, ratioVsRaw: medians["create→ssh-ready"] / rawMedian, samples };
   });
   for (const r of report) {
-    console.log(`\n== ${r.variant.label} (pool ${r.variant.pool}, seed ${r.variant.seed ? "on" : "off"}; ${r.runs} creates, parallel ${parallel}, vmm ${values.vmm})`);
+    console.log(
+      `\n== ${r.variant.label} (pool ${r.variant.pool}, seed ${r.variant.seed ? "on" : "off"}; ${r.runs} creates, parallel ${parallel}, vmm ${values.vmm})`,
+    );
     for (const [stage, ms] of Object.entries(r.medians)) console.log(`  ${stage.padEnd(24)} ${fmt(ms).padStart(10)}`);
     console.log(`  ratio create→ssh-ready / raw boot→ssh: ${r.ratioVsRaw.toFixed(3)}`);
   }
@@ -134,4 +168,10 @@ async function main(): Promise<void> {
   console.log(`\nwrote ${file}`);
 }
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -34,7 +34,10 @@ const sharedErrors = {
   },
 };
 
-const lazyName = (file) => `lazy-${relative(src, file).replace(/\.[jt]s$/, "").replaceAll("/", "-")}`;
+const lazyName = (file) =>
+  `lazy-${relative(src, file)
+    .replace(/\.[jt]s$/, "")
+    .replaceAll("/", "-")}`;
 const lazyEntries = {};
 
 /** A dynamic import() of our own code in the CLI becomes an import of the lazy build's entry. */
@@ -92,4 +95,7 @@ const [lazy, daemon] = await Promise.all([
   build({ ...esm, entryPoints: { bangerd: "src/daemon/main.ts" }, plugins: [undiciClientOnly] }),
 ]);
 // What went into each output, by input file (kept out of the package).
-writeFileSync(join(root, "build/bundle-meta.json"), JSON.stringify({ errors: errors.metafile, cli: cli.metafile, lazy: lazy.metafile, daemon: daemon.metafile }));
+writeFileSync(
+  join(root, "build/bundle-meta.json"),
+  JSON.stringify({ errors: errors.metafile, cli: cli.metafile, lazy: lazy.metafile, daemon: daemon.metafile }),
+);

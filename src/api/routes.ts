@@ -32,7 +32,10 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
   api.get("/images", (c) => c.json({ images: images.list() }));
   api.post("/images", async (c) => c.json({ image: await images.register(registerImageBody.parse(await body(c))) }, 201));
   api.get("/images/:name", (c) => c.json({ image: images.get(c.req.param("name")) }));
-  api.delete("/images/:name", async (c) => { await images.remove(c.req.param("name")); return c.json({ removed: c.req.param("name") }); });
+  api.delete("/images/:name", async (c) => {
+    await images.remove(c.req.param("name"));
+    return c.json({ removed: c.req.param("name") });
+  });
   api.post("/images/:name/promote", async (c) => {
     const { alias } = promoteBody.parse(await body(c));
     return c.json({ image: images.promote(c.req.param("name"), alias) });

@@ -30,8 +30,12 @@ export async function checkPlainFile(files: Files, role: ArtifactRole, path: str
 export async function checkKernel(files: Files, path: string): Promise<void> {
   const head = await files.readHead(path, 0x210);
   if (head.length >= 0x206 && head.subarray(0x202, 0x206).toString("latin1") === "HdrS") {
-    throw invalid("kernel", path, "is a compressed bzImage, not an ELF vmlinux",
-      "extract the ELF with `bash images/lib/kernel.sh OUTDIR` (Debian cloud kernels) or the kernel tree's scripts/extract-vmlinux");
+    throw invalid(
+      "kernel",
+      path,
+      "is a compressed bzImage, not an ELF vmlinux",
+      "extract the ELF with `bash images/lib/kernel.sh OUTDIR` (Debian cloud kernels) or the kernel tree's scripts/extract-vmlinux",
+    );
   }
   if (head.length < 20 || head.readUInt32BE(0) !== 0x7f454c46) {
     throw invalid("kernel", path, "is not an ELF file", "pass an uncompressed vmlinux (ELF x86-64 executable)");

@@ -28,13 +28,19 @@ export function explainGuestFailure(d: Pick<AppDeps, "console">, dir: string) {
 }
 
 export function tapStage(c: BootContext): Stage {
-  return { name: "tap", run: async ({ onUndo }) => {
-    const tap = await c.d.network.acquireTap(c.vm().id);
-    const owner = c.vm().id;
-    onUndo("tap", async () => { await c.d.network.releaseTap(tap, owner); c.patch({ tap: undefined }); });
-    c.patch({ tap });
-    return tap;
-  } };
+  return {
+    name: "tap",
+    run: async ({ onUndo }) => {
+      const tap = await c.d.network.acquireTap(c.vm().id);
+      const owner = c.vm().id;
+      onUndo("tap", async () => {
+        await c.d.network.releaseTap(tap, owner);
+        c.patch({ tap: undefined });
+      });
+      c.patch({ tap });
+      return tap;
+    },
+  };
 }
 
 /** NAT (when asked), spawn, configure, start, then readiness unless noWait. */
@@ -44,27 +50,57 @@ export function bootStages(c: BootContext): Stage[] {
   // Built once at spawn: configure must describe the same VM the process was started for.
   let spec: VmmSpec | undefined;
   const ready = (signal: AbortSignal) => waitReady(d, c.vm(), image, signal);
-  const nat: Stage[] = c.vm().nat ? [{ name: "nat", run: async ({ onUndo }) => {
-    const ip = c.vm().ip!;
-    await d.network.enableNat(ip);
-    onUndo("nat", () => d.network.disableNat(ip));
-  } }] : [];
-  const wait: Stage[] = c.noWait ? [] : [
-    { name: "wait-ssh", run: async ({ signal }) => { await (await ready(signal)).ssh(); } },
-    { name: "wait-services", run: async ({ signal }) => (await ready(signal)).services() },
-  ];
+  const nat: Stage[] = c.vm().nat
+    ? [
+        {
+          name: "nat",
+          run: async ({ onUndo }) => {
+            const ip = c.vm().ip!;
+            await d.network.enableNat(ip);
+            onUndo("nat", () => d.network.disableNat(ip));
+          },
+        },
+      ]
+    : [];
+  const wait: Stage[] = c.noWait
+    ? []
+    : [
+        {
+          name: "wait-ssh",
+          run: async ({ signal }) => {
+            await (await ready(signal)).ssh();
+          },
+        },
+        { name: "wait-services", run: async ({ signal }) => (await ready(signal)).services() },
+      ];
   return [
     ...nat,
-    { name: "spawn-vmm", run: async ({ onUndo, signal }) => {
-      spec = specOf(d, c.vm(), image);
-      const h = await vmm.spawn(spec, signal);
-      handle = h;
-      onUndo("vmm", async () => { await vmm.kill(h); c.patch({ pid: undefined, pidStart: undefined }); });
-      c.patch({ pid: h.pid, pidStart: h.pidStart });
-      return `${vmm.kind} pid ${h.pid}`;
-    } },
-    { name: "configure", run: async ({ signal }) => { await vmm.configure(handle!, spec!, signal); } },
-    { name: "start", run: async ({ signal }) => { await vmm.start(handle!, signal); } },
+    {
+      name: "spawn-vmm",
+      run: async ({ onUndo, signal }) => {
+        spec = specOf(d, c.vm(), image);
+        const h = await vmm.spawn(spec, signal);
+        handle = h;
+        onUndo("vmm", async () => {
+          await vmm.kill(h);
+          c.patch({ pid: undefined, pidStart: undefined });
+        });
+        c.patch({ pid: h.pid, pidStart: h.pidStart });
+        return `${vmm.kind} pid ${h.pid}`;
+      },
+    },
+    {
+      name: "configure",
+      run: async ({ signal }) => {
+        await vmm.configure(handle!, spec!, signal);
+      },
+    },
+    {
+      name: "start",
+      run: async ({ signal }) => {
+        await vmm.start(handle!, signal);
+      },
+    },
     ...wait,
   ];
 }

@@ -16,9 +16,13 @@ import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
 
 /** What a create touches; start, stop and rm take a subset of the same (lifecycle.ts). */
-export type CreateDeps = BootDeps & Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log"> & {
-  config: Pick<AppConfig, "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "sshTimeoutMs" | "serviceTimeoutMs">;
-};
+export type CreateDeps = BootDeps &
+  Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log"> & {
+    config: Pick<
+      AppConfig,
+      "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "sshTimeoutMs" | "serviceTimeoutMs"
+    >;
+  };
 
 export interface CreateInput {
   image: string;
@@ -67,12 +71,20 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; n
   const id = randomUUID();
   const now = new Date().toISOString();
   let vm: Vm = {
-    id, name, imageId: image.id, imageName: image.name, state: "creating", vmm: vmm.kind,
+    id,
+    name,
+    imageId: image.id,
+    imageName: image.name,
+    state: "creating",
+    vmm: vmm.kind,
     vcpus: input.vcpus ?? image.defaultVcpus ?? cfg.vcpus,
     memoryMib: input.memoryMib ?? image.defaultMemoryMib ?? cfg.memoryMib,
     workDiskGib: input.workDiskGib ?? image.defaultWorkDiskGib ?? cfg.workDiskGib,
-    nat: input.nat ?? false, dir: join(cfg.vmsDir, id), workSeedFallback: !seed,
-    createdAt: now, updatedAt: now,
+    nat: input.nat ?? false,
+    dir: join(cfg.vmsDir, id),
+    workSeedFallback: !seed,
+    createdAt: now,
+    updatedAt: now,
   };
   try {
     d.store.insertVm(vm);
@@ -82,42 +94,57 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; n
   }
 
   const plan = new Plan(d.store, d.log, vm, "create", c.signal, cfg.eventsKeepOps);
-  const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(id, p); };
+  const patch = (p: Partial<Vm>) => {
+    vm = d.store.updateVm(id, p);
+  };
   const files = vmFiles(vm.dir);
   let prepared: PreparedDisks | undefined;
   const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: input.noWait };
 
   const stages: Stage[] = [
-    { name: "lease-ip", run: async ({ onUndo }) => {
-      // Last to run: a VM whose other undos all worked has nothing left and goes; otherwise
-      // the row stays as `failed`, so `banger vm rm` can finish the cleanup later.
-      onUndo("vm-record", () => { if (plan.undoFailures === 0) d.store.deleteVm(id); });
-      const ip = d.store.allocateLease(id, guestAddresses(cfg.subnet));
-      if (!ip) throw new BangerError("NO_FREE_IP", `no free address left in ${cfg.subnet}`, { hint: "remove unused VMs or widen `subnet` in the config" });
-      onUndo("lease", () => d.store.releaseLease(id));
-      patch({ ip, mac: macForIp(ip), vsockCid: d.store.allocateVsockCid(id) });
-      return ip;
-    } },
+    {
+      name: "lease-ip",
+      run: async ({ onUndo }) => {
+        // Last to run: a VM whose other undos all worked has nothing left and goes; otherwise
+        // the row stays as `failed`, so `banger vm rm` can finish the cleanup later.
+        onUndo("vm-record", () => {
+          if (plan.undoFailures === 0) d.store.deleteVm(id);
+        });
+        const ip = d.store.allocateLease(id, guestAddresses(cfg.subnet));
+        if (!ip) throw new BangerError("NO_FREE_IP", `no free address left in ${cfg.subnet}`, { hint: "remove unused VMs or widen `subnet` in the config" });
+        onUndo("lease", () => d.store.releaseLease(id));
+        patch({ ip, mac: macForIp(ip), vsockCid: d.store.allocateVsockCid(id) });
+        return ip;
+      },
+    },
     tapStage(boot),
-    { name: "rootfs", run: async ({ onUndo }) => {
-      const removeDir = () => d.files.remove(vm.dir);
-      prepared = d.diskPool.take(image, vm.workDiskGib);
-      if (prepared) {
-        await d.diskPool.claim(prepared, vm.dir); // the set's dir becomes the VM dir
+    {
+      name: "rootfs",
+      run: async ({ onUndo }) => {
+        const removeDir = () => d.files.remove(vm.dir);
+        prepared = d.diskPool.take(image, vm.workDiskGib);
+        if (prepared) {
+          await d.diskPool.claim(prepared, vm.dir); // the set's dir becomes the VM dir
+          onUndo("vm-dir", removeDir);
+          return "from warm pool";
+        }
+        await d.files.mkdir(vm.dir);
         onUndo("vm-dir", removeDir);
-        return "from warm pool";
-      }
-      await d.files.mkdir(vm.dir);
-      onUndo("vm-dir", removeDir);
-      await cloneRootfs(d, image, files.rootfs);
-    } },
-    { name: seed ? "work-disk" : "work-disk-fallback", run: async () =>
-      prepared ? `${vm.workDiskGib} GiB from warm pool` : makeWorkDisk(d, image, files.work, vm.workDiskGib) },
-    { name: "inject", run: async () => {
-      const hostPublicKey = prepared?.hostPublicKey ?? (await injectIdentity(d, files.rootfs));
-      await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
-      return prepared ? "host key and authorized_keys pre-injected (warm pool)" : undefined;
-    } },
+        await cloneRootfs(d, image, files.rootfs);
+      },
+    },
+    {
+      name: seed ? "work-disk" : "work-disk-fallback",
+      run: async () => (prepared ? `${vm.workDiskGib} GiB from warm pool` : makeWorkDisk(d, image, files.work, vm.workDiskGib)),
+    },
+    {
+      name: "inject",
+      run: async () => {
+        const hostPublicKey = prepared?.hostPublicKey ?? (await injectIdentity(d, files.rootfs));
+        await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
+        return prepared ? "host key and authorized_keys pre-injected (warm pool)" : undefined;
+      },
+    },
     ...bootStages(boot),
   ];
 
@@ -133,6 +160,9 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; n
   plan.commit();
   vm = transition(d, vm, "running");
   const total = plan.timings.reduce((s, t) => s + t.durationMs, 0);
-  d.log.info({ vm: name, stage: "total", ms: Math.round(total), stages: plan.timings.map((t) => `${t.stage}=${Math.round(t.durationMs)}ms`).join(" ") }, "vm created");
+  d.log.info(
+    { vm: name, stage: "total", ms: Math.round(total), stages: plan.timings.map((t) => `${t.stage}=${Math.round(t.durationMs)}ms`).join(" ") },
+    "vm created",
+  );
   return vm;
 }

@@ -64,7 +64,10 @@ export class DiskPool implements WarmDisks {
   private readonly dir: string;
   private readonly size: number;
 
-  constructor(private readonly d: PoolDeps, opts: PoolOptions) {
+  constructor(
+    private readonly d: PoolDeps,
+    opts: PoolOptions,
+  ) {
     this.dir = opts.dir;
     this.size = opts.size;
     this.maxBytes = Math.floor(opts.maxGib * GIB);
@@ -75,15 +78,16 @@ export class DiskPool implements WarmDisks {
   }
 
   private async expected(image: Image): Promise<Expected> {
-    const userKey = createHash("sha256").update(await this.d.files.readText(`${await this.d.keys.sshKey()}.pub`)).digest("hex");
+    const userKey = createHash("sha256")
+      .update(await this.d.files.readText(`${await this.d.keys.sshKey()}.pub`))
+      .digest("hex");
     const imageSha = image.artifacts.map((a) => a.sha256).join(":");
     return { imageSha, userKey, workGib: defaultWorkGib(this.d.config, image) };
   }
 
   private async discard(path: string, why: string): Promise<void> {
     this.d.log.info({ stage: "disk-pool", path, why }, "discarding warm disks");
-    await this.d.files.remove(path)
-      .catch((e) => this.d.log.warn({ stage: "disk-pool", path, err: (e as Error).message }, "cannot remove warm disks"));
+    await this.d.files.remove(path).catch((e) => this.d.log.warn({ stage: "disk-pool", path, err: (e as Error).message }, "cannot remove warm disks"));
   }
 
   /** Daemon start: keep complete sets that still match their image and key, drop everything else. */
@@ -136,7 +140,8 @@ export class DiskPool implements WarmDisks {
       throw e;
     }
     // A leftover meta.json in a VM dir is harmless, so this cannot fail the create.
-    await this.d.files.remove(join(vmDir, META))
+    await this.d.files
+      .remove(join(vmDir, META))
       .catch((e) => this.d.log.warn({ stage: "disk-pool", vmDir, err: (e as Error).message }, "cannot remove pool meta.json"));
   }
 
@@ -184,8 +189,10 @@ export class DiskPool implements WarmDisks {
     }
     if (!this.capped.has(image.id)) {
       this.capped.add(image.id);
-      this.d.log.warn({ stage: "disk-pool", image: image.name, usedBytes: used, setBytes: next, maxBytes: this.maxBytes },
-        "disk pool is at disk_pool_max_gib; not adding warm disks");
+      this.d.log.warn(
+        { stage: "disk-pool", image: image.name, usedBytes: used, setBytes: next, maxBytes: this.maxBytes },
+        "disk pool is at disk_pool_max_gib; not adding warm disks",
+      );
     }
     return false;
   }

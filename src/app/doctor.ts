@@ -17,22 +17,37 @@ export interface DoctorReport {
   ok: boolean;
 }
 
-
 const TOOLS: [string, string][] = [
-  ["ip", "iproute2"], ["nft", "nftables"], ["mkfs.ext4", "e2fsprogs"], ["resize2fs", "e2fsprogs"],
-  ["debugfs", "e2fsprogs"], ["e2fsck", "e2fsprogs"], ["ssh", "openssh-client"], ["ssh-keygen", "openssh-client"],
+  ["ip", "iproute2"],
+  ["nft", "nftables"],
+  ["mkfs.ext4", "e2fsprogs"],
+  ["resize2fs", "e2fsprogs"],
+  ["debugfs", "e2fsprogs"],
+  ["e2fsck", "e2fsprogs"],
+  ["ssh", "openssh-client"],
+  ["ssh-keygen", "openssh-client"],
 ];
 
 export async function hostChecks(c: HostCheckConfig, host: HostFacts): Promise<Check[]> {
   const kvm = host.kvm();
-  const checks: Check[] = [kvm.ok
-    ? { name: "kvm", status: "PASS", detail: kvm.detail }
-    : { name: "kvm", status: "WARN", detail: kvm.detail,
-      fix: "firecracker needs KVM: load kvm_intel/kvm_amd and add yourself to group kvm; the qemu driver falls back to TCG" }];
+  const checks: Check[] = [
+    kvm.ok
+      ? { name: "kvm", status: "PASS", detail: kvm.detail }
+      : {
+          name: "kvm",
+          status: "WARN",
+          detail: kvm.detail,
+          fix: "firecracker needs KVM: load kvm_intel/kvm_amd and add yourself to group kvm; the qemu driver falls back to TCG",
+        },
+  ];
   try {
     const v = await host.accelVerdict();
-    checks.push({ name: "kvm-guest", status: v.accel === "kvm" ? "PASS" : "WARN", detail: `${v.accel}: ${v.reason}`,
-      fix: v.accel === "kvm" ? undefined : "guests run under TCG (software emulation): slower boots, but they work" });
+    checks.push({
+      name: "kvm-guest",
+      status: v.accel === "kvm" ? "PASS" : "WARN",
+      detail: `${v.accel}: ${v.reason}`,
+      fix: v.accel === "kvm" ? undefined : "guests run under TCG (software emulation): slower boots, but they work",
+    });
   } catch (e) {
     checks.push({ name: "kvm-guest", status: "WARN", detail: `probe failed: ${(e as Error).message}` });
   }
@@ -41,9 +56,10 @@ export async function hostChecks(c: HostCheckConfig, host: HostFacts): Promise<C
     try {
       checks.push({ name: kind, status: "PASS", detail: `${await host.vmmVersion(kind)}${selected ? " (selected vmm)" : ""}` });
     } catch (e) {
-      const fix = kind === "firecracker"
-        ? "install firecracker and set `firecracker_bin` or put it on PATH; or set `vmm = \"qemu\"` in the config"
-        : "apt-get install qemu-system-x86 (or set `qemu_bin`)";
+      const fix =
+        kind === "firecracker"
+          ? 'install firecracker and set `firecracker_bin` or put it on PATH; or set `vmm = "qemu"` in the config'
+          : "apt-get install qemu-system-x86 (or set `qemu_bin`)";
       checks.push({ name: kind, status: selected ? "FAIL" : "WARN", detail: (e as Error).message, fix });
     }
   }
@@ -52,21 +68,32 @@ export async function hostChecks(c: HostCheckConfig, host: HostFacts): Promise<C
     checks.push(p ? { name: tool, status: "PASS", detail: p } : { name: tool, status: "FAIL", detail: "not found", fix: `apt-get install ${pkg}` });
   }
   const dirProblem = host.dirProblem(c.stateDir);
-  checks.push(dirProblem
-    ? { name: "state-dir", status: "FAIL", detail: dirProblem, fix: "set `state_dir` to a directory you can write" }
-    : { name: "state-dir", status: "PASS", detail: `${c.stateDir} is writable` });
+  checks.push(
+    dirProblem
+      ? { name: "state-dir", status: "FAIL", detail: dirProblem, fix: "set `state_dir` to a directory you can write" }
+      : { name: "state-dir", status: "PASS", detail: `${c.stateDir} is writable` },
+  );
   const keyProblem = await host.sshKeyProblem();
   const keyPath = c.sshKey ?? c.defaultSshKey;
-  checks.push(keyProblem
-    ? { name: "ssh-key", status: c.sshKey ? "FAIL" : "WARN", detail: keyProblem, fix: c.sshKey ? "fix the key at `ssh_key` (chmod 600) or unset it to use the auto-managed key" : "it is created on first VM create" }
-    : { name: "ssh-key", status: "PASS", detail: `${keyPath}${c.sshKey ? "" : " (auto-managed)"}` });
+  checks.push(
+    keyProblem
+      ? {
+          name: "ssh-key",
+          status: c.sshKey ? "FAIL" : "WARN",
+          detail: keyProblem,
+          fix: c.sshKey ? "fix the key at `ssh_key` (chmod 600) or unset it to use the auto-managed key" : "it is created on first VM create",
+        }
+      : { name: "ssh-key", status: "PASS", detail: `${keyPath}${c.sshKey ? "" : " (auto-managed)"}` },
+  );
   return checks;
 }
 
 async function imageChecks(images: ImageService): Promise<Check[]> {
   const all = images.list();
   if (all.length === 0) {
-    return [{ name: "images", status: "WARN", detail: "no images registered", fix: "build and register one with `make image-debian`, or `banger image register`" }];
+    return [
+      { name: "images", status: "WARN", detail: "no images registered", fix: "build and register one with `make image-debian`, or `banger image register`" },
+    ];
   }
   const problems = await images.verifyChecksums();
   return all.map((img) => {
@@ -74,8 +101,11 @@ async function imageChecks(images: ImageService): Promise<Check[]> {
     const seed = artifactOf(img, "work_seed") ? "work-seed ok" : "no work-seed: VMs get an empty /root (fallback)";
     const alias = img.aliases.length ? ` [${img.aliases.join(", ")}]` : "";
     if (problem) return { name: `image ${img.name}`, status: "FAIL", detail: problem, fix: "re-register the image from its build output" };
-    return { name: `image ${img.name}${alias}`, status: artifactOf(img, "work_seed") ? "PASS" : "WARN",
-      detail: `${img.artifacts.length} artifacts, checksums match; ${seed}` };
+    return {
+      name: `image ${img.name}${alias}`,
+      status: artifactOf(img, "work_seed") ? "PASS" : "WARN",
+      detail: `${img.artifacts.length} artifacts, checksums match; ${seed}`,
+    };
   });
 }
 
@@ -88,9 +118,18 @@ async function networkChecks(d: DoctorDeps): Promise<Check[]> {
     return [
       s.bridge.exists && s.bridge.up
         ? { name: "bridge", status: "PASS", detail: `${s.bridge.name} up, ${s.bridge.address ?? "no address"}` }
-        : { name: "bridge", status: "FAIL", detail: `${s.bridge.name} ${s.bridge.exists ? "down" : "missing"}`, fix: "restart bangerd; it creates the bridge at start" },
-      { name: "nat", status: s.natTable ? "PASS" : "FAIL", detail: `nft table banger ${s.natTable ? "present" : "missing"}; uplink ${s.uplink ?? "none"}; ${s.natAddresses.length} NAT guest(s)`,
-        fix: s.natTable ? undefined : "restart bangerd; it installs the table at start" },
+        : {
+            name: "bridge",
+            status: "FAIL",
+            detail: `${s.bridge.name} ${s.bridge.exists ? "down" : "missing"}`,
+            fix: "restart bangerd; it creates the bridge at start",
+          },
+      {
+        name: "nat",
+        status: s.natTable ? "PASS" : "FAIL",
+        detail: `nft table banger ${s.natTable ? "present" : "missing"}; uplink ${s.uplink ?? "none"}; ${s.natAddresses.length} NAT guest(s)`,
+        fix: s.natTable ? undefined : "restart bangerd; it installs the table at start",
+      },
       { name: "ip_forward", status: s.ipForward || !anyNat ? "PASS" : "FAIL", detail: s.ipForward ? "on" : "off (turned on by the first --nat VM)" },
       { name: "tap-pool", status: "PASS", detail: `${s.poolIdle.length} idle of ${d.config.tapPoolSize}; ${s.taps.length} banger TAPs` },
     ];
@@ -105,12 +144,21 @@ const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 export async function diskPoolCheck(d: Pick<DoctorDeps, "diskPool" | "store">): Promise<Check> {
   const u = await d.diskPool.usage();
   const nameOf = (id: string) => d.store.getImageById(id)?.name ?? id;
-  const sets = Object.entries(u.sets).map(([id, n]) => `${nameOf(id)} ${n}`).join(", ") || "no sets";
+  const sets =
+    Object.entries(u.sets)
+      .map(([id, n]) => `${nameOf(id)} ${n}`)
+      .join(", ") || "no sets";
   const atCap = u.maxBytes > 0 && (u.capped.length > 0 || u.bytes >= u.maxBytes);
-  const detail = `${sets}; ${gib(u.bytes)} of ${u.maxBytes > 0 ? `${gib(u.maxBytes)} (disk_pool_max_gib)` : "no cap"}`
-    + (u.capped.length ? `; not refilling ${u.capped.map(nameOf).join(", ")}` : "");
+  const detail =
+    `${sets}; ${gib(u.bytes)} of ${u.maxBytes > 0 ? `${gib(u.maxBytes)} (disk_pool_max_gib)` : "no cap"}` +
+    (u.capped.length ? `; not refilling ${u.capped.map(nameOf).join(", ")}` : "");
   return atCap
-    ? { name: "disk-pool", status: "WARN", detail, fix: "raise `disk_pool_max_gib`, lower `disk_pool_size`, or remove images you no longer use; creates without a warm set copy disks at create time" }
+    ? {
+        name: "disk-pool",
+        status: "WARN",
+        detail,
+        fix: "raise `disk_pool_max_gib`, lower `disk_pool_size`, or remove images you no longer use; creates without a warm set copy disks at create time",
+      }
     : { name: "disk-pool", status: "PASS", detail };
 }
 

@@ -58,7 +58,10 @@ export class ImageService {
       });
     }
     const sources: [ArtifactRole, string | undefined][] = [
-      ["kernel", input.kernel], ["initrd", input.initrd], ["rootfs", input.rootfs], ["work_seed", input.workSeed],
+      ["kernel", input.kernel],
+      ["initrd", input.initrd],
+      ["rootfs", input.rootfs],
+      ["work_seed", input.workSeed],
     ];
     // Validate everything before copying anything: a bad input leaves no trace.
     for (const [role, path] of sources) {
@@ -154,7 +157,11 @@ export class ImageService {
       let problem: string | undefined;
       for (const a of img.artifacts) {
         const st = await this.d.files.stat(a.path).catch(() => undefined);
-        problem = !st ? `${a.role} file ${a.path} is missing` : st.size !== a.sizeBytes ? `${a.role} file ${a.path} is ${st.size} bytes, registered as ${a.sizeBytes}` : undefined;
+        problem = !st
+          ? `${a.role} file ${a.path} is missing`
+          : st.size !== a.sizeBytes
+            ? `${a.role} file ${a.path} is ${st.size} bytes, registered as ${a.sizeBytes}`
+            : undefined;
         if (problem) break;
       }
       this.mark(img, problem);
@@ -168,7 +175,10 @@ export class ImageService {
       let problem: string | undefined;
       for (const a of img.artifacts) {
         const st = await this.d.files.stat(a.path).catch(() => undefined);
-        if (!st) { problem = `${a.role} file ${a.path} is missing`; break; }
+        if (!st) {
+          problem = `${a.role} file ${a.path} is missing`;
+          break;
+        }
         if (st.size !== a.sizeBytes || (await this.d.files.sha256(a.path)) !== a.sha256) {
           problem = `${a.role} checksum changed (${a.path})`;
           break;

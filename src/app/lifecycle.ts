@@ -39,20 +39,34 @@ export async function stopVm(d: LifecycleDeps, name: string): Promise<Vm> {
       await plan.run([
         // The guest's own shutdown first: it works whatever the image maps Ctrl-Alt-Del or the
         // power button to. The command is the one that ends this VMM (a reboot for Firecracker).
-        { name: "guest-stop", run: async () => {
-          // ssh exits 255 both when it cannot connect and when sshd goes away under the command (the
-          // point of the command), so the guest acknowledges first: the marker says the command ran.
-          const r = await d.guest.exec(await sshTarget(d, vm), `echo ${STOP_ACK} && ${vmm.guestStopCommand}`, GUEST_STOP_SSH_MS)
-            .catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
-          guestAsked = r.stdout.includes(STOP_ACK);
-          return guestAsked ? `${vmm.guestStopCommand} over SSH` : `not reachable over SSH (${r.stderr.trim().split("\n")[0] || `exit ${r.code}`}); VMM request only`;
-        } },
-        { name: "vmm-stop", run: async () => {
-          if (!h) return "no VMM process recorded";
-          const r = await vmm.stop(h, { timeoutMs: STOP_TIMEOUT_MS, graceMs: guestAsked ? GUEST_STOP_GRACE_MS : 0 });
-          return `ended by ${r.how} after ${r.ms} ms`;
-        } },
-        { name: "release-net", run: async () => { await releaseHostSide(d, vm); } },
+        {
+          name: "guest-stop",
+          run: async () => {
+            // ssh exits 255 both when it cannot connect and when sshd goes away under the command (the
+            // point of the command), so the guest acknowledges first: the marker says the command ran.
+            const r = await d.guest
+              .exec(await sshTarget(d, vm), `echo ${STOP_ACK} && ${vmm.guestStopCommand}`, GUEST_STOP_SSH_MS)
+              .catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
+            guestAsked = r.stdout.includes(STOP_ACK);
+            return guestAsked
+              ? `${vmm.guestStopCommand} over SSH`
+              : `not reachable over SSH (${r.stderr.trim().split("\n")[0] || `exit ${r.code}`}); VMM request only`;
+          },
+        },
+        {
+          name: "vmm-stop",
+          run: async () => {
+            if (!h) return "no VMM process recorded";
+            const r = await vmm.stop(h, { timeoutMs: STOP_TIMEOUT_MS, graceMs: guestAsked ? GUEST_STOP_GRACE_MS : 0 });
+            return `ended by ${r.how} after ${r.ms} ms`;
+          },
+        },
+        {
+          name: "release-net",
+          run: async () => {
+            await releaseHostSide(d, vm);
+          },
+        },
       ]);
     } catch (e) {
       throw settleFailed(d, vm, e, "failed");
@@ -72,7 +86,9 @@ export async function startVm(d: LifecycleDeps, name: string, opts: { noWait?: b
     const image = resolveImage(d, d.store.getImageById(vm.imageId)!.name); // the FK keeps a VM's image in place
     const vmm = d.vmm(vm.vmm);
     vm = transition(d, vm, "starting", { lastError: undefined });
-    const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(vm.id, p); };
+    const patch = (p: Partial<Vm>) => {
+      vm = d.store.updateVm(vm.id, p);
+    };
     const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: opts.noWait };
     const plan = new Plan(d.store, d.log, vm, "start", ticket.signal, d.config.eventsKeepOps);
     try {

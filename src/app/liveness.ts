@@ -27,17 +27,24 @@ export class LivenessWatcher {
   private ticking: Promise<string[]> | undefined;
   private passes = 0;
 
-  constructor(private readonly d: LivenessDeps, private readonly intervalMs: number) {}
+  constructor(
+    private readonly d: LivenessDeps,
+    private readonly intervalMs: number,
+  ) {}
 
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => { void this.tick(); }, this.intervalMs);
+    this.timer = setInterval(() => {
+      void this.tick();
+    }, this.intervalMs);
     this.timer.unref();
   }
 
   /** One pass; overlapping calls share it. Returns the VMs recorded as stopped. */
   tick(): Promise<string[]> {
-    this.ticking ??= this.pass().finally(() => { this.ticking = undefined; });
+    this.ticking ??= this.pass().finally(() => {
+      this.ticking = undefined;
+    });
     return this.ticking;
   }
 
@@ -78,7 +85,15 @@ export class LivenessWatcher {
     this.d.log.warn({ vm: vm.name, stage: "liveness", pid: vm.pid }, "VMM process is gone; marking VM stopped");
     const plan = new Plan(this.d.store, this.d.log, vm, "exit", undefined, this.d.config.eventsKeepOps);
     try {
-      await plan.run([{ name: "release-net", run: async () => { await releaseHostSide(this.d, vm); return EXITED; } }]);
+      await plan.run([
+        {
+          name: "release-net",
+          run: async () => {
+            await releaseHostSide(this.d, vm);
+            return EXITED;
+          },
+        },
+      ]);
     } catch (e) {
       settleFailed(this.d, vm, e, "failed", { pid: undefined, pidStart: undefined });
       return false;

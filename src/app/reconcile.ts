@@ -34,7 +34,12 @@ export async function reconcile(d: LifecycleDeps): Promise<ReconcileReport> {
       if (h && alive) await vmm.kill(h);
       if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
       await removeSockets(d.files, vm.dir);
-      transition(d, vm, "stopped", { pid: undefined, pidStart: undefined, tap: undefined, lastError: `${vm.state === "starting" ? "start" : "stop"} interrupted by a daemon restart` });
+      transition(d, vm, "stopped", {
+        pid: undefined,
+        pidStart: undefined,
+        tap: undefined,
+        lastError: `${vm.state === "starting" ? "start" : "stop"} interrupted by a daemon restart`,
+      });
       report.markedStopped.push(vm.name);
       log.warn({ vm: vm.name, was: vm.state }, "operation interrupted by the daemon's exit; VM is stopped");
     } else if (vm.state === "running" && alive) {

@@ -18,7 +18,12 @@ export async function consoleTail(d: Pick<AppDeps, "console">, dir: string, line
 type ReadyDeps = Pick<AppDeps, "keys" | "guest"> & { config: Pick<AppConfig, "sshTimeoutMs" | "serviceTimeoutMs"> };
 
 /** Waits for SSH and then each declared service, each with its own timeout. */
-export async function waitReady(d: ReadyDeps, vm: Vm, image: Image, signal: AbortSignal): Promise<{ ssh: () => Promise<void>; services: () => Promise<string> }> {
+export async function waitReady(
+  d: ReadyDeps,
+  vm: Vm,
+  image: Image,
+  signal: AbortSignal,
+): Promise<{ ssh: () => Promise<void>; services: () => Promise<string> }> {
   const target = await sshTarget(d, vm);
   return {
     ssh: () => d.guest.waitSsh(target, d.config.sshTimeoutMs, signal),

@@ -4,7 +4,11 @@ import { BangerError, type ErrorBody } from "../domain/errors.js";
 const DEFAULT_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 3_000;
 
-interface Reply { status: number; text: string; serverMs?: number }
+interface Reply {
+  status: number;
+  text: string;
+  serverMs?: number;
+}
 
 /** An error of our own making, so the mapping below can tell our timeouts from socket errors. */
 function coded(code: string, message: string): Error {
@@ -18,7 +22,8 @@ function coded(code: string, message: string): Error {
  */
 function send(socket: string, method: string, path: string, body: string | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = body === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
+    const headers: Record<string, string | number> =
+      body === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
     const req = request({ socketPath: socket, method, path, headers, agent: false, signal }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
@@ -32,7 +37,10 @@ function send(socket: string, method: string, path: string, body: string | undef
     const connectTimer = setTimeout(() => req.destroy(coded("CONNECT_TIMEOUT", "connect timed out")), CONNECT_TIMEOUT_MS);
     req.on("socket", (s) => s.once("connect", () => clearTimeout(connectTimer)));
     req.setTimeout(timeoutMs, () => req.destroy(coded("ANSWER_TIMEOUT", "no answer in time")));
-    req.on("error", (e) => { clearTimeout(connectTimer); reject(e); });
+    req.on("error", (e) => {
+      clearTimeout(connectTimer);
+      reject(e);
+    });
     req.on("close", () => clearTimeout(connectTimer));
     req.end(body);
   });

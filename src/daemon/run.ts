@@ -21,7 +21,9 @@ const SHUTDOWN_DRAIN_MS = 60_000;
 
 function groupId(name: string): number | undefined {
   try {
-    const line = readFileSync("/etc/group", "utf8").split("\n").find((l) => l.startsWith(`${name}:`));
+    const line = readFileSync("/etc/group", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith(`${name}:`));
     return line ? Number(line.split(":")[2]) : undefined;
   } catch {
     return undefined;
@@ -31,7 +33,10 @@ function groupId(name: string): number | undefined {
 function listen(server: Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(path, () => { server.off("error", reject); resolve(); });
+    server.listen(path, () => {
+      server.off("error", reject);
+      resolve();
+    });
   });
 }
 

@@ -73,14 +73,22 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
         }
         await ensureDefaultKey(cfg.paths.defaultSshKey);
         return cfg.paths.defaultSshKey;
-      })().catch((e) => { keyReady = undefined; throw e; });
+      })().catch((e) => {
+        keyReady = undefined;
+        throw e;
+      });
       return keyReady;
     },
     hostKey: () => generateHostKey(cfg.paths.stateDir),
   };
-  const diskPool = new DiskPool({ store, disks, files, keys, log, config }, {
-    dir: join(cfg.paths.stateDir, "pool"), size: c.disk_pool_size, maxGib: c.disk_pool_max_gib,
-  });
+  const diskPool = new DiskPool(
+    { store, disks, files, keys, log, config },
+    {
+      dir: join(cfg.paths.stateDir, "pool"),
+      size: c.disk_pool_size,
+      maxGib: c.disk_pool_max_gib,
+    },
+  );
   // Drivers are made on first use, so a host without firecracker still serves qemu VMs.
   let fc: FirecrackerVmm | undefined;
   let qemu: QemuVmm | undefined;
@@ -97,8 +105,13 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
     names: new NameGenerator(seed === undefined ? Math.random : seededRandom(seed)),
     vmm: (kind: VmmKind): Vmm => (kind === "firecracker" ? drivers.firecracker() : drivers.qemu()),
     network: new LinuxNetwork({
-      runner, bridge: c.bridge, subnet: c.subnet, uplink: c.uplink, poolSize: c.tap_pool_size,
-      blockedHostPorts: blockedPorts(cfg), log: log.child({ component: "net" }),
+      runner,
+      bridge: c.bridge,
+      subnet: c.subnet,
+      uplink: c.uplink,
+      poolSize: c.tap_pool_size,
+      blockedHostPorts: blockedPorts(cfg),
+      log: log.child({ component: "net" }),
     }),
     diskPool,
     disks,

@@ -17,7 +17,10 @@ describe.skipIf(skip)(`e2e: firecracker driver → strict fake → real guest${s
   let d: TestDaemon;
 
   beforeAll(async () => {
-    d = await startTestDaemon({ config: { vmm: "firecracker", firecracker_bin: FAKE_FC, memory_mib: 1024 }, env: { ...FAKE_FC_ENV, FAKE_FC_BOOT: "qemu", FAKE_FC_CHECK_TAP: "1" } });
+    d = await startTestDaemon({
+      config: { vmm: "firecracker", firecracker_bin: FAKE_FC, memory_mib: 1024 },
+      env: { ...FAKE_FC_ENV, FAKE_FC_BOOT: "qemu", FAKE_FC_CHECK_TAP: "1" },
+    });
     const reg = await d.cli(registerArgs(builtDebianImage()!, "debian-fc-1", { services: false }), { timeoutMs: 300_000 });
     expect(reg.stderr).toBe("");
   });
@@ -43,7 +46,10 @@ describe.skipIf(skip)(`e2e: firecracker driver → strict fake → real guest${s
   it("stops by an in-guest reboot, which ends Firecracker, without waiting out a timeout; removes cleanly", async () => {
     const stop = await d.cli(["vm", "stop", "fc1"], { timeoutMs: 120_000 });
     expect(stop.stderr).toBe("");
-    const show = (await d.cli(["--json", "vm", "show", "fc1"])).json<{ vm: { dir: string; state: string }; events: { op: string; stage: string; detail?: string }[] }>();
+    const show = (await d.cli(["--json", "vm", "show", "fc1"])).json<{
+      vm: { dir: string; state: string };
+      events: { op: string; stage: string; detail?: string }[];
+    }>();
     const dir = show.vm.dir;
     expect(show.vm.state).toBe("stopped");
     const stages = show.events.filter((e) => e.op === "stop");

@@ -41,42 +41,89 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   mkdirSync(cfg.paths.vmsDir, { recursive: true });
   const store = SqliteStore.open(cfg.paths.dbFile);
   const held = { taps: new Set<string>(), nat: new Set<string>(), procs: new Set<number>(), stops: [] as { timeoutMs: number; graceMs?: number }[] };
-  const boom = (stage: string) => { if (failAt === stage) throw new BangerError("INTERNAL", `injected failure at ${stage}`); };
-  const gate = async (stage: string) => { await opts.gate?.(stage); boom(stage); };
+  const boom = (stage: string) => {
+    if (failAt === stage) throw new BangerError("INTERNAL", `injected failure at ${stage}`);
+  };
+  const gate = async (stage: string) => {
+    await opts.gate?.(stage);
+    boom(stage);
+  };
   let nextTap = 0;
   let nextPid = 1000;
   const network: Network = {
     ensureHost: async () => undefined,
-    acquireTap: async () => { await gate("tap"); const t = `tap-pool-${nextTap++}`; held.taps.add(t); return t; },
-    releaseTap: async (t) => { if (opts.broken?.has("releaseTap")) throw new Error("ip link: device busy"); held.taps.delete(t); },
-    enableNat: async (ip) => { boom("nat"); held.nat.add(ip); },
-    disableNat: async (ip) => { held.nat.delete(ip); },
-    status: async () => { throw new Error("unused"); },
+    acquireTap: async () => {
+      await gate("tap");
+      const t = `tap-pool-${nextTap++}`;
+      held.taps.add(t);
+      return t;
+    },
+    releaseTap: async (t) => {
+      if (opts.broken?.has("releaseTap")) throw new Error("ip link: device busy");
+      held.taps.delete(t);
+    },
+    enableNat: async (ip) => {
+      boom("nat");
+      held.nat.add(ip);
+    },
+    disableNat: async (ip) => {
+      held.nat.delete(ip);
+    },
+    status: async () => {
+      throw new Error("unused");
+    },
     listTaps: async () => [...held.taps],
     adopt: async () => undefined,
     close: async () => undefined,
   };
   const disks: Disks = opts.disks ?? {
-    cloneRootfs: async (_s, dst) => { boom("rootfs"); writeFileSync(dst, "rootfs"); },
-    makeWorkDisk: async (dst) => { boom("work-disk"); writeFileSync(dst, "work"); },
-    inject: async () => { boom("inject"); },
+    cloneRootfs: async (_s, dst) => {
+      boom("rootfs");
+      writeFileSync(dst, "rootfs");
+    },
+    makeWorkDisk: async (dst) => {
+      boom("work-disk");
+      writeFileSync(dst, "work");
+    },
+    inject: async () => {
+      boom("inject");
+    },
     ext4Problem: async () => undefined,
   };
   const vmm: Vmm = {
     kind: "qemu",
     controlSocket: (dir) => join(dir, "qmp.sock"),
     consoleLog: (dir) => join(dir, "console.log"),
-    spawn: async (spec) => { await gate("spawn-vmm"); const pid = nextPid++; held.procs.add(pid); return { kind: "qemu", pid, pidStart: 1, controlSocket: join(spec.dir, "qmp.sock"), consoleLog: join(spec.dir, "console.log") }; },
+    spawn: async (spec) => {
+      await gate("spawn-vmm");
+      const pid = nextPid++;
+      held.procs.add(pid);
+      return { kind: "qemu", pid, pidStart: 1, controlSocket: join(spec.dir, "qmp.sock"), consoleLog: join(spec.dir, "console.log") };
+    },
     configure: async () => boom("configure"),
-    start: async (h: VmmHandle) => { boom("start"); writeFileSync(h.consoleLog, "Linux version 6.1\nlogin:\n"); },
+    start: async (h: VmmHandle) => {
+      boom("start");
+      writeFileSync(h.consoleLog, "Linux version 6.1\nlogin:\n");
+    },
     guestStopCommand: "poweroff",
-    stop: async (h, o) => { held.stops.push(o); if (opts.broken?.has("stop")) throw new BangerError("VMM_FAILED", "survived SIGKILL"); const was = held.procs.delete(h.pid); return { how: was ? "vmm-request" : "already-gone", ms: 0 }; },
-    kill: async (h) => { if (opts.broken?.has("kill")) throw new BangerError("VMM_FAILED", "survived SIGKILL"); held.procs.delete(h.pid); },
+    stop: async (h, o) => {
+      held.stops.push(o);
+      if (opts.broken?.has("stop")) throw new BangerError("VMM_FAILED", "survived SIGKILL");
+      const was = held.procs.delete(h.pid);
+      return { how: was ? "vmm-request" : "already-gone", ms: 0 };
+    },
+    kill: async (h) => {
+      if (opts.broken?.has("kill")) throw new BangerError("VMM_FAILED", "survived SIGKILL");
+      held.procs.delete(h.pid);
+    },
     isAlive: (h) => held.procs.has(h.pid),
     version: async () => "fake",
   };
   const guest: Guest = {
-    waitSsh: async (_t, _ms, signal) => { await gate("wait-ssh"); signal?.throwIfAborted(); },
+    waitSsh: async (_t, _ms, signal) => {
+      await gate("wait-ssh");
+      signal?.throwIfAborted();
+    },
     waitPort: async () => boom("wait-services"),
     exec: async (_t, command) => opts.exec?.(command) ?? { code: 0, stdout: "", stderr: "" },
   };
@@ -87,18 +134,43 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   const keys = { sshKey: async () => keyPath, hostKey: async () => ({ privateKey: "PRIV", publicKey: "ssh-ed25519 HOSTKEY banger" }) };
   const log = opts.log ?? pino({ level: "silent" });
   const host: HostFacts = {
-    vmmVersion: async () => "x", accelVerdict: async () => ({ accel: "tcg", reason: "test" }), sshKeyProblem: async () => undefined,
-    nameservers: () => ["192.0.2.53"], which: (t) => `/usr/bin/${t}`, kvm: () => ({ ok: false, detail: "test" }), dirProblem: () => undefined,
+    vmmVersion: async () => "x",
+    accelVerdict: async () => ({ accel: "tcg", reason: "test" }),
+    sshKeyProblem: async () => undefined,
+    nameservers: () => ["192.0.2.53"],
+    which: (t) => `/usr/bin/${t}`,
+    kvm: () => ({ ok: false, detail: "test" }),
+    dirProblem: () => undefined,
   };
   const d: AppDeps = {
-    config, store, ops: new VmOps(), network, disks, files, host, guest, keys, log, console: new FileConsoleLogs(), names: new NameGenerator(seededRandom(1)),
+    config,
+    store,
+    ops: new VmOps(),
+    network,
+    disks,
+    files,
+    host,
+    guest,
+    keys,
+    log,
+    console: new FileConsoleLogs(),
+    names: new NameGenerator(seededRandom(1)),
     vmm: () => vmm,
     diskPool: new DiskPool({ store, disks, files, keys, log, config }, { dir: join(dir, "pool"), size: poolSize, maxGib: 0 }),
   };
   const imgDir = join(dir, "img");
   mkdirSync(imgDir);
   store.insertImage({
-    id: "img1", name: "deb-1", bootArgs: "console=ttyS0", guest: { os: "debian", services: [{ name: "ssh", port: 22 }, { name: "opencode", port: 4096 }] },
+    id: "img1",
+    name: "deb-1",
+    bootArgs: "console=ttyS0",
+    guest: {
+      os: "debian",
+      services: [
+        { name: "ssh", port: 22 },
+        { name: "opencode", port: 4096 },
+      ],
+    },
     artifacts: [
       { role: "kernel", path: join(imgDir, "vmlinux"), sha256: "a".repeat(64), sizeBytes: 1 },
       { role: "rootfs", path: join(imgDir, "rootfs.ext4"), sha256: "b".repeat(64), sizeBytes: 1 },
@@ -107,4 +179,3 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   });
   return { d, held, store, cfg, dir };
 }
-

@@ -74,9 +74,19 @@ describe.skipIf(missing.length > 0)(`Ext4Disks with real e2fsprogs${reason}`, ()
     await copyFileReflink(seed, dst);
     expect(await sha256File(dst)).toBe(await sha256File(seed));
     expect(await readFile(`${dst}.held`, "utf8")).toBe("old content a VM may still have open");
-    expect(await copyFileReflink(join(dir, "nope"), dst).catch((e: unknown) => e)).toMatchObject({ code: "DISK_FAILED", message: expect.stringMatching(/cannot copy .*nope/) });
-    const slow = { run: async () => { throw new BangerError("TIMEOUT", "cp did not finish"); } };
-    expect(await copyFileReflink(seed, dst, 5, slow).catch((e: unknown) => e)).toMatchObject({ code: "TIMEOUT", message: expect.stringMatching(/within 5 ms/) });
+    expect(await copyFileReflink(join(dir, "nope"), dst).catch((e: unknown) => e)).toMatchObject({
+      code: "DISK_FAILED",
+      message: expect.stringMatching(/cannot copy .*nope/),
+    });
+    const slow = {
+      run: async () => {
+        throw new BangerError("TIMEOUT", "cp did not finish");
+      },
+    };
+    expect(await copyFileReflink(seed, dst, 5, slow).catch((e: unknown) => e)).toMatchObject({
+      code: "TIMEOUT",
+      message: expect.stringMatching(/within 5 ms/),
+    });
   });
 
   it("grows a seeded work disk to the requested size and keeps the seed's files", async () => {
@@ -130,7 +140,10 @@ describe.skipIf(missing.length > 0)(`Ext4Disks with real e2fsprogs${reason}`, ()
       { path: "/root/project/README", content: "replaced\n", mode: 0o640 },
     ]);
     // Second injection over existing files must replace, not fail.
-    await disks.inject(img, [{ path: "/etc/hostname", content: "vm-a\n", mode: 0o644 }, { path: "/etc/hostname", content: "vm-b\n", mode: 0o600 }]);
+    await disks.inject(img, [
+      { path: "/etc/hostname", content: "vm-a\n", mode: 0o644 },
+      { path: "/etc/hostname", content: "vm-b\n", mode: 0o600 },
+    ]);
 
     expect(debugfs(img, "cat /root/project/README")).toBe("replaced\n");
     expect(debugfs(img, "cat /etc/hostname")).toBe("vm-b\n");

@@ -103,7 +103,9 @@ describe.skipIf(!haveViteNode)("SqliteStore shared by several processes (needs n
     const perWorker = 15;
     const poolSize = 40;
     const startAt = Date.now() + 4000;
-    const children = Array.from({ length: workers }, (_, w) => runTs(join(dir, "worker.ts"), [file, `w${w}`, String(startAt), String(perWorker), String(poolSize)]));
+    const children = Array.from({ length: workers }, (_, w) =>
+      runTs(join(dir, "worker.ts"), [file, `w${w}`, String(startAt), String(perWorker), String(poolSize)]),
+    );
     const results = await Promise.all(children.map((c) => c.done));
     results.forEach((r, i) => expect(r.code, `worker ${i} stderr: ${r.stderr}`).toBe(0));
 
@@ -132,8 +134,22 @@ describe.skipIf(!haveViteNode)("SqliteStore shared by several processes (needs n
     const s = SqliteStore.open(file);
     s.insertImage({ id: "img", name: "img", bootArgs: "", guest: { os: "linux", services: [] }, artifacts: [] });
     for (const n of ["holder", "waiter"]) {
-      s.insertVm({ id: n, name: n, imageId: "img", imageName: "img", state: "creating", vmm: "qemu", vcpus: 1, memoryMib: 256,
-        workDiskGib: 1, nat: false, dir: `/tmp/${n}`, workSeedFallback: true, createdAt: "x", updatedAt: "x" });
+      s.insertVm({
+        id: n,
+        name: n,
+        imageId: "img",
+        imageName: "img",
+        state: "creating",
+        vmm: "qemu",
+        vcpus: 1,
+        memoryMib: 256,
+        workDiskGib: 1,
+        nat: false,
+        dir: `/tmp/${n}`,
+        workSeedFallback: true,
+        createdAt: "x",
+        updatedAt: "x",
+      });
     }
     s.close();
 

@@ -29,7 +29,11 @@ describe("artifact checks", () => {
     b.write("HdrS", 0x202, "latin1");
     const p = join(dir, "bzImage");
     writeFileSync(p, b);
-    await expect(checkKernel(files, p)).rejects.toMatchObject({ code: "INVALID_ARTIFACT", message: expect.stringContaining("bzImage"), hint: expect.stringContaining("vmlinux") });
+    await expect(checkKernel(files, p)).rejects.toMatchObject({
+      code: "INVALID_ARTIFACT",
+      message: expect.stringContaining("bzImage"),
+      hint: expect.stringContaining("vmlinux"),
+    });
   });
 
   it("refuses non-ELF, 32-bit, non-x86 and non-executable ELF files", async () => {

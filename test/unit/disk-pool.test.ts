@@ -15,10 +15,20 @@ const GIB = 1024 ** 3;
 /** Just enough of the app to create VMs: disks are small files whose content says what they are. */
 function world(opts: { size?: number; maxGib?: number; workFails?: NodeJS.ErrnoException } = {}) {
   const logs: { msg: string; [k: string]: unknown }[] = [];
-  const log = pino({ level: "info" }, { write: (s: string) => { logs.push(JSON.parse(s)); } });
+  const log = pino(
+    { level: "info" },
+    {
+      write: (s: string) => {
+        logs.push(JSON.parse(s));
+      },
+    },
+  );
   const disks: Disks = {
     cloneRootfs: async (_s, dst) => writeFileSync(dst, "rootfs"),
-    makeWorkDisk: async (dst, gib) => { if (opts.workFails) throw opts.workFails; writeFileSync(dst, `work ${gib}`); },
+    makeWorkDisk: async (dst, gib) => {
+      if (opts.workFails) throw opts.workFails;
+      writeFileSync(dst, `work ${gib}`);
+    },
     inject: async () => undefined,
     ext4Problem: async () => undefined,
   };
@@ -31,8 +41,14 @@ function world(opts: { size?: number; maxGib?: number; workFails?: NodeJS.ErrnoE
   let id = "";
   const image = (name: string, defaultWorkDiskGib?: number): Image => {
     id = `id-${name}`;
-    return store.insertImage({ id, name, bootArgs: "console=ttyS0", defaultWorkDiskGib, guest: { os: "debian", services: [{ name: "ssh", port: 22 }] },
-      artifacts: [art("kernel", "a"), art("rootfs", "b"), art("work_seed", "c")] });
+    return store.insertImage({
+      id,
+      name,
+      bootArgs: "console=ttyS0",
+      defaultWorkDiskGib,
+      guest: { os: "debian", services: [{ name: "ssh", port: 22 }] },
+      artifacts: [art("kernel", "a"), art("rootfs", "b"), art("work_seed", "c")],
+    });
   };
   return { d, store, cfg, logs, poolDir, newPool, image };
 }
@@ -112,7 +128,9 @@ describe("warm disk pool", () => {
     expect(readdirSync(imgDir)).toEqual([good.split("/").pop()]);
     expect(readdirSync(w.poolDir)).toEqual([img.id]);
     const why = w.logs.filter((l) => l.msg === "discarding warm disks").map((l) => l.why);
-    expect(why).toEqual(expect.arrayContaining(["unknown image", "incomplete build", "meta.json incomplete", "rootfs.ext4 missing", "work.ext4 is 2 bytes, expected 7"]));
+    expect(why).toEqual(
+      expect.arrayContaining(["unknown image", "incomplete build", "meta.json incomplete", "rootfs.ext4 missing", "work.ext4 is 2 bytes, expected 7"]),
+    );
     w.d.diskPool = pool;
     const vm = await createVm(w.d, { image: "deb", name: "adopted" });
     expect(rootfsDetail(w, vm.id)).toBe("from warm pool");

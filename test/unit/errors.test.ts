@@ -7,7 +7,9 @@ import { BangerError, ERROR_STATUS, asBangerError, fromErrno, isCode } from "../
 function app(thrower: () => unknown) {
   const h = new Hono();
   h.onError((e, c) => errorResponse(c, e));
-  h.get("/x", () => { throw thrower(); });
+  h.get("/x", () => {
+    throw thrower();
+  });
   return h;
 }
 
@@ -21,7 +23,13 @@ describe("error mapping", () => {
   });
 
   it("turns a schema failure into BAD_REQUEST naming the field", async () => {
-    const res = await app(() => { try { createVmBody.parse({ image: "d", vcpus: "two" }); } catch (e) { return e; } }).request("/x");
+    const res = await app(() => {
+      try {
+        createVmBody.parse({ image: "d", vcpus: "two" });
+      } catch (e) {
+        return e;
+      }
+    }).request("/x");
     expect(res.status).toBe(400);
     const body = (await res.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe("BAD_REQUEST");
@@ -29,7 +37,13 @@ describe("error mapping", () => {
   });
 
   it("names unknown fields", async () => {
-    const res = await app(() => { try { registerImageBody.parse({ name: "a", kernel: "/k", rootfs: "/r", colour: 1 }); } catch (e) { return e; } }).request("/x");
+    const res = await app(() => {
+      try {
+        registerImageBody.parse({ name: "a", kernel: "/k", rootfs: "/r", colour: 1 });
+      } catch (e) {
+        return e;
+      }
+    }).request("/x");
     expect(((await res.json()) as { error: { message: string } }).error.message).toContain("colour");
   });
 

@@ -12,7 +12,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const runner = new ExecRunner();
 
 async function caught(p: Promise<unknown>): Promise<unknown> {
-  return p.then(() => { throw new Error("expected a rejection"); }, (e: unknown) => e);
+  return p.then(
+    () => {
+      throw new Error("expected a rejection");
+    },
+    (e: unknown) => e,
+  );
 }
 
 /** Session id: field 6 of /proc/<pid>/stat. */
@@ -24,7 +29,10 @@ function sessionOf(pid: number): number {
 describe("ExecRunner.run", () => {
   it("returns output, feeds input, and turns a non-zero exit into COMMAND_FAILED unless allowed", async () => {
     expect(await runner.run("sh", ["-c", "cat; echo err >&2"], { input: "hi" })).toEqual({ code: 0, stdout: "hi", stderr: "err\n" });
-    expect(await caught(runner.run("sh", ["-c", "echo boom >&2; exit 3"]))).toMatchObject({ code: "COMMAND_FAILED", message: expect.stringMatching(/exited 3: boom/) });
+    expect(await caught(runner.run("sh", ["-c", "echo boom >&2; exit 3"]))).toMatchObject({
+      code: "COMMAND_FAILED",
+      message: expect.stringMatching(/exited 3: boom/),
+    });
     expect((await runner.run("sh", ["-c", "exit 3"], { allowFailure: true })).code).toBe(3);
   });
 
@@ -33,7 +41,11 @@ describe("ExecRunner.run", () => {
     expect(await caught(runner.run("sleep", ["5"], { timeoutMs: 100 }))).toMatchObject({ code: "TIMEOUT" });
     expect(Date.now() - t0).toBeLessThan(2_000);
     const e = await caught(runner.run("/nonexistent/tool", []));
-    expect(e).toMatchObject({ code: "COMMAND_FAILED", message: expect.stringMatching(/^cannot run \/nonexistent\/tool: .*ENOENT/), hint: expect.stringMatching(/PATH/) });
+    expect(e).toMatchObject({
+      code: "COMMAND_FAILED",
+      message: expect.stringMatching(/^cannot run \/nonexistent\/tool: .*ENOENT/),
+      hint: expect.stringMatching(/PATH/),
+    });
   });
 
   it("an abort kills the child and rejects with the signal's reason", async () => {
@@ -78,8 +90,13 @@ describe("spawnUntilReady", () => {
   it("returns pid and start time once ready() answers; the process keeps running", async () => {
     const flag = join(dir, "ready-flag");
     const r = await spawnUntilReady(runner, {
-      ...base, cmd: "sh", args: ["-c", `sleep 0.2; touch ${flag}; exec sleep 30`], timeoutMs: 5_000,
-      ready: async () => { if (!existsSync(flag)) throw new Error("not yet"); },
+      ...base,
+      cmd: "sh",
+      args: ["-c", `sleep 0.2; touch ${flag}; exec sleep 30`],
+      timeoutMs: 5_000,
+      ready: async () => {
+        if (!existsSync(flag)) throw new Error("not yet");
+      },
     });
     expect(processAlive(r.pid, r.pidStart)).toBe(true);
     process.kill(r.pid, "SIGKILL");
@@ -87,19 +104,29 @@ describe("spawnUntilReady", () => {
   });
 
   it("fails when the process exits first, or cannot start", async () => {
-    const notYet = async () => { throw new Error("not yet"); };
-    expect(await caught(spawnUntilReady(runner, { ...base, cmd: "sh", args: ["-c", "exit 7"], timeoutMs: 5_000, ready: notYet })))
-      .toMatchObject({ code: "VMM_FAILED", message: "vmm exited with code 7 before its control socket answered" });
-    expect(await caught(spawnUntilReady(runner, { ...base, cmd: "/nonexistent/vmm", args: [], timeoutMs: 5_000, ready: notYet })))
-      .toMatchObject({ code: "VMM_FAILED", message: expect.stringMatching(/^cannot run \/nonexistent\/vmm/) });
+    const notYet = async () => {
+      throw new Error("not yet");
+    };
+    expect(await caught(spawnUntilReady(runner, { ...base, cmd: "sh", args: ["-c", "exit 7"], timeoutMs: 5_000, ready: notYet }))).toMatchObject({
+      code: "VMM_FAILED",
+      message: "vmm exited with code 7 before its control socket answered",
+    });
+    expect(await caught(spawnUntilReady(runner, { ...base, cmd: "/nonexistent/vmm", args: [], timeoutMs: 5_000, ready: notYet }))).toMatchObject({
+      code: "VMM_FAILED",
+      message: expect.stringMatching(/^cannot run \/nonexistent\/vmm/),
+    });
   });
 
   it("terminates the process at the deadline, and on abort (throwing the reason)", async () => {
     const pidFile = join(dir, "pid");
     const args = ["-c", `echo $$ > ${pidFile}; exec sleep 30`];
-    const notYet = async () => { throw new Error("still booting"); };
-    expect(await caught(spawnUntilReady(runner, { ...base, cmd: "sh", args, timeoutMs: 200, ready: notYet })))
-      .toMatchObject({ code: "VMM_FAILED", message: "vmm control socket did not answer within 200 ms (still booting)" });
+    const notYet = async () => {
+      throw new Error("still booting");
+    };
+    expect(await caught(spawnUntilReady(runner, { ...base, cmd: "sh", args, timeoutMs: 200, ready: notYet }))).toMatchObject({
+      code: "VMM_FAILED",
+      message: "vmm control socket did not answer within 200 ms (still booting)",
+    });
     expect(processAlive(Number(readFileSync(pidFile, "utf8")))).toBe(false);
 
     const ac = new AbortController();

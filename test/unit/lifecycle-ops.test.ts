@@ -27,7 +27,11 @@ function latch(stage: string) {
   };
 }
 
-const errOf = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as BangerError);
+const errOf = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: unknown) => e as BangerError,
+  );
 
 describe("lifecycle transitions with port fakes", () => {
   it("create: creating -> running", async () => {
@@ -51,7 +55,11 @@ describe("lifecycle transitions with port fakes", () => {
 
   it("a full disk during a create is DISK_FAILED naming the stage and the place to free, not INTERNAL", async () => {
     const full = Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", path: "/var/lib/banger/vms/x/known_hosts" });
-    const { d, store } = world(undefined, 0, { gate: async (s) => { if (s === "spawn-vmm") throw full; } });
+    const { d, store } = world(undefined, 0, {
+      gate: async (s) => {
+        if (s === "spawn-vmm") throw full;
+      },
+    });
     const err = await errOf(createVm(d, { image: "deb-1", name: "a" }));
     expect(err).toMatchObject({ code: "DISK_FAILED", stage: "spawn-vmm" });
     expect(err?.hint).toMatch(/free space .*\/var\/lib\/banger\/vms\/x\/known_hosts/);
@@ -71,7 +79,12 @@ describe("lifecycle transitions with port fakes", () => {
   it("stop: the in-guest command counts only when the guest acknowledged it; an unreachable guest gets no grace period", async () => {
     let answer = { code: 255, stdout: "", stderr: "ssh: connect to host 172.30.0.2 port 22: No route to host" };
     const commands: string[] = [];
-    const { d, held } = world(undefined, 0, { exec: (c) => { commands.push(c); return answer; } });
+    const { d, held } = world(undefined, 0, {
+      exec: (c) => {
+        commands.push(c);
+        return answer;
+      },
+    });
     await createVm(d, { image: "deb-1", name: "a" });
     await stopVm(d, "a");
     expect(held.stops.at(-1)?.graceMs).toBe(0);
@@ -81,7 +94,12 @@ describe("lifecycle transitions with port fakes", () => {
     answer = { code: 255, stdout: "banger-stop-accepted\n", stderr: "Connection to 172.30.0.2 closed by remote host." };
     const vm = await stopVm(d, "a");
     expect(held.stops.at(-1)?.graceMs).toBeGreaterThan(0);
-    expect(d.store.events(vm.id).filter((e) => e.stage === "guest-stop").at(-1)?.detail).toBe("poweroff over SSH");
+    expect(
+      d.store
+        .events(vm.id)
+        .filter((e) => e.stage === "guest-stop")
+        .at(-1)?.detail,
+    ).toBe("poweroff over SSH");
   });
 
   it("stop: a VMM that will not die leaves the VM failed, and only rm is accepted", async () => {
@@ -114,7 +132,11 @@ describe("lifecycle transitions with port fakes", () => {
 
   it("start: failure after spawn rolls back to stopped with the reason, not running", async () => {
     let fail = false;
-    const { d, held } = world(undefined, 0, { gate: async (s) => { if (fail && s === "wait-ssh") throw new BangerError("GUEST_NOT_READY", "no ssh"); } });
+    const { d, held } = world(undefined, 0, {
+      gate: async (s) => {
+        if (fail && s === "wait-ssh") throw new BangerError("GUEST_NOT_READY", "no ssh");
+      },
+    });
     await createVm(d, { image: "deb-1", name: "a" });
     await stopVm(d, "a");
     fail = true;
@@ -183,7 +205,11 @@ describe("one operation per VM", () => {
   it("rm --force during a start cancels the start, which undoes itself, then removes the VM", async () => {
     const l = latch("wait-ssh");
     let armed = false;
-    const { d, held, cfg } = world(undefined, 0, { gate: async (s) => { if (armed) await l.gate(s); } });
+    const { d, held, cfg } = world(undefined, 0, {
+      gate: async (s) => {
+        if (armed) await l.gate(s);
+      },
+    });
     await createVm(d, { image: "deb-1", name: "a" });
     await stopVm(d, "a");
     armed = true;

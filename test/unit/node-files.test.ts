@@ -7,7 +7,12 @@ import { NodeFiles } from "../../src/adapters/fs/node-files.js";
 describe("NodeFiles: the app's file port, errors classified at the edge", () => {
   const dir = mkdtempSync(join(tmpdir(), "banger-files-"));
   const enospc = Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
-  const files = new NodeFiles({ copy: async () => { throw enospc; }, sha256: async () => "0".repeat(64) });
+  const files = new NodeFiles({
+    copy: async () => {
+      throw enospc;
+    },
+    sha256: async () => "0".repeat(64),
+  });
 
   it("answers a missing directory or file without an error", async () => {
     expect(await files.list(join(dir, "nope"))).toEqual([]);

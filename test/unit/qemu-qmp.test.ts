@@ -106,11 +106,15 @@ describe("QmpClient", () => {
       reply(sock, { return: {}, id: cmd.id });
       setTimeout(() => reply(sock, { event: "SHUTDOWN", data: { guest: true } }), 50);
     });
-    await withQmp(sockPath, async (q) => {
-      await q.execute("system_powerdown");
-      const deadline = Date.now() + 2_000;
-      while (!q.events.some((e) => e.event === "SHUTDOWN") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      expect(q.events.find((e) => e.event === "SHUTDOWN")?.data).toEqual({ guest: true });
-    }, 2_000);
+    await withQmp(
+      sockPath,
+      async (q) => {
+        await q.execute("system_powerdown");
+        const deadline = Date.now() + 2_000;
+        while (!q.events.some((e) => e.event === "SHUTDOWN") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        expect(q.events.find((e) => e.event === "SHUTDOWN")?.data).toEqual({ guest: true });
+      },
+      2_000,
+    );
   });
 });

@@ -45,9 +45,11 @@ export class Ext4Disks implements Disks {
     if (!Number.isInteger(sizeGib) || sizeGib < 1) throw new BangerError("BAD_REQUEST", `work disk size must be a whole number of GiB >= 1, got ${sizeGib}`);
     const run = this.opts.runner.run.bind(this.opts.runner);
     if (seed) {
-      const seedSize = (await stat(seed).catch((e: unknown) => {
-        throw diskError(`work seed ${seed} is unreadable`, e, "re-import the image");
-      })).size;
+      const seedSize = (
+        await stat(seed).catch((e: unknown) => {
+          throw diskError(`work seed ${seed} is unreadable`, e, "re-import the image");
+        })
+      ).size;
       if (seedSize > sizeGib * GIB) {
         throw new BangerError("DISK_FAILED", `work seed ${seed} is ${(seedSize / GIB).toFixed(1)} GiB, larger than the requested ${sizeGib} GiB work disk`, {
           hint: `ask for at least ${Math.ceil(seedSize / GIB)} GiB (--disk or work_disk_gib)`,
@@ -83,12 +85,16 @@ export class Ext4Disks implements Disks {
     const first = await run("resize2fs", [image], { timeoutMs: FS_TOOL_TIMEOUT_MS, allowFailure: true });
     if (first.code === 0) return;
     if (!/e2fsck -f/.test(first.stderr + first.stdout)) {
-      throw new BangerError("DISK_FAILED", `resize2fs ${image} exited ${first.code}: ${(first.stderr || first.stdout).trim().split("\n").slice(-2).join(" | ")}`);
+      throw new BangerError(
+        "DISK_FAILED",
+        `resize2fs ${image} exited ${first.code}: ${(first.stderr || first.stdout).trim().split("\n").slice(-2).join(" | ")}`,
+      );
     }
     this.opts.log?.debug({ image }, "resize2fs wants a fresh fsck first");
     const fsck = await run("e2fsck", ["-f", "-y", image], { timeoutMs: FS_TOOL_TIMEOUT_MS, allowFailure: true });
     // 0: clean, 1: errors fixed; anything else leaves the filesystem unusable.
-    if (fsck.code > 1) throw new BangerError("DISK_FAILED", `e2fsck -f -y ${image} exited ${fsck.code}: ${fsck.stdout.trim().split("\n").slice(-2).join(" | ")}`);
+    if (fsck.code > 1)
+      throw new BangerError("DISK_FAILED", `e2fsck -f -y ${image} exited ${fsck.code}: ${fsck.stdout.trim().split("\n").slice(-2).join(" | ")}`);
     await run("resize2fs", [image], { timeoutMs: FS_TOOL_TIMEOUT_MS });
   }
 
@@ -99,11 +105,13 @@ export class Ext4Disks implements Disks {
     const files = [...new Map(given.map((f) => [f.path, f])).values()];
     const tmp = await mkdtemp(join(tmpdir(), "banger-inject-"));
     try {
-      const sources = await Promise.all(files.map(async (f, i) => {
-        const p = join(tmp, `f${i}`);
-        await writeFile(p, f.content);
-        return p;
-      }));
+      const sources = await Promise.all(
+        files.map(async (f, i) => {
+          const p = join(tmp, `f${i}`);
+          await writeFile(p, f.content);
+          return p;
+        }),
+      );
       const script = join(tmp, "commands");
       await writeFile(script, debugfsInjectScript(files, sources));
       const env = { ...process.env, DEBUGFS_PAGER: "__none__" };

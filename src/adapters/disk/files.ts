@@ -12,7 +12,8 @@ export function sha256File(path: string): Promise<string> {
     const stream = createReadStream(path, { highWaterMark: 1 << 20 });
     stream.on("data", (b) => hash.update(b));
     stream.on("error", (e) =>
-      reject(new BangerError("DISK_FAILED", `cannot read ${path}: ${e.message}`, { hint: "check that the file exists and is readable", cause: e })));
+      reject(new BangerError("DISK_FAILED", `cannot read ${path}: ${e.message}`, { hint: "check that the file exists and is readable", cause: e })),
+    );
     stream.on("end", () => resolve(hash.digest("hex")));
   });
 }

@@ -12,7 +12,10 @@ export async function binaryVersion(runner: Runner, bin: string, hint: string): 
   const path = which(bin);
   if (!path) throw new BangerError("VMM_NOT_FOUND", `${bin} was not found${bin.includes("/") ? "" : " on PATH"}`, { hint });
   const res = await runner.run(path, ["--version"], { timeoutMs: VERSION_TIMEOUT_MS });
-  const line = `${res.stdout}\n${res.stderr}`.split("\n").map((l) => l.trim()).find(Boolean);
+  const line = `${res.stdout}\n${res.stderr}`
+    .split("\n")
+    .map((l) => l.trim())
+    .find(Boolean);
   if (!line) throw new BangerError("COMMAND_FAILED", `${path} --version printed nothing`, { hint });
   return { path, line };
 }

@@ -191,7 +191,9 @@ export class FirecrackerVmm implements Vmm {
         // already gone between the check and the signal
       }
       if (!(await waitForExit(handle.pid, handle.pidStart, 5_000))) {
-        throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} survived SIGKILL for 5 s`, { hint: "check `ps -o stat -p <pid>` for a process stuck in D state" });
+        throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} survived SIGKILL for 5 s`, {
+          hint: "check `ps -o stat -p <pid>` for a process stuck in D state",
+        });
       }
     }
     await this.cleanup(handle);

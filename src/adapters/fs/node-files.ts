@@ -25,7 +25,9 @@ export class NodeFiles implements Files {
   }
 
   mkdir(path: string): Promise<void> {
-    return this.edge("creating a directory", path, async () => { await mkdir(path, { recursive: true }); });
+    return this.edge("creating a directory", path, async () => {
+      await mkdir(path, { recursive: true });
+    });
   }
 
   remove(path: string): Promise<void> {
@@ -37,10 +39,12 @@ export class NodeFiles implements Files {
   }
 
   list(dir: string): Promise<string[]> {
-    return this.edge("listing", dir, () => readdir(dir).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === "ENOENT") return [];
-      throw e;
-    }));
+    return this.edge("listing", dir, () =>
+      readdir(dir).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === "ENOENT") return [];
+        throw e;
+      }),
+    );
   }
 
   stat(path: string): Promise<FileInfo | undefined> {

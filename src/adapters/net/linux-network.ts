@@ -41,11 +41,15 @@ export class LinuxNetwork implements Network {
     if (opts.uplink !== undefined) assertIfname(opts.uplink, "uplink");
     prefixLen(opts.subnet); // throws INVALID_CONFIG early for a bad subnet
     this.cmd = new HostCmd(opts.runner);
-    this.pool = new TapPool(Math.max(0, opts.poolSize), {
-      create: (n) => this.cmd.createTap(n, opts.bridge),
-      delete: (n) => this.cmd.deleteLink(n),
-      reset: (n) => this.cmd.resetTap(n, opts.bridge),
-    }, opts.log);
+    this.pool = new TapPool(
+      Math.max(0, opts.poolSize),
+      {
+        create: (n) => this.cmd.createTap(n, opts.bridge),
+        delete: (n) => this.cmd.deleteLink(n),
+        reset: (n) => this.cmd.resetTap(n, opts.bridge),
+      },
+      opts.log,
+    );
   }
 
   async ensureHost(): Promise<void> {
@@ -133,7 +137,10 @@ export class LinuxNetwork implements Network {
   }
 
   async listTaps(): Promise<string[]> {
-    return (await this.cmd.links()).map((l) => l.ifname).filter(isBangerTap).sort();
+    return (await this.cmd.links())
+      .map((l) => l.ifname)
+      .filter(isBangerTap)
+      .sort();
   }
 
   /** Remove everything banger created here: the nft table, all its TAPs, the bridge. For tests and uninstall. */

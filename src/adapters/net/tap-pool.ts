@@ -44,7 +44,11 @@ export function isBangerTap(name: string): boolean {
 
 /** `bt-` plus the start of the VM id, kept within IFNAMSIZ and to safe characters. */
 export function onDemandName(vmId: string, taken: (n: string) => boolean): string {
-  const stem = vmId.toLowerCase().replace(/[^a-z0-9]/g, "").slice(0, 10) || "vm";
+  const stem =
+    vmId
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, "")
+      .slice(0, 10) || "vm";
   const first = ON_DEMAND_PREFIX + stem;
   if (!taken(first)) return first;
   for (let i = 0; ; i++) {
@@ -82,13 +86,7 @@ export class TapPool {
   }
 
   private taken(name: string): boolean {
-    return (
-      this.idle.includes(name) ||
-      this.busy.has(name) ||
-      this.unclaimed.has(name) ||
-      this.creating.has(name) ||
-      this.resetting.has(name)
-    );
+    return this.idle.includes(name) || this.busy.has(name) || this.unclaimed.has(name) || this.creating.has(name) || this.resetting.has(name);
   }
 
   private nextPoolName(): string {

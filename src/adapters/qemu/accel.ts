@@ -81,9 +81,21 @@ export async function qemuKvmWorks(bin: string, runner = new ExecRunner()): Prom
       ({ pid } = await spawnUntilReady(runner, {
         cmd: bin,
         args: [
-          "-M", "microvm,acpi=on", "-accel", "kvm", "-cpu", "host,-arch-capabilities",
-          "-nodefaults", "-no-user-config", "-display", "none", "-m", "64", "-S",
-          "-qmp", `unix:${qmp},server=on,wait=off`,
+          "-M",
+          "microvm,acpi=on",
+          "-accel",
+          "kvm",
+          "-cpu",
+          "host,-arch-capabilities",
+          "-nodefaults",
+          "-no-user-config",
+          "-display",
+          "none",
+          "-m",
+          "64",
+          "-S",
+          "-qmp",
+          `unix:${qmp},server=on,wait=off`,
         ],
         output: log,
         append: false,
@@ -100,17 +112,21 @@ export async function qemuKvmWorks(bin: string, runner = new ExecRunner()): Prom
     } catch (e) {
       return { accel: "tcg", reason: `${(e as Error).message}; using TCG` };
     }
-    return await withQmp(qmp, async (q) => {
-      const kvm = await q.execute<{ enabled: boolean; present: boolean }>("query-kvm");
-      if (!kvm.enabled) return { accel: "tcg" as const, reason: "qemu started but reports KVM disabled; using TCG" };
-      await q.execute("cont");
-      await sleep(500);
-      const st = await q.execute<{ status: string }>("query-status");
-      if (st.status === "internal-error" || st.status === "guest-panicked" || st.status === "shutdown") {
-        return { accel: "tcg" as const, reason: `a KVM vCPU stopped with status ${st.status}; using TCG` };
-      }
-      return { accel: "kvm" as const, reason: "KVM opened read/write and a vCPU ran under qemu" };
-    }, 3_000).catch((e: unknown) => ({ accel: "tcg" as const, reason: `qemu -accel kvm stopped answering QMP (${(e as Error).message}); using TCG` }));
+    return await withQmp(
+      qmp,
+      async (q) => {
+        const kvm = await q.execute<{ enabled: boolean; present: boolean }>("query-kvm");
+        if (!kvm.enabled) return { accel: "tcg" as const, reason: "qemu started but reports KVM disabled; using TCG" };
+        await q.execute("cont");
+        await sleep(500);
+        const st = await q.execute<{ status: string }>("query-status");
+        if (st.status === "internal-error" || st.status === "guest-panicked" || st.status === "shutdown") {
+          return { accel: "tcg" as const, reason: `a KVM vCPU stopped with status ${st.status}; using TCG` };
+        }
+        return { accel: "kvm" as const, reason: "KVM opened read/write and a vCPU ran under qemu" };
+      },
+      3_000,
+    ).catch((e: unknown) => ({ accel: "tcg" as const, reason: `qemu -accel kvm stopped answering QMP (${(e as Error).message}); using TCG` }));
   } finally {
     if (pid !== undefined && processAlive(pid)) await terminate(pid, undefined, 2_000);
     await rm(dir, { recursive: true, force: true });

@@ -108,9 +108,10 @@ export class QemuVmm implements Vmm {
       timeoutMs: this.opts.spawnTimeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS,
       pollMs: 25,
       signal,
-      failed: (message, end) => end?.kind === "spawn-error" && end.error.code === "ENOENT"
-        ? new BangerError("VMM_NOT_FOUND", `cannot run ${cmd}: not found`, { hint: QEMU_NOT_FOUND_HINT })
-        : this.failed(spec.dir, message),
+      failed: (message, end) =>
+        end?.kind === "spawn-error" && end.error.code === "ENOENT"
+          ? new BangerError("VMM_NOT_FOUND", `cannot run ${cmd}: not found`, { hint: QEMU_NOT_FOUND_HINT })
+          : this.failed(spec.dir, message),
     });
     this.opts.log.debug({ vm: spec.name, pid, accel }, "qemu spawned");
     return { kind: "qemu", pid, pidStart, controlSocket: paths.qmp, consoleLog: paths.console };
@@ -123,41 +124,52 @@ export class QemuVmm implements Vmm {
   async configure(handle: VmmHandle, spec: VmmSpec, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     if (!this.isAlive(handle)) throw await this.failed(spec.dir, "qemu is not running");
-    await withQmp(handle.controlSocket, async (q) => {
-      const st = await q.execute<{ status: string; running: boolean }>("query-status");
-      if (st.running || (st.status !== "prelaunch" && st.status !== "paused")) {
-        throw new BangerError("VMM_FAILED", `qemu should be paused before start but its status is ${st.status}`, {
-          hint: "delete the VM and create it again",
-        });
-      }
-      const blocks = await q.execute<{ device: string; inserted?: { file: string; ro: boolean } }[]>("query-block");
-      for (const [device, file] of [["rootfs", spec.rootfs], ["work", spec.workDisk]] as const) {
-        const b = blocks.find((x) => x.device === device);
-        if (!b?.inserted) throw new BangerError("VMM_FAILED", `qemu has no ${device} drive`, { hint: "this is a bug in the qemu driver's arguments" });
-        if (b.inserted.file !== file) {
-          throw new BangerError("VMM_FAILED", `qemu ${device} drive is ${b.inserted.file}, expected ${file}`, { hint: "delete the VM and create it again" });
+    await withQmp(
+      handle.controlSocket,
+      async (q) => {
+        const st = await q.execute<{ status: string; running: boolean }>("query-status");
+        if (st.running || (st.status !== "prelaunch" && st.status !== "paused")) {
+          throw new BangerError("VMM_FAILED", `qemu should be paused before start but its status is ${st.status}`, {
+            hint: "delete the VM and create it again",
+          });
         }
-        if (b.inserted.ro) throw new BangerError("VMM_FAILED", `qemu opened ${file} read-only`, { hint: "check the file's permissions" });
-      }
-      if (spec.tap) {
-        const info = await q.execute<string>("human-monitor-command", { "command-line": "info network" });
-        if (!info.includes(`ifname=${spec.tap}`)) {
-          throw new BangerError("VMM_FAILED", `qemu has no network backend on TAP ${spec.tap}`, { hint: "check `ip link show` for the TAP device" });
+        const blocks = await q.execute<{ device: string; inserted?: { file: string; ro: boolean } }[]>("query-block");
+        for (const [device, file] of [
+          ["rootfs", spec.rootfs],
+          ["work", spec.workDisk],
+        ] as const) {
+          const b = blocks.find((x) => x.device === device);
+          if (!b?.inserted) throw new BangerError("VMM_FAILED", `qemu has no ${device} drive`, { hint: "this is a bug in the qemu driver's arguments" });
+          if (b.inserted.file !== file) {
+            throw new BangerError("VMM_FAILED", `qemu ${device} drive is ${b.inserted.file}, expected ${file}`, { hint: "delete the VM and create it again" });
+          }
+          if (b.inserted.ro) throw new BangerError("VMM_FAILED", `qemu opened ${file} read-only`, { hint: "check the file's permissions" });
         }
-      }
-    }, QMP_TIMEOUT_MS);
+        if (spec.tap) {
+          const info = await q.execute<string>("human-monitor-command", { "command-line": "info network" });
+          if (!info.includes(`ifname=${spec.tap}`)) {
+            throw new BangerError("VMM_FAILED", `qemu has no network backend on TAP ${spec.tap}`, { hint: "check `ip link show` for the TAP device" });
+          }
+        }
+      },
+      QMP_TIMEOUT_MS,
+    );
   }
 
   async start(handle: VmmHandle, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     if (!this.isAlive(handle)) throw await this.failed(this.vmDir(handle), "qemu is not running");
-    await withQmp(handle.controlSocket, async (q) => {
-      await q.execute("cont");
-      const st = await q.execute<{ status: string; running: boolean }>("query-status");
-      if (!st.running) {
-        throw new BangerError("VMM_FAILED", `guest did not start: qemu status is ${st.status}`, { hint: `see ${handle.consoleLog}` });
-      }
-    }, QMP_TIMEOUT_MS);
+    await withQmp(
+      handle.controlSocket,
+      async (q) => {
+        await q.execute("cont");
+        const st = await q.execute<{ status: string; running: boolean }>("query-status");
+        if (!st.running) {
+          throw new BangerError("VMM_FAILED", `guest did not start: qemu status is ${st.status}`, { hint: `see ${handle.consoleLog}` });
+        }
+      },
+      QMP_TIMEOUT_MS,
+    );
   }
 
   async stop(handle: VmmHandle, opts: { timeoutMs: number; graceMs?: number }): Promise<StopResult> {
@@ -173,17 +185,21 @@ export class QemuVmm implements Vmm {
 
   private async requestStop(handle: VmmHandle, budgetMs: number): Promise<StopRequestOutcome> {
     try {
-      await withQmp(handle.controlSocket, async (q) => {
-        const st = await q.execute<{ running: boolean; status: string }>("query-status");
-        if (st.running) {
-          // ACPI power button: the guest shuts down and qemu exits at power-off.
-          await q.execute("system_powerdown");
-        } else {
-          // A guest that never ran (or is paused) cannot react to the power button. qemu may
-          // close the socket before it answers `quit`.
-          await q.execute("quit").catch(() => undefined);
-        }
-      }, Math.max(1_000, Math.min(QMP_TIMEOUT_MS, budgetMs)));
+      await withQmp(
+        handle.controlSocket,
+        async (q) => {
+          const st = await q.execute<{ running: boolean; status: string }>("query-status");
+          if (st.running) {
+            // ACPI power button: the guest shuts down and qemu exits at power-off.
+            await q.execute("system_powerdown");
+          } else {
+            // A guest that never ran (or is paused) cannot react to the power button. qemu may
+            // close the socket before it answers `quit`.
+            await q.execute("quit").catch(() => undefined);
+          }
+        },
+        Math.max(1_000, Math.min(QMP_TIMEOUT_MS, budgetMs)),
+      );
       return "sent";
     } catch (e) {
       // The guest may already be powering off and qemu closing QMP: keep waiting for the exit.
@@ -200,7 +216,9 @@ export class QemuVmm implements Vmm {
       return;
     }
     if (!(await waitForExit(handle.pid, handle.pidStart, 5_000))) {
-      throw new BangerError("VMM_FAILED", `qemu pid ${handle.pid} survived SIGKILL for 5 s`, { hint: "check `ps -o stat -p <pid>` for a process stuck in D state" });
+      throw new BangerError("VMM_FAILED", `qemu pid ${handle.pid} survived SIGKILL for 5 s`, {
+        hint: "check `ps -o stat -p <pid>` for a process stuck in D state",
+      });
     }
   }
 

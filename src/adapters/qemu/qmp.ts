@@ -32,7 +32,11 @@ export class QmpClient {
   private readonly pending = new Map<number, Pending>();
   private closedError: Error | undefined;
 
-  private constructor(private readonly sock: Socket, readonly socketPath: string, private readonly defaultTimeoutMs: number) {}
+  private constructor(
+    private readonly sock: Socket,
+    readonly socketPath: string,
+    private readonly defaultTimeoutMs: number,
+  ) {}
 
   /** Connect, read the greeting and leave capability negotiation mode. */
   static connect(socketPath: string, timeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<QmpClient> {
@@ -124,9 +128,11 @@ export class QmpClient {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new BangerError("TIMEOUT", `QMP ${command} got no answer within ${timeoutMs} ms`, {
-          hint: "qemu is unresponsive; `banger vm stop` ends it with SIGTERM/SIGKILL after the timeout, `banger vm rm --force` removes the VM",
-        }));
+        reject(
+          new BangerError("TIMEOUT", `QMP ${command} got no answer within ${timeoutMs} ms`, {
+            hint: "qemu is unresponsive; `banger vm stop` ends it with SIGTERM/SIGKILL after the timeout, `banger vm rm --force` removes the VM",
+          }),
+        );
       }, timeoutMs);
       this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
       const payload: Record<string, unknown> = { execute: command, id };

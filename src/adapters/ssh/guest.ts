@@ -32,7 +32,8 @@ const HINTS: Record<Phase, string> = {
   "no TCP": "the guest never opened port 22: check `banger vm logs` (console) for a boot failure and that the VM's network came up",
   "no banner": "a port answered but sshd never sent its banner: the guest may be overloaded or still booting; raise ssh_timeout_s",
   "auth failed": "sshd rejected banger's key: check that the image's root authorized_keys is banger's public key",
-  "host key mismatch": "the guest presented a different host key than banger injected: the image may regenerate host keys at boot, or another machine holds this IP",
+  "host key mismatch":
+    "the guest presented a different host key than banger injected: the image may regenerate host keys at boot, or another machine holds this IP",
   "ssh failed": "see the ssh error above",
 };
 
@@ -66,15 +67,17 @@ function probeBanner(host: string, port: number, signal?: AbortSignal): Promise<
       if (line.startsWith("SSH-2.0-") || line.startsWith("SSH-1.99-")) done(undefined, line);
       else done({ phase: "no banner", detail: `port ${port} answered with ${JSON.stringify(line.slice(0, 60))}, not an SSH banner` });
     });
-    sock.on("error", (e: NodeJS.ErrnoException) =>
-      done({ phase: connected ? "no banner" : "no TCP", detail: e.code ?? e.message }));
-    sock.on("close", () => done({ phase: connected ? "no banner" : "no TCP", detail: connected ? "connection closed before the banner" : "connection closed" }));
+    sock.on("error", (e: NodeJS.ErrnoException) => done({ phase: connected ? "no banner" : "no TCP", detail: e.code ?? e.message }));
+    sock.on("close", () =>
+      done({ phase: connected ? "no banner" : "no TCP", detail: connected ? "connection closed before the banner" : "connection closed" }),
+    );
   });
 }
 
 function classify(stderr: string, code: number): Attempt {
   const text = stderr.trim().split("\n").slice(-3).join(" | ") || `ssh exited ${code}`;
-  if (/host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known/i.test(stderr)) return { phase: "host key mismatch", detail: text };
+  if (/host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known/i.test(stderr))
+    return { phase: "host key mismatch", detail: text };
   if (/permission denied/i.test(stderr)) return { phase: "auth failed", detail: text };
   if (/connection refused|timed out|no route/i.test(stderr)) return { phase: "no TCP", detail: text };
   return { phase: "ssh failed", detail: text };
@@ -94,7 +97,12 @@ export class SshGuest implements Guest {
    * One ssh run; a non-zero exit is returned, not thrown. Undefined when it did not finish within
    * timeoutMs; an abort throws the signal's reason; a client that cannot start throws `code`.
    */
-  private async runSsh(target: SshTarget, command: string, opts: ExecOptions & { timeoutMs: number }, code: "GUEST_NOT_READY" | "COMMAND_FAILED"): Promise<RunResult | undefined> {
+  private async runSsh(
+    target: SshTarget,
+    command: string,
+    opts: ExecOptions & { timeoutMs: number },
+    code: "GUEST_NOT_READY" | "COMMAND_FAILED",
+  ): Promise<RunResult | undefined> {
     try {
       return await this.runner.run(this.ssh, sshArgs(target, [command]), { ...opts, allowFailure: true });
     } catch (e) {
@@ -142,10 +150,14 @@ export class SshGuest implements Guest {
       await sleep(POLL_MS, undefined, { signal }).catch(() => signal?.throwIfAborted());
     }
     const secs = ((Date.now() - started) / 1000).toFixed(1);
-    throw new BangerError("GUEST_NOT_READY", `no SSH login to ${target.user}@${target.host}:${port} after ${secs} s (last failure: ${last.phase}: ${last.detail})`, {
-      hint: HINTS[last.phase],
-      stage: "wait_ssh",
-    });
+    throw new BangerError(
+      "GUEST_NOT_READY",
+      `no SSH login to ${target.user}@${target.host}:${port} after ${secs} s (last failure: ${last.phase}: ${last.detail})`,
+      {
+        hint: HINTS[last.phase],
+        stage: "wait_ssh",
+      },
+    );
   }
 
   async waitPort(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
@@ -156,18 +168,32 @@ export class SshGuest implements Guest {
       signal?.throwIfAborted();
       const err = await new Promise<string | undefined>((resolve) => {
         const sock = connect({ host, port });
-        const timer = setTimeout(() => { sock.destroy(); resolve(`connect timed out after ${TCP_TIMEOUT_MS} ms`); }, TCP_TIMEOUT_MS);
-        sock.on("connect", () => { clearTimeout(timer); sock.destroy(); resolve(undefined); });
-        sock.on("error", (e: NodeJS.ErrnoException) => { clearTimeout(timer); resolve(e.code ?? e.message); });
+        const timer = setTimeout(() => {
+          sock.destroy();
+          resolve(`connect timed out after ${TCP_TIMEOUT_MS} ms`);
+        }, TCP_TIMEOUT_MS);
+        sock.on("connect", () => {
+          clearTimeout(timer);
+          sock.destroy();
+          resolve(undefined);
+        });
+        sock.on("error", (e: NodeJS.ErrnoException) => {
+          clearTimeout(timer);
+          resolve(e.code ?? e.message);
+        });
       });
       if (err === undefined) return;
       last = err;
       if (Date.now() + POLL_MS >= deadline) break;
       await sleep(POLL_MS, undefined, { signal }).catch(() => signal?.throwIfAborted());
     }
-    throw new BangerError("GUEST_NOT_READY", `nothing accepted connections on ${host}:${port} within ${((Date.now() - started) / 1000).toFixed(1)} s (last: ${last})`, {
-      hint: "the guest service did not start; check it with `banger vm ssh` (e.g. `systemctl status`) or raise service_timeout_s",
-    });
+    throw new BangerError(
+      "GUEST_NOT_READY",
+      `nothing accepted connections on ${host}:${port} within ${((Date.now() - started) / 1000).toFixed(1)} s (last: ${last})`,
+      {
+        hint: "the guest service did not start; check it with `banger vm ssh` (e.g. `systemctl status`) or raise service_timeout_s",
+      },
+    );
   }
 
   async exec(target: SshTarget, command: string, timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -17,7 +17,8 @@ async function keygen(args: string[]): Promise<string> {
   try {
     res = await runner.run("ssh-keygen", args, { timeoutMs: KEYGEN_TIMEOUT_MS, allowFailure: true });
   } catch (e) {
-    if (isCode(e, "TIMEOUT")) throw keyError(`ssh-keygen ${args.join(" ")} did not finish within ${KEYGEN_TIMEOUT_MS} ms`, "check that the key has no passphrase");
+    if (isCode(e, "TIMEOUT"))
+      throw keyError(`ssh-keygen ${args.join(" ")} did not finish within ${KEYGEN_TIMEOUT_MS} ms`, "check that the key has no passphrase");
     throw keyError((e as Error).message, "install openssh-client");
   }
   if (res.code !== 0) throw keyError(`ssh-keygen ${args.join(" ")} failed: ${res.stderr.trim() || `exit ${res.code}`}`, "check the key file and its directory");
@@ -36,8 +37,10 @@ async function ensurePub(path: string): Promise<string> {
   try {
     pub = (await keygen(["-y", "-f", path])).trim();
   } catch (e) {
-    throw keyError(`cannot derive the public key of ${path}: ${(e as Error).message}`,
-      "banger needs an unencrypted private key; create one with `ssh-keygen -t ed25519 -N \"\" -f <path>`");
+    throw keyError(
+      `cannot derive the public key of ${path}: ${(e as Error).message}`,
+      'banger needs an unencrypted private key; create one with `ssh-keygen -t ed25519 -N "" -f <path>`',
+    );
   }
   await writeFile(pubPath, pub + "\n", { mode: 0o644 });
   return pub;
@@ -53,7 +56,10 @@ export async function checkKey(path: string): Promise<string> {
   try {
     st = await lstat(path);
   } catch {
-    throw keyError(`SSH key ${path} does not exist`, "create it with `ssh-keygen -t ed25519 -N \"\" -f " + path + "` or unset ssh_key to use banger's managed key");
+    throw keyError(
+      `SSH key ${path} does not exist`,
+      'create it with `ssh-keygen -t ed25519 -N "" -f ' + path + "` or unset ssh_key to use banger's managed key",
+    );
   }
   if (st.isSymbolicLink()) {
     try {

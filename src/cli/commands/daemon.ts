@@ -17,7 +17,12 @@ const DAEMON_MAIN = fileURLToPath(new URL(typeof BANGER_BUNDLED === "boolean" ? 
 /** Node flags for bangerd, as in the Makefile's BANGERD_NODE_FLAGS and bin/bangerd.js. */
 const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1"];
 
-interface VersionInfo { version: string; pid: number; vmm: string; stateDir: string }
+interface VersionInfo {
+  version: string;
+  pid: number;
+  vmm: string;
+  stateDir: string;
+}
 
 function daemonArgs(ctx: CliContext): string[] {
   const args = [...DAEMON_NODE_FLAGS, DAEMON_MAIN];
@@ -43,16 +48,29 @@ async function start(ctx: CliContext, foreground: boolean): Promise<void> {
   const fd = openSync(errLog, "w");
   const child = spawn(process.execPath, daemonArgs(ctx), { detached: true, stdio: ["ignore", fd, fd] });
   let exited: number | null | undefined;
-  child.on("exit", (code) => { exited = code; });
+  child.on("exit", (code) => {
+    exited = code;
+  });
   child.unref();
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (exited !== undefined) {
-      const tail = readFileSync(errLog, "utf8").trim().split("\n").filter((l) => !l.startsWith("{")).slice(-5).join("\n");
-      throw new BangerError("DAEMON_UNREACHABLE", `bangerd exited during start (code ${exited}):\n${tail}`, { hint: `full output in ${errLog} and ${cfg.paths.logFile}` });
+      const tail = readFileSync(errLog, "utf8")
+        .trim()
+        .split("\n")
+        .filter((l) => !l.startsWith("{"))
+        .slice(-5)
+        .join("\n");
+      throw new BangerError("DAEMON_UNREACHABLE", `bangerd exited during start (code ${exited}):\n${tail}`, {
+        hint: `full output in ${errLog} and ${cfg.paths.logFile}`,
+      });
     }
     if (await socketLive(cfg.paths.socket, 300)) {
-      ctx.out(`bangerd started (pid ${child.pid}, socket ${cfg.paths.socket}, log ${cfg.paths.logFile})`, { running: true, pid: child.pid, socket: cfg.paths.socket });
+      ctx.out(`bangerd started (pid ${child.pid}, socket ${cfg.paths.socket}, log ${cfg.paths.logFile})`, {
+        running: true,
+        pid: child.pid,
+        socket: cfg.paths.socket,
+      });
       return;
     }
     await sleep(100);
@@ -82,7 +100,17 @@ async function status(ctx: CliContext): Promise<void> {
   const socket = await ctx.socket();
   try {
     const v = await ctx.client().call<VersionInfo>("GET", "/version");
-    ctx.out(keyValues([["status", "running"], ["pid", v.pid], ["version", v.version], ["vmm", v.vmm], ["socket", socket], ["state dir", v.stateDir]]), { running: true, socket, ...v });
+    ctx.out(
+      keyValues([
+        ["status", "running"],
+        ["pid", v.pid],
+        ["version", v.version],
+        ["vmm", v.vmm],
+        ["socket", socket],
+        ["state dir", v.stateDir],
+      ]),
+      { running: true, socket, ...v },
+    );
   } catch (e) {
     if ((e as BangerError).code !== "DAEMON_UNREACHABLE") throw e;
     ctx.out(`bangerd is not running (socket ${socket}): start it with \`banger daemon start\``, { running: false, socket });
@@ -92,8 +120,14 @@ async function status(ctx: CliContext): Promise<void> {
 
 export function registerDaemon(program: Command, ctx: CliContext): void {
   const d = program.command("daemon").description("start, stop or inspect bangerd");
-  d.command("start").description("start bangerd in the background (or --foreground)")
-    .option("--foreground", "run in this process, logging to stderr").action((o: { foreground?: boolean }) => start(ctx, Boolean(o.foreground)));
-  d.command("stop").description("stop bangerd; VMs keep running").action(() => stop(ctx));
-  d.command("status").description("is bangerd running, and where").action(() => status(ctx));
+  d.command("start")
+    .description("start bangerd in the background (or --foreground)")
+    .option("--foreground", "run in this process, logging to stderr")
+    .action((o: { foreground?: boolean }) => start(ctx, Boolean(o.foreground)));
+  d.command("stop")
+    .description("stop bangerd; VMs keep running")
+    .action(() => stop(ctx));
+  d.command("status")
+    .description("is bangerd running, and where")
+    .action(() => status(ctx));
 }
