@@ -53,13 +53,29 @@ function imageFor(spec: string): { label: string; os: string; img: BuiltImage } 
     process.exit(2);
   }
   const name = dir.split("/").pop()!;
-  const img = { dir, name, kernel: join(dir, "vmlinux"), initrd: join(dir, "initramfs.cpio.gz"), rootfs: join(dir, "rootfs.ext4"), workSeed: join(dir, "work-seed.ext4") };
+  const img = {
+    dir,
+    name,
+    kernel: join(dir, "vmlinux"),
+    initrd: join(dir, "initramfs.cpio.gz"),
+    rootfs: join(dir, "rootfs.ext4"),
+    workSeed: join(dir, "work-seed.ext4"),
+  };
   return { label: name, os: name.split("-")[0], img };
 }
 const images = [...new Set(values.image!)].map(imageFor);
 
-interface Event { stage: string; durationMs: number; op: string; outcome: string }
-interface Variant { label: string; pool: number; seed: boolean }
+interface Event {
+  stage: string;
+  durationMs: number;
+  op: string;
+  outcome: string;
+}
+interface Variant {
+  label: string;
+  pool: number;
+  seed: boolean;
+}
 
 const warm = async (d: TestDaemon, v: Variant) => {
   if (v.pool === 0) return;
@@ -80,12 +96,22 @@ async function measure(v: Variant, image: ReturnType<typeof imageFor>): Promise<
   const img = image.img;
   const d: TestDaemon = await startTestDaemon({
     ns: here,
-    config: { vmm: values.vmm!, ...(values.vmm === "firecracker" ? { firecracker_bin: process.env.FIRECRACKER_BIN ?? "firecracker" } : {}), tap_pool_size: v.pool, disk_pool_size: v.pool === 0 ? 0 : Math.max(2, parallel), memory_mib: 1024, work_disk_gib: 10, vcpus: 2 },
+    config: {
+      vmm: values.vmm!,
+      ...(values.vmm === "firecracker" ? { firecracker_bin: process.env.FIRECRACKER_BIN ?? "firecracker" } : {}),
+      tap_pool_size: v.pool,
+      disk_pool_size: v.pool === 0 ? 0 : Math.max(2, parallel),
+      memory_mib: 1024,
+      work_disk_gib: 10,
+      vcpus: 2,
+    },
     env: process.env.FIRECRACKER_BIN ? { FAKE_FC_BOOT: "qemu" } : {},
   });
   const samples: Record<string, number>[] = [];
   try {
-    const args = registerArgs(img, "bench-1", { services: false, os: image.os }).filter((a, i, all) => v.seed || (a !== "--work-seed" && all[i - 1] !== "--work-seed"));
+    const args = registerArgs(img, "bench-1", { services: false, os: image.os }).filter(
+      (a, i, all) => v.seed || (a !== "--work-seed" && all[i - 1] !== "--work-seed"),
+    );
     const reg = await d.cli(args, { timeoutMs: 600_000 });
     if (reg.code !== 0) throw new Error(`register failed: ${reg.stderr}`);
     let n = 0;
@@ -115,7 +141,10 @@ async function measure(v: Variant, image: ReturnType<typeof imageFor>): Promise<
 
 async function main(): Promise<void> {
   const variants: Variant[] = values.compare
-    ? [{ label: "pool+seed", pool: 4, seed: true }, { label: "no-pool+no-seed", pool: 0, seed: false }]
+    ? [
+        { label: "pool+seed", pool: 4, seed: true },
+        { label: "no-pool+no-seed", pool: 0, seed: false },
+      ]
     : [{ label: "default", pool: 4, seed: true }];
   const results = [];
   for (const image of images) for (const v of variants) results.push(await measure(v, image));
@@ -129,8 +158,20 @@ async function main(): Promise<void> {
     for (const { label, img } of images) {
       raw[label] = [];
       for (let i = 0; i < runs; i++) {
-        raw[label].push(await rawBoot({ img, workDir: join(d.dir, "raw"), bridge: "banger0", subnet: "172.30.0.0/24", ip: "172.30.0.250",
-          keyPath, vcpus: 2, memoryMib: 1024, workDiskGib: 10, stateDir: d.stateDir }));
+        raw[label].push(
+          await rawBoot({
+            img,
+            workDir: join(d.dir, "raw"),
+            bridge: "banger0",
+            subnet: "172.30.0.0/24",
+            ip: "172.30.0.250",
+            keyPath,
+            vcpus: 2,
+            memoryMib: 1024,
+            workDiskGib: 10,
+            stateDir: d.stateDir,
+          }),
+        );
       }
     }
   } finally {
@@ -144,12 +185,16 @@ async function main(): Promise<void> {
     return { image, variant, runs: samples.length, medians, ratioVsRaw: medians["create→ssh-ready"] / rawMedian[image], samples };
   });
   for (const r of report) {
-    console.log(`\n== ${r.image}: ${r.variant.label} (pool ${r.variant.pool}, seed ${r.variant.seed ? "on" : "off"}; ${r.runs} creates, parallel ${parallel}, vmm ${values.vmm})`);
+    console.log(
+      `\n== ${r.image}: ${r.variant.label} (pool ${r.variant.pool}, seed ${r.variant.seed ? "on" : "off"}; ${r.runs} creates, parallel ${parallel}, vmm ${values.vmm})`,
+    );
     for (const [stage, ms] of Object.entries(r.medians)) console.log(`  ${stage.padEnd(24)} ${fmt(ms).padStart(10)}`);
     console.log(`  ratio create→ssh-ready / raw boot→ssh: ${r.ratioVsRaw.toFixed(3)}`);
   }
   for (const [label, xs] of Object.entries(raw)) {
-    console.log(`\n== raw ${values.vmm} boot→ssh, ${label} (same image, same args): median ${fmt(rawMedian[label])} over ${xs.length} runs [${xs.map(fmt).join(", ")}]`);
+    console.log(
+      `\n== raw ${values.vmm} boot→ssh, ${label} (same image, same args): median ${fmt(rawMedian[label])} over ${xs.length} runs [${xs.map(fmt).join(", ")}]`,
+    );
   }
   if (images.length > 1) {
     console.log(`\n== create→ssh-ready side by side (${report[0].variant.label})`);
@@ -160,8 +205,17 @@ async function main(): Promise<void> {
   const out = join(REPO, "build/bench");
   mkdirSync(out, { recursive: true });
   const file = join(out, `create-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(file, JSON.stringify({ runs, parallel, vmm: values.vmm, images: images.map((i) => i.img.name), raw: { samples: raw, median: rawMedian }, report }, null, 2));
+  writeFileSync(
+    file,
+    JSON.stringify({ runs, parallel, vmm: values.vmm, images: images.map((i) => i.img.name), raw: { samples: raw, median: rawMedian }, report }, null, 2),
+  );
   console.log(`\nwrote ${file}`);
 }
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -9,7 +9,7 @@ import { buildQemuArgs } from "../src/adapters/qemu/args.js";
 import { probeAccel } from "../src/adapters/qemu/accel.js";
 import { SshGuest } from "../src/adapters/ssh/guest.js";
 import { generateHostKey } from "../src/adapters/ssh/keys.js";
-import { bootNetArg, gatewayOf, macForIp, netmaskOf } from "../src/adapters/net/addr.js";
+import { bootNetArg, gatewayOf, macForIp, netmaskOf } from "../src/domain/addr.js";
 import { DEFAULT_BOOT_ARGS } from "../src/app/images.js";
 import type { BuiltImage } from "../test/helpers/guest-image.js";
 
@@ -20,8 +20,16 @@ import type { BuiltImage } from "../test/helpers/guest-image.js";
  * process spawn → first authenticated SSH `true`, polled like banger polls.
  */
 export async function rawBoot(opts: {
-  img: BuiltImage; workDir: string; bridge: string; subnet: string; ip: string; keyPath: string;
-  vcpus: number; memoryMib: number; workDiskGib: number; stateDir: string;
+  img: BuiltImage;
+  workDir: string;
+  bridge: string;
+  subnet: string;
+  ip: string;
+  keyPath: string;
+  vcpus: number;
+  memoryMib: number;
+  workDiskGib: number;
+  stateDir: string;
 }): Promise<number> {
   const runner = new ExecRunner();
   const disks = new Ext4Disks({ runner });
@@ -44,11 +52,24 @@ export async function rawBoot(opts: {
   await runner.run("ip", ["tuntap", "add", "dev", tap, "mode", "tap"], { allowFailure: true });
   await runner.run("ip", ["link", "set", tap, "master", opts.bridge, "up"]);
   const { accel } = await probeAccel("qemu-system-x86_64", opts.stateDir);
-  const args = buildQemuArgs({
-    vmId: "raw", name: "raw", dir, kernel: opts.img.kernel, initrd: opts.img.initrd,
-    bootArgs: `${DEFAULT_BOOT_ARGS} ${bootNetArg(opts.ip, gatewayOf(opts.subnet), netmaskOf(opts.subnet), "raw")}`,
-    rootfs, workDisk: work, vcpus: opts.vcpus, memoryMib: opts.memoryMib, tap, mac: macForIp(opts.ip), vsockCid: 3,
-  }, { accel, tscKhz: hostTscKhz(), qmpSocket: join(dir, "qmp.sock"), serial: { kind: "file", path: join(dir, "console.log") }, paused: false });
+  const args = buildQemuArgs(
+    {
+      vmId: "raw",
+      name: "raw",
+      dir,
+      kernel: opts.img.kernel,
+      initrd: opts.img.initrd,
+      bootArgs: `${DEFAULT_BOOT_ARGS} ${bootNetArg(opts.ip, gatewayOf(opts.subnet), netmaskOf(opts.subnet), "raw")}`,
+      rootfs,
+      workDisk: work,
+      vcpus: opts.vcpus,
+      memoryMib: opts.memoryMib,
+      tap,
+      mac: macForIp(opts.ip),
+      vsockCid: 3,
+    },
+    { accel, tscKhz: hostTscKhz(), qmpSocket: join(dir, "qmp.sock"), serial: { kind: "file", path: join(dir, "console.log") }, paused: false },
+  );
   const guest = new SshGuest({ log: pino({ level: "silent" }) });
   const t0 = performance.now();
   const log = openSync(join(dir, "vmm.log"), "w");

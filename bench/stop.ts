@@ -45,7 +45,14 @@ const specEnv: Record<string, string> = process.env.FAKE_FC_SPEC === "none" || !
 function debianImage(): BuiltImage | undefined {
   const dir = process.env.BENCH_DEBIAN_IMAGE;
   if (!dir) return builtDebianImage();
-  return { dir, name: dir.split("/").pop()!, kernel: join(dir, "vmlinux"), initrd: join(dir, "initramfs.cpio.gz"), rootfs: join(dir, "rootfs.ext4"), workSeed: join(dir, "work-seed.ext4") };
+  return {
+    dir,
+    name: dir.split("/").pop()!,
+    kernel: join(dir, "vmlinux"),
+    initrd: join(dir, "initramfs.cpio.gz"),
+    rootfs: join(dir, "rootfs.ext4"),
+    workSeed: join(dir, "work-seed.ext4"),
+  };
 }
 
 interface Variant {
@@ -55,8 +62,16 @@ interface Variant {
   /** "fake": tiny artifacts, no guest ever runs; "debian": the built image. */
   image: "fake" | "debian";
 }
-interface Sample { stopMs: number; stages: Record<string, number> }
-interface Event { stage: string; durationMs: number; op: string; outcome: string }
+interface Sample {
+  stopMs: number;
+  stages: Record<string, number>;
+}
+interface Event {
+  stage: string;
+  durationMs: number;
+  op: string;
+  outcome: string;
+}
 
 const here: Netns = { name: ns, runner: new ExecRunner(), exec: (c, a, o) => new ExecRunner().run(c, a, o), destroy: async () => undefined };
 const median = (xs: number[]) => {
@@ -66,9 +81,10 @@ const median = (xs: number[]) => {
 const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
 
 async function register(d: TestDaemon, v: Variant, art: string): Promise<void> {
-  const args = v.image === "fake"
-    ? ["image", "register", "--name", "bench-stop", "--kernel", fakeElfKernel(art), "--rootfs", realExt4(art, "rootfs.ext4")]
-    : registerArgs(debianImage()!, "bench-stop", { services: false });
+  const args =
+    v.image === "fake"
+      ? ["image", "register", "--name", "bench-stop", "--kernel", fakeElfKernel(art), "--rootfs", realExt4(art, "rootfs.ext4")]
+      : registerArgs(debianImage()!, "bench-stop", { services: false });
   const r = await d.cli(args, { timeoutMs: 600_000 });
   if (r.code !== 0) throw new Error(`register failed: ${r.stderr}`);
 }
@@ -81,7 +97,9 @@ async function measure(v: Variant): Promise<Sample[]> {
     await register(d, v, art);
     for (let i = 0; i < runs; i++) {
       const name = `stop-${i}`;
-      const create = await d.cli(["vm", "create", "--image", "bench-stop", "--name", name, ...(v.image === "fake" ? ["--no-wait"] : [])], { timeoutMs: 900_000 });
+      const create = await d.cli(["vm", "create", "--image", "bench-stop", "--name", name, ...(v.image === "fake" ? ["--no-wait"] : [])], {
+        timeoutMs: 900_000,
+      });
       if (create.code !== 0) throw new Error(`create failed: ${create.stderr}`);
       const t0 = performance.now();
       const stop = await d.cli(["vm", "stop", name], { timeoutMs: 300_000 });
@@ -117,7 +135,12 @@ async function main(): Promise<void> {
   }
   if (values.qemu) variants.push({ label: "qemu, Debian guest", config: { vmm: "qemu", memory_mib: 1024 }, env: {}, image: "debian" });
   if (values["fc-guest"]) {
-    variants.push({ label: "firecracker fake + QEMU, Debian guest", config: { vmm: "firecracker", firecracker_bin: FAKE_FC, memory_mib: 1024 }, env: { ...specEnv, FAKE_FC_BOOT: "qemu" }, image: "debian" });
+    variants.push({
+      label: "firecracker fake + QEMU, Debian guest",
+      config: { vmm: "firecracker", firecracker_bin: FAKE_FC, memory_mib: 1024 },
+      env: { ...specEnv, FAKE_FC_BOOT: "qemu" },
+      image: "debian",
+    });
   }
 
   const report = [];
@@ -126,14 +149,22 @@ async function main(): Promise<void> {
     const samples = await measure(v);
     const stages = [...new Set(samples.flatMap((s) => Object.keys(s.stages)))];
     report.push({
-      label: v.label, vmm: v.config.vmm, env: v.env, runs: samples.length,
+      label: v.label,
+      vmm: v.config.vmm,
+      env: v.env,
+      runs: samples.length,
       medianStopMs: median(samples.map((s) => s.stopMs)),
       stageMedians: Object.fromEntries(stages.map((st) => [st, median(samples.map((s) => s.stages[st]).filter((x) => x !== undefined))])),
       samples,
     });
   }
   console.log("\n== median `banger vm stop` wall time");
-  for (const r of report) console.log(`  ${r.label.padEnd(44)} ${fmt(r.medianStopMs).padStart(9)}   ${Object.entries(r.stageMedians).map(([k, ms]) => `${k} ${fmt(ms)}`).join(", ")}`);
+  for (const r of report)
+    console.log(
+      `  ${r.label.padEnd(44)} ${fmt(r.medianStopMs).padStart(9)}   ${Object.entries(r.stageMedians)
+        .map(([k, ms]) => `${k} ${fmt(ms)}`)
+        .join(", ")}`,
+    );
   const ratio = report[0].medianStopMs / report[1].medianStopMs;
   console.log(`  ratio poweroff-mapping / reboot-mapping: ${ratio.toFixed(1)}×`);
 
@@ -144,4 +175,10 @@ async function main(): Promise<void> {
   console.log(`\nwrote ${file}`);
 }
 
-main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -1,2 +1,3 @@
 #!/usr/bin/env node
-import "../build/runtime/cli/main.js";
+// CommonJS (bin/package.json): the CLI bundle is CommonJS so it starts without Node's ESM loader.
+require("../build/bundle/banger.cjs");

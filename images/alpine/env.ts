@@ -26,10 +26,15 @@ export function shellEnv(pin: AlpinePin, mirrorArg: string | undefined): string 
   if (src.kind === "apk-dir") {
     const missing = pin.packages.filter((p) => !apkFileFor(src.files, p.name, p.version));
     if (missing.length > 0) {
-      throw new Error(`mirror ${src.mirror}: a plain .apk directory must hold every pinned package; missing ${missing.map((p) => `${p.name}-${p.version}.apk`).join(", ")}`);
+      throw new Error(
+        `mirror ${src.mirror}: a plain .apk directory must hold every pinned package; missing ${missing.map((p) => `${p.name}-${p.version}.apk`).join(", ")}`,
+      );
     }
     vars.SOURCE_APK_FILES = src.files.join("\n");
   }
-  return Object.entries(vars).map(([k, v]) => `${k}=${shq(v)}`).join("\n") + "\n";
+  return (
+    Object.entries(vars)
+      .map(([k, v]) => `${k}=${shq(v)}`)
+      .join("\n") + "\n"
+  );
 }
-

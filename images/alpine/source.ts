@@ -26,7 +26,11 @@ function isDir(p: string): boolean {
 
 /** A local minirootfs in the mirror's own release layout, or beside the packages. */
 function localMinirootfs(dir: string, pin: AlpinePin): string | undefined {
-  const candidates = [join(dir, pin.branch, "releases", pin.arch, minirootfsName(pin)), join(dir, "releases", pin.arch, minirootfsName(pin)), join(dir, minirootfsName(pin))];
+  const candidates = [
+    join(dir, pin.branch, "releases", pin.arch, minirootfsName(pin)),
+    join(dir, "releases", pin.arch, minirootfsName(pin)),
+    join(dir, minirootfsName(pin)),
+  ];
   return candidates.find((c) => existsSync(c));
 }
 
@@ -40,19 +44,29 @@ export function resolveSource(arg: string | undefined, pin: AlpinePin): PackageS
   }
   const dir = resolve(mirror);
   if (!isDir(dir)) {
-    throw new Error(`mirror ${mirror}: no such directory (expected an http(s) URL, a local copy of the mirror with ${pin.branch}/<repo>/${pin.arch}/APKINDEX.tar.gz, or a directory of .apk files)`);
+    throw new Error(
+      `mirror ${mirror}: no such directory (expected an http(s) URL, a local copy of the mirror with ${pin.branch}/<repo>/${pin.arch}/APKINDEX.tar.gz, or a directory of .apk files)`,
+    );
   }
   const minirootfs = localMinirootfs(dir, pin);
   // Every repository of the branch that has an index is used, not just main/community,
   // so a local copy can add one (say, packages taken from a release ISO's apks/).
   const branchDir = join(dir, pin.branch);
   const repos = isDir(branchDir)
-    ? readdirSync(branchDir).sort().map((r) => join(branchDir, r)).filter((r) => hasIndex(r, pin.arch))
+    ? readdirSync(branchDir)
+        .sort()
+        .map((r) => join(branchDir, r))
+        .filter((r) => hasIndex(r, pin.arch))
     : [];
   if (repos.length > 0) return { kind: "index-dir", mirror: dir, repositories: repos, minirootfs };
   if (hasIndex(dir, pin.arch)) return { kind: "index-dir", mirror: dir, repositories: [dir], minirootfs };
   const apkDirs = [dir, join(dir, pin.arch)].filter(isDir);
-  const files = apkDirs.flatMap((d) => readdirSync(d).filter((f) => f.endsWith(".apk")).sort().map((f) => join(d, f)));
+  const files = apkDirs.flatMap((d) =>
+    readdirSync(d)
+      .filter((f) => f.endsWith(".apk"))
+      .sort()
+      .map((f) => join(d, f)),
+  );
   if (files.length > 0) return { kind: "apk-dir", mirror: dir, files, minirootfs };
   throw new Error(`mirror ${mirror}: no ${pin.branch}/<repo>/${pin.arch}/APKINDEX.tar.gz, no ${pin.arch}/APKINDEX.tar.gz and no .apk files in ${dir}`);
 }

@@ -9,10 +9,15 @@ import { copyFile, mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { setTimeout as sleep } from "node:timers/promises";
 
 export class ChecksumError extends Error {
-  constructor(readonly file: string, readonly expected: string, readonly actual: string) {
+  constructor(
+    readonly file: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
     super(`checksum mismatch for ${file}: expected sha256 ${expected}, actual ${actual}`);
   }
 }
@@ -78,7 +83,7 @@ async function httpAttempt(url: string, partial: string, name: string, log: (l: 
   const total = Number.isFinite(len) ? start + len : undefined;
   const progress = progressReporter(log, name, total, start);
   let done = start;
-  const body = Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>);
+  const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
   body.on("data", (c: Buffer) => {
     done += c.length;
     progress.tick(done);

@@ -37,10 +37,13 @@ export interface VoidManifestInput {
 
 /** "ii openssh-9.8p1_1  desc" -> { name: openssh, version: 9.8p1_1 } */
 export function parseXbpsList(text: string): { name: string; version: string }[] {
-  return text.split("\n").flatMap((line) => {
-    const m = /^\S+\s+(\S+)-([^-\s]+_\d+)(\s|$)/.exec(line.trim());
-    return m ? [{ name: m[1], version: m[2] }] : [];
-  }).sort((a, b) => a.name.localeCompare(b.name));
+  return text
+    .split("\n")
+    .flatMap((line) => {
+      const m = /^\S+\s+(\S+)-([^-\s]+_\d+)(\s|$)/.exec(line.trim());
+      return m ? [{ name: m[1], version: m[2] }] : [];
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
 }
 
 export function voidManifest(pin: VoidPin, i: VoidManifestInput): Record<string, unknown> {
@@ -48,10 +51,17 @@ export function voidManifest(pin: VoidPin, i: VoidManifestInput): Record<string,
   const missing = pin.packages.filter((p) => !packages.some((q) => q.name === p));
   if (missing.length > 0) throw new Error(`the rootfs lacks pinned packages: ${missing.join(", ")}`);
   return {
-    name: i.name, os: "void", rootfs: pin.rootfs, builtAt: i.builtAt ?? new Date().toISOString(),
+    name: i.name,
+    os: "void",
+    rootfs: pin.rootfs,
+    builtAt: i.builtAt ?? new Date().toISOString(),
     kernel: { release: i.kernelRelease, source: i.kernelSource },
     opencode: { package: `${pin.opencode.npm}@${pin.opencode.version}` },
-    services: [{ name: "ssh", port: 22 }, { name: "opencode", port: 4096, timeoutS: 300 }],
-    files: i.files, packages,
+    services: [
+      { name: "ssh", port: 22 },
+      { name: "opencode", port: 4096, timeoutS: 300 },
+    ],
+    files: i.files,
+    packages,
   };
 }

@@ -10,10 +10,19 @@ import { VOID, VOID_REPOSITORY, voidManifest, type VoidManifestInput } from "./p
 function main([cmd, ...rest]: string[]): void {
   if (cmd === "env") {
     const vars = {
-      VOID_ROOTFS_URL: VOID.rootfs.url, VOID_ROOTFS_SHA256: VOID.rootfs.sha256, VOID_ROOTFS_FILE: VOID.rootfs.url.split("/").pop()!,
-      VOID_REPOSITORY, VOID_PACKAGES: VOID.packages.join(" "), OPENCODE_NPM: VOID.opencode.npm, OPENCODE_VERSION: VOID.opencode.version,
+      VOID_ROOTFS_URL: VOID.rootfs.url,
+      VOID_ROOTFS_SHA256: VOID.rootfs.sha256,
+      VOID_ROOTFS_FILE: VOID.rootfs.url.split("/").pop()!,
+      VOID_REPOSITORY,
+      VOID_PACKAGES: VOID.packages.join(" "),
+      OPENCODE_NPM: VOID.opencode.npm,
+      OPENCODE_VERSION: VOID.opencode.version,
     };
-    process.stdout.write(Object.entries(vars).map(([k, v]) => `${k}=${shq(v)}`).join("\n") + "\n");
+    process.stdout.write(
+      Object.entries(vars)
+        .map(([k, v]) => `${k}=${shq(v)}`)
+        .join("\n") + "\n",
+    );
     return;
   }
   if (cmd === "manifest" && rest.length === 2) {

@@ -3,8 +3,9 @@ import type { AppDeps } from "../app/deps.js";
 import { createVm } from "../app/create.js";
 import { runDoctor } from "../app/doctor.js";
 import { ImageService } from "../app/images.js";
-import { getVm, listVms, removeVm, startVm, stopVm, vmEvents } from "../app/lifecycle.js";
-import { sshTarget } from "../app/vm-support.js";
+import { removeVm, startVm, stopVm, vmEvents } from "../app/lifecycle.js";
+import { getVm, listVms } from "../app/vm-lookup.js";
+import { sshTarget } from "../app/vm-ready.js";
 import { BangerError } from "../domain/errors.js";
 import { VERSION } from "../version.js";
 import { errorResponse } from "./errors.js";
@@ -26,12 +27,15 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
   api.onError((err, c) => errorResponse(c, err));
   api.notFound((c) => errorResponse(c, new BangerError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}`, { hint: "docs/api.md lists the routes" })));
 
-  api.get("/version", (c) => c.json({ version: VERSION, api: "v1", vmm: d.cfg.config.vmm, pid: process.pid, stateDir: d.cfg.paths.stateDir }));
+  api.get("/version", (c) => c.json({ version: VERSION, api: "v1", vmm: d.config.vmm, pid: process.pid, stateDir: d.config.hostCheck.stateDir }));
 
   api.get("/images", (c) => c.json({ images: images.list() }));
   api.post("/images", async (c) => c.json({ image: await images.register(registerImageBody.parse(await body(c))) }, 201));
   api.get("/images/:name", (c) => c.json({ image: images.get(c.req.param("name")) }));
-  api.delete("/images/:name", async (c) => { await images.remove(c.req.param("name")); return c.json({ removed: c.req.param("name") }); });
+  api.delete("/images/:name", async (c) => {
+    await images.remove(c.req.param("name"));
+    return c.json({ removed: c.req.param("name") });
+  });
   api.post("/images/:name/promote", async (c) => {
     const { alias } = promoteBody.parse(await body(c));
     return c.json({ image: images.promote(c.req.param("name"), alias) });

@@ -1,7 +1,7 @@
-import { open, stat } from "node:fs/promises";
 import { BangerError } from "../domain/errors.js";
 import type { ArtifactRole } from "../domain/types.js";
 import type { Disks } from "../ports/disks.js";
+import type { Files } from "../ports/files.js";
 
 const ROLE_FLAG: Record<ArtifactRole, string> = {
   kernel: "--kernel",
@@ -14,26 +14,11 @@ function invalid(role: ArtifactRole, path: string, problem: string, hint: string
   return new BangerError("INVALID_ARTIFACT", `${ROLE_FLAG[role]} ${path}: ${problem}`, { hint });
 }
 
-async function readHead(path: string, bytes: number): Promise<Buffer> {
-  const fh = await open(path, "r");
-  try {
-    const buf = Buffer.alloc(bytes);
-    const { bytesRead } = await fh.read(buf, 0, bytes, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
-}
-
 /** Exists, is a regular file, is not empty. */
-export async function checkPlainFile(role: ArtifactRole, path: string): Promise<number> {
-  let st;
-  try {
-    st = await stat(path);
-  } catch {
-    throw invalid(role, path, "file does not exist", "check the path; relative paths are resolved against your current directory");
-  }
-  if (!st.isFile()) throw invalid(role, path, "is not a regular file", "pass the file itself, not a directory or device");
+export async function checkPlainFile(files: Files, role: ArtifactRole, path: string): Promise<number> {
+  const st = await files.stat(path).catch(() => undefined);
+  if (!st) throw invalid(role, path, "file does not exist", "check the path; relative paths are resolved against your current directory");
+  if (!st.isFile) throw invalid(role, path, "is not a regular file", "pass the file itself, not a directory or device");
   if (st.size === 0) throw invalid(role, path, "is empty", "the artifact was not built completely; rebuild it");
   return st.size;
 }
@@ -42,11 +27,15 @@ export async function checkPlainFile(role: ArtifactRole, path: string): Promise<
  * Firecracker and our QEMU driver both load the kernel as an ELF (PVH entry);
  * a compressed bzImage would boot far slower or not at all, so refuse it here.
  */
-export async function checkKernel(path: string): Promise<void> {
-  const head = await readHead(path, 0x210);
+export async function checkKernel(files: Files, path: string): Promise<void> {
+  const head = await files.readHead(path, 0x210);
   if (head.length >= 0x206 && head.subarray(0x202, 0x206).toString("latin1") === "HdrS") {
-    throw invalid("kernel", path, "is a compressed bzImage, not an ELF vmlinux",
-      "extract the ELF with `bash images/lib/kernel.sh OUTDIR` (Debian cloud kernels) or the kernel tree's scripts/extract-vmlinux");
+    throw invalid(
+      "kernel",
+      path,
+      "is a compressed bzImage, not an ELF vmlinux",
+      "extract the ELF with `bash images/lib/kernel.sh OUTDIR` (Debian cloud kernels) or the kernel tree's scripts/extract-vmlinux",
+    );
   }
   if (head.length < 20 || head.readUInt32BE(0) !== 0x7f454c46) {
     throw invalid("kernel", path, "is not an ELF file", "pass an uncompressed vmlinux (ELF x86-64 executable)");
@@ -62,8 +51,8 @@ export async function checkKernel(path: string): Promise<void> {
   }
 }
 
-export async function checkInitrd(path: string): Promise<void> {
-  const head = await readHead(path, 6);
+export async function checkInitrd(files: Files, path: string): Promise<void> {
+  const head = await files.readHead(path, 6);
   const gzip = head[0] === 0x1f && head[1] === 0x8b;
   const cpio = head.toString("latin1").startsWith("07070");
   const zstd = head.readUInt32LE(0) === 0xfd2fb528;

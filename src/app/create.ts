@@ -1,19 +1,28 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { guestAddresses, macForIp } from "../adapters/net/addr.js";
+import { guestAddresses, macForIp } from "../domain/addr.js";
 import { BangerError } from "../domain/errors.js";
 import { validateName } from "../domain/names.js";
 import { artifactOf, type Image, type Vm } from "../domain/types.js";
 import type { Vmm } from "../ports/vmm.js";
-import type { AppDeps } from "./deps.js";
+import type { AppConfig, AppDeps } from "./deps.js";
 import { settleFailed, transition } from "./vm-transitions.js";
 import { imageNotFound } from "./images.js";
 import { Plan, type Stage } from "./plan.js";
-import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
-import type { PreparedDisks } from "./disk-pool.js";
-import { vmFiles } from "./vm-support.js";
-import { cloneRootfs, injectIdentity, knownHostsLine, makeWorkDisk } from "./vm-disks.js";
+import { bootStages, explainGuestFailure, tapStage, type BootContext, type BootDeps } from "./boot-stages.js";
+import type { PreparedDisks } from "./deps.js";
+import { vmFiles } from "./vm-files.js";
+import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
+import { knownHostsLine } from "../domain/known-hosts.js";
+
+/** What a create touches; start, stop and rm take a subset of the same (lifecycle.ts). */
+export type CreateDeps = BootDeps &
+  Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log"> & {
+    config: Pick<
+      AppConfig,
+      "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "sshTimeoutMs" | "serviceTimeoutMs"
+    >;
+  };
 
 export interface CreateInput {
   image: string;
@@ -26,7 +35,7 @@ export interface CreateInput {
   noWait?: boolean;
 }
 
-export function resolveImage(d: AppDeps, ref: string): Image {
+export function resolveImage(d: Pick<AppDeps, "store">, ref: string): Image {
   const image = d.store.getImage(ref);
   if (!image) throw imageNotFound(ref);
   if (image.status === "broken") {
@@ -37,8 +46,8 @@ export function resolveImage(d: AppDeps, ref: string): Image {
   return image;
 }
 
-export async function createVm(d: AppDeps, input: CreateInput, opts: { signal?: AbortSignal } = {}): Promise<Vm> {
-  const cfg = d.cfg.config;
+export async function createVm(d: CreateDeps, input: CreateInput, opts: { signal?: AbortSignal } = {}): Promise<Vm> {
+  const cfg = d.config;
   if (input.name !== undefined) validateName(input.name, "VM");
   const image = resolveImage(d, input.image);
   const name = input.name ?? d.names.next((n) => d.store.nameTaken(n) || d.ops.current(n) !== undefined);
@@ -47,7 +56,7 @@ export async function createVm(d: AppDeps, input: CreateInput, opts: { signal?: 
   }
   const vmm = d.vmm(cfg.vmm); // resolves the binary now: a missing VMM fails before anything is acquired
   // Held from before the row exists until the plan has settled, undo included.
-  const ticket = d.ops.begin(name, "create", { signal: opts.signal, deadlineMs: cfg.op_timeout_s * 1000 });
+  const ticket = d.ops.begin(name, "create", { signal: opts.signal, deadlineMs: cfg.opTimeoutMs });
   try {
     return await runCreate(d, input, { image, name, vmm, signal: ticket.signal });
   } finally {
@@ -55,19 +64,27 @@ export async function createVm(d: AppDeps, input: CreateInput, opts: { signal?: 
   }
 }
 
-async function runCreate(d: AppDeps, input: CreateInput, c: { image: Image; name: string; vmm: Vmm; signal: AbortSignal }): Promise<Vm> {
-  const cfg = d.cfg.config;
+async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; name: string; vmm: Vmm; signal: AbortSignal }): Promise<Vm> {
+  const cfg = d.config;
   const { image, name, vmm } = c;
   const seed = artifactOf(image, "work_seed");
   const id = randomUUID();
   const now = new Date().toISOString();
   let vm: Vm = {
-    id, name, imageId: image.id, imageName: image.name, state: "creating", vmm: vmm.kind,
+    id,
+    name,
+    imageId: image.id,
+    imageName: image.name,
+    state: "creating",
+    vmm: vmm.kind,
     vcpus: input.vcpus ?? image.defaultVcpus ?? cfg.vcpus,
-    memoryMib: input.memoryMib ?? image.defaultMemoryMib ?? cfg.memory_mib,
-    workDiskGib: input.workDiskGib ?? image.defaultWorkDiskGib ?? cfg.work_disk_gib,
-    nat: input.nat ?? false, dir: join(d.cfg.paths.vmsDir, id), workSeedFallback: !seed,
-    createdAt: now, updatedAt: now,
+    memoryMib: input.memoryMib ?? image.defaultMemoryMib ?? cfg.memoryMib,
+    workDiskGib: input.workDiskGib ?? image.defaultWorkDiskGib ?? cfg.workDiskGib,
+    nat: input.nat ?? false,
+    dir: join(cfg.vmsDir, id),
+    workSeedFallback: !seed,
+    createdAt: now,
+    updatedAt: now,
   };
   try {
     d.store.insertVm(vm);
@@ -76,43 +93,58 @@ async function runCreate(d: AppDeps, input: CreateInput, c: { image: Image; name
     throw e;
   }
 
-  const plan = new Plan(d.store, d.log, vm, "create", c.signal, cfg.events_keep_ops);
-  const patch = (p: Partial<Vm>) => { vm = d.store.updateVm(id, p); };
+  const plan = new Plan(d.store, d.log, vm, "create", c.signal, cfg.eventsKeepOps);
+  const patch = (p: Partial<Vm>) => {
+    vm = d.store.updateVm(id, p);
+  };
   const files = vmFiles(vm.dir);
   let prepared: PreparedDisks | undefined;
   const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: input.noWait };
 
   const stages: Stage[] = [
-    { name: "lease-ip", run: async ({ onUndo }) => {
-      // Last to run: a VM whose other undos all worked has nothing left and goes; otherwise
-      // the row stays as `failed`, so `banger vm rm` can finish the cleanup later.
-      onUndo("vm-record", () => { if (plan.undoFailures === 0) d.store.deleteVm(id); });
-      const ip = d.store.allocateLease(id, guestAddresses(cfg.subnet));
-      if (!ip) throw new BangerError("NO_FREE_IP", `no free address left in ${cfg.subnet}`, { hint: "remove unused VMs or widen `subnet` in the config" });
-      onUndo("lease", () => d.store.releaseLease(id));
-      patch({ ip, mac: macForIp(ip), vsockCid: d.store.allocateVsockCid(id) });
-      return ip;
-    } },
+    {
+      name: "lease-ip",
+      run: async ({ onUndo }) => {
+        // Last to run: a VM whose other undos all worked has nothing left and goes; otherwise
+        // the row stays as `failed`, so `banger vm rm` can finish the cleanup later.
+        onUndo("vm-record", () => {
+          if (plan.undoFailures === 0) d.store.deleteVm(id);
+        });
+        const ip = d.store.allocateLease(id, guestAddresses(cfg.subnet));
+        if (!ip) throw new BangerError("NO_FREE_IP", `no free address left in ${cfg.subnet}`, { hint: "remove unused VMs or widen `subnet` in the config" });
+        onUndo("lease", () => d.store.releaseLease(id));
+        patch({ ip, mac: macForIp(ip), vsockCid: d.store.allocateVsockCid(id) });
+        return ip;
+      },
+    },
     tapStage(boot),
-    { name: "rootfs", run: async ({ onUndo }) => {
-      const removeDir = () => rm(vm.dir, { recursive: true, force: true });
-      prepared = d.diskPool.take(image, vm.workDiskGib);
-      if (prepared) {
-        await d.diskPool.claim(prepared, vm.dir); // the set's dir becomes the VM dir
+    {
+      name: "rootfs",
+      run: async ({ onUndo }) => {
+        const removeDir = () => d.files.remove(vm.dir);
+        prepared = d.diskPool.take(image, vm.workDiskGib);
+        if (prepared) {
+          await d.diskPool.claim(prepared, vm.dir); // the set's dir becomes the VM dir
+          onUndo("vm-dir", removeDir);
+          return "from warm pool";
+        }
+        await d.files.mkdir(vm.dir);
         onUndo("vm-dir", removeDir);
-        return "from warm pool";
-      }
-      await mkdir(vm.dir, { recursive: true });
-      onUndo("vm-dir", removeDir);
-      await cloneRootfs(d, image, files.rootfs);
-    } },
-    { name: seed ? "work-disk" : "work-disk-fallback", run: async () =>
-      prepared ? `${vm.workDiskGib} GiB from warm pool` : makeWorkDisk(d, image, files.work, vm.workDiskGib) },
-    { name: "inject", run: async () => {
-      const hostPublicKey = prepared?.hostPublicKey ?? (await injectIdentity(d, files.rootfs));
-      await writeFile(files.knownHosts, knownHostsLine(vm.ip!, hostPublicKey), { mode: 0o600 });
-      return prepared ? "host key and authorized_keys pre-injected (warm pool)" : undefined;
-    } },
+        await cloneRootfs(d, image, files.rootfs);
+      },
+    },
+    {
+      name: seed ? "work-disk" : "work-disk-fallback",
+      run: async () => (prepared ? `${vm.workDiskGib} GiB from warm pool` : makeWorkDisk(d, image, files.work, vm.workDiskGib)),
+    },
+    {
+      name: "inject",
+      run: async () => {
+        const hostPublicKey = prepared?.hostPublicKey ?? (await injectIdentity(d, files.rootfs));
+        await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
+        return prepared ? "host key and authorized_keys pre-injected (warm pool)" : undefined;
+      },
+    },
     ...bootStages(boot),
   ];
 
@@ -128,6 +160,9 @@ async function runCreate(d: AppDeps, input: CreateInput, c: { image: Image; name
   plan.commit();
   vm = transition(d, vm, "running");
   const total = plan.timings.reduce((s, t) => s + t.durationMs, 0);
-  d.log.info({ vm: name, stage: "total", ms: Math.round(total), stages: plan.timings.map((t) => `${t.stage}=${Math.round(t.durationMs)}ms`).join(" ") }, "vm created");
+  d.log.info(
+    { vm: name, stage: "total", ms: Math.round(total), stages: plan.timings.map((t) => `${t.stage}=${Math.round(t.durationMs)}ms`).join(" ") },
+    "vm created",
+  );
   return vm;
 }

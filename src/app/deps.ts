@@ -1,41 +1,101 @@
 import type { Logger } from "pino";
-import type { LoadedConfig } from "../config/load.js";
 import type { NameGenerator } from "../domain/names.js";
-import type { VmmKind } from "../domain/types.js";
+import type { Image, VmmKind } from "../domain/types.js";
 import type { ConsoleLogs } from "../ports/console.js";
 import type { Disks } from "../ports/disks.js";
+import type { Files } from "../ports/files.js";
 import type { Guest } from "../ports/guest.js";
+import type { HostCheckConfig, HostFacts } from "../ports/host.js";
 import type { Network } from "../ports/network.js";
-import type { Runner } from "../ports/runner.js";
 import type { Store } from "../ports/store.js";
 import type { Vmm } from "../ports/vmm.js";
-import type { DiskPool } from "./disk-pool.js";
-import type { HostProbes } from "./doctor.js";
 import type { VmOps } from "./vm-ops.js";
 
-/** Everything a use case may touch. Built once in src/daemon/wire.ts. */
+/**
+ * The config values use cases read, resolved once by src/daemon/wire.ts.
+ * Nothing below src/daemon sees the config file, its sources or its paths
+ * beyond these.
+ */
+export interface AppConfig {
+  vmm: VmmKind;
+  subnet: string;
+  vcpus: number;
+  memoryMib: number;
+  workDiskGib: number;
+  sshTimeoutMs: number;
+  serviceTimeoutMs: number;
+  /** Overall deadline of one create or start. */
+  opTimeoutMs: number;
+  eventsKeepOps: number;
+  consoleLogMaxBytes: number;
+  tapPoolSize: number;
+  imagesDir: string;
+  vmsDir: string;
+  socket: string;
+  hostCheck: HostCheckConfig;
+}
+
+/** A ready-made set of per-VM disks for one image: a directory holding rootfs.ext4 and work.ext4. */
+export interface PreparedDisks {
+  dir: string;
+  workGib: number;
+  hostPublicKey: string;
+}
+
+export interface PoolUsage {
+  /** Ready sets per image id. */
+  sets: Record<string, number>;
+  /** Allocated bytes (st_blocks) of every file under the pool, sets being built included. */
+  bytes: number;
+  /** 0 means no cap. */
+  maxBytes: number;
+  /** Image ids whose refill is held back by the cap. */
+  capped: string[];
+}
+
+/** Warm per-VM disk sets (src/app/disk-pool.ts); what the use cases ask of it. */
+export interface WarmDisks {
+  adopt(images: Image[]): Promise<void>;
+  /** A set for this image and work-disk size, or undefined. Never blocks. */
+  take(image: Image, workGib: number): PreparedDisks | undefined;
+  /** Make a taken set the VM's directory (one rename). */
+  claim(p: PreparedDisks, vmDir: string): Promise<void>;
+  refill(image: Image): void;
+  settled(): Promise<void>;
+  drop(imageId: string): Promise<void>;
+  close(): Promise<void>;
+  stats(): Record<string, number>;
+  usage(): Promise<PoolUsage>;
+}
+
+/** The SSH identities: banger's own key for reaching guests, and a fresh host key per VM. */
+export interface Keys {
+  /** Path of the private key (config ssh_key or the auto-managed default); `.pub` beside it. */
+  sshKey(): Promise<string>;
+  hostKey(): Promise<{ privateKey: string; publicKey: string }>;
+}
+
+/**
+ * The composition root's parts. Use cases do not take all of it: each
+ * declares the slice it uses (`Pick<AppDeps, …>`), and wire.ts builds the
+ * parts in dependency order, so there is no cycle and no cast.
+ */
 export interface AppDeps {
-  cfg: LoadedConfig;
+  config: AppConfig;
   store: Store;
   /** The per-VM operation lock: one create/start/stop/rm at a time per VM. */
   ops: VmOps;
   /** Drivers are created on first use so a host without firecracker still serves qemu VMs. */
   vmm(kind: VmmKind): Vmm;
   network: Network;
-  /** Warm per-VM disks; set right after the deps object exists (it needs them). */
-  diskPool: DiskPool;
+  diskPool: WarmDisks;
   disks: Disks;
+  files: Files;
+  host: HostFacts;
   /** Guest console logs in the VM dirs: reads with stable offsets, rotation. */
   console: ConsoleLogs;
   guest: Guest;
-  runner: Runner;
+  keys: Keys;
   names: NameGenerator;
   log: Logger;
-  /** Resolved private key path (config ssh_key or the auto-managed default). */
-  sshKey(): Promise<string>;
-  /** Host key pair for a new VM; ed25519 via ssh-keygen. */
-  hostKey(): Promise<{ privateKey: string; publicKey: string }>;
-  probes: HostProbes;
-  sha256File(path: string): Promise<string>;
-  copyFile(src: string, dst: string): Promise<void>;
 }

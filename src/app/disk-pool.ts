@@ -1,28 +1,10 @@
 import { createHash, randomUUID } from "node:crypto";
-import { lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { errnoError } from "../domain/errors.js";
 import { artifactOf, type Image } from "../domain/types.js";
-import type { AppDeps } from "./deps.js";
+import type { Files } from "../ports/files.js";
+import type { AppConfig, AppDeps, PoolUsage, PreparedDisks, WarmDisks } from "./deps.js";
 import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
-
-/** A ready-made set of per-VM disks for one image: a directory holding rootfs.ext4 and work.ext4. */
-export interface PreparedDisks {
-  dir: string;
-  workGib: number;
-  hostPublicKey: string;
-}
-
-export interface PoolUsage {
-  /** Ready sets per image id. */
-  sets: Record<string, number>;
-  /** Allocated bytes (st_blocks) of every file under the pool, sets being built included. */
-  bytes: number;
-  /** 0 means no cap. */
-  maxBytes: number;
-  /** Image ids whose refill is held back by the cap. */
-  capped: string[];
-}
 
 interface Meta {
   imageSha: string;
@@ -41,8 +23,19 @@ const TMP_PREFIX = ".tmp-";
 const GIB = 1024 ** 3;
 
 /** The work-disk size a create gets when it asks for none; the only size the pool builds for the image. */
-export function defaultWorkGib(d: AppDeps, image: Image): number {
-  return image.defaultWorkDiskGib ?? d.cfg.config.work_disk_gib;
+export function defaultWorkGib(config: Pick<AppConfig, "workDiskGib">, image: Image): number {
+  return image.defaultWorkDiskGib ?? config.workDiskGib;
+}
+
+/** What the pool needs: nothing of the lifecycle, so it can be built before the use cases that take from it. */
+export type PoolDeps = Pick<AppDeps, "store" | "disks" | "files" | "keys" | "log"> & { config: Pick<AppConfig, "workDiskGib"> };
+
+export interface PoolOptions {
+  dir: string;
+  /** Sets kept per image (disk_pool_size). */
+  size: number;
+  /** disk_pool_max_gib; 0 means no cap. */
+  maxGib: number;
 }
 
 /**
@@ -58,7 +51,7 @@ export function defaultWorkGib(d: AppDeps, image: Image): number {
  * a time across images, so they never compete with a booting guest for the CPU
  * and the size cap holds.
  */
-export class DiskPool {
+export class DiskPool implements WarmDisks {
   private readonly ready = new Map<string, { dir: string; meta: Meta }[]>();
   private readonly filling = new Map<string, Promise<void>>();
   /** Allocated bytes of the last set built or adopted per image: the estimate for its next one. */
@@ -68,13 +61,16 @@ export class DiskPool {
   private readonly maxBytes: number;
   private closed = false;
 
+  private readonly dir: string;
+  private readonly size: number;
+
   constructor(
-    private readonly d: AppDeps,
-    private readonly dir: string,
-    private readonly size: number,
-    maxGib: number = d.cfg.config.disk_pool_max_gib,
+    private readonly d: PoolDeps,
+    opts: PoolOptions,
   ) {
-    this.maxBytes = Math.floor(maxGib * GIB);
+    this.dir = opts.dir;
+    this.size = opts.size;
+    this.maxBytes = Math.floor(opts.maxGib * GIB);
   }
 
   private imageDir(imageId: string): string {
@@ -82,21 +78,22 @@ export class DiskPool {
   }
 
   private async expected(image: Image): Promise<Expected> {
-    const userKey = createHash("sha256").update(await readFile(`${await this.d.sshKey()}.pub`)).digest("hex");
+    const userKey = createHash("sha256")
+      .update(await this.d.files.readText(`${await this.d.keys.sshKey()}.pub`))
+      .digest("hex");
     const imageSha = image.artifacts.map((a) => a.sha256).join(":");
-    return { imageSha, userKey, workGib: defaultWorkGib(this.d, image) };
+    return { imageSha, userKey, workGib: defaultWorkGib(this.d.config, image) };
   }
 
   private async discard(path: string, why: string): Promise<void> {
     this.d.log.info({ stage: "disk-pool", path, why }, "discarding warm disks");
-    await rm(path, { recursive: true, force: true })
-      .catch((e) => this.d.log.warn({ stage: "disk-pool", path, err: (e as Error).message }, "cannot remove warm disks"));
+    await this.d.files.remove(path).catch((e) => this.d.log.warn({ stage: "disk-pool", path, err: (e as Error).message }, "cannot remove warm disks"));
   }
 
   /** Daemon start: keep complete sets that still match their image and key, drop everything else. */
   async adopt(images: Image[]): Promise<void> {
     const byId = new Map(images.map((i) => [i.id, i]));
-    for (const imageId of await readdir(this.dir).catch(() => [] as string[])) {
+    for (const imageId of await this.d.files.list(this.dir).catch(() => [] as string[])) {
       const image = byId.get(imageId);
       const path = this.imageDir(imageId);
       if (!image || image.status !== "ok" || this.size === 0) {
@@ -104,7 +101,7 @@ export class DiskPool {
         continue;
       }
       const want = await this.expected(image).catch(() => undefined);
-      const entries = await readdir(path).catch(() => undefined);
+      const entries = (await this.d.files.stat(path))?.isDirectory ? await this.d.files.list(path) : undefined;
       if (!want || !entries) {
         await this.discard(path, want ? "not a directory" : "banger key unreadable");
         continue;
@@ -112,12 +109,12 @@ export class DiskPool {
       const kept: { dir: string; meta: Meta }[] = [];
       for (const entry of entries) {
         const dir = join(path, entry);
-        const found = entry.startsWith(TMP_PREFIX) ? "incomplete build" : await readSet(dir, want);
+        const found = entry.startsWith(TMP_PREFIX) ? "incomplete build" : await readSet(this.d.files, dir, want);
         if (typeof found === "string") await this.discard(dir, found);
         else if (kept.length >= this.size) await this.discard(dir, "more sets than disk_pool_size");
         else kept.push({ dir, meta: found });
       }
-      if (kept.length > 0) this.setBytes.set(imageId, await allocatedBytes(kept[0].dir));
+      if (kept.length > 0) this.setBytes.set(imageId, await allocatedBytes(this.d.files, kept[0].dir));
       this.ready.set(imageId, kept);
       this.d.log.info({ stage: "disk-pool", image: image.name, entries: kept.length }, "adopted warm disks");
     }
@@ -135,15 +132,16 @@ export class DiskPool {
   /** Make a taken set the VM's directory. vmDir must not exist; on failure it still does not. */
   async claim(p: PreparedDisks, vmDir: string): Promise<void> {
     try {
-      await mkdir(dirname(vmDir), { recursive: true });
-      await rename(p.dir, vmDir);
+      await this.d.files.mkdir(dirname(vmDir));
+      await this.d.files.rename(p.dir, vmDir);
     } catch (e) {
       // The set is out of the ready list already; keeping it would only hold disk space until the next start.
-      await rm(p.dir, { recursive: true, force: true }).catch(() => undefined);
-      throw errnoError(e, { path: dirname(vmDir), action: `moving warm disks to ${vmDir}` });
+      await this.d.files.remove(p.dir).catch(() => undefined);
+      throw e;
     }
     // A leftover meta.json in a VM dir is harmless, so this cannot fail the create.
-    await rm(join(vmDir, META), { force: true })
+    await this.d.files
+      .remove(join(vmDir, META))
       .catch((e) => this.d.log.warn({ stage: "disk-pool", vmDir, err: (e as Error).message }, "cannot remove pool meta.json"));
   }
 
@@ -152,6 +150,7 @@ export class DiskPool {
     if (this.size === 0 || this.closed || image.status !== "ok" || this.filling.has(image.id)) return;
     const job = this.fill(image)
       .catch((e) => {
+        // Disk work from the pool can fail on the host's side (ENOSPC from mkfs, say); the pool dir is where to look.
         const err = errnoError(e, { path: this.dir, action: "refilling the warm disk pool" });
         this.d.log.warn({ stage: "disk-pool", image: image.name, code: err.code, err: err.message, hint: err.hint }, "disk pool refill failed");
       })
@@ -182,7 +181,7 @@ export class DiskPool {
 
   private async roomFor(image: Image): Promise<boolean> {
     if (this.maxBytes === 0) return true;
-    const used = await allocatedBytes(this.dir);
+    const used = await allocatedBytes(this.d.files, this.dir);
     const next = this.setBytes.get(image.id) ?? (await this.estimate(image));
     if (used + next <= this.maxBytes) {
       this.capped.delete(image.id);
@@ -190,8 +189,10 @@ export class DiskPool {
     }
     if (!this.capped.has(image.id)) {
       this.capped.add(image.id);
-      this.d.log.warn({ stage: "disk-pool", image: image.name, usedBytes: used, setBytes: next, maxBytes: this.maxBytes },
-        "disk pool is at disk_pool_max_gib; not adding warm disks");
+      this.d.log.warn(
+        { stage: "disk-pool", image: image.name, usedBytes: used, setBytes: next, maxBytes: this.maxBytes },
+        "disk pool is at disk_pool_max_gib; not adding warm disks",
+      );
     }
     return false;
   }
@@ -200,7 +201,7 @@ export class DiskPool {
   private async estimate(image: Image): Promise<number> {
     let sum = 0;
     for (const a of [artifactOf(image, "rootfs"), artifactOf(image, "work_seed")]) {
-      if (a) sum += await allocatedBytes(a.path);
+      if (a) sum += await allocatedBytes(this.d.files, a.path);
     }
     return sum;
   }
@@ -209,20 +210,20 @@ export class DiskPool {
     const t0 = performance.now();
     const tmp = join(this.imageDir(image.id), `${TMP_PREFIX}${randomUUID()}`);
     try {
-      await mkdir(tmp, { recursive: true });
+      await this.d.files.mkdir(tmp);
       await cloneRootfs(this.d, image, join(tmp, "rootfs.ext4"));
       await makeWorkDisk(this.d, image, join(tmp, "work.ext4"), want.workGib);
       const hostPublicKey = await injectIdentity(this.d, join(tmp, "rootfs.ext4"));
       const files: Record<string, number> = {};
-      for (const f of SET_FILES) files[f] = (await stat(join(tmp, f))).size;
+      for (const f of SET_FILES) files[f] = (await this.d.files.stat(join(tmp, f)))?.size ?? 0;
       const meta: Meta = { ...want, hostPublicKey, files };
-      await writeFile(join(tmp, META), JSON.stringify(meta));
-      const bytes = await allocatedBytes(tmp);
+      await this.d.files.writeText(join(tmp, META), JSON.stringify(meta));
+      const bytes = await allocatedBytes(this.d.files, tmp);
       const dir = join(this.imageDir(image.id), randomUUID());
-      await rename(tmp, dir);
+      await this.d.files.rename(tmp, dir);
       return { dir, meta, bytes, ms: Math.round(performance.now() - t0) };
     } catch (e) {
-      await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      await this.d.files.remove(tmp).catch(() => undefined);
       throw e;
     }
   }
@@ -237,7 +238,7 @@ export class DiskPool {
     this.ready.delete(imageId);
     this.setBytes.delete(imageId);
     this.capped.delete(imageId);
-    await rm(this.imageDir(imageId), { recursive: true, force: true });
+    await this.d.files.remove(this.imageDir(imageId));
   }
 
   async close(): Promise<void> {
@@ -250,15 +251,15 @@ export class DiskPool {
   }
 
   async usage(): Promise<PoolUsage> {
-    return { sets: this.stats(), bytes: await allocatedBytes(this.dir), maxBytes: this.maxBytes, capped: [...this.capped] };
+    return { sets: this.stats(), bytes: await allocatedBytes(this.d.files, this.dir), maxBytes: this.maxBytes, capped: [...this.capped] };
   }
 }
 
 /** The set's meta when it is complete and current, else why it is not. */
-async function readSet(dir: string, want: Expected): Promise<Meta | string> {
+async function readSet(files: Files, dir: string, want: Expected): Promise<Meta | string> {
   let meta: Meta;
   try {
-    meta = JSON.parse(await readFile(join(dir, META), "utf8")) as Meta;
+    meta = JSON.parse(await files.readText(join(dir, META))) as Meta;
   } catch {
     return "meta.json missing or unreadable";
   }
@@ -268,19 +269,19 @@ async function readSet(dir: string, want: Expected): Promise<Meta | string> {
   if (typeof meta.hostPublicKey !== "string" || typeof meta.files !== "object" || !meta.files) return "meta.json incomplete";
   for (const f of new Set([...SET_FILES, ...Object.keys(meta.files)])) {
     if (typeof meta.files[f] !== "number") return `meta.json does not list ${f}`;
-    const st = await lstat(join(dir, f)).catch(() => undefined);
-    if (!st?.isFile()) return `${f} missing`;
+    const st = await files.stat(join(dir, f)).catch(() => undefined);
+    if (!st?.isFile) return `${f} missing`;
     if (st.size !== meta.files[f]) return `${f} is ${st.size} bytes, expected ${meta.files[f]}`;
   }
   return meta;
 }
 
 /** Allocated bytes of every file under path; what a sparse or reflinked disk really holds. */
-async function allocatedBytes(path: string): Promise<number> {
-  const st = await lstat(path).catch(() => undefined); // may vanish mid-walk (a claim or drop)
+async function allocatedBytes(files: Files, path: string): Promise<number> {
+  const st = await files.stat(path).catch(() => undefined); // may vanish mid-walk (a claim or drop)
   if (!st) return 0;
-  if (!st.isDirectory()) return st.blocks * 512;
+  if (!st.isDirectory) return st.allocatedBytes;
   let sum = 0;
-  for (const name of await readdir(path).catch(() => [] as string[])) sum += await allocatedBytes(join(path, name));
+  for (const name of await files.list(path).catch(() => [] as string[])) sum += await allocatedBytes(files, join(path, name));
   return sum;
 }

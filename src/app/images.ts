@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { BangerError } from "../domain/errors.js";
 import { validateImageName, validateName } from "../domain/names.js";
 import type { Artifact, ArtifactRole, GuestService, Image } from "../domain/types.js";
-import type { AppDeps } from "./deps.js";
+import type { AppConfig, AppDeps } from "./deps.js";
+
+type ImageDeps = Pick<AppDeps, "store" | "disks" | "files" | "diskPool" | "log"> & { config: Pick<AppConfig, "imagesDir"> };
 import { checkExt4, checkInitrd, checkKernel, checkPlainFile } from "./artifact-checks.js";
 
 export const DEFAULT_BOOT_ARGS = "console=ttyS0 reboot=k panic=1 rootfstype=ext4 root=/dev/vda rw";
@@ -38,7 +38,7 @@ export function imageNotFound(name: string): BangerError {
 }
 
 export class ImageService {
-  constructor(private readonly d: AppDeps) {}
+  constructor(private readonly d: ImageDeps) {}
 
   list(): Image[] {
     return this.d.store.listImages();
@@ -58,32 +58,35 @@ export class ImageService {
       });
     }
     const sources: [ArtifactRole, string | undefined][] = [
-      ["kernel", input.kernel], ["initrd", input.initrd], ["rootfs", input.rootfs], ["work_seed", input.workSeed],
+      ["kernel", input.kernel],
+      ["initrd", input.initrd],
+      ["rootfs", input.rootfs],
+      ["work_seed", input.workSeed],
     ];
     // Validate everything before copying anything: a bad input leaves no trace.
     for (const [role, path] of sources) {
       if (!path) continue;
-      await checkPlainFile(role, path);
-      if (role === "kernel") await checkKernel(path);
-      if (role === "initrd") await checkInitrd(path);
+      await checkPlainFile(this.d.files, role, path);
+      if (role === "kernel") await checkKernel(this.d.files, path);
+      if (role === "initrd") await checkInitrd(this.d.files, path);
       if (role === "rootfs" || role === "work_seed") await checkExt4(role, path, this.d.disks);
     }
 
     const id = randomUUID();
-    const finalDir = join(this.d.cfg.paths.imagesDir, id);
+    const finalDir = join(this.d.config.imagesDir, id);
     const tmpDir = `${finalDir}.partial`;
-    await mkdir(tmpDir, { recursive: true });
+    await this.d.files.mkdir(tmpDir);
     try {
       const artifacts: Artifact[] = [];
       for (const [role, path] of sources) {
         if (!path) continue;
         const dst = join(tmpDir, FILE_NAMES[role]);
-        await this.d.copyFile(path, dst);
-        const sha256 = await this.d.sha256File(dst);
-        const { size } = await stat(dst);
+        await this.d.files.copy(path, dst);
+        const sha256 = await this.d.files.sha256(dst);
+        const size = (await this.d.files.stat(dst))?.size ?? 0;
         artifacts.push({ role, path: join(finalDir, FILE_NAMES[role]), sha256, sizeBytes: size });
       }
-      await rename(tmpDir, finalDir);
+      await this.d.files.rename(tmpDir, finalDir);
       const services = input.services ?? [{ name: "ssh", port: 22 }];
       const image = this.d.store.insertImage({
         id,
@@ -98,8 +101,8 @@ export class ImageService {
       this.d.log.info({ image: image.name, id, artifacts: artifacts.map((a) => basename(a.path)) }, "image registered");
       return image;
     } catch (err) {
-      await rm(tmpDir, { recursive: true, force: true });
-      await rm(finalDir, { recursive: true, force: true });
+      await this.d.files.remove(tmpDir);
+      await this.d.files.remove(finalDir);
       throw err;
     }
   }
@@ -144,16 +147,23 @@ export class ImageService {
     }
     await this.d.diskPool.drop(img.id);
     this.d.store.deleteImage(img.id);
-    await rm(join(this.d.cfg.paths.imagesDir, img.id), { recursive: true, force: true });
+    await this.d.files.remove(join(this.d.config.imagesDir, img.id));
     this.d.log.info({ image: name }, "image removed");
   }
 
-  /** Cheap start-up pass: every artifact exists with its recorded size. */
-  reconcileQuick(): void {
+  /** Cheap start-up pass: every artifact exists with its recorded size (checksums come later, in the background). */
+  async reconcileQuick(): Promise<void> {
     for (const img of this.d.store.listImages()) {
-      const problem = img.artifacts
-        .map((a) => (!existsSync(a.path) ? `${a.role} file ${a.path} is missing` : undefined))
-        .find(Boolean);
+      let problem: string | undefined;
+      for (const a of img.artifacts) {
+        const st = await this.d.files.stat(a.path).catch(() => undefined);
+        problem = !st
+          ? `${a.role} file ${a.path} is missing`
+          : st.size !== a.sizeBytes
+            ? `${a.role} file ${a.path} is ${st.size} bytes, registered as ${a.sizeBytes}`
+            : undefined;
+        if (problem) break;
+      }
       this.mark(img, problem);
     }
   }
@@ -164,9 +174,12 @@ export class ImageService {
     for (const img of only ? [only] : this.d.store.listImages()) {
       let problem: string | undefined;
       for (const a of img.artifacts) {
-        if (!existsSync(a.path)) { problem = `${a.role} file ${a.path} is missing`; break; }
-        const { size } = await stat(a.path);
-        if (size !== a.sizeBytes || (await this.d.sha256File(a.path)) !== a.sha256) {
+        const st = await this.d.files.stat(a.path).catch(() => undefined);
+        if (!st) {
+          problem = `${a.role} file ${a.path} is missing`;
+          break;
+        }
+        if (st.size !== a.sizeBytes || (await this.d.files.sha256(a.path)) !== a.sha256) {
           problem = `${a.role} checksum changed (${a.path})`;
           break;
         }

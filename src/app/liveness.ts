@@ -1,9 +1,14 @@
 import type { Vm } from "../domain/types.js";
-import type { AppDeps } from "./deps.js";
+import type { AppConfig, AppDeps } from "./deps.js";
 import { Plan } from "./plan.js";
 import { rotateConsoles } from "./retention.js";
-import { handleOf } from "./vm-support.js";
-import { releaseHostSide, removeSockets, settleFailed, transition } from "./vm-transitions.js";
+import { handleOf } from "./vm-boot.js";
+import { removeSockets } from "./vm-files.js";
+import { releaseHostSide, settleFailed, transition } from "./vm-transitions.js";
+
+type LivenessDeps = Pick<AppDeps, "store" | "ops" | "vmm" | "network" | "files" | "console" | "log"> & {
+  config: Pick<AppConfig, "eventsKeepOps" | "consoleLogMaxBytes">;
+};
 
 /** Console rotation rides on the same loop, less often: a guest fills 8 MiB in minutes at the very least. */
 const ROTATE_EVERY_PASSES = 10;
@@ -22,17 +27,24 @@ export class LivenessWatcher {
   private ticking: Promise<string[]> | undefined;
   private passes = 0;
 
-  constructor(private readonly d: AppDeps, private readonly intervalMs: number) {}
+  constructor(
+    private readonly d: LivenessDeps,
+    private readonly intervalMs: number,
+  ) {}
 
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => { void this.tick(); }, this.intervalMs);
+    this.timer = setInterval(() => {
+      void this.tick();
+    }, this.intervalMs);
     this.timer.unref();
   }
 
   /** One pass; overlapping calls share it. Returns the VMs recorded as stopped. */
   tick(): Promise<string[]> {
-    this.ticking ??= this.pass().finally(() => { this.ticking = undefined; });
+    this.ticking ??= this.pass().finally(() => {
+      this.ticking = undefined;
+    });
     return this.ticking;
   }
 
@@ -44,8 +56,9 @@ export class LivenessWatcher {
 
   private dead(vm: Vm): boolean {
     if (vm.state !== "running") return false;
-    const h = handleOf(vm);
-    return !h || !this.d.vmm(vm.vmm).isAlive(h);
+    const vmm = this.d.vmm(vm.vmm);
+    const h = handleOf(vm, vmm);
+    return !h || !vmm.isAlive(h);
   }
 
   private async pass(): Promise<string[]> {
@@ -70,14 +83,22 @@ export class LivenessWatcher {
 
   private async recordExit(vm: Vm): Promise<boolean> {
     this.d.log.warn({ vm: vm.name, stage: "liveness", pid: vm.pid }, "VMM process is gone; marking VM stopped");
-    const plan = new Plan(this.d.store, this.d.log, vm, "exit", undefined, this.d.cfg.config.events_keep_ops);
+    const plan = new Plan(this.d.store, this.d.log, vm, "exit", undefined, this.d.config.eventsKeepOps);
     try {
-      await plan.run([{ name: "release-net", run: async () => { await releaseHostSide(this.d, vm); return EXITED; } }]);
+      await plan.run([
+        {
+          name: "release-net",
+          run: async () => {
+            await releaseHostSide(this.d, vm);
+            return EXITED;
+          },
+        },
+      ]);
     } catch (e) {
       settleFailed(this.d, vm, e, "failed", { pid: undefined, pidStart: undefined });
       return false;
     }
-    removeSockets(vm.dir);
+    await removeSockets(this.d.files, vm.dir);
     transition(this.d, vm, "stopped", { pid: undefined, pidStart: undefined, tap: undefined, lastError: EXITED });
     return true;
   }

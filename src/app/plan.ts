@@ -105,8 +105,15 @@ export class Plan {
       // Taken lazily: a plan that records nothing uses up no id.
       this.opId ??= this.store.nextOpId();
       this.store.addEvent({
-        vmId: this.vm.id, vmName: this.vm.name, opId: this.opId, op: this.op, stage,
-        startedAt: started.toISOString(), durationMs: round(durationMs), outcome, detail,
+        vmId: this.vm.id,
+        vmName: this.vm.name,
+        opId: this.opId,
+        op: this.op,
+        stage,
+        startedAt: started.toISOString(),
+        durationMs: round(durationMs),
+        outcome,
+        detail,
       });
     } catch (e) {
       this.log.warn({ vm: this.vm.name, stage, err: (e as Error).message }, "could not record lifecycle event");

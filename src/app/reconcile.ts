@@ -1,10 +1,8 @@
-import { existsSync } from "node:fs";
-import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { AppDeps } from "./deps.js";
-import { destroyVm } from "./lifecycle.js";
-import { handleOf } from "./vm-support.js";
-import { removeSockets, transition } from "./vm-transitions.js";
+import { destroyVm, type LifecycleDeps } from "./lifecycle.js";
+import { handleOf } from "./vm-boot.js";
+import { removeSockets } from "./vm-files.js";
+import { transition } from "./vm-transitions.js";
 
 export interface ReconcileReport {
   adopted: string[];
@@ -19,23 +17,29 @@ export interface ReconcileReport {
  * mid-create) removed entirely, and anything banger made that no VM owns is
  * cleaned. Each action is logged.
  */
-export async function reconcile(d: AppDeps): Promise<ReconcileReport> {
+export async function reconcile(d: LifecycleDeps): Promise<ReconcileReport> {
   const report: ReconcileReport = { adopted: [], markedStopped: [], purgedCreates: [], removedDirs: [] };
   const log = d.log.child({ stage: "reconcile" });
 
   for (const vm of d.store.listVms()) {
-    const h = handleOf(vm);
-    const alive = h ? d.vmm(vm.vmm).isAlive(h) : false;
+    const vmm = d.vmm(vm.vmm);
+    const h = handleOf(vm, vmm);
+    const alive = h ? vmm.isAlive(h) : false;
     if (vm.state === "creating" || vm.state === "deleting") {
       // A create or delete that the daemon did not finish: a half-built VM is worth nothing, so remove all of it.
       await destroyVm(d, vm.state === "creating" ? transition(d, vm, "deleting") : vm, `unfinished ${vm.state} at daemon start`);
       report.purgedCreates.push(vm.name);
     } else if (vm.state === "starting" || vm.state === "stopping") {
       // Interrupted half way: finish it towards stopped, the state that needs nothing on the host.
-      if (h && alive) await d.vmm(vm.vmm).kill(h);
+      if (h && alive) await vmm.kill(h);
       if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
-      removeSockets(vm.dir);
-      transition(d, vm, "stopped", { pid: undefined, pidStart: undefined, tap: undefined, lastError: `${vm.state === "starting" ? "start" : "stop"} interrupted by a daemon restart` });
+      await removeSockets(d.files, vm.dir);
+      transition(d, vm, "stopped", {
+        pid: undefined,
+        pidStart: undefined,
+        tap: undefined,
+        lastError: `${vm.state === "starting" ? "start" : "stop"} interrupted by a daemon restart`,
+      });
       report.markedStopped.push(vm.name);
       log.warn({ vm: vm.name, was: vm.state }, "operation interrupted by the daemon's exit; VM is stopped");
     } else if (vm.state === "running" && alive) {
@@ -45,7 +49,7 @@ export async function reconcile(d: AppDeps): Promise<ReconcileReport> {
     } else if (vm.state === "running") {
       // Its TAP is left to adopt() below, which sorts every device at once.
       if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
-      removeSockets(vm.dir);
+      await removeSockets(d.files, vm.dir);
       transition(d, vm, "stopped", { pid: undefined, pidStart: undefined, tap: undefined, lastError: "the VMM process ended while bangerd was not running" });
       report.markedStopped.push(vm.name);
       log.warn({ vm: vm.name, pid: vm.pid }, "VMM died while the daemon was away; marked stopped");
@@ -57,14 +61,12 @@ export async function reconcile(d: AppDeps): Promise<ReconcileReport> {
   const busyTaps = live.filter((v) => (v.state === "running" || v.state === "failed") && v.tap).map((v) => ({ tap: v.tap!, vmId: v.id }));
   await d.network.adopt(busyTaps);
 
-  if (existsSync(d.cfg.paths.vmsDir)) {
-    const owned = new Set(live.map((v) => v.id));
-    for (const entry of await readdir(d.cfg.paths.vmsDir)) {
-      if (owned.has(entry)) continue;
-      await rm(join(d.cfg.paths.vmsDir, entry), { recursive: true, force: true });
-      report.removedDirs.push(entry);
-      log.warn({ dir: entry }, "removed VM directory with no VM");
-    }
+  const owned = new Set(live.map((v) => v.id));
+  for (const entry of await d.files.list(d.config.vmsDir)) {
+    if (owned.has(entry)) continue;
+    await d.files.remove(join(d.config.vmsDir, entry));
+    report.removedDirs.push(entry);
+    log.warn({ dir: entry }, "removed VM directory with no VM");
   }
   return report;
 }

@@ -1,6 +1,4 @@
-import type { AppDeps } from "./deps.js";
-
-const MIB = 1024 * 1024;
+import type { AppConfig, AppDeps } from "./deps.js";
 
 /**
  * Rotates every VM's console log that has grown past console_log_max_mib. The VMM keeps writing
@@ -8,8 +6,8 @@ const MIB = 1024 * 1024;
  * stopped VMs are included because a log can have grown before they stopped.
  * Returns the names of the VMs whose log was rotated.
  */
-export async function rotateConsoles(d: AppDeps): Promise<string[]> {
-  const maxBytes = d.cfg.config.console_log_max_mib * MIB;
+export async function rotateConsoles(d: Pick<AppDeps, "store" | "console" | "log"> & { config: Pick<AppConfig, "consoleLogMaxBytes"> }): Promise<string[]> {
+  const maxBytes = d.config.consoleLogMaxBytes;
   const rotated: string[] = [];
   for (const vm of d.store.listVms()) {
     // A VM being deleted is losing its dir; one being created has written next to nothing.
@@ -20,6 +18,6 @@ export async function rotateConsoles(d: AppDeps): Promise<string[]> {
       d.log.warn({ vm: vm.name, err: (e as Error).message }, "console log rotation failed");
     }
   }
-  if (rotated.length > 0) d.log.info({ vms: rotated, maxMib: d.cfg.config.console_log_max_mib }, "console logs rotated");
+  if (rotated.length > 0) d.log.info({ vms: rotated, maxBytes }, "console logs rotated");
   return rotated;
 }

@@ -1,6 +1,7 @@
-import { readFile } from "node:fs/promises";
 import { artifactOf, type Image } from "../domain/types.js";
 import type { AppDeps } from "./deps.js";
+
+type DiskDeps = Pick<AppDeps, "disks" | "files" | "keys">;
 
 /**
  * The per-VM disks of one image: a rootfs copy with a fresh host key and the
@@ -8,28 +9,24 @@ import type { AppDeps } from "./deps.js";
  * (or an empty ext4 when the image has none). Used by the create path when
  * the warm pool is empty and by the pool itself when it refills.
  */
-export async function cloneRootfs(d: AppDeps, image: Image, rootfs: string): Promise<void> {
+export async function cloneRootfs(d: DiskDeps, image: Image, rootfs: string): Promise<void> {
   await d.disks.cloneRootfs(artifactOf(image, "rootfs")!.path, rootfs);
 }
 
-export async function makeWorkDisk(d: AppDeps, image: Image, work: string, gib: number): Promise<string> {
+export async function makeWorkDisk(d: DiskDeps, image: Image, work: string, gib: number): Promise<string> {
   const seed = artifactOf(image, "work_seed");
   await d.disks.makeWorkDisk(work, gib, seed?.path);
   return seed ? `${gib} GiB from work-seed` : `${gib} GiB empty (image has no work-seed)`;
 }
 
 /** Returns the guest's public host key, for the VM's known_hosts. */
-export async function injectIdentity(d: AppDeps, rootfs: string): Promise<string> {
-  const keyPath = await d.sshKey();
-  const [userPub, host] = await Promise.all([readFile(`${keyPath}.pub`, "utf8"), d.hostKey()]);
+export async function injectIdentity(d: DiskDeps, rootfs: string): Promise<string> {
+  const keyPath = await d.keys.sshKey();
+  const [userPub, host] = await Promise.all([d.files.readText(`${keyPath}.pub`), d.keys.hostKey()]);
   await d.disks.inject(rootfs, [
     { path: "/etc/ssh/ssh_host_ed25519_key", content: host.privateKey, mode: 0o600 },
     { path: "/etc/ssh/ssh_host_ed25519_key.pub", content: host.publicKey, mode: 0o644 },
     { path: "/etc/ssh/banger/authorized_keys", content: userPub, mode: 0o644 },
   ]);
   return host.publicKey;
-}
-
-export function knownHostsLine(ip: string, hostPublicKey: string): string {
-  return `${ip} ${hostPublicKey.trim().split(/\s+/).slice(0, 2).join(" ")}\n`;
 }

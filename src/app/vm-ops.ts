@@ -35,26 +35,44 @@ export class VmOps {
   /** Take the lock or throw VM_BUSY naming the operation in progress. */
   begin(name: string, op: VmOp, opts: { signal?: AbortSignal; deadlineMs?: number } = {}): OpTicket {
     if (this.closing) {
-      throw new BangerError("CANCELLED", `bangerd is shutting down; ${op} of VM ${name} was not started`, { hint: "retry once the daemon is back (`banger daemon start`)" });
+      throw new BangerError("CANCELLED", `bangerd is shutting down; ${op} of VM ${name} was not started`, {
+        hint: "retry once the daemon is back (`banger daemon start`)",
+      });
     }
     const busy = this.held.get(name);
     if (busy) throw busyError(name, op, busy.ticket);
     // One controller whose reason is always a BangerError, whatever fired it, so the
     // cancelled plan reports why (client gone, deadline, rm --force, shutdown).
     const controller = new AbortController();
-    const cancel = (why: BangerError) => { if (!controller.signal.aborted) controller.abort(why); };
+    const cancel = (why: BangerError) => {
+      if (!controller.signal.aborted) controller.abort(why);
+    };
     const onClientGone = () => cancel(new BangerError("CANCELLED", `${op} of VM ${name} was cancelled: the client went away`));
     if (opts.signal?.aborted) onClientGone();
     opts.signal?.addEventListener("abort", onClientGone, { once: true });
-    const timer = opts.deadlineMs === undefined ? undefined : setTimeout(() => cancel(new BangerError("TIMEOUT",
-      `${op} of VM ${name} did not finish within ${Math.round(opts.deadlineMs! / 1000)} s`, { hint: "raise op_timeout_s in the config if the guest is just slow" })), opts.deadlineMs);
+    const timer =
+      opts.deadlineMs === undefined
+        ? undefined
+        : setTimeout(
+            () =>
+              cancel(
+                new BangerError("TIMEOUT", `${op} of VM ${name} did not finish within ${Math.round(opts.deadlineMs! / 1000)} s`, {
+                  hint: "raise op_timeout_s in the config if the guest is just slow",
+                }),
+              ),
+            opts.deadlineMs,
+          );
     timer?.unref();
     let finish!: () => void;
     const done = new Promise<void>((r) => (finish = r));
     const h: Held = {
-      cancel, done,
+      cancel,
+      done,
       ticket: {
-        name, op, startedAt: new Date(), signal: controller.signal,
+        name,
+        op,
+        startedAt: new Date(),
+        signal: controller.signal,
         release: () => {
           clearTimeout(timer);
           opts.signal?.removeEventListener("abort", onClientGone);
@@ -101,7 +119,9 @@ export class VmOps {
     for (const h of this.held.values()) if (CANCELLABLE.has(h.ticket.op)) h.cancel(why);
     const all = Promise.all([...this.held.values()].map((h) => h.done));
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((r) => { timer = setTimeout(r, timeoutMs); });
+    const timeout = new Promise<void>((r) => {
+      timer = setTimeout(r, timeoutMs);
+    });
     await Promise.race([all, timeout]);
     clearTimeout(timer);
     return [...this.held.keys()];

@@ -1,5 +1,3 @@
-import { readdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
 import { BangerError, asBangerError } from "../domain/errors.js";
 import type { Vm } from "../domain/types.js";
 import { assertTransition, type VmState } from "../domain/vm-state.js";
@@ -12,7 +10,7 @@ import type { AppDeps } from "./deps.js";
  * happens anyway (a second daemon on the same database), nobody proceeds on a
  * stale view.
  */
-export function transition(d: AppDeps, vm: Vm, to: VmState, patch: VmPatch = {}): Vm {
+export function transition(d: Pick<AppDeps, "store">, vm: Vm, to: VmState, patch: VmPatch = {}): Vm {
   assertTransition(vm.name, vm.state, to);
   const next = d.store.transitionVm(vm.id, [vm.state], to, patch);
   if (next) return next;
@@ -27,7 +25,7 @@ export function transition(d: AppDeps, vm: Vm, to: VmState, patch: VmPatch = {})
  * in `to` (stopped when the undo was clean, failed when it was not). Returns
  * the error to rethrow.
  */
-export function settleFailed(d: AppDeps, vm: Vm, raw: unknown, to: VmState, patch: VmPatch = {}): BangerError {
+export function settleFailed(d: Pick<AppDeps, "store" | "log">, vm: Vm, raw: unknown, to: VmState, patch: VmPatch = {}): BangerError {
   const err = asBangerError(raw);
   const now = d.store.getVm(vm.name);
   if (now && now.id === vm.id) {
@@ -41,16 +39,7 @@ export function settleFailed(d: AppDeps, vm: Vm, raw: unknown, to: VmState, patc
 }
 
 /** Give back what a running VM holds on the host (TAP, NAT); the lease and disks stay for the next start. */
-export async function releaseHostSide(d: AppDeps, vm: Vm): Promise<void> {
+export async function releaseHostSide(d: Pick<AppDeps, "network">, vm: Vm): Promise<void> {
   if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
   if (vm.tap) await d.network.releaseTap(vm.tap, vm.id);
-}
-
-/** A dead VMM leaves its API/QMP/vsock sockets behind; they would only confuse the next spawn and the leak verifier. */
-export function removeSockets(dir: string): void {
-  try {
-    for (const f of readdirSync(dir)) if (f.endsWith(".sock")) rmSync(join(dir, f), { force: true });
-  } catch {
-    // no dir: nothing to clean
-  }
 }

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
-import { loadConfig, type LoadedConfig } from "../config/load.js";
+import type { LoadedConfig } from "../config/load.js";
 import { ApiClient } from "./client.js";
+import { quickSocket } from "./socket.js";
 
 export interface GlobalOpts {
   json?: boolean;
@@ -10,7 +11,7 @@ export interface GlobalOpts {
 
 /** Per-invocation state: config is loaded once and only when a command needs it. */
 export class CliContext {
-  private loaded?: LoadedConfig;
+  private loaded?: Promise<LoadedConfig>;
   private api?: ApiClient;
 
   constructor(private readonly program: Command) {}
@@ -23,22 +24,28 @@ export class CliContext {
     return Boolean(this.opts.json);
   }
 
-  cfg(): LoadedConfig {
-    this.loaded ??= loadConfig({ configFlag: this.opts.config, socketFlag: this.opts.socket });
+  /** The validated config; its loader (zod) is imported only by the commands that use it. */
+  cfg(): Promise<LoadedConfig> {
+    this.loaded ??= import("../config/load.js").then(({ loadConfig }) => loadConfig({ configFlag: this.opts.config, socketFlag: this.opts.socket }));
     return this.loaded;
   }
 
+  async socket(): Promise<string> {
+    return quickSocket(this.opts) ?? (await this.cfg()).paths.socket;
+  }
+
   client(): ApiClient {
-    this.api ??= new ApiClient(this.cfg().paths.socket);
+    this.api ??= new ApiClient(() => this.socket());
     return this.api;
+  }
+
+  /** The daemon's share of this command's time, for BANGER_TIMING (bench/cli.ts). */
+  timing(): { requests: number; serverMs: number; waitMs: number } {
+    return this.api?.timing ?? { requests: 0, serverMs: 0, waitMs: 0 };
   }
 
   /** JSON mode prints the object; human mode prints the text. */
   out(human: string | (() => string), obj: unknown): void {
     process.stdout.write(`${this.json ? JSON.stringify(obj, null, 2) : typeof human === "function" ? human() : human}\n`);
-  }
-
-  async close(): Promise<void> {
-    await this.api?.close();
   }
 }

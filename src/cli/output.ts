@@ -7,14 +7,20 @@ export function table(headers: string[], rows: (string | number | undefined)[][]
 
 export function keyValues(pairs: [string, string | number | boolean | undefined][]): string {
   const w = Math.max(...pairs.map(([k]) => k.length));
-  return pairs.filter(([, v]) => v !== undefined && v !== "").map(([k, v]) => `${k.padEnd(w)}  ${v}`).join("\n");
+  return pairs
+    .filter(([, v]) => v !== undefined && v !== "")
+    .map(([k, v]) => `${k.padEnd(w)}  ${v}`)
+    .join("\n");
 }
 
 export function bytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   let v = n;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
   return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 

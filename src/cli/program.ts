@@ -17,10 +17,19 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
     .showHelpAfterError()
     .exitOverride();
   const ctx = new CliContext(program);
-  program.command("version").description("print the CLI (and daemon, when reachable) version").action(async () => {
-    const daemon = await ctx.client().call<{ version: string }>("GET", "/version").then((v) => v.version, () => undefined);
-    ctx.out(`banger ${VERSION}${daemon ? `\nbangerd ${daemon}` : "\nbangerd not running"}`, { cli: VERSION, daemon: daemon ?? null });
-  });
+  program
+    .command("version")
+    .description("print the CLI (and daemon, when reachable) version")
+    .action(async () => {
+      const daemon = await ctx
+        .client()
+        .call<{ version: string }>("GET", "/version")
+        .then(
+          (v) => v.version,
+          () => undefined,
+        );
+      ctx.out(`banger ${VERSION}${daemon ? `\nbangerd ${daemon}` : "\nbangerd not running"}`, { cli: VERSION, daemon: daemon ?? null });
+    });
   registerDaemon(program, ctx);
   registerImage(program, ctx);
   registerVm(program, ctx);

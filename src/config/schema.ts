@@ -7,7 +7,10 @@ import { z } from "zod";
  */
 export const webSchema = z
   .object({
-    listen: z.string().regex(/^[^:]+:\d{1,5}$/, "expected host:port, e.g. 127.0.0.1:7780, or an empty string to disable").or(z.literal("")),
+    listen: z
+      .string()
+      .regex(/^[^:]+:\d{1,5}$/, "expected host:port, e.g. 127.0.0.1:7780, or an empty string to disable")
+      .or(z.literal("")),
   })
   .strict();
 

@@ -7,7 +7,10 @@ import { processAlive } from "../adapters/exec/proc.js";
 export function socketLive(path: string, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(path);
-    const done = (v: boolean) => { s.destroy(); resolve(v); };
+    const done = (v: boolean) => {
+      s.destroy();
+      resolve(v);
+    };
     s.setTimeout(timeoutMs, () => done(false));
     s.once("connect", () => done(true));
     s.once("error", () => done(false));

@@ -1,7 +1,7 @@
 import { chmodSync, chownSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
-import type { Server } from "node:http";
-import { createAdaptorServer } from "@hono/node-server";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { getRequestListener } from "@hono/node-server";
 import { Hono } from "hono";
 import pino from "pino";
 import type { LoadedConfig } from "../config/load.js";
@@ -21,7 +21,9 @@ const SHUTDOWN_DRAIN_MS = 60_000;
 
 function groupId(name: string): number | undefined {
   try {
-    const line = readFileSync("/etc/group", "utf8").split("\n").find((l) => l.startsWith(`${name}:`));
+    const line = readFileSync("/etc/group", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith(`${name}:`));
     return line ? Number(line.split(":")[2]) : undefined;
   } catch {
     return undefined;
@@ -31,8 +33,28 @@ function groupId(name: string): number | undefined {
 function listen(server: Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(path, () => { server.off("error", reject); resolve(); });
+    server.listen(path, () => {
+      server.off("error", reject);
+      resolve();
+    });
   });
+}
+
+/**
+ * Stamps each answer with `Server-Timing: app;dur=<ms>`, the daemon's time from the request
+ * event to the response head: routing, the use case and the JSON encoding, all but the socket
+ * write. bench/cli.ts reads it, and the CLI reports it under BANGER_TIMING.
+ */
+function withServerTiming(listener: (req: IncomingMessage, res: ServerResponse) => unknown) {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    const t0 = performance.now();
+    const writeHead = res.writeHead;
+    res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+      if (!this.headersSent) this.setHeader("Server-Timing", `app;dur=${(performance.now() - t0).toFixed(2)}`);
+      return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+    } as ServerResponse["writeHead"];
+    void listener(req, res);
+  };
 }
 
 export async function runDaemon(cfg: LoadedConfig): Promise<void> {
@@ -48,7 +70,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   const report = await reconcile(deps);
   await rotateConsoles(deps);
   const images = new ImageService(deps);
-  images.reconcileQuick();
+  await images.reconcileQuick();
   await deps.diskPool.adopt(deps.store.listImages());
   // Keep disks warm for what users create from: promoted images.
   for (const img of deps.store.listImages()) if (img.aliases.length > 0) deps.diskPool.refill(img);
@@ -80,7 +102,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   const app = new Hono();
   app.route("/v1", apiRoutes(deps, { shutdown: () => void shutdown("api request") }));
   mkdirSync(dirname(cfg.paths.socket), { recursive: true, mode: 0o755 });
-  server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  server = createServer(withServerTiming(getRequestListener(app.fetch)));
   // A create waits for a guest boot; the default 5-minute request timeout would cut long TCG boots short.
   server.requestTimeout = 0;
   await listen(server, cfg.paths.socket);

@@ -4,9 +4,8 @@ import type { Logger } from "pino";
 import type { LoadedConfig } from "../config/load.js";
 import { FileConsoleLogs } from "../adapters/console/files.js";
 import { ExecRunner } from "../adapters/exec/runner.js";
-import { FirecrackerVmm, resolveFirecracker } from "../adapters/firecracker/driver.js";
+import { FirecrackerVmm } from "../adapters/firecracker/driver.js";
 import { QemuVmm } from "../adapters/qemu/driver.js";
-import { probeAccel } from "../adapters/qemu/accel.js";
 import { LinuxNetwork } from "../adapters/net/linux-network.js";
 import { Ext4Disks } from "../adapters/disk/disks.js";
 import { copyFileReflink, sha256File } from "../adapters/disk/files.js";
@@ -16,38 +15,11 @@ import { SqliteStore } from "../adapters/sqlite/store.js";
 import { NameGenerator, seededRandom } from "../domain/names.js";
 import type { VmmKind } from "../domain/types.js";
 import type { Vmm } from "../ports/vmm.js";
-import type { AppDeps } from "../app/deps.js";
-import type { HostProbes } from "../app/doctor.js";
+import type { AppConfig, AppDeps, Keys } from "../app/deps.js";
+import { NodeFiles } from "../adapters/fs/node-files.js";
+import { hostCheckConfig, hostFacts } from "../adapters/host/facts.js";
 import { DiskPool } from "../app/disk-pool.js";
 import { VmOps } from "../app/vm-ops.js";
-
-/** Host probes shared by the daemon's doctor route and the CLI's offline doctor. */
-export function hostProbes(cfg: LoadedConfig, runner = new ExecRunner()): HostProbes {
-  const c = cfg.config;
-  return {
-    async vmmVersion(kind) {
-      if (kind === "firecracker") {
-        const bin = resolveFirecracker(c.firecracker_bin);
-        const { stdout } = await runner.run(bin, ["--version"], { timeoutMs: 5000 });
-        return `${bin}: ${stdout.split("\n")[0].trim()}`;
-      }
-      const { stdout } = await runner.run(c.qemu_bin, ["--version"], { timeoutMs: 5000 });
-      return `${c.qemu_bin}: ${stdout.split("\n")[0].trim()}`;
-    },
-    async accelVerdict() {
-      if (c.qemu_accel !== "auto") return { accel: c.qemu_accel, reason: "forced by qemu_accel in the config" };
-      return probeAccel(c.qemu_bin, cfg.paths.stateDir);
-    },
-    async sshKeyProblem() {
-      try {
-        await checkKey(c.ssh_key ?? cfg.paths.defaultSshKey);
-        return undefined;
-      } catch (e) {
-        return (e as Error).message;
-      }
-    },
-  };
-}
 
 /** Ports a guest must never reach on the host: the web UI (the API is a Unix socket). */
 function blockedPorts(cfg: LoadedConfig): number[] {
@@ -55,41 +27,43 @@ function blockedPorts(cfg: LoadedConfig): number[] {
   return m ? [Number(m[1])] : [];
 }
 
+const MIB = 1024 * 1024;
+
+/** The config values the use cases read; the rest of LoadedConfig stays here. */
+export function appConfig(cfg: LoadedConfig): AppConfig {
+  const c = cfg.config;
+  return {
+    vmm: c.vmm,
+    subnet: c.subnet,
+    vcpus: c.vcpus,
+    memoryMib: c.memory_mib,
+    workDiskGib: c.work_disk_gib,
+    sshTimeoutMs: c.ssh_timeout_s * 1000,
+    serviceTimeoutMs: c.service_timeout_s * 1000,
+    opTimeoutMs: c.op_timeout_s * 1000,
+    eventsKeepOps: c.events_keep_ops,
+    consoleLogMaxBytes: c.console_log_max_mib * MIB,
+    tapPoolSize: c.tap_pool_size,
+    imagesDir: cfg.paths.imagesDir,
+    vmsDir: cfg.paths.vmsDir,
+    socket: cfg.paths.socket,
+    hostCheck: hostCheckConfig(cfg),
+  };
+}
+
+/** The composition root: every part built once, in dependency order, each handed only its own options. */
 export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
   const c = cfg.config;
   mkdirSync(cfg.paths.stateDir, { recursive: true, mode: 0o755 });
   mkdirSync(cfg.paths.imagesDir, { recursive: true });
   mkdirSync(cfg.paths.vmsDir, { recursive: true });
+  const config = appConfig(cfg);
   const runner = new ExecRunner();
   const store = SqliteStore.open(cfg.paths.dbFile);
-  const vmms = new Map<VmmKind, Vmm>();
-  const seed = process.env.BANGER_NAME_SEED ? Number(process.env.BANGER_NAME_SEED) : undefined;
+  const files = new NodeFiles({ copy: (src, dst) => copyFileReflink(src, dst), sha256: sha256File });
+  const disks = new Ext4Disks({ runner });
   let keyReady: Promise<string> | undefined;
-
-  const deps: Omit<AppDeps, "diskPool"> = {
-    cfg,
-    store,
-    ops: new VmOps(),
-    runner,
-    log,
-    names: new NameGenerator(seed === undefined ? Math.random : seededRandom(seed)),
-    vmm(kind): Vmm {
-      const existing = vmms.get(kind);
-      if (existing) return existing;
-      const created: Vmm = kind === "firecracker"
-        ? new FirecrackerVmm({ bin: c.firecracker_bin, log: log.child({ vmm: "firecracker" }) })
-        : new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: log.child({ vmm: "qemu" }) });
-      vmms.set(kind, created);
-      return created;
-    },
-    network: new LinuxNetwork({
-      runner, bridge: c.bridge, subnet: c.subnet, uplink: c.uplink, poolSize: c.tap_pool_size,
-      blockedHostPorts: blockedPorts(cfg), log: log.child({ component: "net" }),
-    }),
-    disks: new Ext4Disks({ runner }),
-    console: new FileConsoleLogs(),
-    guest: new SshGuest({ log: log.child({ component: "ssh" }) }),
-    probes: hostProbes(cfg, runner),
+  const keys: Keys = {
     sshKey() {
       // Resolved once per daemon: the key is config-owned and does not move while we run.
       keyReady ??= (async () => {
@@ -99,14 +73,52 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
         }
         await ensureDefaultKey(cfg.paths.defaultSshKey);
         return cfg.paths.defaultSshKey;
-      })().catch((e) => { keyReady = undefined; throw e; });
+      })().catch((e) => {
+        keyReady = undefined;
+        throw e;
+      });
       return keyReady;
     },
     hostKey: () => generateHostKey(cfg.paths.stateDir),
-    sha256File,
-    copyFile: copyFileReflink,
   };
-  const full = deps as AppDeps;
-  full.diskPool = new DiskPool(full, join(cfg.paths.stateDir, "pool"), c.disk_pool_size, c.disk_pool_max_gib);
-  return full;
+  const diskPool = new DiskPool(
+    { store, disks, files, keys, log, config },
+    {
+      dir: join(cfg.paths.stateDir, "pool"),
+      size: c.disk_pool_size,
+      maxGib: c.disk_pool_max_gib,
+    },
+  );
+  // Drivers are made on first use, so a host without firecracker still serves qemu VMs.
+  let fc: FirecrackerVmm | undefined;
+  let qemu: QemuVmm | undefined;
+  const drivers = {
+    firecracker: () => (fc ??= new FirecrackerVmm({ bin: c.firecracker_bin, log: log.child({ vmm: "firecracker" }), runner })),
+    qemu: () => (qemu ??= new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: log.child({ vmm: "qemu" }), runner })),
+  };
+  const seed = process.env.BANGER_NAME_SEED ? Number(process.env.BANGER_NAME_SEED) : undefined;
+  return {
+    config,
+    store,
+    ops: new VmOps(),
+    log,
+    names: new NameGenerator(seed === undefined ? Math.random : seededRandom(seed)),
+    vmm: (kind: VmmKind): Vmm => (kind === "firecracker" ? drivers.firecracker() : drivers.qemu()),
+    network: new LinuxNetwork({
+      runner,
+      bridge: c.bridge,
+      subnet: c.subnet,
+      uplink: c.uplink,
+      poolSize: c.tap_pool_size,
+      blockedHostPorts: blockedPorts(cfg),
+      log: log.child({ component: "net" }),
+    }),
+    diskPool,
+    disks,
+    files,
+    host: hostFacts(cfg, drivers),
+    console: new FileConsoleLogs(),
+    guest: new SshGuest({ log: log.child({ component: "ssh" }) }),
+    keys,
+  };
 }

@@ -69,6 +69,11 @@ export function isBangerError(e: unknown): e is BangerError {
   return e instanceof BangerError;
 }
 
+/** A BangerError with one of `codes`: `isCode(e, "TIMEOUT")` instead of comparing `.code` by hand. */
+export function isCode(e: unknown, ...codes: ErrorCode[]): e is BangerError {
+  return e instanceof BangerError && codes.includes(e.code);
+}
+
 function parentDir(path: string): string {
   const cut = path.lastIndexOf("/");
   return cut > 0 ? path.slice(0, cut) : "/";
@@ -89,27 +94,32 @@ export function fromErrno(e: unknown, ctx: { path?: string; action?: string } = 
     case "ENOSPC":
     case "EDQUOT":
       return new BangerError("DISK_FAILED", `no space left on the device${on}: ${e.message}`, {
-        cause: e, hint: `free space on the file system holding ${where ?? "state_dir"} (\`df -h\` shows usage), or lower disk_pool_size / disk_pool_max_gib`,
+        cause: e,
+        hint: `free space on the file system holding ${where ?? "state_dir"} (\`df -h\` shows usage), or lower disk_pool_size / disk_pool_max_gib`,
       });
     case "EACCES":
     case "EPERM":
       return new BangerError("DISK_FAILED", `permission denied${on}: ${e.message}`, {
-        cause: e, hint: where ? `bangerd needs read/write access to ${where}: run it as root, or fix the owner and mode of ${parentDir(where)}` : "run bangerd as root",
+        cause: e,
+        hint: where ? `bangerd needs read/write access to ${where}: run it as root, or fix the owner and mode of ${parentDir(where)}` : "run bangerd as root",
       });
     case "EROFS":
       return new BangerError("DISK_FAILED", `read-only file system${on}: ${e.message}`, {
-        cause: e, hint: `${where ?? "state_dir"} is on a read-only file system: remount it read-write, or point state_dir elsewhere`,
+        cause: e,
+        hint: `${where ?? "state_dir"} is on a read-only file system: remount it read-write, or point state_dir elsewhere`,
       });
     case "ENOENT":
       return new BangerError("DISK_FAILED", `a file banger manages is missing${on}: ${e.message}`, {
-        cause: e, hint: "something outside banger removed it; `banger doctor` checks the state directory",
+        cause: e,
+        hint: "something outside banger removed it; `banger doctor` checks the state directory",
       });
     case "EMFILE":
     case "ENFILE":
     case "ENOMEM":
     case "EAGAIN":
       return new BangerError("HOST_RESOURCES", `the host ran out of a resource (${code}): ${e.message}`, {
-        cause: e, hint: code === "ENOMEM" ? "free memory or create smaller VMs (--memory)" : "raise the open-file limit of bangerd (LimitNOFILE in its systemd unit)",
+        cause: e,
+        hint: code === "ENOMEM" ? "free memory or create smaller VMs (--memory)" : "raise the open-file limit of bangerd (LimitNOFILE in its systemd unit)",
       });
     default:
       return undefined;
@@ -125,7 +135,6 @@ export function asBangerError(e: unknown, fallback: ErrorCode = "INTERNAL"): Ban
   return new BangerError(fallback, msg, { cause: e });
 }
 
-
 /**
  * fromErrno with the caller's context, for callers that know they did file-system work:
  * any other errno is then still the disk's (DISK_FAILED); only a code-less error is INTERNAL.
@@ -133,5 +142,7 @@ export function asBangerError(e: unknown, fallback: ErrorCode = "INTERNAL"): Ban
 export function errnoError(e: unknown, ctx: { path: string; action: string }): BangerError {
   if (e instanceof BangerError) return e;
   const hasCode = e instanceof Error && typeof (e as { code?: unknown }).code === "string";
-  return fromErrno(e, ctx) ?? new BangerError(hasCode ? "DISK_FAILED" : "INTERNAL", `${ctx.action}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  return (
+    fromErrno(e, ctx) ?? new BangerError(hasCode ? "DISK_FAILED" : "INTERNAL", `${ctx.action}: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
+  );
 }

@@ -15,7 +15,6 @@ export interface Store {
   setImageStatus(id: string, status: ImageStatus, detail?: string): void;
   /** Point alias at image; moves it if it already points elsewhere. */
   setAlias(alias: string, imageId: string): void;
-  aliasTarget(alias: string): string | undefined;
 
   // vms
   insertVm(vm: Vm): void;
@@ -31,7 +30,6 @@ export interface Store {
   // leases: unique per IP; allocation is one transaction so concurrent creates never collide
   allocateLease(vmId: string, candidates: Iterable<string>): string | undefined;
   releaseLease(vmId: string): void;
-  listLeases(): { ip: string; vmId: string }[];
 
   allocateVsockCid(vmId: string): number;
 

@@ -44,6 +44,10 @@ export interface StopResult {
  */
 export interface Vmm {
   readonly kind: VmmKind;
+  /** The driver owns its file layout: where its control socket lives in a VM dir. */
+  controlSocket(dir: string): string;
+  /** Where the guest's serial console goes in a VM dir. */
+  consoleLog(dir: string): string;
   spawn(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandle>;
   configure(handle: VmmHandle, spec: VmmSpec, signal?: AbortSignal): Promise<void>;
   start(handle: VmmHandle, signal?: AbortSignal): Promise<void>;
@@ -65,6 +69,9 @@ export interface Vmm {
   kill(handle: VmmHandle): Promise<void>;
   /** The process exists and is the one we started (pid + start time). */
   isAlive(handle: VmmHandle): boolean;
-  /** A one-line description of the binary, for doctor: version or an error. */
+  /**
+   * `<binary path>: <first line of --version>`, for doctor (daemon and offline CLI, via HostFacts).
+   * Rejects when the binary cannot run: VMM_NOT_FOUND, COMMAND_FAILED or TIMEOUT.
+   */
   version(): Promise<string>;
 }

@@ -13,8 +13,19 @@ import { ExecRunner } from "../adapters/exec/runner.js";
 import { loadConfig } from "../config/load.js";
 import { socketLive } from "../daemon/lock.js";
 
-interface Leak { kind: string; what: string }
-interface VmRow { id: string; name: string; state: string; tap: string | null; pid: number | null; nat: number; ip: string | null }
+interface Leak {
+  kind: string;
+  what: string;
+}
+interface VmRow {
+  id: string;
+  name: string;
+  state: string;
+  tap: string | null;
+  pid: number | null;
+  nat: number;
+  ip: string | null;
+}
 
 const runner = new ExecRunner();
 
@@ -68,7 +79,8 @@ async function checkStateDir(vmsDir: string, dbFile: string, socket: string, poo
     const m = new RegExp(`${vmsDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/([0-9a-f-]{36})/`).exec(p.cmdline);
     if (!m) continue; // another state dir's VMM, or not banger's
     const owner = vms.find((v) => v.id === m[1]);
-    if (!owner || owner.pid !== p.pid || owner.state !== "running") leaks.push({ kind: "vmm-process", what: `pid ${p.pid} (${owner ? `vm ${owner.name} is ${owner.state}` : `no vm ${m[1]}`})` });
+    if (!owner || owner.pid !== p.pid || owner.state !== "running")
+      leaks.push({ kind: "vmm-process", what: `pid ${p.pid} (${owner ? `vm ${owner.name} is ${owner.state}` : `no vm ${m[1]}`})` });
   }
   const owned = new Set(vms.filter((v) => v.state === "running" && v.tap).map((v) => v.tap!));
   const taps = await bangerTaps();
@@ -84,14 +96,17 @@ async function checkStateDir(vmsDir: string, dbFile: string, socket: string, poo
   for (const v of vms) {
     for (const s of ["qmp.sock", "fc.sock", "vsock.sock", "agent.sock"]) {
       const path = join(vmsDir, v.id, s);
-      if (v.state !== "running" && existsSync(path) && !(await socketLive(path, 300))) leaks.push({ kind: "socket", what: `${path} (vm ${v.name} is ${v.state})` });
+      if (v.state !== "running" && existsSync(path) && !(await socketLive(path, 300)))
+        leaks.push({ kind: "socket", what: `${path} (vm ${v.name} is ${v.state})` });
     }
   }
   return leaks;
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { config: { type: "string" }, "all-test-namespaces": { type: "boolean", default: false }, json: { type: "boolean", default: false } } });
+  const { values } = parseArgs({
+    options: { config: { type: "string" }, "all-test-namespaces": { type: "boolean", default: false }, json: { type: "boolean", default: false } },
+  });
   const leaks: Leak[] = [];
   if (values["all-test-namespaces"]) {
     // CI: after the suite, test namespaces and every VMM they started must be gone.
@@ -114,4 +129,10 @@ async function main(): Promise<number> {
   return leaks.length ? 1 : 0;
 }
 
-main().then((c) => process.exit(c), (e) => { process.stderr.write(`verify: ${(e as Error).message}\n`); process.exit(2); });
+main().then(
+  (c) => process.exit(c),
+  (e) => {
+    process.stderr.write(`verify: ${(e as Error).message}\n`);
+    process.exit(2);
+  },
+);

@@ -18,11 +18,11 @@ import { createNetns, createUpstream, type Netns, type Upstream } from "../helpe
 
 const MIRROR = process.env.BANGER_ALPINE_MIRROR;
 const KERNEL_FROM = process.env.BANGER_ALPINE_KERNEL_FROM;
-const skip = !MIRROR
-  ? "set BANGER_ALPINE_MIRROR to an Alpine mirror (URL or local copy) to build and boot the Alpine image"
-  : built() ?? guestSkipReason();
+const skip = !MIRROR ? "set BANGER_ALPINE_MIRROR to an Alpine mirror (URL or local copy) to build and boot the Alpine image" : (built() ?? guestSkipReason());
 
-interface VmJson { vm: { name: string; ip: string; state: string; pid?: number; dir: string } }
+interface VmJson {
+  vm: { name: string; ip: string; state: string; pid?: number; dir: string };
+}
 
 function buildAlpine(d: TestDaemon, args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((res) => {
@@ -75,7 +75,9 @@ describe.skipIf(skip)(`e2e: the Alpine image built from a mirror and booted unde
     expect(r.code).toBe(0);
     const show = await d.cli(["--json", "image", "show", "alpine"]);
     expect(show.code).toBe(0);
-    const img = show.json<{ image: { name: string; aliases: string[]; bootArgs: string; guest: { os: string; services: { name: string; timeoutMs?: number }[] } } }>().image;
+    const img = show.json<{
+      image: { name: string; aliases: string[]; bootArgs: string; guest: { os: string; services: { name: string; timeoutMs?: number }[] } };
+    }>().image;
     expect(img.aliases).toContain("alpine");
     expect(img.guest.os).toBe("alpine");
     expect(img.bootArgs).toMatch(/rootfstype=ext4/);
@@ -93,7 +95,9 @@ describe.skipIf(skip)(`e2e: the Alpine image built from a mirror and booted unde
   });
 
   it("runs sshd, networking and opencode under OpenRC, with /root on /dev/vdb", async () => {
-    const r = await ssh("cat /etc/alpine-release; hostname; rc-status default; rc-status boot; awk '$2==\"/root\"{print \"root-on \" $1}' /proc/mounts; test -d /root/.config/opencode && echo seeded");
+    const r = await ssh(
+      'cat /etc/alpine-release; hostname; rc-status default; rc-status boot; awk \'$2=="/root"{print "root-on " $1}\' /proc/mounts; test -d /root/.config/opencode && echo seeded',
+    );
     console.log(r.stdout);
     expect(r.stderr).toBe("");
     expect(r.stdout).toMatch(/^3\.19\.4$/m);

@@ -11,7 +11,9 @@ import { hostLeftovers, tcpAnswers } from "../helpers/leaks.js";
 
 const skip = built() ?? guestSkipReason();
 
-interface VmJson { vm: { name: string; ip: string; state: string; pid?: number; tap?: string; dir: string } }
+interface VmJson {
+  vm: { name: string; ip: string; state: string; pid?: number; tap?: string; dir: string };
+}
 
 describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${skip ? ` (skipped: ${skip})` : ""}`, () => {
   let ns: Netns;
@@ -42,8 +44,20 @@ describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${
     const out = r.json<VmJson & { events: { stage: string; outcome: string; durationMs: number }[] }>();
     vm = out.vm;
     expect(vm.state).toBe("running");
-    expect(out.events.filter((e) => e.outcome === "ok").map((e) => e.stage)).toEqual(
-      ["lease-ip", "tap", "rootfs", "work-disk", "inject", "nat", "spawn-vmm", "configure", "start", "wait-ssh", "wait-services", "total"]);
+    expect(out.events.filter((e) => e.outcome === "ok").map((e) => e.stage)).toEqual([
+      "lease-ip",
+      "tap",
+      "rootfs",
+      "work-disk",
+      "inject",
+      "nat",
+      "spawn-vmm",
+      "configure",
+      "start",
+      "wait-ssh",
+      "wait-services",
+      "total",
+    ]);
     console.log(`create stages: ${out.events.map((e) => `${e.stage}=${Math.round(e.durationMs)}ms`).join(" ")}`);
     const show = await d.cli(["vm", "show", "alp"]);
     expect(show.stdout).toMatch(/create time/);
@@ -63,7 +77,13 @@ describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${
   it("reaches the upstream host through NAT, seen as the masqueraded address", async () => {
     const srv = await up.startHttpServer(8080);
     try {
-      const r = await d.cli(["vm", "ssh", "alp", "--", `exec 3<>/dev/tcp/${up.address}/8080 && printf 'GET /from-guest HTTP/1.0\\r\\n\\r\\n' >&3 && head -1 <&3`]);
+      const r = await d.cli([
+        "vm",
+        "ssh",
+        "alp",
+        "--",
+        `exec 3<>/dev/tcp/${up.address}/8080 && printf 'GET /from-guest HTTP/1.0\\r\\n\\r\\n' >&3 && head -1 <&3`,
+      ]);
       expect(r.stdout).toMatch(/HTTP\/1\.[01] 200/);
       expect(await srv.peers()).toContain(up.vmAddress);
     } finally {
@@ -84,12 +104,17 @@ describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${
     const ev = (await d.cli(["--json", "vm", "events", "alp"])).json<{ events: { op: string; stage: string; detail?: string; durationMs: number }[] }>().events;
     const vmmStop = ev.filter((e) => e.op === "stop" && e.stage === "vmm-stop").at(-1)!;
     expect(vmmStop.detail).toMatch(/ended by guest/);
-    console.log(`stop: ${ev.filter((e) => e.op === "stop").map((e) => `${e.stage}=${Math.round(e.durationMs)}ms`).join(" ")}`);
+    console.log(
+      `stop: ${ev
+        .filter((e) => e.op === "stop")
+        .map((e) => `${e.stage}=${Math.round(e.durationMs)}ms`)
+        .join(" ")}`,
+    );
     expect((await d.cli(["--json", "vm", "show", "alp"])).json<VmJson>().vm.state).toBe("stopped");
     const start = await d.cli(["vm", "start", "alp"], { timeoutMs: 600_000 });
     expect(start.stderr).toBe("");
     const r = await d.cli(["vm", "ssh", "alp", "--", "hostname"]);
-    expect(r.stdout.trim()).toBe("alp");
+    expect(r.stdout.trim(), r.stderr).toBe("alp");
     const logs = await d.cli(["vm", "logs", "alp"]);
     expect(logs.stdout).toMatch(/Linux version/);
   });
@@ -122,7 +147,10 @@ describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${
       let dir: string | undefined;
       for (let i = 0; i < 600; i++) {
         const r = await api.call<{ vm: { dir: string }; events: { stage: string; outcome: string }[] }>("GET", "/vms/gone");
-        if (r.status === 200 && r.body.events.some((e) => e.stage === "start" && e.outcome === "ok")) { dir = r.body.vm.dir; break; }
+        if (r.status === 200 && r.body.events.some((e) => e.stage === "start" && e.outcome === "ok")) {
+          dir = r.body.vm.dir;
+          break;
+        }
         await sleep(100);
       }
       expect(dir).toBeDefined(); // the guest is booting, and bangerd is waiting for its SSH

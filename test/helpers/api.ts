@@ -15,10 +15,13 @@ export function apiClient(socket: string) {
   return {
     async call<T = any>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown, signal?: AbortSignal): Promise<ApiReply<T>> {
       const res = await client.request({
-        method, path: `/v1${path}`, signal,
+        method,
+        path: `/v1${path}`,
+        signal,
         headers: body === undefined ? {} : { "content-type": "application/json" },
         body: body === undefined ? undefined : JSON.stringify(body),
-        headersTimeout: 600_000, bodyTimeout: 600_000,
+        headersTimeout: 600_000,
+        bodyTimeout: 600_000,
       });
       const text = await res.body.text();
       return { status: res.statusCode, body: text ? JSON.parse(text) : undefined };

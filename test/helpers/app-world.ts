@@ -1,11 +1,14 @@
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pino from "pino";
+import pino, { type Logger } from "pino";
 import { FileConsoleLogs } from "../../src/adapters/console/files.js";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
+import { NodeFiles } from "../../src/adapters/fs/node-files.js";
+import { appConfig } from "../../src/daemon/wire.js";
+import type { HostFacts } from "../../src/ports/host.js";
 import { VmOps } from "../../src/app/vm-ops.js";
 import { loadConfig } from "../../src/config/load.js";
 import { BangerError } from "../../src/domain/errors.js";
@@ -22,6 +25,11 @@ export interface WorldOptions {
   broken?: Set<string>;
   /** Extra config lines. */
   extraToml?: string;
+  /** Replace the recording disk fakes (the pool tests write content they can read back). */
+  disks?: Disks;
+  log?: Logger;
+  /** The guest's answer to an SSH command (stop's in-guest shutdown). */
+  exec?: (command: string) => { code: number; stdout: string; stderr: string };
 }
 
 /** Port fakes that record what is held, so every failure path can be checked for leaks. */
@@ -32,61 +40,137 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   const cfg = loadConfig({ env: { env: { BANGER_CONFIG: cfgFile }, uid: 1000, home: dir } });
   mkdirSync(cfg.paths.vmsDir, { recursive: true });
   const store = SqliteStore.open(cfg.paths.dbFile);
-  const held = { taps: new Set<string>(), nat: new Set<string>(), procs: new Set<number>() };
-  const boom = (stage: string) => { if (failAt === stage) throw new BangerError("INTERNAL", `injected failure at ${stage}`); };
-  const gate = async (stage: string) => { await opts.gate?.(stage); boom(stage); };
+  const held = { taps: new Set<string>(), nat: new Set<string>(), procs: new Set<number>(), stops: [] as { timeoutMs: number; graceMs?: number }[] };
+  const boom = (stage: string) => {
+    if (failAt === stage) throw new BangerError("INTERNAL", `injected failure at ${stage}`);
+  };
+  const gate = async (stage: string) => {
+    await opts.gate?.(stage);
+    boom(stage);
+  };
   let nextTap = 0;
   let nextPid = 1000;
   const network: Network = {
     ensureHost: async () => undefined,
-    acquireTap: async () => { await gate("tap"); const t = `tap-pool-${nextTap++}`; held.taps.add(t); return t; },
-    releaseTap: async (t) => { if (opts.broken?.has("releaseTap")) throw new Error("ip link: device busy"); held.taps.delete(t); },
-    enableNat: async (ip) => { boom("nat"); held.nat.add(ip); },
-    disableNat: async (ip) => { held.nat.delete(ip); },
-    status: async () => { throw new Error("unused"); },
+    acquireTap: async () => {
+      await gate("tap");
+      const t = `tap-pool-${nextTap++}`;
+      held.taps.add(t);
+      return t;
+    },
+    releaseTap: async (t) => {
+      if (opts.broken?.has("releaseTap")) throw new Error("ip link: device busy");
+      held.taps.delete(t);
+    },
+    enableNat: async (ip) => {
+      boom("nat");
+      held.nat.add(ip);
+    },
+    disableNat: async (ip) => {
+      held.nat.delete(ip);
+    },
+    status: async () => {
+      throw new Error("unused");
+    },
     listTaps: async () => [...held.taps],
     adopt: async () => undefined,
     close: async () => undefined,
   };
-  const disks: Disks = {
-    cloneRootfs: async (_s, dst) => { boom("rootfs"); writeFileSync(dst, "rootfs"); },
-    makeWorkDisk: async (dst) => { boom("work-disk"); writeFileSync(dst, "work"); },
-    inject: async () => { boom("inject"); },
+  const disks: Disks = opts.disks ?? {
+    cloneRootfs: async (_s, dst) => {
+      boom("rootfs");
+      writeFileSync(dst, "rootfs");
+    },
+    makeWorkDisk: async (dst) => {
+      boom("work-disk");
+      writeFileSync(dst, "work");
+    },
+    inject: async () => {
+      boom("inject");
+    },
     ext4Problem: async () => undefined,
   };
   const vmm: Vmm = {
     kind: "qemu",
-    spawn: async (spec) => { await gate("spawn-vmm"); const pid = nextPid++; held.procs.add(pid); return { kind: "qemu", pid, pidStart: 1, controlSocket: join(spec.dir, "qmp.sock"), consoleLog: join(spec.dir, "console.log") }; },
+    controlSocket: (dir) => join(dir, "qmp.sock"),
+    consoleLog: (dir) => join(dir, "console.log"),
+    spawn: async (spec) => {
+      await gate("spawn-vmm");
+      const pid = nextPid++;
+      held.procs.add(pid);
+      return { kind: "qemu", pid, pidStart: 1, controlSocket: join(spec.dir, "qmp.sock"), consoleLog: join(spec.dir, "console.log") };
+    },
     configure: async () => boom("configure"),
-    start: async (h: VmmHandle) => { boom("start"); writeFileSync(h.consoleLog, "Linux version 6.1\nlogin:\n"); },
+    start: async (h: VmmHandle) => {
+      boom("start");
+      writeFileSync(h.consoleLog, "Linux version 6.1\nlogin:\n");
+    },
     guestStopCommand: "poweroff",
-    stop: async (h) => { if (opts.broken?.has("stop")) throw new BangerError("VMM_FAILED", "survived SIGKILL"); const was = held.procs.delete(h.pid); return { how: was ? "vmm-request" : "already-gone", ms: 0 }; },
-    kill: async (h) => { if (opts.broken?.has("kill")) throw new BangerError("VMM_FAILED", "survived SIGKILL"); held.procs.delete(h.pid); },
+    stop: async (h, o) => {
+      held.stops.push(o);
+      if (opts.broken?.has("stop")) throw new BangerError("VMM_FAILED", "survived SIGKILL");
+      const was = held.procs.delete(h.pid);
+      return { how: was ? "vmm-request" : "already-gone", ms: 0 };
+    },
+    kill: async (h) => {
+      if (opts.broken?.has("kill")) throw new BangerError("VMM_FAILED", "survived SIGKILL");
+      held.procs.delete(h.pid);
+    },
     isAlive: (h) => held.procs.has(h.pid),
     version: async () => "fake",
   };
   const guest: Guest = {
-    waitSsh: async (_t, _ms, signal) => { await gate("wait-ssh"); signal?.throwIfAborted(); },
+    waitSsh: async (_t, _ms, signal) => {
+      await gate("wait-ssh");
+      signal?.throwIfAborted();
+    },
     waitPort: async () => boom("wait-services"),
-    exec: async () => ({ code: 0, stdout: "", stderr: "" }),
+    exec: async (_t, command) => opts.exec?.(command) ?? { code: 0, stdout: "", stderr: "" },
   };
   const keyPath = join(dir, "id");
   writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
-  const d = {
-    cfg, store, ops: new VmOps(), network, disks, guest, console: new FileConsoleLogs(), log: pino({ level: "silent" }), names: new NameGenerator(seededRandom(1)),
-    runner: { run: async () => ({ code: 0, stdout: "", stderr: "" }) },
+  const config = appConfig(cfg);
+  const files = new NodeFiles({ copy: async () => undefined, sha256: async () => "0".repeat(64) });
+  const keys = { sshKey: async () => keyPath, hostKey: async () => ({ privateKey: "PRIV", publicKey: "ssh-ed25519 HOSTKEY banger" }) };
+  const log = opts.log ?? pino({ level: "silent" });
+  const host: HostFacts = {
+    vmmVersion: async () => "x",
+    accelVerdict: async () => ({ accel: "tcg", reason: "test" }),
+    sshKeyProblem: async () => undefined,
+    nameservers: () => ["192.0.2.53"],
+    which: (t) => `/usr/bin/${t}`,
+    kvm: () => ({ ok: false, detail: "test" }),
+    dirProblem: () => undefined,
+  };
+  const d: AppDeps = {
+    config,
+    store,
+    ops: new VmOps(),
+    network,
+    disks,
+    files,
+    host,
+    guest,
+    keys,
+    log,
+    console: new FileConsoleLogs(),
+    names: new NameGenerator(seededRandom(1)),
     vmm: () => vmm,
-    probes: { vmmVersion: async () => "x", accelVerdict: async () => ({ accel: "tcg", reason: "test" }), sshKeyProblem: async () => undefined },
-    sshKey: async () => keyPath,
-    hostKey: async () => ({ privateKey: "PRIV", publicKey: "ssh-ed25519 HOSTKEY banger" }),
-    sha256File: async () => "0".repeat(64),
-    copyFile: async () => undefined,
-  } as Omit<AppDeps, "diskPool"> as AppDeps;
-  d.diskPool = new DiskPool(d, join(dir, "pool"), poolSize);
+    diskPool: new DiskPool({ store, disks, files, keys, log, config }, { dir: join(dir, "pool"), size: poolSize, maxGib: 0 }),
+  };
   const imgDir = join(dir, "img");
   mkdirSync(imgDir);
   store.insertImage({
-    id: "img1", name: "deb-1", bootArgs: "console=ttyS0", guest: { os: "debian", services: [{ name: "ssh", port: 22 }, { name: "opencode", port: 4096 }] },
+    id: "img1",
+    name: "deb-1",
+    bootArgs: "console=ttyS0",
+    guest: {
+      os: "debian",
+      services: [
+        { name: "ssh", port: 22 },
+        { name: "opencode", port: 4096 },
+      ],
+    },
     artifacts: [
       { role: "kernel", path: join(imgDir, "vmlinux"), sha256: "a".repeat(64), sizeBytes: 1 },
       { role: "rootfs", path: join(imgDir, "rootfs.ext4"), sha256: "b".repeat(64), sizeBytes: 1 },
@@ -95,4 +179,3 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   });
   return { d, held, store, cfg, dir };
 }
-

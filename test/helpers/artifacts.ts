@@ -55,7 +55,10 @@ export function busyboxInitramfs(dir: string, init: string): string | undefined 
   for (const d of ["bin", "dev", "proc", "sys"]) mkdirSync(join(root, d), { recursive: true });
   copyFileSync(busybox, join(root, "bin/busybox"));
   chmodSync(join(root, "bin/busybox"), 0o755);
-  writeFileSync(join(root, "init"), `#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n${init}`);
+  writeFileSync(
+    join(root, "init"),
+    `#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev\n${init}`,
+  );
   chmodSync(join(root, "init"), 0o755);
   const out = join(dir, "initramfs.cpio.gz");
   const r = spawnSync("sh", ["-c", `cd "${root}" && find . | cpio -o -H newc --quiet | gzip -1 > "${out}"`], { timeout: 60_000 });

@@ -49,11 +49,20 @@ export function testConfig(dir: string, extra: Record<string, string | number> =
     work_disk_gib: 2,
     ...extra,
   };
-  return Object.entries(values).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join("\n") + '\n[web]\nlisten = ""\n';
+  return (
+    Object.entries(values)
+      .map(([k, v]) => `${k} = ${JSON.stringify(v)}`)
+      .join("\n") + '\n[web]\nlisten = ""\n'
+  );
 }
 
-export function runIn(ns: Netns | undefined, cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliResult> {
-  const argv = ns ? ["ip", ["netns", "exec", ns.name, cmd, ...args]] as const : [cmd, args] as const;
+export function runIn(
+  ns: Netns | undefined,
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; input?: string } = {},
+): Promise<CliResult> {
+  const argv = ns ? (["ip", ["netns", "exec", ns.name, cmd, ...args]] as const) : ([cmd, args] as const);
   return new Promise((res) => {
     const child = spawn(argv[0], [...argv[1]], { env: { ...process.env, ...opts.env }, stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -69,7 +78,9 @@ export function runIn(ns: Netns | undefined, cmd: string, args: string[], opts: 
   });
 }
 
-export async function startTestDaemon(opts: { config?: Record<string, string | number>; env?: NodeJS.ProcessEnv; ns?: Netns; dir?: string; configText?: string } = {}): Promise<TestDaemon> {
+export async function startTestDaemon(
+  opts: { config?: Record<string, string | number>; env?: NodeJS.ProcessEnv; ns?: Netns; dir?: string; configText?: string } = {},
+): Promise<TestDaemon> {
   const ns = opts.ns ?? (await createNetns("daemon"));
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "banger-it-"));
   const configPath = join(dir, "config.toml");
@@ -77,7 +88,11 @@ export async function startTestDaemon(opts: { config?: Record<string, string | n
   const socket = join(dir, "bangerd.sock");
   const env = { BANGER_CONFIG: configPath, XDG_DATA_HOME: join(dir, "data"), ...opts.env };
   const d: TestDaemon = {
-    ns, dir, configPath, socket, stateDir: join(dir, "state"),
+    ns,
+    dir,
+    configPath,
+    socket,
+    stateDir: join(dir, "state"),
     cli: (args, o = {}) => runIn(ns, BANGER, args, { timeoutMs: o.timeoutMs, env: { ...env, ...o.env } }),
     async start() {
       const proc = spawn("ip", ["netns", "exec", ns.name, BANGERD], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
@@ -99,7 +114,11 @@ export async function startTestDaemon(opts: { config?: Record<string, string | n
       const lock = join(d.stateDir, "bangerd.lock");
       if (existsSync(lock)) {
         const pid = Number((await import("node:fs")).readFileSync(lock, "utf8").trim());
-        try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          /* gone */
+        }
       }
       await sleep(200);
     },

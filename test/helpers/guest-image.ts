@@ -28,8 +28,12 @@ export function builtImage(os: string): BuiltImage | undefined {
   const dir = dirs[0];
   if (!dir) return undefined;
   return {
-    dir, name: dir.split("/").pop()!,
-    kernel: join(dir, "vmlinux"), initrd: join(dir, "initramfs.cpio.gz"), rootfs: join(dir, "rootfs.ext4"), workSeed: join(dir, "work-seed.ext4"),
+    dir,
+    name: dir.split("/").pop()!,
+    kernel: join(dir, "vmlinux"),
+    initrd: join(dir, "initramfs.cpio.gz"),
+    rootfs: join(dir, "rootfs.ext4"),
+    workSeed: join(dir, "work-seed.ext4"),
   };
 }
 
@@ -44,6 +48,21 @@ export function guestSkipReason(): string | undefined {
 
 /** `image register` argv for a built image; `services: false` registers SSH only (opencode's TCG cold start costs minutes). */
 export function registerArgs(img: BuiltImage, name: string, opts: { services?: boolean; os?: string } = {}): string[] {
-  return ["image", "register", "--name", name, "--kernel", img.kernel, "--initrd", img.initrd, "--rootfs", img.rootfs,
-    "--work-seed", img.workSeed, "--os", opts.os ?? "debian", ...(opts.services === false ? [] : ["--service", "opencode:4096"])];
+  return [
+    "image",
+    "register",
+    "--name",
+    name,
+    "--kernel",
+    img.kernel,
+    "--initrd",
+    img.initrd,
+    "--rootfs",
+    img.rootfs,
+    "--work-seed",
+    img.workSeed,
+    "--os",
+    opts.os ?? "debian",
+    ...(opts.services === false ? [] : ["--service", "opencode:4096"]),
+  ];
 }

@@ -5,7 +5,7 @@ export async function hostLeftovers(ns: Netns): Promise<{ natElements: string[];
   const set = await ns.exec("nft", ["-j", "list", "set", "ip", "banger", "nat_guests"], { allowFailure: true });
   const natElements: string[] = [];
   if (set.code === 0) {
-    for (const item of (JSON.parse(set.stdout).nftables as Record<string, { elem?: unknown[] }>[])) {
+    for (const item of JSON.parse(set.stdout).nftables as Record<string, { elem?: unknown[] }>[]) {
       for (const e of item.set?.elem ?? []) natElements.push(String(e));
     }
   }

@@ -256,7 +256,10 @@ export function netnsSkipReason(): string | undefined {
 
 function probe(): string | undefined {
   if (!rootAvailable()) return "needs root (network namespaces, bridges, nftables)";
-  for (const tool of [["ip", "-V"], ["nft", "--version"]] as const) {
+  for (const tool of [
+    ["ip", "-V"],
+    ["nft", "--version"],
+  ] as const) {
     const r = spawnSync(tool[0], [tool[1]], { timeout: CMD_TIMEOUT_MS });
     if (r.error || r.status !== 0) return `needs ${tool[0]} on PATH`;
   }

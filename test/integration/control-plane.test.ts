@@ -26,8 +26,7 @@ describe.skipIf(skip)(`control plane through the real CLI and daemon${skip ? ` (
     if (art) rmSync(art, { recursive: true, force: true });
   });
 
-  const register = (name: string, extra: string[] = []) =>
-    d.cli(["image", "register", "--name", name, "--kernel", kernel, "--rootfs", rootfs, ...extra]);
+  const register = (name: string, extra: string[] = []) => d.cli(["image", "register", "--name", name, "--kernel", kernel, "--rootfs", rootfs, ...extra]);
 
   it("reports status and version", async () => {
     const st = await d.cli(["--json", "daemon", "status"]);
@@ -38,18 +37,39 @@ describe.skipIf(skip)(`control plane through the real CLI and daemon${skip ? ` (
   });
 
   it("registers an image with all artifacts, copying and checksumming them", async () => {
-    const r = await d.cli(["--json", "image", "register", "--name", "demo-1.0-1", "--kernel", kernel, "--initrd", initrd,
-      "--rootfs", rootfs, "--work-seed", seed, "--os", "debian", "--service", "opencode:4096:300"]);
+    const r = await d.cli([
+      "--json",
+      "image",
+      "register",
+      "--name",
+      "demo-1.0-1",
+      "--kernel",
+      kernel,
+      "--initrd",
+      initrd,
+      "--rootfs",
+      rootfs,
+      "--work-seed",
+      seed,
+      "--os",
+      "debian",
+      "--service",
+      "opencode:4096:300",
+    ]);
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
-    const img = r.json<{ image: { id: string; name: string; artifacts: { role: string; path: string; sha256: string }[]; guest: { services: unknown[] } } }>().image;
+    const img = r.json<{ image: { id: string; name: string; artifacts: { role: string; path: string; sha256: string }[]; guest: { services: unknown[] } } }>()
+      .image;
     expect(img.artifacts.map((a) => a.role).sort()).toEqual(["initrd", "kernel", "rootfs", "work_seed"]);
     for (const a of img.artifacts) {
       expect(a.path.startsWith(join(d.stateDir, "images", img.id))).toBe(true);
       expect(existsSync(a.path)).toBe(true);
       expect(a.sha256).toMatch(/^[0-9a-f]{64}$/);
     }
-    expect(img.guest.services).toEqual([{ name: "ssh", port: 22 }, { name: "opencode", port: 4096, timeoutMs: 300_000 }]);
+    expect(img.guest.services).toEqual([
+      { name: "ssh", port: 22 },
+      { name: "opencode", port: 4096, timeoutMs: 300_000 },
+    ]);
     const ls = await d.cli(["image", "ls"]);
     expect(ls.stdout).toMatch(/^NAME\s+ALIASES\s+STATUS/m);
     expect(ls.stdout).toMatch(/demo-1\.0-1\s+-\s+ok\s+debian\s+yes/);
@@ -138,7 +158,8 @@ describe.skipIf(skip)(`control plane through the real CLI and daemon${skip ? ` (
     const rep = r.json<{ ok: boolean; checks: { name: string; status: string }[] }>();
     expect(r.code).toBe(rep.ok ? 0 : 1);
     const names = rep.checks.map((c) => c.name);
-    for (const n of ["kvm", "kvm-guest", "firecracker", "qemu", "ip", "nft", "mkfs.ext4", "debugfs", "ssh", "state-dir", "ssh-key", "daemon", "bridge", "nat"]) expect(names).toContain(n);
+    for (const n of ["kvm", "kvm-guest", "firecracker", "qemu", "ip", "nft", "mkfs.ext4", "debugfs", "ssh", "state-dir", "ssh-key", "daemon", "bridge", "nat"])
+      expect(names).toContain(n);
     expect(rep.checks.find((c) => c.name === "daemon")?.status).toBe("PASS");
     expect(rep.checks.find((c) => c.name.startsWith("image demo-1.0-1"))?.status).toBe("PASS");
     const human = await d.cli(["doctor"], { timeoutMs: 120_000 });

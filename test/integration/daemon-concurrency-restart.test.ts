@@ -10,7 +10,14 @@ import { FAKE_FC, FAKE_FC_ENV, readCalls } from "../fakes/firecracker/testkit.js
 
 const skip = netnsSkipReason() ?? built();
 
-interface VmJson { name: string; ip: string; tap: string; state: string; pid: number; dir: string }
+interface VmJson {
+  name: string;
+  ip: string;
+  tap: string;
+  state: string;
+  pid: number;
+  dir: string;
+}
 
 /**
  * The real daemon, real TAPs/nft/SQLite/disks, and the spec-enforcing fake
@@ -25,8 +32,18 @@ describe.skipIf(skip)(`daemon: parallel creates, restart reconciliation, leak ve
   beforeAll(async () => {
     d = await startTestDaemon({ config: { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 4, ssh_timeout_s: 60 }, env: FAKE_FC_ENV });
     art = mkdtempSync(join(tmpdir(), "banger-fcart-"));
-    const reg = await d.cli(["image", "register", "--name", "fake-1", "--kernel", fakeElfKernel(art), "--rootfs", realExt4(art, "rootfs.ext4"),
-      "--work-seed", realExt4(art, "seed.ext4", { ".bashrc": "# seed\n" })]);
+    const reg = await d.cli([
+      "image",
+      "register",
+      "--name",
+      "fake-1",
+      "--kernel",
+      fakeElfKernel(art),
+      "--rootfs",
+      realExt4(art, "rootfs.ext4"),
+      "--work-seed",
+      realExt4(art, "seed.ext4", { ".bashrc": "# seed\n" }),
+    ]);
     expect(reg.stderr).toBe("");
   });
   afterAll(async () => {
@@ -37,7 +54,9 @@ describe.skipIf(skip)(`daemon: parallel creates, restart reconciliation, leak ve
   it("12 parallel creates get distinct names, IPs, TAPs and CIDs; each VMM saw the full spec-valid sequence", async () => {
     const named = Array.from({ length: 6 }, (_, i) => ["--name", `par-${i}`]);
     const unnamed = Array.from({ length: 6 }, () => [] as string[]);
-    const results = await Promise.all([...named, ...unnamed].map((n) => d.cli(["--json", "vm", "create", "--image", "fake-1", "--no-wait", ...n], { timeoutMs: 180_000 })));
+    const results = await Promise.all(
+      [...named, ...unnamed].map((n) => d.cli(["--json", "vm", "create", "--image", "fake-1", "--no-wait", ...n], { timeoutMs: 180_000 })),
+    );
     for (const r of results) expect(r.stderr).toBe("");
     const made = results.map((r) => r.json<{ vm: VmJson }>().vm);
     for (const key of ["name", "ip", "tap", "pid"] as const) expect(new Set(made.map((v) => v[key])).size).toBe(12);
@@ -45,7 +64,15 @@ describe.skipIf(skip)(`daemon: parallel creates, restart reconciliation, leak ve
     const calls = readCalls(join(made[0].dir, "fc.sock.calls.jsonl"));
     expect(calls.every((c) => c.status === 204 || c.method === "GET")).toBe(true);
     expect(calls.filter((c) => c.method === "PUT").map((c) => c.path)).toEqual([
-      "/logger", "/machine-config", "/boot-source", "/drives/rootfs", "/drives/work", "/network-interfaces/eth0", "/vsock", "/actions"]);
+      "/logger",
+      "/machine-config",
+      "/boot-source",
+      "/drives/rootfs",
+      "/drives/work",
+      "/network-interfaces/eth0",
+      "/vsock",
+      "/actions",
+    ]);
     expect((await verify()).stdout).toMatch(/no leaks/);
   });
 

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { link, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -66,6 +66,29 @@ describe.skipIf(missing.length > 0)(`Ext4Disks with real e2fsprogs${reason}`, ()
     expect((err as BangerError).hint).toBeTruthy();
   });
 
+  it("copyFileReflink (the one copy, also behind cloneRootfs) replaces dst with a new file and maps failures", async () => {
+    const dst = join(dir, "copy.ext4");
+    await writeFile(dst, "old content a VM may still have open");
+    // A second name for the old file stands in for a VMM holding it open: it must keep the old bytes.
+    await link(dst, `${dst}.held`);
+    await copyFileReflink(seed, dst);
+    expect(await sha256File(dst)).toBe(await sha256File(seed));
+    expect(await readFile(`${dst}.held`, "utf8")).toBe("old content a VM may still have open");
+    expect(await copyFileReflink(join(dir, "nope"), dst).catch((e: unknown) => e)).toMatchObject({
+      code: "DISK_FAILED",
+      message: expect.stringMatching(/cannot copy .*nope/),
+    });
+    const slow = {
+      run: async () => {
+        throw new BangerError("TIMEOUT", "cp did not finish");
+      },
+    };
+    expect(await copyFileReflink(seed, dst, 5, slow).catch((e: unknown) => e)).toMatchObject({
+      code: "TIMEOUT",
+      message: expect.stringMatching(/within 5 ms/),
+    });
+  });
+
   it("grows a seeded work disk to the requested size and keeps the seed's files", async () => {
     const dst = join(dir, "work-seeded.ext4");
     await disks.makeWorkDisk(dst, 2, seed);
@@ -117,7 +140,10 @@ describe.skipIf(missing.length > 0)(`Ext4Disks with real e2fsprogs${reason}`, ()
       { path: "/root/project/README", content: "replaced\n", mode: 0o640 },
     ]);
     // Second injection over existing files must replace, not fail.
-    await disks.inject(img, [{ path: "/etc/hostname", content: "vm-a\n", mode: 0o644 }, { path: "/etc/hostname", content: "vm-b\n", mode: 0o600 }]);
+    await disks.inject(img, [
+      { path: "/etc/hostname", content: "vm-a\n", mode: 0o644 },
+      { path: "/etc/hostname", content: "vm-b\n", mode: 0o600 },
+    ]);
 
     expect(debugfs(img, "cat /root/project/README")).toBe("replaced\n");
     expect(debugfs(img, "cat /etc/hostname")).toBe("vm-b\n");

@@ -130,7 +130,11 @@ describe(`FirecrackerVmm against the fake firecracker${FAKE_FC_ENV.FAKE_FC_SPEC 
     expect(err.message).toContain("no-such-kernel");
     expect(err.hint).toBeTruthy();
     // Nothing after the failing request was sent.
-    expect(callsOf(h).filter((c) => c.method !== "GET").map((c) => c.path)).toEqual(["/logger", "/machine-config", "/boot-source"]);
+    expect(
+      callsOf(h)
+        .filter((c) => c.method !== "GET")
+        .map((c) => c.path),
+    ).toEqual(["/logger", "/machine-config", "/boot-source"]);
   });
 
   it("stop() on a VM that never started terminates it without waiting for a guest", async () => {
@@ -152,7 +156,8 @@ describe(`FirecrackerVmm against the fake firecracker${FAKE_FC_ENV.FAKE_FC_SPEC 
       await withEnv.start(h);
       return { vmm: withEnv, h };
     }
-    const ctrlAltDels = (h: VmmHandle) => callsOf(h).filter((c) => c.path === "/actions" && (c.body as { action_type: string }).action_type === "SendCtrlAltDel");
+    const ctrlAltDels = (h: VmmHandle) =>
+      callsOf(h).filter((c) => c.path === "/actions" && (c.body as { action_type: string }).action_type === "SendCtrlAltDel");
 
     it("a guest that maps Ctrl-Alt-Del to a reboot ends the process: vmm-request", async () => {
       const { vmm: v, h } = await running({ FAKE_FC_CTRL_ALT_DEL: "reboot" });
@@ -199,8 +204,8 @@ describe(`FirecrackerVmm against the fake firecracker${FAKE_FC_ENV.FAKE_FC_SPEC 
     await vmm.kill(h);
   });
 
-  it("reports the binary's version", async () => {
-    expect(await vmm.version()).toBe("Firecracker v1.16.1 (fake)");
+  it("reports the binary's path and version", async () => {
+    expect(await vmm.version()).toMatch(/^\/\S+: Firecracker v1\.16\.1 \(fake\)$/);
   });
 
   it("fails spawn with VMM_FAILED and the console tail when the VMM exits at once", async () => {
@@ -215,7 +220,12 @@ describe(`FirecrackerVmm against the fake firecracker${FAKE_FC_ENV.FAKE_FC_SPEC 
   });
 
   it("keeps the per-VM files in the VM directory", () => {
-    expect(firecrackerPaths("/v")).toEqual({ apiSocket: "/v/fc.sock", vsockSocket: "/v/vsock.sock", consoleLog: "/v/console.log", vmmLog: "/v/firecracker.log" });
+    expect(firecrackerPaths("/v")).toEqual({
+      apiSocket: "/v/fc.sock",
+      vsockSocket: "/v/vsock.sock",
+      consoleLog: "/v/console.log",
+      vmmLog: "/v/firecracker.log",
+    });
   });
 });
 
@@ -228,7 +238,7 @@ describe("FirecrackerVmm without a binary", () => {
       const err = await caught(vmm.spawn(spec));
       expect(err.code).toBe("VMM_NOT_FOUND");
       expect(err.hint).toContain("firecracker_bin");
-      expect(await vmm.version()).toMatch(/^error: .*missing-firecracker/);
+      expect(await caught(vmm.version())).toMatchObject({ code: "VMM_NOT_FOUND", message: expect.stringMatching(/missing-firecracker/) });
       expect(existsSync(spec.dir)).toBe(false);
     } finally {
       tmp.cleanup();

@@ -103,7 +103,12 @@ describe("fake firecracker with FAKE_FC_SPEC=none", () => {
 
   it("answers only the routes it implements; anything else is a 400 as in Firecracker", async () => {
     expect((await fc.request("GET", "/")).status).toBe(200);
-    for (const [method, path] of [["GET", "/nope"], ["DELETE", "/drives/rootfs"], ["PUT", "/snapshot/create"], ["GET", "/drives/rootfs"]]) {
+    for (const [method, path] of [
+      ["GET", "/nope"],
+      ["DELETE", "/drives/rootfs"],
+      ["PUT", "/snapshot/create"],
+      ["GET", "/drives/rootfs"],
+    ]) {
       const res = await fc.request(method, path, method === "GET" || method === "DELETE" ? undefined : {});
       expect(res.status).toBe(400);
       expect(res.json.fault_message).toContain("Invalid request method and/or path");

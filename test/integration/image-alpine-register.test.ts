@@ -33,8 +33,16 @@ describe.skipIf(skip)(`make image-alpine: bad input and registration against a t
     ["unknown branch", ["--branch", "v9.9", "--mirror", "MIRROR"], /error: unknown Alpine branch v9\.9: this build pins v3\.19/],
     ["bad mirror path", ["--mirror", "/nonexistent/alpine"], /error: mirror \/nonexistent\/alpine: no such directory/],
     ["empty mirror dir", ["--mirror", "EMPTY"], /no v3\.19\/<repo>\/x86_64\/APKINDEX\.tar\.gz, no x86_64\/APKINDEX\.tar\.gz and no \.apk files/],
-    ["unregistered --kernel-from", ["--mirror", "MIRROR", "--kernel-from", "no-such-image"], /error: --kernel-from no-such-image: not a registered image .*no image named no-such-image/],
-    ["--kernel-from a dir without a boot set", ["--mirror", "MIRROR", "--kernel-from", "EMPTY"], /--kernel-from .*: a directory needs vmlinux and initramfs\.cpio\.gz/],
+    [
+      "unregistered --kernel-from",
+      ["--mirror", "MIRROR", "--kernel-from", "no-such-image"],
+      /error: --kernel-from no-such-image: not a registered image .*no image named no-such-image/,
+    ],
+    [
+      "--kernel-from a dir without a boot set",
+      ["--mirror", "MIRROR", "--kernel-from", "EMPTY"],
+      /--kernel-from .*: a directory needs vmlinux and initramfs\.cpio\.gz/,
+    ],
     ["unknown stage", ["everything"], /unknown stage everything/],
   ])("%s: a clear error, nothing registered", async (_name, args, msg) => {
     mkdirSync(join(tmp, "empty"), { recursive: true });
@@ -61,7 +69,9 @@ describe.skipIf(skip)(`make image-alpine: bad input and registration against a t
     const first = registerSynthetic("alpine-3.19.4-20260101-aaaaaaaa");
     expect(first.status, first.out).toBe(0);
     expect(first.out).toMatch(/registered alpine-3\.19\.4-20260101-aaaaaaaa/);
-    const show = (await d.cli(["--json", "image", "show", "alpine"])).json<{ image: { name: string; bootArgs: string; guest: { os: string; services: { name: string; port: number; timeoutMs?: number }[] } } }>().image;
+    const show = (await d.cli(["--json", "image", "show", "alpine"])).json<{
+      image: { name: string; bootArgs: string; guest: { os: string; services: { name: string; port: number; timeoutMs?: number }[] } };
+    }>().image;
     expect(show.name).toBe("alpine-3.19.4-20260101-aaaaaaaa");
     expect(show.guest.os).toBe("alpine");
     expect(show.guest.services).toEqual(expect.arrayContaining([{ name: "opencode", port: 4096, timeoutMs: 300_000 }]));

@@ -12,7 +12,13 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 function kernelDeb(): string | undefined {
   const cached = "/var/cache/apt/archives";
-  const hit = (() => { try { return readdirSync(cached).find((f) => /^linux-image-[0-9].*-cloud-amd64_.*\.deb$/.test(f)); } catch { return undefined; } })();
+  const hit = (() => {
+    try {
+      return readdirSync(cached).find((f) => /^linux-image-[0-9].*-cloud-amd64_.*\.deb$/.test(f));
+    } catch {
+      return undefined;
+    }
+  })();
   if (hit) return join(cached, hit);
   const dep = spawnSync("apt-cache", ["depends", "linux-image-cloud-amd64"], { encoding: "utf8", timeout: 60_000 });
   const pkg = /Depends: (linux-image-[0-9]\S+)/.exec(dep.stdout ?? "")?.[1];
@@ -24,7 +30,8 @@ function kernelDeb(): string | undefined {
 
 const deb = process.platform === "linux" ? kernelDeb() : undefined;
 const skip = deb ? undefined : "needs a Debian linux-image-*-cloud-amd64 package (apt-get download; CI has the archive)";
-const extract = (bz: string, out: string) => spawnSync("bash", [join(REPO, "images/lib/kernel.sh"), "--extract", bz, out], { encoding: "utf8", timeout: 300_000 });
+const extract = (bz: string, out: string) =>
+  spawnSync("bash", [join(REPO, "images/lib/kernel.sh"), "--extract", bz, out], { encoding: "utf8", timeout: 300_000 });
 
 describe.skipIf(skip)(`vmlinux extraction from a real bzImage${skip ? ` (skipped: ${skip})` : ""}`, () => {
   it("finds the compressed payload and writes an x86-64 ELF", () => {

@@ -11,19 +11,37 @@ import { FAKE_FC, FAKE_FC_ENV } from "../fakes/firecracker/testkit.js";
 
 const skip = netnsSkipReason() ?? built();
 
-interface VmJson { id: string; name: string; ip: string; tap?: string; state: string; pid?: number; dir: string; vsockCid: number }
-interface EventJson { op: string; stage: string; outcome: string; opId?: number }
+interface VmJson {
+  id: string;
+  name: string;
+  ip: string;
+  tap?: string;
+  state: string;
+  pid?: number;
+  dir: string;
+  vsockCid: number;
+  lastError?: string;
+}
+interface EventJson {
+  op: string;
+  stage: string;
+  outcome: string;
+  opId?: number;
+}
 
 /** Processes whose command line names this VM's API socket: its VMMs. */
 function vmmPids(dir: string): number[] {
   const sock = join(dir, "fc.sock");
-  return readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").includes(sock);
-    } catch {
-      return false;
-    }
-  }).map(Number);
+  return readdirSync("/proc")
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, "utf8").split("\0").includes(sock);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 /**
@@ -38,7 +56,8 @@ describe.skipIf(skip)(`lifecycle under concurrency and interruption${skip ? ` (s
   let api: ReturnType<typeof apiClient>;
   const verify = () => runIn(d.ns, join(REPO, "verify.sh"), [], { env: { BANGER_CONFIG: d.configPath } });
   const vm = async (name: string) => (await api.call<{ vm: VmJson }>("GET", `/vms/${name}`)).body.vm;
-  const create = (name: string, extra: Record<string, unknown> = {}) => api.call<{ vm: VmJson }>("POST", "/vms", { image: "fake-1", name, noWait: true, ...extra });
+  const create = (name: string, extra: Record<string, unknown> = {}) =>
+    api.call<{ vm: VmJson }>("POST", "/vms", { image: "fake-1", name, noWait: true, ...extra });
   const created = async (name: string) => {
     const r = await create(name);
     expect(r.status, JSON.stringify(r.body)).toBe(201);
@@ -51,8 +70,18 @@ describe.skipIf(skip)(`lifecycle under concurrency and interruption${skip ? ` (s
     d = await startTestDaemon({ config: { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 4, ssh_timeout_s: 120 }, env: FAKE_FC_ENV });
     api = apiClient(d.socket);
     art = mkdtempSync(join(tmpdir(), "banger-race-"));
-    const reg = await d.cli(["image", "register", "--name", "fake-1", "--kernel", fakeElfKernel(art), "--rootfs", realExt4(art, "rootfs.ext4"),
-      "--work-seed", realExt4(art, "seed.ext4", { ".bashrc": "# seed\n" })]);
+    const reg = await d.cli([
+      "image",
+      "register",
+      "--name",
+      "fake-1",
+      "--kernel",
+      fakeElfKernel(art),
+      "--rootfs",
+      realExt4(art, "rootfs.ext4"),
+      "--work-seed",
+      realExt4(art, "seed.ext4", { ".bashrc": "# seed\n" }),
+    ]);
     expect(reg.stderr).toBe("");
   });
   afterAll(async () => {
@@ -106,9 +135,10 @@ describe.skipIf(skip)(`lifecycle under concurrency and interruption${skip ? ` (s
       const name = `sr-${order}`;
       await created(name);
       const dir = (await vm(name)).dir;
-      const [a, b] = order === "stop-first"
-        ? await Promise.all([api.call("POST", `/vms/${name}/stop`, {}), api.call("DELETE", `/vms/${name}?force=true`)])
-        : (await Promise.all([api.call("DELETE", `/vms/${name}?force=true`), api.call("POST", `/vms/${name}/stop`, {})])).reverse();
+      const [a, b] =
+        order === "stop-first"
+          ? await Promise.all([api.call("POST", `/vms/${name}/stop`, {}), api.call("DELETE", `/vms/${name}?force=true`)])
+          : (await Promise.all([api.call("DELETE", `/vms/${name}?force=true`), api.call("POST", `/vms/${name}/stop`, {})])).reverse();
       expect(b.status).toBe(200); // rm --force waits out a stop, it never fails because of one
       expect([200, 404, 409]).toContain(a.status);
       if (a.status === 409) expect(a.body.error.code).toBe("VM_BUSY");
@@ -141,13 +171,15 @@ describe.skipIf(skip)(`lifecycle under concurrency and interruption${skip ? ` (s
     const before = await Promise.all(names.map(vm));
     let hammering = true;
     let gets = 0;
-    const hammer = Promise.all(Array.from({ length: 8 }, async () => {
-      while (hammering) {
-        await api.call("GET", "/vms");
-        await api.call("GET", "/vms/h-3/events");
-        gets++;
-      }
-    }));
+    const hammer = Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (hammering) {
+          await api.call("GET", "/vms");
+          await api.call("GET", "/vms/h-3/events");
+          gets++;
+        }
+      }),
+    );
     // Two stopped by banger, one whose VMM dies under it (a crash, or an in-guest poweroff of a real FC).
     const stops = Promise.all(names.slice(0, 2).map((n) => api.call("POST", `/vms/${n}/stop`, {})));
     process.kill(before[2].pid!, "SIGKILL");

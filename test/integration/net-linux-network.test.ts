@@ -37,8 +37,7 @@ describe.skipIf(skip !== undefined)(`LinuxNetwork in a network namespace${skip ?
   let upstream: Upstream;
   let net: LinuxNetwork;
 
-  const make = () =>
-    new LinuxNetwork({ runner: vmNs.runner, bridge: BRIDGE, subnet: SUBNET, poolSize: POOL, blockedHostPorts: [BLOCKED], log });
+  const make = () => new LinuxNetwork({ runner: vmNs.runner, bridge: BRIDGE, subnet: SUBNET, poolSize: POOL, blockedHostPorts: [BLOCKED], log });
   const links = async (): Promise<LinkRow[]> => JSON.parse((await vmNs.exec("ip", ["-j", "link", "show"])).stdout);
   const byName = async () => new Map((await links()).map((l) => [l.ifname, l]));
   const tableText = async () => (await vmNs.exec("nft", ["list", "table", "ip", "banger"])).stdout;

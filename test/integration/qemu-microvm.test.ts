@@ -1,12 +1,12 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { probeAccel } from "../../src/adapters/qemu/accel.js";
+import { probeAccel, qemuKvmWorks } from "../../src/adapters/qemu/accel.js";
 import { QemuVmm } from "../../src/adapters/qemu/driver.js";
 import { processAlive, waitForExit } from "../../src/adapters/exec/proc.js";
 import { BangerError } from "../../src/domain/errors.js";
@@ -33,7 +33,8 @@ const isRoot = process.getuid?.() === 0;
 const log = pino({ level: "silent" });
 
 const qemuSkip = haveQemu ? "" : ` (skipped: ${QEMU} not installed)`;
-const bootSkip = qemuSkip || (kernelSource ? "" : " (skipped: no kernel: set BANGER_TEST_KERNEL, or build build/cache/kernel/vmlinux with images/debian/kernel.sh)");
+const bootSkip =
+  qemuSkip || (kernelSource ? "" : " (skipped: no kernel: set BANGER_TEST_KERNEL, or build build/cache/kernel/vmlinux with images/debian/kernel.sh)");
 
 describe.skipIf(!haveQemu)(`qemu basics${qemuSkip}`, () => {
   let dir: string;
@@ -44,9 +45,10 @@ describe.skipIf(!haveQemu)(`qemu basics${qemuSkip}`, () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("version() reports the first line of --version", async () => {
-    expect(await new QemuVmm({ bin: QEMU, accel: "tcg", stateDir: dir, log }).version()).toMatch(/^QEMU emulator version \d+\.\d+/);
-    expect(await new QemuVmm({ bin: "/nonexistent/qemu", accel: "tcg", stateDir: dir, log }).version()).toMatch(/^error: cannot run/);
+  it("version() reports the binary's path and the first line of --version, and throws when it cannot run", async () => {
+    expect(await new QemuVmm({ bin: QEMU, accel: "tcg", stateDir: dir, log }).version()).toMatch(/^\/\S+: QEMU emulator version \d+\.\d+/);
+    const e = await new QemuVmm({ bin: "/nonexistent/qemu", accel: "tcg", stateDir: dir, log }).version().catch((err: unknown) => err);
+    expect(e).toMatchObject({ code: "VMM_NOT_FOUND", message: expect.stringMatching(/nonexistent\/qemu/) });
   });
 
   it("probeAccel gives a verdict with a reason and caches it keyed by qemu version and kernel", async () => {
@@ -67,6 +69,28 @@ describe.skipIf(!haveQemu)(`qemu basics${qemuSkip}`, () => {
     expect((await probeAccel(QEMU, stateDir)).reason).not.toBe("stale");
   });
 
+  it("qemuKvmWorks runs a paused qemu through the shared spawn helper and leaves no process or temp dir", async () => {
+    const before = readdirSync(tmpdir()).filter((n) => n.startsWith("banger-accel-")).length;
+    const v = await qemuKvmWorks(QEMU);
+    expect(["kvm", "tcg"]).toContain(v.accel);
+    if (v.accel === "tcg") expect(v.reason).toMatch(/using TCG$/);
+    expect(await qemuKvmWorks("/nonexistent/qemu")).toEqual({
+      accel: "tcg",
+      reason: expect.stringMatching(/cannot start with -accel kvm: .*ENOENT; using TCG/),
+    });
+    expect(readdirSync(tmpdir()).filter((n) => n.startsWith("banger-accel-")).length).toBeLessThanOrEqual(before);
+    const probes = readdirSync("/proc")
+      .filter((p) => /^\d+$/.test(p))
+      .filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, "utf8").includes("banger-accel-");
+        } catch {
+          return false;
+        }
+      });
+    expect(probes).toEqual([]);
+  });
+
   it("forced accel skips the probe and says so", async () => {
     const vmm = new QemuVmm({ bin: QEMU, accel: "tcg", stateDir: join(dir, "forced"), log });
     expect(await vmm.accelVerdict()).toEqual({ accel: "tcg", reason: expect.stringMatching(/forced/) });
@@ -80,8 +104,18 @@ describe.skipIf(!haveQemu)(`qemu basics${qemuSkip}`, () => {
     await writeFile(join(vmDir, "rootfs.ext4"), Buffer.alloc(1 << 20));
     await writeFile(join(vmDir, "work.ext4"), Buffer.alloc(1 << 20));
     const spec: VmmSpec = {
-      vmId: "bad", name: "bad", dir: vmDir, kernel: join(dir, "no-such-vmlinux"), bootArgs: "console=ttyS0",
-      rootfs: join(vmDir, "rootfs.ext4"), workDisk: join(vmDir, "work.ext4"), vcpus: 1, memoryMib: 128, tap: "", mac: "02:fc:00:00:00:09", vsockCid: 3,
+      vmId: "bad",
+      name: "bad",
+      dir: vmDir,
+      kernel: join(dir, "no-such-vmlinux"),
+      bootArgs: "console=ttyS0",
+      rootfs: join(vmDir, "rootfs.ext4"),
+      workDisk: join(vmDir, "work.ext4"),
+      vcpus: 1,
+      memoryMib: 128,
+      tap: "",
+      mac: "02:fc:00:00:00:09",
+      vsockCid: 3,
     };
     const e = await vmm.spawn(spec).catch((err: unknown) => err);
     expect(e).toBeInstanceOf(BangerError);
@@ -92,9 +126,22 @@ describe.skipIf(!haveQemu)(`qemu basics${qemuSkip}`, () => {
 
   it("spawn with a missing qemu binary is VMM_NOT_FOUND", async () => {
     const vmm = new QemuVmm({ bin: "/nonexistent/qemu-system-x86_64", accel: "tcg", stateDir: dir, log });
-    const e = await vmm.spawn({
-      vmId: "x", name: "x", dir: join(dir, "nobin"), kernel: "/k", bootArgs: "", rootfs: "/r", workDisk: "/w", vcpus: 1, memoryMib: 128, tap: "", mac: "02:00:00:00:00:01", vsockCid: 3,
-    }).catch((err: unknown) => err);
+    const e = await vmm
+      .spawn({
+        vmId: "x",
+        name: "x",
+        dir: join(dir, "nobin"),
+        kernel: "/k",
+        bootArgs: "",
+        rootfs: "/r",
+        workDisk: "/w",
+        vcpus: 1,
+        memoryMib: 128,
+        tap: "",
+        mac: "02:00:00:00:00:01",
+        vsockCid: 3,
+      })
+      .catch((err: unknown) => err);
     expect((e as BangerError).code).toBe("VMM_NOT_FOUND");
   });
 });
@@ -145,8 +192,19 @@ describe.skipIf(bootSkip !== "")(`QemuVmm boots a real kernel (TCG)${bootSkip}`,
     await writeFile(rootfs, Buffer.alloc(4 << 20));
     await writeFile(work, Buffer.alloc(4 << 20));
     return {
-      vmId: `vm${n}`, name: `vm${n}`, dir: vmDir, kernel, initrd, bootArgs, rootfs, workDisk: work,
-      vcpus: 1, memoryMib: 256, tap: useNetns ? `tap${n}` : "", mac: `02:fc:00:00:00:0${n}`, vsockCid: 3 + n,
+      vmId: `vm${n}`,
+      name: `vm${n}`,
+      dir: vmDir,
+      kernel,
+      initrd,
+      bootArgs,
+      rootfs,
+      workDisk: work,
+      vcpus: 1,
+      memoryMib: 256,
+      tap: useNetns ? `tap${n}` : "",
+      mac: `02:fc:00:00:00:0${n}`,
+      vsockCid: 3 + n,
     };
   }
 

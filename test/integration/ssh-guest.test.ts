@@ -14,14 +14,16 @@ import type { SshTarget } from "../../src/ports/guest.js";
 
 const SSHD = "/usr/sbin/sshd";
 const isRoot = process.getuid?.() === 0;
-const haveTools = existsSync(SSHD) && (() => {
-  try {
-    execFileSync("sh", ["-c", "command -v ssh && command -v ssh-keygen"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const haveTools =
+  existsSync(SSHD) &&
+  (() => {
+    try {
+      execFileSync("sh", ["-c", "command -v ssh && command -v ssh-keygen"], { stdio: "ignore" });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
 const skipReason = !isRoot ? " (skipped: needs root to run sshd)" : !haveTools ? " (skipped: openssh-server/client not installed)" : "";
 
 async function freePort(): Promise<number> {
@@ -33,7 +35,10 @@ async function freePort(): Promise<number> {
 }
 
 async function expectNotReady(p: Promise<unknown>, phase: RegExp): Promise<BangerError> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(BangerError);
   const be = e as BangerError;
   expect(be.code).toBe("GUEST_NOT_READY");
@@ -68,19 +73,22 @@ describe.skipIf(skipReason !== "")(`SshGuest against a real sshd on 127.0.0.1${s
     await writeFile(join(dir, "known_hosts"), knownHostsLine("127.0.0.1", host.publicKey, port) + "\n");
     const other = await generateHostKey(dir);
     await writeFile(join(dir, "known_hosts_wrong"), knownHostsLine("127.0.0.1", other.publicKey, port) + "\n");
-    await writeFile(join(dir, "sshd_config"), [
-      `Port ${port}`,
-      "ListenAddress 127.0.0.1",
-      `HostKey ${join(dir, "host_key")}`,
-      `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
-      "PidFile none",
-      "UsePAM no",
-      "PermitRootLogin prohibit-password",
-      "PasswordAuthentication no",
-      "KbdInteractiveAuthentication no",
-      "StrictModes no",
-      "",
-    ].join("\n"));
+    await writeFile(
+      join(dir, "sshd_config"),
+      [
+        `Port ${port}`,
+        "ListenAddress 127.0.0.1",
+        `HostKey ${join(dir, "host_key")}`,
+        `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
+        "PidFile none",
+        "UsePAM no",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "StrictModes no",
+        "",
+      ].join("\n"),
+    );
     target = { host: "127.0.0.1", port, user: "root", keyPath: join(dir, "client"), knownHostsPath: join(dir, "known_hosts") };
   });
 
@@ -102,7 +110,11 @@ describe.skipIf(skipReason !== "")(`SshGuest against a real sshd on 127.0.0.1${s
     await sleep(500);
     sshd = spawn(SSHD, ["-D", "-e", "-f", join(dir, "sshd_config")], { stdio: ["ignore", "ignore", "pipe"] });
     sshd.stderr!.setEncoding("utf8").on("data", (d: string) => (sshdLog += d));
-    await expect(waiting.catch((e: Error) => { throw new Error(`${e.message}\nsshd: ${sshdLog}`); })).resolves.toBeUndefined();
+    await expect(
+      waiting.catch((e: Error) => {
+        throw new Error(`${e.message}\nsshd: ${sshdLog}`);
+      }),
+    ).resolves.toBeUndefined();
   });
 
   it("runs commands with exec and returns code and output", async () => {

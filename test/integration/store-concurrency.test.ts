@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
+import { leases } from "../helpers/db.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const VITE_NODE = join(ROOT, "node_modules", ".bin", "vite-node");
@@ -102,7 +103,9 @@ describe.skipIf(!haveViteNode)("SqliteStore shared by several processes (needs n
     const perWorker = 15;
     const poolSize = 40;
     const startAt = Date.now() + 4000;
-    const children = Array.from({ length: workers }, (_, w) => runTs(join(dir, "worker.ts"), [file, `w${w}`, String(startAt), String(perWorker), String(poolSize)]));
+    const children = Array.from({ length: workers }, (_, w) =>
+      runTs(join(dir, "worker.ts"), [file, `w${w}`, String(startAt), String(perWorker), String(poolSize)]),
+    );
     const results = await Promise.all(children.map((c) => c.done));
     results.forEach((r, i) => expect(r.code, `worker ${i} stderr: ${r.stderr}`).toBe(0));
 
@@ -116,10 +119,10 @@ describe.skipIf(!haveViteNode)("SqliteStore shared by several processes (needs n
 
     const s = SqliteStore.open(file);
     try {
-      const leases = s.listLeases();
-      expect(leases).toHaveLength(poolSize);
+      const held = leases(s);
+      expect(held).toHaveLength(poolSize);
       const byVm = new Map(rows.filter((r) => r.ip).map((r) => [r.vmId, r.ip]));
-      for (const l of leases) expect(byVm.get(l.vmId)).toBe(l.ip);
+      for (const l of held) expect(byVm.get(l.vmId)).toBe(l.ip);
       expect(s.listImages()).toHaveLength(workers);
     } finally {
       s.close();
@@ -131,8 +134,22 @@ describe.skipIf(!haveViteNode)("SqliteStore shared by several processes (needs n
     const s = SqliteStore.open(file);
     s.insertImage({ id: "img", name: "img", bootArgs: "", guest: { os: "linux", services: [] }, artifacts: [] });
     for (const n of ["holder", "waiter"]) {
-      s.insertVm({ id: n, name: n, imageId: "img", imageName: "img", state: "creating", vmm: "qemu", vcpus: 1, memoryMib: 256,
-        workDiskGib: 1, nat: false, dir: `/tmp/${n}`, workSeedFallback: true, createdAt: "x", updatedAt: "x" });
+      s.insertVm({
+        id: n,
+        name: n,
+        imageId: "img",
+        imageName: "img",
+        state: "creating",
+        vmm: "qemu",
+        vcpus: 1,
+        memoryMib: 256,
+        workDiskGib: 1,
+        nat: false,
+        dir: `/tmp/${n}`,
+        workSeedFallback: true,
+        createdAt: "x",
+        updatedAt: "x",
+      });
     }
     s.close();
 

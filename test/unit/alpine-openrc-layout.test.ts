@@ -11,7 +11,11 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Runs images/alpine/openrc.sh's functions in bash against `root`. */
 function sh(script: string): { code: number; out: string } {
-  const r = spawnSync("bash", ["-c", `set -euo pipefail; source images/lib/common.sh; source images/alpine/openrc.sh; ${script}`], { cwd: REPO, encoding: "utf8", timeout: 30_000 });
+  const r = spawnSync("bash", ["-c", `set -euo pipefail; source images/lib/common.sh; source images/alpine/openrc.sh; ${script}`], {
+    cwd: REPO,
+    encoding: "utf8",
+    timeout: 30_000,
+  });
   return { code: r.status ?? 1, out: `${r.stdout}${r.stderr}` };
 }
 
@@ -109,10 +113,14 @@ describe.skipIf(skip)(`OpenRC seeding on a synthetic Alpine tree${skip ? ` (skip
   });
 });
 
-
 describe("the Alpine and Void scripts parse", () => {
   const scripts = ["images/alpine", "images/void", "images/lib"].flatMap((d) =>
-    existsSync(join(REPO, d)) ? readdirSync(join(REPO, d)).filter((f) => f.endsWith(".sh")).map((f) => join(d, f)) : []);
+    existsSync(join(REPO, d))
+      ? readdirSync(join(REPO, d))
+          .filter((f) => f.endsWith(".sh"))
+          .map((f) => join(d, f))
+      : [],
+  );
   it.each(scripts)("bash -n %s", (s) => {
     const res = spawnSync("bash", ["-n", join(REPO, s)], { encoding: "utf8" });
     expect(res.stderr).toBe("");

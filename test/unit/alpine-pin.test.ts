@@ -48,7 +48,12 @@ describe("package source (--mirror / BANGER_ALPINE_MIRROR)", () => {
     mkdirSync(join(m, "v3.19/releases/x86_64"), { recursive: true });
     writeFileSync(join(m, "v3.19/releases/x86_64/alpine-minirootfs-3.19.4-x86_64.tar.gz"), "x");
     const s = resolveSource(m, ALPINE);
-    expect(s).toEqual({ kind: "index-dir", mirror: m, repositories: [join(m, "v3.19/extra"), join(m, "v3.19/main")], minirootfs: join(m, "v3.19/releases/x86_64/alpine-minirootfs-3.19.4-x86_64.tar.gz") });
+    expect(s).toEqual({
+      kind: "index-dir",
+      mirror: m,
+      repositories: [join(m, "v3.19/extra"), join(m, "v3.19/main")],
+      minirootfs: join(m, "v3.19/releases/x86_64/alpine-minirootfs-3.19.4-x86_64.tar.gz"),
+    });
   });
 
   it("takes a single repository directory and a flat directory of .apk files", () => {
@@ -74,7 +79,9 @@ describe("package source (--mirror / BANGER_ALPINE_MIRROR)", () => {
   it("bad mirror paths are clear errors", () => {
     expect(() => resolveSource(join(tmp, "nope"), ALPINE)).toThrow(/mirror .*nope: no such directory/);
     mkdirSync(join(tmp, "empty"));
-    expect(() => resolveSource(join(tmp, "empty"), ALPINE)).toThrow(/no v3\.19\/<repo>\/x86_64\/APKINDEX\.tar\.gz, no x86_64\/APKINDEX\.tar\.gz and no \.apk files/);
+    expect(() => resolveSource(join(tmp, "empty"), ALPINE)).toThrow(
+      /no v3\.19\/<repo>\/x86_64\/APKINDEX\.tar\.gz, no x86_64\/APKINDEX\.tar\.gz and no \.apk files/,
+    );
     expect(() => resolveSource("ftp://mirror/alpine", ALPINE)).toThrow(/only http\(s\) URLs or a local directory/);
   });
 

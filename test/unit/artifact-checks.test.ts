@@ -2,8 +2,10 @@ import { mkdtempSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { NodeFiles } from "../../src/adapters/fs/node-files.js";
 import { checkInitrd, checkKernel, checkPlainFile } from "../../src/app/artifact-checks.js";
 
+const files = new NodeFiles({ copy: async () => undefined, sha256: async () => "" });
 const dir = mkdtempSync(join(tmpdir(), "banger-art-"));
 
 function elf(opts: { cls?: number; machine?: number; type?: number } = {}): string {
@@ -19,7 +21,7 @@ function elf(opts: { cls?: number; machine?: number; type?: number } = {}): stri
 
 describe("artifact checks", () => {
   it("accepts an x86-64 ELF executable", async () => {
-    await expect(checkKernel(elf())).resolves.toBeUndefined();
+    await expect(checkKernel(files, elf())).resolves.toBeUndefined();
   });
 
   it("refuses a bzImage with a hint on extracting vmlinux", async () => {
@@ -27,35 +29,39 @@ describe("artifact checks", () => {
     b.write("HdrS", 0x202, "latin1");
     const p = join(dir, "bzImage");
     writeFileSync(p, b);
-    await expect(checkKernel(p)).rejects.toMatchObject({ code: "INVALID_ARTIFACT", message: expect.stringContaining("bzImage"), hint: expect.stringContaining("vmlinux") });
+    await expect(checkKernel(files, p)).rejects.toMatchObject({
+      code: "INVALID_ARTIFACT",
+      message: expect.stringContaining("bzImage"),
+      hint: expect.stringContaining("vmlinux"),
+    });
   });
 
   it("refuses non-ELF, 32-bit, non-x86 and non-executable ELF files", async () => {
     const txt = join(dir, "k.txt");
     writeFileSync(txt, "hello world, not a kernel at all");
-    await expect(checkKernel(txt)).rejects.toThrow(/not an ELF/);
-    await expect(checkKernel(elf({ cls: 1 }))).rejects.toThrow(/not x86-64/);
-    await expect(checkKernel(elf({ machine: 0xb7 }))).rejects.toThrow(/not x86-64/);
-    await expect(checkKernel(elf({ type: 1 }))).rejects.toThrow(/not an executable/);
+    await expect(checkKernel(files, txt)).rejects.toThrow(/not an ELF/);
+    await expect(checkKernel(files, elf({ cls: 1 }))).rejects.toThrow(/not x86-64/);
+    await expect(checkKernel(files, elf({ machine: 0xb7 }))).rejects.toThrow(/not x86-64/);
+    await expect(checkKernel(files, elf({ type: 1 }))).rejects.toThrow(/not an executable/);
   });
 
   it("checks files exist, are regular and non-empty", async () => {
-    await expect(checkPlainFile("rootfs", join(dir, "missing"))).rejects.toThrow(/does not exist/);
+    await expect(checkPlainFile(files, "rootfs", join(dir, "missing"))).rejects.toThrow(/does not exist/);
     mkdirSync(join(dir, "d"));
-    await expect(checkPlainFile("rootfs", join(dir, "d"))).rejects.toThrow(/not a regular file/);
+    await expect(checkPlainFile(files, "rootfs", join(dir, "d"))).rejects.toThrow(/not a regular file/);
     writeFileSync(join(dir, "empty"), "");
-    await expect(checkPlainFile("kernel", join(dir, "empty"))).rejects.toThrow(/--kernel .* is empty/);
+    await expect(checkPlainFile(files, "kernel", join(dir, "empty"))).rejects.toThrow(/--kernel .* is empty/);
   });
 
   it("recognises initramfs formats", async () => {
     const gz = join(dir, "i.gz");
     writeFileSync(gz, Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0]));
-    await expect(checkInitrd(gz)).resolves.toBeUndefined();
+    await expect(checkInitrd(files, gz)).resolves.toBeUndefined();
     const cpio = join(dir, "i.cpio");
     writeFileSync(cpio, "070701000000");
-    await expect(checkInitrd(cpio)).resolves.toBeUndefined();
+    await expect(checkInitrd(files, cpio)).resolves.toBeUndefined();
     const bad = join(dir, "i.bad");
     writeFileSync(bad, "garbage!");
-    await expect(checkInitrd(bad)).rejects.toThrow(/not a cpio/);
+    await expect(checkInitrd(files, bad)).rejects.toThrow(/not a cpio/);
   });
 });

@@ -9,9 +9,19 @@ import { HAVE_SPEC, SPEC_PATH } from "../fakes/firecracker/testkit.js";
 // Alpine's initramfs mounts the root with `rootfstype`, so it belongs to the
 // shared default every image and both VMMs get, not to one image's registration.
 const spec: VmmSpec = {
-  vmId: "vm1", name: "alp", dir: "/var/lib/banger/vms/vm1", kernel: "/img/vmlinux", initrd: "/img/initrd",
+  vmId: "vm1",
+  name: "alp",
+  dir: "/var/lib/banger/vms/vm1",
+  kernel: "/img/vmlinux",
+  initrd: "/img/initrd",
   bootArgs: `${DEFAULT_BOOT_ARGS} ip=172.30.0.5::172.30.0.1:255.255.255.0:alp:eth0:off`,
-  rootfs: "/v/rootfs.ext4", workDisk: "/v/work.ext4", vcpus: 2, memoryMib: 1024, tap: "tap-banger3", mac: "02:fc:00:00:00:03", vsockCid: 3,
+  rootfs: "/v/rootfs.ext4",
+  workDisk: "/v/work.ext4",
+  vcpus: 2,
+  memoryMib: 1024,
+  tap: "tap-banger3",
+  mac: "02:fc:00:00:00:03",
+  vsockCid: 3,
 };
 
 describe("shared boot arguments", () => {

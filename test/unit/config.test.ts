@@ -3,11 +3,21 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig, type Env } from "../../src/config/load.js";
-import { BangerError } from "../../src/domain/errors.js";
+import { type BangerError } from "../../src/domain/errors.js";
 
 function env(extra: Record<string, string> = {}, uid = 1000): Env {
   const home = mkdtempSync(join(tmpdir(), "banger-cfg-"));
-  return { env: { XDG_CONFIG_HOME: join(home, "cfg"), XDG_STATE_HOME: join(home, "state"), XDG_RUNTIME_DIR: join(home, "run"), XDG_DATA_HOME: join(home, "data"), ...extra }, uid, home };
+  return {
+    env: {
+      XDG_CONFIG_HOME: join(home, "cfg"),
+      XDG_STATE_HOME: join(home, "state"),
+      XDG_RUNTIME_DIR: join(home, "run"),
+      XDG_DATA_HOME: join(home, "data"),
+      ...extra,
+    },
+    uid,
+    home,
+  };
 }
 
 function withFile(text: string): { e: Env; path: string } {
@@ -64,7 +74,7 @@ describe("config", () => {
   });
 
   it("names an unknown key and the file", () => {
-    const { e, path } = withFile("vmn = \"qemu\"\n");
+    const { e, path } = withFile('vmn = "qemu"\n');
     const err = loadError(e);
     expect(err.code).toBe("INVALID_CONFIG");
     expect(err.message).toContain("'vmn'");

@@ -122,7 +122,12 @@ describe("FileConsoleLogs", () => {
       burst();`;
     const child = spawn(process.execPath, ["-e", script, file("current")], { stdio: "ignore" });
     let done = false;
-    const exited = new Promise<void>((resolve) => child.on("exit", () => { done = true; resolve(); }));
+    const exited = new Promise<void>((resolve) =>
+      child.on("exit", () => {
+        done = true;
+        resolve();
+      }),
+    );
     // Segments split where the follower fell behind a rotation and was moved to the oldest byte kept;
     // such a restart may begin mid-line.
     const segments: string[] = [""];

@@ -7,6 +7,7 @@ import { createVm } from "../../src/app/create.js";
 import { removeVm, startVm, stopVm } from "../../src/app/lifecycle.js";
 import { BangerError } from "../../src/domain/errors.js";
 import { rotateConsoles } from "../../src/app/retention.js";
+import { leases } from "../helpers/db.js";
 
 function eventRows(dbFile: string): number {
   const raw = new Database(dbFile, { readonly: true });
@@ -40,7 +41,7 @@ describe("create plan", () => {
     expect((err as BangerError).message).toMatch(new RegExp(`create of VM alp failed at stage ${stage}: .*injected failure`));
     if (["wait-ssh", "wait-services"].includes(stage)) expect((err as BangerError).message).toMatch(/guest console/);
     expect(store.listVms()).toEqual([]);
-    expect(store.listLeases()).toEqual([]);
+    expect(leases(store)).toEqual([]);
     expect(held.taps.size).toBe(0);
     expect(held.nat.size).toBe(0);
     expect(held.procs.size).toBe(0);
@@ -50,11 +51,11 @@ describe("create plan", () => {
   });
 
   it("stop releases the TAP and NAT but keeps the lease; start takes them again; rm frees everything", async () => {
-    const { d, held, store } = world();
+    const { d, held, store, cfg } = world();
     const vm = await createVm(d, { image: "deb-1", name: "alp", nat: true });
     await stopVm(d, "alp");
     expect(held.taps.size + held.nat.size + held.procs.size).toBe(0);
-    expect(store.listLeases()).toEqual([{ ip: vm.ip, vmId: vm.id }]);
+    expect(leases(store)).toEqual([{ ip: vm.ip, vmId: vm.id }]);
     const again = await startVm(d, "alp");
     expect(again.state).toBe("running");
     expect(again.ip).toBe(vm.ip);
@@ -62,9 +63,9 @@ describe("create plan", () => {
     await expect(removeVm(d, "alp", false)).rejects.toMatchObject({ code: "VM_STATE" });
     await removeVm(d, "alp", true);
     expect(held.taps.size + held.nat.size + held.procs.size).toBe(0);
-    expect(store.listLeases()).toEqual([]);
+    expect(leases(store)).toEqual([]);
     expect(store.listVms()).toEqual([]);
-    expect(eventRows(d.cfg.paths.dbFile)).toBe(0);
+    expect(eventRows(cfg.paths.dbFile)).toBe(0);
   });
 
   it("rotates the console of each VM over console_log_max_mib, and the failure tail reads across it", async () => {
@@ -104,7 +105,7 @@ describe("create plan", () => {
     d.diskPool.refill(img);
     await d.diskPool.settled();
     expect(d.diskPool.stats()).toEqual({ img1: 1 });
-    const vm = await createVm(d, { image: "deb-1", name: "warm", workDiskGib: d.cfg.config.work_disk_gib });
+    const vm = await createVm(d, { image: "deb-1", name: "warm", workDiskGib: d.config.workDiskGib });
     const ev = store.events(vm.id);
     expect(ev.find((e) => e.stage === "rootfs")?.detail).toBe("from warm pool");
     expect(ev.find((e) => e.stage === "inject")?.detail).toMatch(/pre-injected/);

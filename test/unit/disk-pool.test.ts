@@ -1,17 +1,12 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
-import { SqliteStore } from "../../src/adapters/sqlite/store.js";
+import { world as appWorld } from "../helpers/app-world.js";
 import { createVm } from "../../src/app/create.js";
-import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
 import { diskPoolCheck } from "../../src/app/doctor.js";
-import { VmOps } from "../../src/app/vm-ops.js";
-import { loadConfig } from "../../src/config/load.js";
 import { BangerError, errnoError } from "../../src/domain/errors.js";
-import { NameGenerator, seededRandom } from "../../src/domain/names.js";
 import type { Image } from "../../src/domain/types.js";
 import type { Disks } from "../../src/ports/disks.js";
 
@@ -19,42 +14,41 @@ const GIB = 1024 ** 3;
 
 /** Just enough of the app to create VMs: disks are small files whose content says what they are. */
 function world(opts: { size?: number; maxGib?: number; workFails?: NodeJS.ErrnoException } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), "banger-pool-"));
-  const cfgFile = join(dir, "config.toml");
-  writeFileSync(cfgFile, `vmm = "qemu"\nstate_dir = "${dir}/state"\nsocket = "${dir}/s.sock"\n`);
-  const cfg = loadConfig({ env: { env: { BANGER_CONFIG: cfgFile }, uid: 1000, home: dir } });
-  const store = SqliteStore.open(cfg.paths.dbFile);
   const logs: { msg: string; [k: string]: unknown }[] = [];
-  const log = pino({ level: "info" }, { write: (s: string) => { logs.push(JSON.parse(s)); } });
+  const log = pino(
+    { level: "info" },
+    {
+      write: (s: string) => {
+        logs.push(JSON.parse(s));
+      },
+    },
+  );
   const disks: Disks = {
     cloneRootfs: async (_s, dst) => writeFileSync(dst, "rootfs"),
-    makeWorkDisk: async (dst, gib) => { if (opts.workFails) throw opts.workFails; writeFileSync(dst, `work ${gib}`); },
+    makeWorkDisk: async (dst, gib) => {
+      if (opts.workFails) throw opts.workFails;
+      writeFileSync(dst, `work ${gib}`);
+    },
     inject: async () => undefined,
     ext4Problem: async () => undefined,
   };
-  const keyPath = join(dir, "id");
-  writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
-  let pid = 100;
-  const d = {
-    cfg, store, ops: new VmOps(), disks, log, names: new NameGenerator(seededRandom(1)),
-    network: { acquireTap: async () => "tap-pool-0", releaseTap: async () => undefined, enableNat: async () => undefined, disableNat: async () => undefined },
-    guest: { waitSsh: async () => undefined, waitPort: async () => undefined },
-    vmm: () => ({
-      kind: "qemu", configure: async () => undefined, start: async () => undefined, kill: async () => undefined, isAlive: () => true,
-      spawn: async (spec: { dir: string }) => ({ kind: "qemu", pid: pid++, pidStart: 1, controlSocket: join(spec.dir, "qmp.sock"), consoleLog: join(spec.dir, "console.log") }),
-    }),
-    sshKey: async () => keyPath,
-    hostKey: async () => ({ privateKey: "PRIV", publicKey: "ssh-ed25519 HOSTKEY banger" }),
-  } as unknown as AppDeps;
-  const poolDir = join(dir, "state", "pool");
-  const newPool = (size = opts.size ?? 1) => new DiskPool(d, poolDir, size, opts.maxGib);
+  const w = appWorld(undefined, 0, { disks, log });
+  const { d, store, cfg, dir } = w;
+  const poolDir = join(cfg.paths.stateDir, "pool");
+  const newPool = (size = opts.size ?? 1) => new DiskPool(d, { dir: poolDir, size, maxGib: opts.maxGib ?? cfg.config.disk_pool_max_gib });
   d.diskPool = newPool();
   const art = (role: "kernel" | "rootfs" | "work_seed", c: string) => ({ role, path: join(dir, `${id}-${role}`), sha256: c.repeat(64), sizeBytes: 1 });
   let id = "";
   const image = (name: string, defaultWorkDiskGib?: number): Image => {
     id = `id-${name}`;
-    return store.insertImage({ id, name, bootArgs: "console=ttyS0", defaultWorkDiskGib, guest: { os: "debian", services: [{ name: "ssh", port: 22 }] },
-      artifacts: [art("kernel", "a"), art("rootfs", "b"), art("work_seed", "c")] });
+    return store.insertImage({
+      id,
+      name,
+      bootArgs: "console=ttyS0",
+      defaultWorkDiskGib,
+      guest: { os: "debian", services: [{ name: "ssh", port: 22 }] },
+      artifacts: [art("kernel", "a"), art("rootfs", "b"), art("work_seed", "c")],
+    });
   };
   return { d, store, cfg, logs, poolDir, newPool, image };
 }
@@ -134,7 +128,9 @@ describe("warm disk pool", () => {
     expect(readdirSync(imgDir)).toEqual([good.split("/").pop()]);
     expect(readdirSync(w.poolDir)).toEqual([img.id]);
     const why = w.logs.filter((l) => l.msg === "discarding warm disks").map((l) => l.why);
-    expect(why).toEqual(expect.arrayContaining(["unknown image", "incomplete build", "meta.json incomplete", "rootfs.ext4 missing", "work.ext4 is 2 bytes, expected 7"]));
+    expect(why).toEqual(
+      expect.arrayContaining(["unknown image", "incomplete build", "meta.json incomplete", "rootfs.ext4 missing", "work.ext4 is 2 bytes, expected 7"]),
+    );
     w.d.diskPool = pool;
     const vm = await createVm(w.d, { image: "deb", name: "adopted" });
     expect(rootfsDetail(w, vm.id)).toBe("from warm pool");

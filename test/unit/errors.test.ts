@@ -2,12 +2,14 @@ import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
 import { errorResponse } from "../../src/api/errors.js";
 import { createVmBody, registerImageBody } from "../../src/api/schemas.js";
-import { BangerError, ERROR_STATUS, asBangerError, fromErrno } from "../../src/domain/errors.js";
+import { BangerError, ERROR_STATUS, asBangerError, fromErrno, isCode } from "../../src/domain/errors.js";
 
 function app(thrower: () => unknown) {
   const h = new Hono();
   h.onError((e, c) => errorResponse(c, e));
-  h.get("/x", () => { throw thrower(); });
+  h.get("/x", () => {
+    throw thrower();
+  });
   return h;
 }
 
@@ -21,7 +23,13 @@ describe("error mapping", () => {
   });
 
   it("turns a schema failure into BAD_REQUEST naming the field", async () => {
-    const res = await app(() => { try { createVmBody.parse({ image: "d", vcpus: "two" }); } catch (e) { return e; } }).request("/x");
+    const res = await app(() => {
+      try {
+        createVmBody.parse({ image: "d", vcpus: "two" });
+      } catch (e) {
+        return e;
+      }
+    }).request("/x");
     expect(res.status).toBe(400);
     const body = (await res.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe("BAD_REQUEST");
@@ -29,7 +37,13 @@ describe("error mapping", () => {
   });
 
   it("names unknown fields", async () => {
-    const res = await app(() => { try { registerImageBody.parse({ name: "a", kernel: "/k", rootfs: "/r", colour: 1 }); } catch (e) { return e; } }).request("/x");
+    const res = await app(() => {
+      try {
+        registerImageBody.parse({ name: "a", kernel: "/k", rootfs: "/r", colour: 1 });
+      } catch (e) {
+        return e;
+      }
+    }).request("/x");
     expect(((await res.json()) as { error: { message: string } }).error.message).toContain("colour");
   });
 
@@ -56,5 +70,17 @@ describe("error mapping", () => {
     // an errno nobody maps is still a bug to report, not a guess
     expect(asBangerError(errno("EBADF")).code).toBe("INTERNAL");
     expect(fromErrno(new Error("no code"))).toBeUndefined();
+  });
+});
+
+describe("isCode", () => {
+  it("matches a BangerError with any of the codes, and nothing else", () => {
+    const e = new BangerError("TIMEOUT", "slow");
+    expect(isCode(e, "TIMEOUT")).toBe(true);
+    expect(isCode(e, "DISK_FAILED", "TIMEOUT")).toBe(true);
+    expect(isCode(e, "DISK_FAILED")).toBe(false);
+    expect(isCode(e)).toBe(false);
+    expect(isCode(Object.assign(new Error("x"), { code: "TIMEOUT" }), "TIMEOUT")).toBe(false);
+    expect(isCode(undefined, "TIMEOUT")).toBe(false);
   });
 });

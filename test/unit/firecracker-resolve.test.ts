@@ -32,6 +32,16 @@ describe("resolveFirecracker", () => {
     expect(resolveFirecracker(exe)).toBe(exe);
   });
 
+  it("makes a relative configured path absolute", () => {
+    const cwd = process.cwd();
+    try {
+      process.chdir(dir);
+      expect(resolveFirecracker("./bin/firecracker")).toBe(exe);
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   it("finds firecracker on PATH when no bin is configured", () => {
     expect(resolveFirecracker(undefined, `/nonexistent:${binDir}`)).toBe(exe);
   });

@@ -89,8 +89,9 @@ describe("fetchVerified: downloads into a cache only what matches the pinned sha
     expect((await fetchVerified({ source: `${base}/x`, dest, sha256: sha, log, backoffMs: 10 })).attempts).toBe(3);
     handler = (_req, res) => (res.writeHead(404), res.end());
     const gone = join(dir, "gone", "mini.tar.gz");
-    await expect(fetchVerified({ source: `${base}/missing`, dest: gone, sha256: sha, log, retries: 2, backoffMs: 10 }))
-      .rejects.toThrow(/mini\.tar\.gz: GET .*\/missing: HTTP 404 \(after 3 attempts\)/);
+    await expect(fetchVerified({ source: `${base}/missing`, dest: gone, sha256: sha, log, retries: 2, backoffMs: 10 })).rejects.toThrow(
+      /mini\.tar\.gz: GET .*\/missing: HTTP 404 \(after 3 attempts\)/,
+    );
     expect(existsSync(gone)).toBe(false);
   });
 

@@ -6,6 +6,7 @@ import { removeVm, startVm, stopVm } from "../../src/app/lifecycle.js";
 import { LivenessWatcher } from "../../src/app/liveness.js";
 import { VmOps } from "../../src/app/vm-ops.js";
 import { BangerError } from "../../src/domain/errors.js";
+import { leases } from "../helpers/db.js";
 
 /** A gate that holds one stage until released, so a second operation can be started in the middle of the first. */
 function latch(stage: string) {
@@ -26,7 +27,11 @@ function latch(stage: string) {
   };
 }
 
-const errOf = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e as BangerError);
+const errOf = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: unknown) => e as BangerError,
+  );
 
 describe("lifecycle transitions with port fakes", () => {
   it("create: creating -> running", async () => {
@@ -50,7 +55,11 @@ describe("lifecycle transitions with port fakes", () => {
 
   it("a full disk during a create is DISK_FAILED naming the stage and the place to free, not INTERNAL", async () => {
     const full = Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", path: "/var/lib/banger/vms/x/known_hosts" });
-    const { d, store } = world(undefined, 0, { gate: async (s) => { if (s === "spawn-vmm") throw full; } });
+    const { d, store } = world(undefined, 0, {
+      gate: async (s) => {
+        if (s === "spawn-vmm") throw full;
+      },
+    });
     const err = await errOf(createVm(d, { image: "deb-1", name: "a" }));
     expect(err).toMatchObject({ code: "DISK_FAILED", stage: "spawn-vmm" });
     expect(err?.hint).toMatch(/free space .*\/var\/lib\/banger\/vms\/x\/known_hosts/);
@@ -65,6 +74,32 @@ describe("lifecycle transitions with port fakes", () => {
     expect(vm.pid).toBeUndefined();
     expect(held.procs.size + held.taps.size).toBe(0);
     await expect(stopVm(d, "a")).rejects.toMatchObject({ code: "VM_STATE" });
+  });
+
+  it("stop: the in-guest command counts only when the guest acknowledged it; an unreachable guest gets no grace period", async () => {
+    let answer = { code: 255, stdout: "", stderr: "ssh: connect to host 172.30.0.2 port 22: No route to host" };
+    const commands: string[] = [];
+    const { d, held } = world(undefined, 0, {
+      exec: (c) => {
+        commands.push(c);
+        return answer;
+      },
+    });
+    await createVm(d, { image: "deb-1", name: "a" });
+    await stopVm(d, "a");
+    expect(held.stops.at(-1)?.graceMs).toBe(0);
+    expect(commands.at(-1)).toMatch(/&& poweroff$/);
+    await startVm(d, "a");
+    // The guest ran the command and then its sshd went away: 255 as well, but acknowledged.
+    answer = { code: 255, stdout: "banger-stop-accepted\n", stderr: "Connection to 172.30.0.2 closed by remote host." };
+    const vm = await stopVm(d, "a");
+    expect(held.stops.at(-1)?.graceMs).toBeGreaterThan(0);
+    expect(
+      d.store
+        .events(vm.id)
+        .filter((e) => e.stage === "guest-stop")
+        .at(-1)?.detail,
+    ).toBe("poweroff over SSH");
   });
 
   it("stop: a VMM that will not die leaves the VM failed, and only rm is accepted", async () => {
@@ -97,7 +132,11 @@ describe("lifecycle transitions with port fakes", () => {
 
   it("start: failure after spawn rolls back to stopped with the reason, not running", async () => {
     let fail = false;
-    const { d, held } = world(undefined, 0, { gate: async (s) => { if (fail && s === "wait-ssh") throw new BangerError("GUEST_NOT_READY", "no ssh"); } });
+    const { d, held } = world(undefined, 0, {
+      gate: async (s) => {
+        if (fail && s === "wait-ssh") throw new BangerError("GUEST_NOT_READY", "no ssh");
+      },
+    });
     await createVm(d, { image: "deb-1", name: "a" });
     await stopVm(d, "a");
     fail = true;
@@ -154,7 +193,7 @@ describe("one operation per VM", () => {
     await createVm(w.d, { image: "deb-1", name: "a" });
     await stopVm(w.d, "a");
     const results = await Promise.all(Array.from({ length: 10 }, () => errOf(startVm(w.d, "a", { noWait: true }))));
-    const busy = results.filter((e) => e?.code === "VM_BUSY");
+    const busy = results.filter((e): e is BangerError => e?.code === "VM_BUSY");
     expect(results.filter((e) => e === undefined)).toHaveLength(1);
     expect(busy).toHaveLength(9);
     expect(busy[0].message).toMatch(/start in progress/);
@@ -166,7 +205,11 @@ describe("one operation per VM", () => {
   it("rm --force during a start cancels the start, which undoes itself, then removes the VM", async () => {
     const l = latch("wait-ssh");
     let armed = false;
-    const { d, held, cfg } = world(undefined, 0, { gate: async (s) => { if (armed) await l.gate(s); } });
+    const { d, held, cfg } = world(undefined, 0, {
+      gate: async (s) => {
+        if (armed) await l.gate(s);
+      },
+    });
     await createVm(d, { image: "deb-1", name: "a" });
     await stopVm(d, "a");
     armed = true;
@@ -202,7 +245,7 @@ describe("one operation per VM", () => {
     l.open();
     expect(await create).toMatchObject({ code: "CANCELLED", stage: "wait-ssh", message: expect.stringMatching(/client went away/) });
     expect(store.listVms()).toEqual([]);
-    expect(store.listLeases()).toEqual([]);
+    expect(leases(store)).toEqual([]);
     expect(held.procs.size + held.taps.size + held.nat.size).toBe(0);
     expect(readdirSync(cfg.paths.vmsDir)).toEqual([]);
   });

@@ -17,7 +17,13 @@ class ScriptedRunner implements Runner {
       return ok(JSON.stringify([{ addr_info: [{ family: "inet", local: "172.30.0.1", prefixlen: 24 }] }]));
     }
     if (line === "ip -j -4 route show default") return ok("[]");
-    if (line === "ip -j link show") return ok(JSON.stringify([{ ifname: "lo", flags: [] }, { ifname: "eth0", flags: [] }]));
+    if (line === "ip -j link show")
+      return ok(
+        JSON.stringify([
+          { ifname: "lo", flags: [] },
+          { ifname: "eth0", flags: [] },
+        ]),
+      );
     return ok();
   }
 }

@@ -7,12 +7,12 @@ describe("renderRuleset", () => {
     const script = renderRuleset({ bridge: "banger0", uplink: "eth0", blockedHostPorts: [7781, 7780, 7780] });
     const lines = script.trim().split("\n");
     expect(lines).toContain("add set ip banger nat_guests { type ipv4_addr; }");
-    expect(lines).toContain("add rule ip banger postrouting ip saddr @nat_guests oifname \"eth0\" masquerade");
-    expect(lines).toContain("add rule ip banger forward iifname \"banger0\" ip saddr @nat_guests oifname \"eth0\" accept");
-    expect(lines).toContain("add rule ip banger input iifname \"banger0\" tcp dport { 7780, 7781 } drop");
+    expect(lines).toContain('add rule ip banger postrouting ip saddr @nat_guests oifname "eth0" masquerade');
+    expect(lines).toContain('add rule ip banger forward iifname "banger0" ip saddr @nat_guests oifname "eth0" accept');
+    expect(lines).toContain('add rule ip banger input iifname "banger0" tcp dport { 7780, 7781 } drop');
     // replies are accepted before the catch-all drop of guest traffic
     const est = lines.indexOf("add rule ip banger forward ct state established,related accept");
-    const drop = lines.indexOf("add rule ip banger forward iifname \"banger0\" drop");
+    const drop = lines.indexOf('add rule ip banger forward iifname "banger0" drop');
     expect(est).toBeGreaterThan(-1);
     expect(drop).toBeGreaterThan(est);
     // chains are flushed before rules are re-added, so applying twice is idempotent

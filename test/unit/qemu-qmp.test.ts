@@ -67,7 +67,6 @@ describe("QmpClient", () => {
       expect(st.status).toBe("running");
       expect(await slow).toBe("slow-done");
       expect(q.events.map((e) => e.event)).toEqual(["RESUME", "STOP"]);
-      expect((await q.waitEvent("STOP", 100)).event).toBe("STOP");
     } finally {
       q.close();
     }
@@ -102,16 +101,20 @@ describe("QmpClient", () => {
     expect((silent as BangerError).message).toMatch(/no greeting/);
   });
 
-  it("waitEvent resolves on a later event and times out otherwise", async () => {
+  it("records an event that arrives after a reply in events", async () => {
     srv = await fakeQmp(sockPath, (cmd, sock) => {
       reply(sock, { return: {}, id: cmd.id });
       setTimeout(() => reply(sock, { event: "SHUTDOWN", data: { guest: true } }), 50);
     });
-    await withQmp(sockPath, async (q) => {
-      const ev = q.waitEvent("SHUTDOWN", 2_000);
-      await q.execute("system_powerdown");
-      expect((await ev).data).toEqual({ guest: true });
-      await expect(q.waitEvent("RESET", 100)).rejects.toThrow(/no QMP RESET event/);
-    }, 2_000);
+    await withQmp(
+      sockPath,
+      async (q) => {
+        await q.execute("system_powerdown");
+        const deadline = Date.now() + 2_000;
+        while (!q.events.some((e) => e.event === "SHUTDOWN") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        expect(q.events.find((e) => e.event === "SHUTDOWN")?.data).toEqual({ guest: true });
+      },
+      2_000,
+    );
   });
 });

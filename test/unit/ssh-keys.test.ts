@@ -15,7 +15,10 @@ try {
 }
 
 async function codeOf(p: Promise<unknown>): Promise<BangerError> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(BangerError);
   return e as BangerError;
 }
@@ -30,7 +33,13 @@ describe("pure helpers", () => {
   it("sshArgs pins key, known_hosts and strict checking, then the destination and command", () => {
     const args = sshArgs({ host: "172.30.0.5", user: "root", keyPath: "/k/id", knownHostsPath: "/vm/known_hosts" }, ["uname", "-a"]);
     expect(args.slice(0, 4)).toEqual(["-i", "/k/id", "-p", "22"]);
-    for (const o of ["BatchMode=yes", "StrictHostKeyChecking=yes", "UserKnownHostsFile=/vm/known_hosts", "IdentitiesOnly=yes", "GlobalKnownHostsFile=/dev/null"]) {
+    for (const o of [
+      "BatchMode=yes",
+      "StrictHostKeyChecking=yes",
+      "UserKnownHostsFile=/vm/known_hosts",
+      "IdentitiesOnly=yes",
+      "GlobalKnownHostsFile=/dev/null",
+    ]) {
       expect(args[args.indexOf(o) - 1]).toBe("-o");
     }
     expect(args.slice(-3)).toEqual(["root@172.30.0.5", "uname", "-a"]);

@@ -24,13 +24,32 @@ describe("runStopSequence (shared by both VMM drivers)", () => {
 
   it("an accepted request followed by the exit is vmm-request", async () => {
     const p = proc(100);
-    expect((await run(p, async () => { setTimeout(() => p.child.kill("SIGINT"), 100); return "sent"; })).how).toBe("vmm-request");
+    expect(
+      (
+        await run(p, async () => {
+          setTimeout(() => p.child.kill("SIGINT"), 100);
+          return "sent";
+        })
+      ).how,
+    ).toBe("vmm-request");
   });
 
   it("an exit within graceMs is the guest's, and the VMM is not asked", async () => {
     const p = proc(0.3);
     let asked = false;
-    expect((await run(p, async () => { asked = true; return "sent"; }, 10_000, 5_000)).how).toBe("guest");
+    expect(
+      (
+        await run(
+          p,
+          async () => {
+            asked = true;
+            return "sent";
+          },
+          10_000,
+          5_000,
+        )
+      ).how,
+    ).toBe("guest");
     expect(asked).toBe(false);
   });
 

@@ -32,8 +32,10 @@ const NOW = "2026-01-01T00:00:00.000Z";
 function seedImageAndVms(db: Database.Database, ...names: string[]): void {
   db.prepare("INSERT INTO images (id, name, boot_args, guest_json, created_at) VALUES ('img', 'deb', 'x', '{}', ?)").run(NOW);
   for (const n of names) {
-    db.prepare(`INSERT INTO vms (id, name, image_id, image_name, state, vmm, vcpus, memory_mib, work_disk_gib, nat, dir, work_seed_fallback, created_at, updated_at)
-                VALUES (?, ?, 'img', 'deb', 'running', 'qemu', 1, 128, 1, 0, '/x', 0, ?, ?)`).run(`vm-${n}`, n, NOW, NOW);
+    db.prepare(
+      `INSERT INTO vms (id, name, image_id, image_name, state, vmm, vcpus, memory_mib, work_disk_gib, nat, dir, work_seed_fallback, created_at, updated_at)
+                VALUES (?, ?, 'img', 'deb', 'running', 'qemu', 1, 128, 1, 0, '/x', 0, ?, ?)`,
+    ).run(`vm-${n}`, n, NOW, NOW);
   }
 }
 
@@ -47,8 +49,20 @@ function storeWithVms(): SqliteStore {
   s.insertImage({ id: "img", name: "deb", bootArgs: "x", guest: { os: "debian", services: [] }, artifacts: [] });
   for (const n of ["a", "b"]) {
     s.insertVm({
-      id: `vm-${n}`, name: n, imageId: "img", imageName: "deb", state: "running", vmm: "qemu", vcpus: 1, memoryMib: 128,
-      workDiskGib: 1, nat: false, dir: "/x", workSeedFallback: false, createdAt: NOW, updatedAt: NOW,
+      id: `vm-${n}`,
+      name: n,
+      imageId: "img",
+      imageName: "deb",
+      state: "running",
+      vmm: "qemu",
+      vcpus: 1,
+      memoryMib: 128,
+      workDiskGib: 1,
+      nat: false,
+      dir: "/x",
+      workSeedFallback: false,
+      createdAt: NOW,
+      updatedAt: NOW,
     });
   }
   return s;
@@ -58,7 +72,11 @@ describe("lifecycle event retention", () => {
   it("migrates a version 1 database: keeps its rows, groups them into operations, drops a deleted VM's", () => {
     mkdirSync(dir, { recursive: true });
     const raw = new Database(file);
-    migrate(raw, file, MIGRATIONS.filter((m) => m.version === 1));
+    migrate(
+      raw,
+      file,
+      MIGRATIONS.filter((m) => m.version === 1),
+    );
     seedImageAndVms(raw, "a", "b");
     const insert = raw.prepare("INSERT INTO lifecycle_events (vm_id, vm_name, op, stage, started_at, duration_ms, outcome) VALUES (?, ?, ?, ?, ?, 1, ?)");
     const rows: [string, string, string, string][] = [
@@ -80,10 +98,15 @@ describe("lifecycle event retention", () => {
 
     const s = open();
     expect(s.events("vm-a").map((e) => [e.op, e.stage, e.opId])).toEqual([
-      ["create", "lease-ip", 1], ["create", "total", 1],
-      ["start", "tap", 4], ["start", "spawn-vmm", 4], ["start", "undo:tap", 4],
-      ["start", "tap", 7], ["start", "total", 7],
-      ["start", "tap", 9], ["start", "total", 9],
+      ["create", "lease-ip", 1],
+      ["create", "total", 1],
+      ["start", "tap", 4],
+      ["start", "spawn-vmm", 4],
+      ["start", "undo:tap", 4],
+      ["start", "tap", 7],
+      ["start", "total", 7],
+      ["start", "tap", 9],
+      ["start", "total", 9],
       ["stop", "vmm-stop", 11],
     ]);
     expect(s.events("vm-b").map((e) => e.opId)).toEqual([2]);

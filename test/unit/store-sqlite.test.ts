@@ -8,6 +8,7 @@ import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import { BangerError } from "../../src/domain/errors.js";
 import type { Artifact, LifecycleEvent, Vm } from "../../src/domain/types.js";
 import type { NewImage } from "../../src/ports/store.js";
+import { aliasTarget, leases } from "../helpers/db.js";
 
 const T0 = new Date("2026-01-02T03:04:05.000Z");
 
@@ -33,17 +34,38 @@ function artifacts(id: string): Artifact[] {
 function newImage(name: string, extra: Partial<NewImage> = {}): NewImage {
   const id = `img-${name}`;
   return {
-    id, name, bootArgs: "console=ttyS0 root=/dev/vda",
-    guest: { os: "debian", services: [{ name: "ssh", port: 22 }, { name: "web", port: 8080, timeoutMs: 90_000 }] },
-    artifacts: artifacts(id), ...extra,
+    id,
+    name,
+    bootArgs: "console=ttyS0 root=/dev/vda",
+    guest: {
+      os: "debian",
+      services: [
+        { name: "ssh", port: 22 },
+        { name: "web", port: 8080, timeoutMs: 90_000 },
+      ],
+    },
+    artifacts: artifacts(id),
+    ...extra,
   };
 }
 
 function newVm(name: string, imageId: string, extra: Partial<Vm> = {}): Vm {
   return {
-    id: `vm-${name}`, name, imageId, imageName: imageId.replace(/^img-/, ""), state: "creating", vmm: "qemu",
-    vcpus: 2, memoryMib: 1024, workDiskGib: 8, nat: false, dir: `/vms/vm-${name}`, workSeedFallback: true,
-    createdAt: "2026-01-01T00:00:00.000Z", updatedAt: "2026-01-01T00:00:00.000Z", ...extra,
+    id: `vm-${name}`,
+    name,
+    imageId,
+    imageName: imageId.replace(/^img-/, ""),
+    state: "creating",
+    vmm: "qemu",
+    vcpus: 2,
+    memoryMib: 1024,
+    workDiskGib: 8,
+    nat: false,
+    dir: `/vms/vm-${name}`,
+    workSeedFallback: true,
+    createdAt: "2026-01-01T00:00:00.000Z",
+    updatedAt: "2026-01-01T00:00:00.000Z",
+    ...extra,
   };
 }
 
@@ -75,14 +97,26 @@ describe("SqliteStore images", () => {
     s.setAlias("stable", inserted.id);
     s.setAlias("debian", inserted.id);
     const expected = {
-      id: "img-deb", name: "deb", status: "ok", bootArgs: "console=ttyS0 root=/dev/vda", defaultVcpus: 4, defaultMemoryMib: 2048,
-      guest: { os: "debian", services: [{ name: "ssh", port: 22 }, { name: "web", port: 8080, timeoutMs: 90_000 }] },
+      id: "img-deb",
+      name: "deb",
+      status: "ok",
+      bootArgs: "console=ttyS0 root=/dev/vda",
+      defaultVcpus: 4,
+      defaultMemoryMib: 2048,
+      guest: {
+        os: "debian",
+        services: [
+          { name: "ssh", port: 22 },
+          { name: "web", port: 8080, timeoutMs: 90_000 },
+        ],
+      },
       artifacts: [
         { role: "kernel", path: "/images/img-deb/vmlinux", sha256: "a".repeat(64), sizeBytes: 12_345_678 },
         { role: "initrd", path: "/images/img-deb/initrd.img", sha256: "b".repeat(64), sizeBytes: 4_567 },
         { role: "rootfs", path: "/images/img-deb/rootfs.ext4", sha256: "c".repeat(64), sizeBytes: 3 * 2 ** 30 },
       ],
-      aliases: ["debian", "stable"], createdAt: T0.toISOString(),
+      aliases: ["debian", "stable"],
+      createdAt: T0.toISOString(),
     };
     expect(inserted).toStrictEqual({ ...expected, aliases: [] });
     expect(s.getImage("deb")).toStrictEqual(expected);
@@ -102,7 +136,7 @@ describe("SqliteStore images", () => {
     const b = s.insertImage(newImage("beta"));
     s.setAlias("alpha", b.id);
     expect(s.getImage("alpha")?.id).toBe(a.id);
-    expect(s.aliasTarget("alpha")).toBe(b.id);
+    expect(aliasTarget(s, "alpha")).toBe(b.id);
   });
 
   it("moves an alias from one image to another", () => {
@@ -112,13 +146,13 @@ describe("SqliteStore images", () => {
     s.setAlias("stable", a.id);
     expect(s.getImage("stable")?.name).toBe("a");
     s.setAlias("stable", b.id);
-    expect(s.aliasTarget("stable")).toBe(b.id);
+    expect(aliasTarget(s, "stable")).toBe(b.id);
     expect(s.getImage("stable")?.name).toBe("b");
     expect(s.getImageById(a.id)?.aliases).toEqual([]);
     expect(s.getImageById(b.id)?.aliases).toEqual(["stable"]);
-    expect(s.aliasTarget("unknown")).toBeUndefined();
+    expect(aliasTarget(s, "unknown")).toBeUndefined();
     expect(codeOf(() => s.setAlias("stable", "img-missing"))).toBe("IMAGE_NOT_FOUND");
-    expect(s.aliasTarget("stable")).toBe(b.id);
+    expect(aliasTarget(s, "stable")).toBe(b.id);
   });
 
   it("refuses a second image with the same name, and rolls back a bad artifact list", () => {
@@ -153,7 +187,11 @@ describe("SqliteStore images", () => {
     s.setAlias("stable", img.id);
 
     let err: unknown;
-    try { s.deleteImage(img.id); } catch (e) { err = e; }
+    try {
+      s.deleteImage(img.id);
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(BangerError);
     expect((err as BangerError).code).toBe("IMAGE_IN_USE");
     expect((err as BangerError).message).toContain("box");
@@ -189,13 +227,27 @@ describe("SqliteStore VMs", () => {
     clock = new Date("2026-02-03T04:05:06.000Z");
     const running = s.updateVm(vm.id, { state: "running", pid: 4242, pidStart: 987654, tap: "tap-banger0", ip: "172.30.0.2", nat: true, lastError: "x" });
     expect(running).toStrictEqual({
-      ...vm, state: "running", pid: 4242, pidStart: 987654, tap: "tap-banger0", ip: "172.30.0.2", nat: true, lastError: "x",
+      ...vm,
+      state: "running",
+      pid: 4242,
+      pidStart: 987654,
+      tap: "tap-banger0",
+      ip: "172.30.0.2",
+      nat: true,
+      lastError: "x",
       updatedAt: "2026-02-03T04:05:06.000Z",
     });
     expect(s.getVm("box")).toStrictEqual(running);
 
     // `undefined` clears optional fields, and leaves required ones alone.
-    const stopped = s.updateVm(vm.id, { state: "stopped", pid: undefined, pidStart: undefined, tap: undefined, vcpus: undefined, updatedAt: "2026-03-01T00:00:00.000Z" });
+    const stopped = s.updateVm(vm.id, {
+      state: "stopped",
+      pid: undefined,
+      pidStart: undefined,
+      tap: undefined,
+      vcpus: undefined,
+      updatedAt: "2026-03-01T00:00:00.000Z",
+    });
     expect(stopped).toStrictEqual({ ...vm, state: "stopped", ip: "172.30.0.2", nat: true, lastError: "x", updatedAt: "2026-03-01T00:00:00.000Z" });
     expect("pid" in stopped).toBe(false);
 
@@ -240,13 +292,15 @@ describe("SqliteStore leases and vsock CIDs", () => {
     expect(s.allocateLease(a, candidates)).toBe("10.0.0.2"); // same VM asks again: same lease
     expect(s.allocateLease(c, candidates)).toBe("10.0.0.4");
     expect(s.allocateLease(d, candidates)).toBeUndefined();
-    expect(s.listLeases()).toEqual([
-      { ip: "10.0.0.2", vmId: a }, { ip: "10.0.0.3", vmId: b }, { ip: "10.0.0.4", vmId: c },
+    expect(leases(s)).toEqual([
+      { ip: "10.0.0.2", vmId: a },
+      { ip: "10.0.0.3", vmId: b },
+      { ip: "10.0.0.4", vmId: c },
     ]);
     s.releaseLease(b);
     expect(s.allocateLease(d, candidates)).toBe("10.0.0.3");
     s.deleteVm(a);
-    expect(s.listLeases().map((l) => l.ip)).toEqual(["10.0.0.3", "10.0.0.4"]);
+    expect(leases(s).map((l) => l.ip)).toEqual(["10.0.0.3", "10.0.0.4"]);
     expect(codeOf(() => s.allocateLease("vm-missing", candidates))).toBe("VM_NOT_FOUND");
   });
 
@@ -270,8 +324,8 @@ describe("SqliteStore leases and vsock CIDs", () => {
     expect(handed).toHaveLength(pool.length);
     expect(new Set(handed).size).toBe(pool.length);
     expect(got.slice(pool.length).every((ip) => ip === undefined)).toBe(true);
-    expect(s2.listLeases()).toEqual(s1.listLeases());
-    expect(s1.listLeases()).toHaveLength(pool.length);
+    expect(leases(s2)).toEqual(leases(s1));
+    expect(leases(s1)).toHaveLength(pool.length);
   });
 
   it("allocates the lowest free vsock CID from 3 and reuses one after its VM is deleted", () => {
@@ -304,7 +358,11 @@ describe("SqliteStore locking", () => {
     try {
       raw.exec("BEGIN IMMEDIATE");
       let err: unknown;
-      try { s.allocateLease("vm-box", ["10.0.0.2"]); } catch (e) { err = e; }
+      try {
+        s.allocateLease("vm-box", ["10.0.0.2"]);
+      } catch (e) {
+        err = e;
+      }
       expect(err).toBeInstanceOf(BangerError);
       expect((err as BangerError).code).toBe("TIMEOUT");
       expect((err as BangerError).hint).toMatch(/another process/);
@@ -326,7 +384,15 @@ describe("SqliteStore lifecycle events", () => {
     s.insertVm(newVm("a", img.id));
     s.insertVm(newVm("b", img.id));
     const ev = (vm: string, stage: string, outcome: LifecycleEvent["outcome"], startedAt: string, detail?: string): LifecycleEvent => ({
-      vmId: `vm-${vm}`, vmName: vm, opId: 1, op: "create", stage, startedAt, durationMs: 12.34, outcome, ...(detail ? { detail } : {}),
+      vmId: `vm-${vm}`,
+      vmName: vm,
+      opId: 1,
+      op: "create",
+      stage,
+      startedAt,
+      durationMs: 12.34,
+      outcome,
+      ...(detail ? { detail } : {}),
     });
     const recorded = [
       ev("a", "lease-ip", "ok", "2026-01-01T00:00:01.000Z", "10.0.0.2"),
@@ -369,7 +435,11 @@ describe("SqliteStore schema and migrations", () => {
     raw.pragma(`user_version = ${LATEST_VERSION + 3}`);
     raw.close();
     let err: unknown;
-    try { open(); } catch (e) { err = e; }
+    try {
+      open();
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(BangerError);
     const be = err as BangerError;
     expect(be.code).toBe("SCHEMA_TOO_NEW");
@@ -404,7 +474,11 @@ describe("SqliteStore schema and migrations", () => {
     const bad = join(dir, "bad.db");
     writeFileSync(bad, "this is not an SQLite file, only text long enough to cover a header. ".repeat(20));
     let err: unknown;
-    try { SqliteStore.open(bad); } catch (e) { err = e; }
+    try {
+      SqliteStore.open(bad);
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(BangerError);
     expect((err as BangerError).code).toBe("INTERNAL");
     expect((err as BangerError).hint).toMatch(/move it aside/);

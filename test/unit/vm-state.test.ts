@@ -7,16 +7,26 @@ import { MIGRATIONS, migrate } from "../../src/adapters/sqlite/migrations.js";
 import Database from "better-sqlite3";
 import { assertTransition, canTransition, type VmState } from "../../src/domain/vm-state.js";
 import type { Vm } from "../../src/domain/types.js";
+import { leases } from "../helpers/db.js";
 
 const STATES: VmState[] = ["creating", "starting", "running", "stopping", "stopped", "deleting", "failed"];
 
 // Written out here rather than imported, so a change to the machine has to change this test too.
 const LEGAL = new Set([
-  "creating>running", "creating>failed", "creating>deleting",
-  "starting>running", "starting>stopped", "starting>failed",
-  "running>stopping", "running>stopped", "running>deleting", "running>failed",
-  "stopping>stopped", "stopping>failed",
-  "stopped>starting", "stopped>deleting",
+  "creating>running",
+  "creating>failed",
+  "creating>deleting",
+  "starting>running",
+  "starting>stopped",
+  "starting>failed",
+  "running>stopping",
+  "running>stopped",
+  "running>deleting",
+  "running>failed",
+  "stopping>stopped",
+  "stopping>failed",
+  "stopped>starting",
+  "stopped>deleting",
   "failed>deleting",
   "deleting>failed",
 ]);
@@ -37,8 +47,20 @@ describe("VM state machine (domain)", () => {
 function vmRow(id: string, state: VmState): Vm {
   const now = new Date().toISOString();
   return {
-    id, name: `vm-${id}`, imageId: "img", imageName: "img", state, vmm: "qemu", vcpus: 1, memoryMib: 256, workDiskGib: 1,
-    nat: false, dir: `/tmp/${id}`, workSeedFallback: false, createdAt: now, updatedAt: now,
+    id,
+    name: `vm-${id}`,
+    imageId: "img",
+    imageName: "img",
+    state,
+    vmm: "qemu",
+    vcpus: 1,
+    memoryMib: 256,
+    workDiskGib: 1,
+    nat: false,
+    dir: `/tmp/${id}`,
+    workSeedFallback: false,
+    createdAt: now,
+    updatedAt: now,
   };
 }
 
@@ -72,15 +94,21 @@ describe("state compare-and-swap in SQLite", () => {
     const file = join(mkdtempSync(join(tmpdir(), "banger-mig-")), "db");
     const db = new Database(file);
     db.pragma("foreign_keys = ON");
-    migrate(db, file, MIGRATIONS.filter((m) => m.version === 1));
+    migrate(
+      db,
+      file,
+      MIGRATIONS.filter((m) => m.version === 1),
+    );
     db.prepare("INSERT INTO images (id, name, boot_args, guest_json, created_at) VALUES ('img', 'img', '', '{\"os\":\"x\",\"services\":[]}', 'now')").run();
-    db.prepare("INSERT INTO vms (id, name, image_id, image_name, state, vmm, vcpus, memory_mib, work_disk_gib, nat, dir, work_seed_fallback, created_at, updated_at) VALUES ('v', 'v', 'img', 'img', 'stopped', 'qemu', 1, 256, 1, 0, '/tmp/v', 0, 'now', 'now')").run();
+    db.prepare(
+      "INSERT INTO vms (id, name, image_id, image_name, state, vmm, vcpus, memory_mib, work_disk_gib, nat, dir, work_seed_fallback, created_at, updated_at) VALUES ('v', 'v', 'img', 'img', 'stopped', 'qemu', 1, 256, 1, 0, '/tmp/v', 0, 'now', 'now')",
+    ).run();
     db.prepare("INSERT INTO ip_leases (ip, vm_id) VALUES ('172.30.0.2', 'v')").run();
     db.close();
     const s = SqliteStore.open(file);
-    expect(s.listLeases()).toEqual([{ ip: "172.30.0.2", vmId: "v" }]);
+    expect(leases(s)).toEqual([{ ip: "172.30.0.2", vmId: "v" }]);
     expect(s.transitionVm("v", ["stopped"], "starting")?.state).toBe("starting");
     s.deleteVm("v");
-    expect(s.listLeases()).toEqual([]); // the cascade still works after the rebuild
+    expect(leases(s)).toEqual([]); // the cascade still works after the rebuild
   });
 });

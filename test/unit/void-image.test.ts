@@ -10,7 +10,11 @@ const tmp = mkdtempSync(join(tmpdir(), "banger-void-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const sh = (script: string) => {
-  const r = spawnSync("bash", ["-c", `set -euo pipefail; source images/lib/common.sh; source images/void/runit.sh; ${script}`], { cwd: REPO, encoding: "utf8", timeout: 30_000 });
+  const r = spawnSync("bash", ["-c", `set -euo pipefail; source images/lib/common.sh; source images/void/runit.sh; ${script}`], {
+    cwd: REPO,
+    encoding: "utf8",
+    timeout: 30_000,
+  });
   return { code: r.status ?? 1, out: `${r.stdout}${r.stderr}` };
 };
 
@@ -67,7 +71,8 @@ describe("Void runit services on a synthetic rootfs", () => {
 });
 
 describe("Void manifest", () => {
-  const list = "ii openssh-9.8p1_1          Secure Shell\nii libstdc++-13.2.0_2  GNU C++\nii iproute2-6.10.0_1 x\nii e2fsprogs-1.47.1_1 x\nii ca-certificates-20240203+3.104_1 x\nii libgcc-13.2.0_2 x\nii xbps-0.59.2_6 x\n";
+  const list =
+    "ii openssh-9.8p1_1          Secure Shell\nii libstdc++-13.2.0_2  GNU C++\nii iproute2-6.10.0_1 x\nii e2fsprogs-1.47.1_1 x\nii ca-certificates-20240203+3.104_1 x\nii libgcc-13.2.0_2 x\nii xbps-0.59.2_6 x\n";
 
   it("pins the rootfs tarball by URL and sha256", () => {
     expect(VOID.rootfs.url).toMatch(/^https:\/\/repo-default\.voidlinux\.org\/live\/current\/void-x86_64-musl-ROOTFS-\d{8}\.tar\.xz$/);
@@ -76,14 +81,33 @@ describe("Void manifest", () => {
 
   it("parses xbps-query -l into name/version", () => {
     expect(parseXbpsList(list).slice(0, 3)).toEqual([
-      { name: "ca-certificates", version: "20240203+3.104_1" }, { name: "e2fsprogs", version: "1.47.1_1" }, { name: "iproute2", version: "6.10.0_1" },
+      { name: "ca-certificates", version: "20240203+3.104_1" },
+      { name: "e2fsprogs", version: "1.47.1_1" },
+      { name: "iproute2", version: "6.10.0_1" },
     ]);
     expect(parseXbpsList(list).find((p) => p.name === "libstdc++")).toEqual({ name: "libstdc++", version: "13.2.0_2" });
   });
 
   it("writes services, files and packages, and refuses a rootfs without the pinned packages", () => {
-    const m = voidManifest(VOID, { name: "void-1", kernelRelease: "6.1.0-56-cloud-amd64", kernelSource: "kernel-from debian", xbpsList: list, files: [], builtAt: "t" });
-    expect(m).toMatchObject({ name: "void-1", os: "void", rootfs: VOID.rootfs, services: [{ name: "ssh", port: 22 }, { name: "opencode", port: 4096, timeoutS: 300 }] });
-    expect(() => voidManifest(VOID, { name: "v", kernelRelease: "k", kernelSource: "s", xbpsList: "ii xbps-0.59.2_6 x\n", files: [] })).toThrow(/lacks pinned packages: openssh, iproute2/);
+    const m = voidManifest(VOID, {
+      name: "void-1",
+      kernelRelease: "6.1.0-56-cloud-amd64",
+      kernelSource: "kernel-from debian",
+      xbpsList: list,
+      files: [],
+      builtAt: "t",
+    });
+    expect(m).toMatchObject({
+      name: "void-1",
+      os: "void",
+      rootfs: VOID.rootfs,
+      services: [
+        { name: "ssh", port: 22 },
+        { name: "opencode", port: 4096, timeoutS: 300 },
+      ],
+    });
+    expect(() => voidManifest(VOID, { name: "v", kernelRelease: "k", kernelSource: "s", xbpsList: "ii xbps-0.59.2_6 x\n", files: [] })).toThrow(
+      /lacks pinned packages: openssh, iproute2/,
+    );
   });
 });

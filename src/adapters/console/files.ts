@@ -148,7 +148,10 @@ async function copyRange(src: string, dst: string, from: number, to: number, app
 }
 
 async function sizeOf(path: string): Promise<number> {
-  return stat(path).then((s) => s.size, () => 0);
+  return stat(path).then(
+    (s) => s.size,
+    () => 0,
+  );
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {

@@ -7,12 +7,20 @@ import type { Runner } from "../../ports/runner.js";
 /** debugfs's command parser understands "..." quoting but has no escape for a quote itself. */
 export function validateGuestPath(path: string): void {
   const bad =
-    !path.startsWith("/") || path === "/" || path.endsWith("/") ||
-    /["\\\x00-\x1f\x7f]/.test(path) || path.split("/").some((seg) => seg === "." || seg === "..");
+    !path.startsWith("/") ||
+    path === "/" ||
+    path.endsWith("/") ||
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what this refuses
+    /["\\\x00-\x1f\x7f]/.test(path) ||
+    path.split("/").some((seg) => seg === "." || seg === "..");
   if (bad) {
-    throw new BangerError("DISK_FAILED", `cannot inject ${JSON.stringify(path)}: guest paths must be absolute, normalised file paths without quotes, backslashes or control characters`, {
-      hint: "this is a bug in the caller; report it",
-    });
+    throw new BangerError(
+      "DISK_FAILED",
+      `cannot inject ${JSON.stringify(path)}: guest paths must be absolute, normalised file paths without quotes, backslashes or control characters`,
+      {
+        hint: "this is a bug in the caller; report it",
+      },
+    );
   }
 }
 
@@ -49,16 +57,14 @@ export function debugfsInjectScript(files: InjectedFile[], sources: string[]): s
 }
 
 // Expected noise: the banner, mkdir on an existing directory, rm of a file that was not there.
-const BENIGN = [
-  /^debugfs \d/,
-  /^ext2fs_mkdir: Ext2 directory already exists/,
-  /^mkdir: Ext2 directory already exists/,
-  /^rm: File not found by ext2_lookup/,
-];
+const BENIGN = [/^debugfs \d/, /^ext2fs_mkdir: Ext2 directory already exists/, /^mkdir: Ext2 directory already exists/, /^rm: File not found by ext2_lookup/];
 
 /** debugfs prints failures on stderr but still exits 0; every non-benign line is an error. */
 export function injectErrors(stderr: string): string[] {
-  return stderr.split("\n").map((l) => l.trim()).filter((l) => l && !BENIGN.some((re) => re.test(l)));
+  return stderr
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !BENIGN.some((re) => re.test(l)));
 }
 
 interface StatInfo {

@@ -2,10 +2,11 @@ import { mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { BangerError, isBangerError } from "../../domain/errors.js";
+import { BangerError, isCode } from "../../domain/errors.js";
 import type { Disks, InjectedFile } from "../../ports/disks.js";
 import type { Runner } from "../../ports/runner.js";
 import { debugfsInjectScript, checkInjected, injectErrors, validateGuestPath } from "./debugfs.js";
+import { copyFileReflink } from "./files.js";
 import { ext4Problem } from "./superblock.js";
 
 export interface Ext4DisksOptions {
@@ -19,7 +20,7 @@ const DEBUGFS_TIMEOUT_MS = 60_000;
 const GIB = 1024 ** 3;
 
 function diskError(message: string, cause?: unknown, hint = "check free space (`df -h`) in the state directory and that e2fsprogs is installed"): BangerError {
-  if (isBangerError(cause) && cause.code === "TIMEOUT") return cause;
+  if (isCode(cause, "TIMEOUT")) return cause;
   const detail = cause instanceof Error ? `: ${cause.message}` : "";
   return new BangerError("DISK_FAILED", `${message}${detail}`, { hint, cause });
 }
@@ -28,9 +29,8 @@ function diskError(message: string, cause?: unknown, hint = "check free space (`
 export class Ext4Disks implements Disks {
   constructor(private readonly opts: Ext4DisksOptions) {}
 
-  private async copy(src: string, dst: string): Promise<void> {
-    await rm(dst, { force: true });
-    await this.opts.runner.run("cp", ["--reflink=auto", "--sparse=always", "--", src, dst], { timeoutMs: COPY_TIMEOUT_MS });
+  private copy(src: string, dst: string): Promise<void> {
+    return copyFileReflink(src, dst, COPY_TIMEOUT_MS, this.opts.runner);
   }
 
   async cloneRootfs(src: string, dst: string): Promise<void> {
@@ -45,9 +45,11 @@ export class Ext4Disks implements Disks {
     if (!Number.isInteger(sizeGib) || sizeGib < 1) throw new BangerError("BAD_REQUEST", `work disk size must be a whole number of GiB >= 1, got ${sizeGib}`);
     const run = this.opts.runner.run.bind(this.opts.runner);
     if (seed) {
-      const seedSize = (await stat(seed).catch((e: unknown) => {
-        throw diskError(`work seed ${seed} is unreadable`, e, "re-import the image");
-      })).size;
+      const seedSize = (
+        await stat(seed).catch((e: unknown) => {
+          throw diskError(`work seed ${seed} is unreadable`, e, "re-import the image");
+        })
+      ).size;
       if (seedSize > sizeGib * GIB) {
         throw new BangerError("DISK_FAILED", `work seed ${seed} is ${(seedSize / GIB).toFixed(1)} GiB, larger than the requested ${sizeGib} GiB work disk`, {
           hint: `ask for at least ${Math.ceil(seedSize / GIB)} GiB (--disk or work_disk_gib)`,
@@ -83,12 +85,16 @@ export class Ext4Disks implements Disks {
     const first = await run("resize2fs", [image], { timeoutMs: FS_TOOL_TIMEOUT_MS, allowFailure: true });
     if (first.code === 0) return;
     if (!/e2fsck -f/.test(first.stderr + first.stdout)) {
-      throw new BangerError("DISK_FAILED", `resize2fs ${image} exited ${first.code}: ${(first.stderr || first.stdout).trim().split("\n").slice(-2).join(" | ")}`);
+      throw new BangerError(
+        "DISK_FAILED",
+        `resize2fs ${image} exited ${first.code}: ${(first.stderr || first.stdout).trim().split("\n").slice(-2).join(" | ")}`,
+      );
     }
     this.opts.log?.debug({ image }, "resize2fs wants a fresh fsck first");
     const fsck = await run("e2fsck", ["-f", "-y", image], { timeoutMs: FS_TOOL_TIMEOUT_MS, allowFailure: true });
     // 0: clean, 1: errors fixed; anything else leaves the filesystem unusable.
-    if (fsck.code > 1) throw new BangerError("DISK_FAILED", `e2fsck -f -y ${image} exited ${fsck.code}: ${fsck.stdout.trim().split("\n").slice(-2).join(" | ")}`);
+    if (fsck.code > 1)
+      throw new BangerError("DISK_FAILED", `e2fsck -f -y ${image} exited ${fsck.code}: ${fsck.stdout.trim().split("\n").slice(-2).join(" | ")}`);
     await run("resize2fs", [image], { timeoutMs: FS_TOOL_TIMEOUT_MS });
   }
 
@@ -99,11 +105,13 @@ export class Ext4Disks implements Disks {
     const files = [...new Map(given.map((f) => [f.path, f])).values()];
     const tmp = await mkdtemp(join(tmpdir(), "banger-inject-"));
     try {
-      const sources = await Promise.all(files.map(async (f, i) => {
-        const p = join(tmp, `f${i}`);
-        await writeFile(p, f.content);
-        return p;
-      }));
+      const sources = await Promise.all(
+        files.map(async (f, i) => {
+          const p = join(tmp, `f${i}`);
+          await writeFile(p, f.content);
+          return p;
+        }),
+      );
       const script = join(tmp, "commands");
       await writeFile(script, debugfsInjectScript(files, sources));
       const env = { ...process.env, DEBUGFS_PAGER: "__none__" };
@@ -117,7 +125,7 @@ export class Ext4Disks implements Disks {
       }
       await checkInjected(this.opts.runner, image, files, tmp, env);
     } catch (e) {
-      throw isBangerError(e) && e.code === "DISK_FAILED" ? e : diskError(`cannot inject files into ${image}`, e);
+      throw isCode(e, "DISK_FAILED") ? e : diskError(`cannot inject files into ${image}`, e);
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }

@@ -50,9 +50,17 @@ export async function waitForExit(pid: number, pidStart: number | undefined, tim
  */
 export async function terminate(pid: number, pidStart: number | undefined, graceMs: number): Promise<"gone" | "sigterm" | "sigkill" | "survived"> {
   if (!processAlive(pid, pidStart)) return "gone";
-  try { process.kill(pid, "SIGTERM"); } catch { return "gone"; }
+  try {
+    process.kill(pid, "SIGTERM");
+  } catch {
+    return "gone";
+  }
   if (await waitForExit(pid, pidStart, graceMs)) return "sigterm";
-  try { process.kill(pid, "SIGKILL"); } catch { return "sigterm"; }
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    return "sigterm";
+  }
   return (await waitForExit(pid, pidStart, 5_000)) ? "sigkill" : "survived";
 }
 

@@ -48,7 +48,9 @@ export async function runStopSequence(s: StopSequence): Promise<StopResult> {
   s.onSignal(outcome === "no-guest" ? "no guest to stop" : `still running after ${s.timeoutMs} ms`);
   const how = await terminate(s.pid, s.pidStart, SIGTERM_GRACE_MS);
   if (how === "survived") {
-    throw new BangerError("VMM_FAILED", `${s.what} pid ${s.pid} survived SIGTERM and SIGKILL`, { hint: "check `ps -o stat -p <pid>` for a process stuck in D state" });
+    throw new BangerError("VMM_FAILED", `${s.what} pid ${s.pid} survived SIGTERM and SIGKILL`, {
+      hint: "check `ps -o stat -p <pid>` for a process stuck in D state",
+    });
   }
   return result(how === "gone" ? "guest" : how);
 }

@@ -22,7 +22,10 @@ function faultMessage(text: string): string {
 export class FirecrackerClient {
   private readonly client: Client;
 
-  constructor(readonly socketPath: string, private readonly timeoutMs = DEFAULT_API_TIMEOUT_MS) {
+  constructor(
+    readonly socketPath: string,
+    private readonly timeoutMs = DEFAULT_API_TIMEOUT_MS,
+  ) {
     this.client = new Client("http://localhost", {
       socketPath,
       connect: { timeout: timeoutMs },
@@ -54,7 +57,12 @@ export class FirecrackerClient {
     } catch (e) {
       if (signal?.aborted) throw signal.reason ?? e;
       const err = e as NodeJS.ErrnoException;
-      if (deadline.aborted || err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError) {
+      if (
+        deadline.aborted ||
+        err instanceof undiciErrors.HeadersTimeoutError ||
+        err instanceof undiciErrors.BodyTimeoutError ||
+        err instanceof undiciErrors.ConnectTimeoutError
+      ) {
         throw new BangerError("TIMEOUT", `firecracker API did not answer ${what} within ${this.timeoutMs} ms`, { hint: this.hint(), cause: e });
       }
       throw new BangerError("VMM_FAILED", `cannot reach the firecracker API at ${this.socketPath} for ${what}: ${err.code ?? err.message}`, {

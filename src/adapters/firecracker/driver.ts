@@ -1,28 +1,22 @@
-import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileTail } from "../exec/tail.js";
+import type { DriverLog } from "../exec/log.js";
 import { BangerError } from "../../domain/errors.js";
 import type { StopResult, Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
 import { ExecRunner } from "../exec/runner.js";
-import { procStartTime, processAlive, terminate, waitForExit } from "../exec/proc.js";
+import { processAlive, waitForExit } from "../exec/proc.js";
+import { spawnUntilReady } from "../exec/spawn.js";
 import { runStopSequence, type StopRequestOutcome } from "../exec/stop.js";
+import { binaryVersion } from "../exec/version.js";
 import { DEFAULT_API_TIMEOUT_MS, withClient } from "./client.js";
-import { resolveFirecracker } from "./resolve.js";
+import { FIRECRACKER_NOT_FOUND_HINT, resolveFirecracker } from "./resolve.js";
 import { actionRequest, configureRequests, instanceId, type FirecrackerPaths } from "./schemas.js";
 
 export { resolveFirecracker } from "./resolve.js";
 
-type LogFn = (obj: object, msg?: string) => void;
-/** The part of a pino logger the driver uses. */
-export interface DriverLog {
-  info: LogFn;
-  warn: LogFn;
-  error: LogFn;
-  debug: LogFn;
-}
+export type { DriverLog } from "../exec/log.js";
 
 export interface FirecrackerVmmOptions {
   /** firecracker_bin from the config: a path, or a name on PATH; unset means `firecracker` on PATH. */
@@ -34,6 +28,8 @@ export interface FirecrackerVmmOptions {
   spawnTimeoutMs?: number;
   /** Command prefix, e.g. ["ip", "netns", "exec", ns], so the VMM sees a TAP inside a netns; it must exec, not fork. */
   wrap?: string[];
+  /** Runs `--version` and spawns the VMM; a fresh ExecRunner by default. */
+  runner?: ExecRunner;
 }
 
 /** Files the driver keeps in the per-VM directory. */
@@ -50,18 +46,27 @@ export function firecrackerPaths(dir: string): FirecrackerPaths {
 const MAX_SOCKET_PATH = 107;
 // Real firecracker answers in milliseconds; the margin is for loaded CI hosts and the node-based test fake.
 const DEFAULT_SPAWN_TIMEOUT_MS = 10_000;
-const VERSION_TIMEOUT_MS = 5_000;
 const START_TIMEOUT_MS = 20_000;
 
 /** Firecracker driver: one process per VM, configured over its HTTP API socket. */
 export class FirecrackerVmm implements Vmm {
   readonly kind = "firecracker" as const;
+
+  controlSocket(dir: string): string {
+    return firecrackerPaths(dir).apiSocket;
+  }
+
+  consoleLog(dir: string): string {
+    return firecrackerPaths(dir).consoleLog;
+  }
   // Firecracker emulates no power-off: a halted guest leaves the process running. A reboot ends it.
   readonly guestStopCommand = "reboot" as const;
   private readonly apiTimeoutMs: number;
+  private readonly runner: ExecRunner;
 
   constructor(private readonly opts: FirecrackerVmmOptions) {
     this.apiTimeoutMs = opts.apiTimeoutMs ?? DEFAULT_API_TIMEOUT_MS;
+    this.runner = opts.runner ?? new ExecRunner();
   }
 
   private async failed(dir: string, message: string, hint?: string): Promise<BangerError> {
@@ -87,45 +92,22 @@ export class FirecrackerVmm implements Vmm {
 
     const [cmd, ...prefix] = [...(this.opts.wrap ?? []), bin];
     const argv = [...prefix, "--api-sock", paths.apiSocket, "--id", instanceId(spec.vmId)];
-    // Firecracker's stdout is the guest serial console; append so a restart keeps history.
-    const consoleFd = openSync(paths.consoleLog, "a");
-    let exited: string | undefined;
-    let spawnError: Error | undefined;
-    let pid: number | undefined;
-    try {
-      // Own session, no pipes: the guest must outlive a daemon restart.
-      const child = spawn(cmd, argv, { detached: true, stdio: ["ignore", consoleFd, consoleFd] });
-      child.on("error", (e) => (spawnError = e));
-      child.on("exit", (code, sig) => (exited = sig ? `was killed by ${sig}` : `exited with code ${code}`));
-      child.unref();
-      pid = child.pid;
-    } finally {
-      closeSync(consoleFd);
-    }
-    this.opts.log.debug({ vm: spec.name, pid, argv: [cmd, ...argv] }, "firecracker spawned");
-
-    const timeoutMs = this.opts.spawnTimeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS;
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      await sleep(20);
-      if (spawnError) throw await this.failed(spec.dir, `cannot run ${cmd}: ${spawnError.message}`);
-      if (exited || pid === undefined) throw await this.failed(spec.dir, `firecracker ${exited ?? "did not start"} before its API socket answered`);
-      if (signal?.aborted) {
-        await terminate(pid, undefined, 2_000);
-        signal.throwIfAborted();
-      }
-      try {
-        await withClient(paths.apiSocket, Math.min(1_000, this.apiTimeoutMs), (c) => c.get("/"));
-        break;
-      } catch (e) {
-        if (Date.now() > deadline) {
-          await terminate(pid, undefined, 2_000);
-          throw await this.failed(spec.dir, `firecracker API socket did not answer within ${timeoutMs} ms (${(e as Error).message})`);
-        }
-      }
-    }
-    const pidStart = procStartTime(pid);
-    if (pidStart === undefined) throw await this.failed(spec.dir, "firecracker exited right after its API socket answered");
+    this.opts.log.debug({ vm: spec.name, argv: [cmd, ...argv] }, "spawning firecracker");
+    const { pid, pidStart } = await spawnUntilReady(this.runner, {
+      cmd,
+      args: argv,
+      // Firecracker's stdout is the guest serial console; append so a restart keeps history.
+      output: paths.consoleLog,
+      append: true,
+      what: "firecracker",
+      socket: "API socket",
+      ready: () => withClient(paths.apiSocket, Math.min(1_000, this.apiTimeoutMs), (c) => c.get("/")),
+      timeoutMs: this.opts.spawnTimeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS,
+      pollMs: 20,
+      signal,
+      failed: (message) => this.failed(spec.dir, message),
+    });
+    this.opts.log.debug({ vm: spec.name, pid }, "firecracker spawned");
     return { kind: "firecracker", pid, pidStart, controlSocket: paths.apiSocket, consoleLog: paths.consoleLog };
   }
 
@@ -209,7 +191,9 @@ export class FirecrackerVmm implements Vmm {
         // already gone between the check and the signal
       }
       if (!(await waitForExit(handle.pid, handle.pidStart, 5_000))) {
-        throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} survived SIGKILL for 5 s`, { hint: "check `ps -o stat -p <pid>` for a process stuck in D state" });
+        throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} survived SIGKILL for 5 s`, {
+          hint: "check `ps -o stat -p <pid>` for a process stuck in D state",
+        });
       }
     }
     await this.cleanup(handle);
@@ -219,19 +203,9 @@ export class FirecrackerVmm implements Vmm {
     return processAlive(handle.pid, handle.pidStart);
   }
 
+  /** `<path>: <first line of firecracker --version>`; throws VMM_NOT_FOUND / COMMAND_FAILED / TIMEOUT. */
   async version(): Promise<string> {
-    let bin: string;
-    try {
-      bin = resolveFirecracker(this.opts.bin);
-    } catch (e) {
-      return `error: ${(e as Error).message}`;
-    }
-    try {
-      const res = await new ExecRunner().run(bin, ["--version"], { timeoutMs: VERSION_TIMEOUT_MS });
-      const line = `${res.stdout}\n${res.stderr}`.split("\n").map((l) => l.trim()).find(Boolean);
-      return line ?? `error: ${bin} --version printed nothing`;
-    } catch (e) {
-      return `error: ${bin} --version failed: ${(e as Error).message}`;
-    }
+    const { path, line } = await binaryVersion(this.runner, resolveFirecracker(this.opts.bin), FIRECRACKER_NOT_FOUND_HINT);
+    return `${path}: ${line}`;
   }
 }

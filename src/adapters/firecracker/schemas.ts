@@ -44,7 +44,10 @@ export const networkInterfaceSchema = z
   .object({
     iface_id: resourceId,
     host_dev_name: z.string().min(1).max(15),
-    guest_mac: z.string().regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/, "expected a MAC like 02:fc:00:00:00:02").optional(),
+    guest_mac: z
+      .string()
+      .regex(/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/, "expected a MAC like 02:fc:00:00:00:02")
+      .optional(),
   })
   .strict();
 
@@ -65,9 +68,7 @@ export const loggerSchema = z
   })
   .strict();
 
-export const actionSchema = z
-  .object({ action_type: z.enum(["InstanceStart", "SendCtrlAltDel", "FlushMetrics"]) })
-  .strict();
+export const actionSchema = z.object({ action_type: z.enum(["InstanceStart", "SendCtrlAltDel", "FlushMetrics"]) }).strict();
 
 export interface ApiRequest {
   method: "PUT" | "PATCH";

@@ -1,4 +1,4 @@
-import { BangerError, isBangerError } from "../../domain/errors.js";
+import { BangerError, isBangerError, isCode } from "../../domain/errors.js";
 import type { Runner, RunOptions, RunResult } from "../../ports/runner.js";
 
 /**
@@ -32,7 +32,7 @@ export class HostCmd {
     try {
       return await this.runner.run(cmd, args, { timeoutMs: IP_TIMEOUT_MS, ...opts });
     } catch (e) {
-      if (isBangerError(e) && e.code === "NETWORK_FAILED") throw e;
+      if (isCode(e, "NETWORK_FAILED")) throw e;
       const msg = e instanceof Error ? e.message : String(e);
       const hint = isBangerError(e) && e.hint ? e.hint : ROOT_HINT;
       throw new BangerError("NETWORK_FAILED", msg, { hint, cause: e });

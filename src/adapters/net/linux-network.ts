@@ -1,7 +1,7 @@
 import { BangerError } from "../../domain/errors.js";
 import type { Network, NetworkStatus } from "../../ports/network.js";
 import type { Runner } from "../../ports/runner.js";
-import { gatewayCidr, gatewayOf, inSubnet, isIpv4, prefixLen } from "./addr.js";
+import { gatewayCidr, gatewayOf, inSubnet, isIpv4, prefixLen } from "../../domain/addr.js";
 import { HostCmd } from "./ip.js";
 import { assertIfname, NAT_SET, NFT_TABLE, parseSetElements, renderRuleset } from "./nft.js";
 import { isBangerTap, isPoolName, TapPool, type PoolLog, type TapClaim } from "./tap-pool.js";
@@ -41,11 +41,15 @@ export class LinuxNetwork implements Network {
     if (opts.uplink !== undefined) assertIfname(opts.uplink, "uplink");
     prefixLen(opts.subnet); // throws INVALID_CONFIG early for a bad subnet
     this.cmd = new HostCmd(opts.runner);
-    this.pool = new TapPool(Math.max(0, opts.poolSize), {
-      create: (n) => this.cmd.createTap(n, opts.bridge),
-      delete: (n) => this.cmd.deleteLink(n),
-      reset: (n) => this.cmd.resetTap(n, opts.bridge),
-    }, opts.log);
+    this.pool = new TapPool(
+      Math.max(0, opts.poolSize),
+      {
+        create: (n) => this.cmd.createTap(n, opts.bridge),
+        delete: (n) => this.cmd.deleteLink(n),
+        reset: (n) => this.cmd.resetTap(n, opts.bridge),
+      },
+      opts.log,
+    );
   }
 
   async ensureHost(): Promise<void> {
@@ -133,20 +137,10 @@ export class LinuxNetwork implements Network {
   }
 
   async listTaps(): Promise<string[]> {
-    return (await this.cmd.links()).map((l) => l.ifname).filter(isBangerTap).sort();
-  }
-
-  /** Delete banger TAPs that are neither in `keep`, held through acquireTap, nor pool capacity. Returns what was removed. */
-  async removeStaleTaps(keep: Set<string>): Promise<string[]> {
-    const removed: string[] = [];
-    for (const name of await this.listTaps()) {
-      if (keep.has(name) || this.pool.isReserved(name) || this.pool.isBusy(name)) continue;
-      await this.cmd.deleteLink(name);
-      this.pool.forget(name);
-      removed.push(name);
-    }
-    if (removed.length > 0) this.opts.log.info({ taps: removed }, "removed stale TAP devices");
-    return removed;
+    return (await this.cmd.links())
+      .map((l) => l.ifname)
+      .filter(isBangerTap)
+      .sort();
   }
 
   /** Remove everything banger created here: the nft table, all its TAPs, the bridge. For tests and uninstall. */

@@ -44,7 +44,11 @@ export function isBangerTap(name: string): boolean {
 
 /** `bt-` plus the start of the VM id, kept within IFNAMSIZ and to safe characters. */
 export function onDemandName(vmId: string, taken: (n: string) => boolean): string {
-  const stem = vmId.toLowerCase().replace(/[^a-z0-9]/g, "").slice(0, 10) || "vm";
+  const stem =
+    vmId
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, "")
+      .slice(0, 10) || "vm";
   const first = ON_DEMAND_PREFIX + stem;
   if (!taken(first)) return first;
   for (let i = 0; ; i++) {
@@ -77,22 +81,12 @@ export class TapPool {
     return [...this.idle];
   }
 
-  busyNames(): string[] {
-    return [...this.busy.keys()];
-  }
-
   ownerOf(name: string): string | undefined {
     return this.busy.get(name);
   }
 
   private taken(name: string): boolean {
-    return (
-      this.idle.includes(name) ||
-      this.busy.has(name) ||
-      this.unclaimed.has(name) ||
-      this.creating.has(name) ||
-      this.resetting.has(name)
-    );
+    return this.idle.includes(name) || this.busy.has(name) || this.unclaimed.has(name) || this.creating.has(name) || this.resetting.has(name);
   }
 
   private nextPoolName(): string {
@@ -198,13 +192,6 @@ export class TapPool {
     } finally {
       this.resetting.delete(name);
     }
-  }
-
-  /** Drop a device from the books without touching the host (it was removed elsewhere). */
-  forget(name: string): void {
-    this.idle = this.idle.filter((n) => n !== name);
-    this.busy.delete(name);
-    this.unclaimed.delete(name);
   }
 
   /** True for names the pool wants to keep: idle, or being created or reset. */

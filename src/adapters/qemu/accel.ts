@@ -1,10 +1,14 @@
-import { execFile, spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Runner } from "../../ports/runner.js";
 import { processAlive, terminate } from "../exec/proc.js";
+import { ExecRunner } from "../exec/runner.js";
+import { spawnUntilReady } from "../exec/spawn.js";
+import { fileTail } from "../exec/tail.js";
+import { binaryVersion } from "../exec/version.js";
 import { withQmp } from "./qmp.js";
 
 export interface AccelVerdict {
@@ -17,17 +21,13 @@ interface CachedVerdict extends AccelVerdict {
   probedAt: string;
 }
 
-const VERSION_TIMEOUT_MS = 10_000;
 const PROBE_TIMEOUT_MS = 10_000;
 
-/** First line of `<bin> --version`; throws when the binary cannot run. */
-export function qemuVersion(bin: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(bin, ["--version"], { timeout: VERSION_TIMEOUT_MS }, (err, stdout) => {
-      if (err) reject(err);
-      else resolve(stdout.split("\n")[0].trim());
-    });
-  });
+export const QEMU_NOT_FOUND_HINT = "install qemu-system-x86 or set qemu_bin in the config to the binary's path";
+
+/** The binary's path and the first line of `<bin> --version`; throws when it cannot run. QemuVmm.version() and the accel cache key both use it. */
+export function qemuVersion(runner: Runner, bin: string): Promise<{ path: string; line: string }> {
+  return binaryVersion(runner, bin, QEMU_NOT_FOUND_HINT);
 }
 
 function cpuFlags(cpuinfo: string): Set<string> {
@@ -71,41 +71,62 @@ async function hostVerdict(): Promise<AccelVerdict | undefined> {
  * Start qemu with -accel kvm, confirm QMP reports KVM enabled, let the firmware
  * run briefly and check the vCPU did not hit an internal error.
  */
-export async function qemuKvmWorks(bin: string): Promise<AccelVerdict> {
+export async function qemuKvmWorks(bin: string, runner = new ExecRunner()): Promise<AccelVerdict> {
   const dir = await mkdtemp(join(tmpdir(), "banger-accel-"));
   const qmp = join(dir, "qmp.sock");
-  const child = spawn(bin, [
-    "-M", "microvm,acpi=on", "-accel", "kvm", "-cpu", "host,-arch-capabilities",
-    "-nodefaults", "-no-user-config", "-display", "none", "-m", "64", "-S",
-    "-qmp", `unix:${qmp},server=on,wait=off`,
-  ], { stdio: ["ignore", "ignore", "pipe"] });
-  let stderr = "";
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-  let exited = false;
-  child.on("exit", () => (exited = true));
-  child.on("error", () => (exited = true));
-  const pid = child.pid;
+  const log = join(dir, "qemu.log");
+  let pid: number | undefined;
   try {
-    const deadline = Date.now() + PROBE_TIMEOUT_MS;
-    for (;;) {
-      if (exited) return { accel: "tcg", reason: `qemu cannot start with -accel kvm: ${stderr.trim().split("\n").slice(-2).join(" | ") || "exited"}; using TCG` };
-      try {
-        return await withQmp(qmp, async (q) => {
-          const kvm = await q.execute<{ enabled: boolean; present: boolean }>("query-kvm");
-          if (!kvm.enabled) return { accel: "tcg" as const, reason: "qemu started but reports KVM disabled; using TCG" };
-          await q.execute("cont");
-          await sleep(500);
-          const st = await q.execute<{ status: string }>("query-status");
-          if (st.status === "internal-error" || st.status === "guest-panicked" || st.status === "shutdown") {
-            return { accel: "tcg" as const, reason: `a KVM vCPU stopped with status ${st.status}; using TCG` };
-          }
-          return { accel: "kvm" as const, reason: "KVM opened read/write and a vCPU ran under qemu" };
-        }, 3_000);
-      } catch {
-        if (Date.now() > deadline) return { accel: "tcg", reason: `qemu -accel kvm did not answer QMP within ${PROBE_TIMEOUT_MS} ms; using TCG` };
-        await sleep(50);
-      }
+    try {
+      ({ pid } = await spawnUntilReady(runner, {
+        cmd: bin,
+        args: [
+          "-M",
+          "microvm,acpi=on",
+          "-accel",
+          "kvm",
+          "-cpu",
+          "host,-arch-capabilities",
+          "-nodefaults",
+          "-no-user-config",
+          "-display",
+          "none",
+          "-m",
+          "64",
+          "-S",
+          "-qmp",
+          `unix:${qmp},server=on,wait=off`,
+        ],
+        output: log,
+        append: false,
+        what: "qemu -accel kvm",
+        socket: "QMP socket",
+        ready: () => withQmp(qmp, (q) => q.execute("query-status"), 3_000),
+        timeoutMs: PROBE_TIMEOUT_MS,
+        pollMs: 50,
+        failed: async (message, end) => {
+          const tail = (await fileTail(log, 2)).replace(/\n/g, " | ");
+          return new Error(end ? `qemu cannot start with -accel kvm: ${tail || end.detail}` : message);
+        },
+      }));
+    } catch (e) {
+      return { accel: "tcg", reason: `${(e as Error).message}; using TCG` };
     }
+    return await withQmp(
+      qmp,
+      async (q) => {
+        const kvm = await q.execute<{ enabled: boolean; present: boolean }>("query-kvm");
+        if (!kvm.enabled) return { accel: "tcg" as const, reason: "qemu started but reports KVM disabled; using TCG" };
+        await q.execute("cont");
+        await sleep(500);
+        const st = await q.execute<{ status: string }>("query-status");
+        if (st.status === "internal-error" || st.status === "guest-panicked" || st.status === "shutdown") {
+          return { accel: "tcg" as const, reason: `a KVM vCPU stopped with status ${st.status}; using TCG` };
+        }
+        return { accel: "kvm" as const, reason: "KVM opened read/write and a vCPU ran under qemu" };
+      },
+      3_000,
+    ).catch((e: unknown) => ({ accel: "tcg" as const, reason: `qemu -accel kvm stopped answering QMP (${(e as Error).message}); using TCG` }));
   } finally {
     if (pid !== undefined && processAlive(pid)) await terminate(pid, undefined, 2_000);
     await rm(dir, { recursive: true, force: true });
@@ -117,10 +138,10 @@ export async function qemuKvmWorks(bin: string): Promise<AccelVerdict> {
  * <stateDir>/accel.json keyed by qemu version and host kernel release, since
  * neither can change without one of those changing.
  */
-export async function probeAccel(bin: string, stateDir: string): Promise<AccelVerdict> {
+export async function probeAccel(bin: string, stateDir: string, runner = new ExecRunner()): Promise<AccelVerdict> {
   let version: string;
   try {
-    version = await qemuVersion(bin);
+    version = (await qemuVersion(runner, bin)).line;
   } catch (e) {
     return { accel: "tcg", reason: `cannot run ${bin} --version (${(e as Error).message}); not cached` };
   }
@@ -132,7 +153,7 @@ export async function probeAccel(bin: string, stateDir: string): Promise<AccelVe
   } catch {
     // no cache or unreadable: probe again
   }
-  const verdict = (await hostVerdict()) ?? (await qemuKvmWorks(bin));
+  const verdict = (await hostVerdict()) ?? (await qemuKvmWorks(bin, runner));
   const entry: CachedVerdict = { ...verdict, key, probedAt: new Date().toISOString() };
   try {
     await mkdir(stateDir, { recursive: true });

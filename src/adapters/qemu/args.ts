@@ -56,17 +56,17 @@ export function buildQemuArgs(spec: VmmSpec, opts: QemuArgsOptions): string[] {
   args.push(...drive("work", spec.workDisk));
 
   if (spec.tap) {
-    args.push(
-      "-netdev", `tap,id=net0,ifname=${esc(spec.tap)},script=no,downscript=no`,
-      "-device", `virtio-net-device,netdev=net0,mac=${spec.mac}`,
-    );
+    args.push("-netdev", `tap,id=net0,ifname=${esc(spec.tap)},script=no,downscript=no`, "-device", `virtio-net-device,netdev=net0,mac=${spec.mac}`);
   }
 
   if (opts.agentSocket) {
     args.push(
-      "-device", "virtio-serial-device",
-      "-chardev", `socket,id=agent,path=${esc(opts.agentSocket)},server=on,wait=off`,
-      "-device", `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
+      "-device",
+      "virtio-serial-device",
+      "-chardev",
+      `socket,id=agent,path=${esc(opts.agentSocket)},server=on,wait=off`,
+      "-device",
+      `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
     );
   }
 

@@ -1,15 +1,14 @@
-import { spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import type { Logger } from "pino";
 import { fileTail } from "../exec/tail.js";
+import type { DriverLog } from "../exec/log.js";
 import { BangerError } from "../../domain/errors.js";
 import type { StopResult, Vmm, VmmHandle, VmmSpec } from "../../ports/vmm.js";
-import { hostTscKhz, procStartTime, processAlive, terminate, waitForExit } from "../exec/proc.js";
+import { hostTscKhz, processAlive, waitForExit } from "../exec/proc.js";
+import { ExecRunner } from "../exec/runner.js";
+import { spawnUntilReady } from "../exec/spawn.js";
 import { runStopSequence, type StopRequestOutcome } from "../exec/stop.js";
-import { probeAccel, qemuVersion, type AccelVerdict } from "./accel.js";
+import { probeAccel, qemuVersion, QEMU_NOT_FOUND_HINT, type AccelVerdict } from "./accel.js";
 import { buildQemuArgs } from "./args.js";
 import { withQmp } from "./qmp.js";
 
@@ -19,11 +18,13 @@ export interface QemuVmmOptions {
   accel: "auto" | "kvm" | "tcg";
   /** Where the accel probe verdict is cached (accel.json). */
   stateDir: string;
-  log: Logger;
+  log: DriverLog;
   /** Command prefix for qemu, e.g. ["ip", "netns", "exec", ns]. Tests use it to reach a TAP inside a netns; it must exec, not fork. */
   wrap?: string[];
   /** How long spawn waits for QMP to answer. */
   spawnTimeoutMs?: number;
+  /** Runs `--version` and the accel probe, spawns the VMM; a fresh ExecRunner by default. */
+  runner?: ExecRunner;
 }
 
 /** Files the driver keeps in the per-VM directory. */
@@ -34,20 +35,32 @@ export function qemuPaths(dir: string): { qmp: string; console: string; vmmLog: 
 // sun_path is 108 bytes including the terminating NUL.
 const MAX_SOCKET_PATH = 107;
 const QMP_TIMEOUT_MS = 5_000;
+const DEFAULT_SPAWN_TIMEOUT_MS = 15_000;
 
 /** QEMU `microvm` driver. Config is fixed at spawn; configure() verifies it over QMP. */
 export class QemuVmm implements Vmm {
   readonly kind = "qemu" as const;
+
+  controlSocket(dir: string): string {
+    return qemuPaths(dir).qmp;
+  }
+
+  consoleLog(dir: string): string {
+    return qemuPaths(dir).console;
+  }
   // ACPI S5 makes qemu exit; -no-reboot makes a guest reset end it too.
   readonly guestStopCommand = "poweroff" as const;
   private verdict: Promise<AccelVerdict> | undefined;
+  private readonly runner: ExecRunner;
 
-  constructor(private readonly opts: QemuVmmOptions) {}
+  constructor(private readonly opts: QemuVmmOptions) {
+    this.runner = opts.runner ?? new ExecRunner();
+  }
 
-  /** KVM or TCG and why; forced by config or probed once (cached on disk). Shown by doctor. */
+  /** KVM or TCG and why; forced by config or probed once (cached on disk). The one verdict: spawn and doctor both use it. */
   accelVerdict(): Promise<AccelVerdict> {
     if (this.opts.accel !== "auto") return Promise.resolve({ accel: this.opts.accel, reason: `forced by qemu_accel = "${this.opts.accel}"` });
-    this.verdict ??= probeAccel(this.opts.bin, this.opts.stateDir).then((v) => {
+    this.verdict ??= probeAccel(this.opts.bin, this.opts.stateDir, this.runner).then((v) => {
       this.opts.log.info({ accel: v.accel, reason: v.reason }, "qemu accelerator chosen");
       return v;
     });
@@ -83,50 +96,24 @@ export class QemuVmm implements Vmm {
       agentSocket: paths.agent,
     });
     const [cmd, ...prefix] = [...(this.opts.wrap ?? []), this.opts.bin];
-    const logFd = openSync(paths.vmmLog, "w");
-    let exited: string | undefined;
-    let spawnError: NodeJS.ErrnoException | undefined;
-    let pid: number | undefined;
-    try {
-      // Own session and no pipes: the guest must outlive a daemon restart.
-      const child = spawn(cmd, [...prefix, ...args], { detached: true, stdio: ["ignore", logFd, logFd] });
-      child.on("error", (e) => (spawnError = e));
-      child.on("exit", (code, sig) => (exited = sig ? `killed by ${sig}` : `exited with code ${code}`));
-      child.unref();
-      pid = child.pid;
-    } finally {
-      closeSync(logFd);
-    }
-    this.opts.log.debug({ vm: spec.name, pid, accel, argv: [cmd, ...prefix, ...args] }, "qemu spawned");
-
-    const deadline = Date.now() + (this.opts.spawnTimeoutMs ?? 15_000);
-    for (;;) {
-      await sleep(25);
-      if (spawnError) {
-        if (spawnError.code === "ENOENT") {
-          throw new BangerError("VMM_NOT_FOUND", `cannot run ${cmd}: not found`, {
-            hint: "install qemu-system-x86 or set qemu_bin in the config to the binary's path",
-          });
-        }
-        throw await this.failed(spec.dir, `cannot run ${cmd}: ${spawnError.message}`);
-      }
-      if (exited || pid === undefined) throw await this.failed(spec.dir, `qemu ${exited ?? "did not start"} before its QMP socket answered`);
-      if (signal?.aborted) {
-        await terminate(pid, undefined, 2_000);
-        signal.throwIfAborted();
-      }
-      try {
-        await withQmp(paths.qmp, (q) => q.execute("query-status"), 2_000);
-        break;
-      } catch (e) {
-        if (Date.now() > deadline) {
-          await terminate(pid, undefined, 2_000);
-          throw await this.failed(spec.dir, `qemu QMP did not answer within ${this.opts.spawnTimeoutMs ?? 15_000} ms (${(e as Error).message})`);
-        }
-      }
-    }
-    const pidStart = procStartTime(pid);
-    if (pidStart === undefined) throw await this.failed(spec.dir, "qemu exited right after starting");
+    this.opts.log.debug({ vm: spec.name, accel, argv: [cmd, ...prefix, ...args] }, "spawning qemu");
+    const { pid, pidStart } = await spawnUntilReady(this.runner, {
+      cmd,
+      args: [...prefix, ...args],
+      output: paths.vmmLog,
+      append: false,
+      what: "qemu",
+      socket: "QMP socket",
+      ready: () => withQmp(paths.qmp, (q) => q.execute("query-status"), 2_000),
+      timeoutMs: this.opts.spawnTimeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS,
+      pollMs: 25,
+      signal,
+      failed: (message, end) =>
+        end?.kind === "spawn-error" && end.error.code === "ENOENT"
+          ? new BangerError("VMM_NOT_FOUND", `cannot run ${cmd}: not found`, { hint: QEMU_NOT_FOUND_HINT })
+          : this.failed(spec.dir, message),
+    });
+    this.opts.log.debug({ vm: spec.name, pid, accel }, "qemu spawned");
     return { kind: "qemu", pid, pidStart, controlSocket: paths.qmp, consoleLog: paths.console };
   }
 
@@ -137,41 +124,52 @@ export class QemuVmm implements Vmm {
   async configure(handle: VmmHandle, spec: VmmSpec, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     if (!this.isAlive(handle)) throw await this.failed(spec.dir, "qemu is not running");
-    await withQmp(handle.controlSocket, async (q) => {
-      const st = await q.execute<{ status: string; running: boolean }>("query-status");
-      if (st.running || (st.status !== "prelaunch" && st.status !== "paused")) {
-        throw new BangerError("VMM_FAILED", `qemu should be paused before start but its status is ${st.status}`, {
-          hint: "delete the VM and create it again",
-        });
-      }
-      const blocks = await q.execute<{ device: string; inserted?: { file: string; ro: boolean } }[]>("query-block");
-      for (const [device, file] of [["rootfs", spec.rootfs], ["work", spec.workDisk]] as const) {
-        const b = blocks.find((x) => x.device === device);
-        if (!b?.inserted) throw new BangerError("VMM_FAILED", `qemu has no ${device} drive`, { hint: "this is a bug in the qemu driver's arguments" });
-        if (b.inserted.file !== file) {
-          throw new BangerError("VMM_FAILED", `qemu ${device} drive is ${b.inserted.file}, expected ${file}`, { hint: "delete the VM and create it again" });
+    await withQmp(
+      handle.controlSocket,
+      async (q) => {
+        const st = await q.execute<{ status: string; running: boolean }>("query-status");
+        if (st.running || (st.status !== "prelaunch" && st.status !== "paused")) {
+          throw new BangerError("VMM_FAILED", `qemu should be paused before start but its status is ${st.status}`, {
+            hint: "delete the VM and create it again",
+          });
         }
-        if (b.inserted.ro) throw new BangerError("VMM_FAILED", `qemu opened ${file} read-only`, { hint: "check the file's permissions" });
-      }
-      if (spec.tap) {
-        const info = await q.execute<string>("human-monitor-command", { "command-line": "info network" });
-        if (!info.includes(`ifname=${spec.tap}`)) {
-          throw new BangerError("VMM_FAILED", `qemu has no network backend on TAP ${spec.tap}`, { hint: "check `ip link show` for the TAP device" });
+        const blocks = await q.execute<{ device: string; inserted?: { file: string; ro: boolean } }[]>("query-block");
+        for (const [device, file] of [
+          ["rootfs", spec.rootfs],
+          ["work", spec.workDisk],
+        ] as const) {
+          const b = blocks.find((x) => x.device === device);
+          if (!b?.inserted) throw new BangerError("VMM_FAILED", `qemu has no ${device} drive`, { hint: "this is a bug in the qemu driver's arguments" });
+          if (b.inserted.file !== file) {
+            throw new BangerError("VMM_FAILED", `qemu ${device} drive is ${b.inserted.file}, expected ${file}`, { hint: "delete the VM and create it again" });
+          }
+          if (b.inserted.ro) throw new BangerError("VMM_FAILED", `qemu opened ${file} read-only`, { hint: "check the file's permissions" });
         }
-      }
-    }, QMP_TIMEOUT_MS);
+        if (spec.tap) {
+          const info = await q.execute<string>("human-monitor-command", { "command-line": "info network" });
+          if (!info.includes(`ifname=${spec.tap}`)) {
+            throw new BangerError("VMM_FAILED", `qemu has no network backend on TAP ${spec.tap}`, { hint: "check `ip link show` for the TAP device" });
+          }
+        }
+      },
+      QMP_TIMEOUT_MS,
+    );
   }
 
   async start(handle: VmmHandle, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     if (!this.isAlive(handle)) throw await this.failed(this.vmDir(handle), "qemu is not running");
-    await withQmp(handle.controlSocket, async (q) => {
-      await q.execute("cont");
-      const st = await q.execute<{ status: string; running: boolean }>("query-status");
-      if (!st.running) {
-        throw new BangerError("VMM_FAILED", `guest did not start: qemu status is ${st.status}`, { hint: `see ${handle.consoleLog}` });
-      }
-    }, QMP_TIMEOUT_MS);
+    await withQmp(
+      handle.controlSocket,
+      async (q) => {
+        await q.execute("cont");
+        const st = await q.execute<{ status: string; running: boolean }>("query-status");
+        if (!st.running) {
+          throw new BangerError("VMM_FAILED", `guest did not start: qemu status is ${st.status}`, { hint: `see ${handle.consoleLog}` });
+        }
+      },
+      QMP_TIMEOUT_MS,
+    );
   }
 
   async stop(handle: VmmHandle, opts: { timeoutMs: number; graceMs?: number }): Promise<StopResult> {
@@ -187,17 +185,21 @@ export class QemuVmm implements Vmm {
 
   private async requestStop(handle: VmmHandle, budgetMs: number): Promise<StopRequestOutcome> {
     try {
-      await withQmp(handle.controlSocket, async (q) => {
-        const st = await q.execute<{ running: boolean; status: string }>("query-status");
-        if (st.running) {
-          // ACPI power button: the guest shuts down and qemu exits at power-off.
-          await q.execute("system_powerdown");
-        } else {
-          // A guest that never ran (or is paused) cannot react to the power button. qemu may
-          // close the socket before it answers `quit`.
-          await q.execute("quit").catch(() => undefined);
-        }
-      }, Math.max(1_000, Math.min(QMP_TIMEOUT_MS, budgetMs)));
+      await withQmp(
+        handle.controlSocket,
+        async (q) => {
+          const st = await q.execute<{ running: boolean; status: string }>("query-status");
+          if (st.running) {
+            // ACPI power button: the guest shuts down and qemu exits at power-off.
+            await q.execute("system_powerdown");
+          } else {
+            // A guest that never ran (or is paused) cannot react to the power button. qemu may
+            // close the socket before it answers `quit`.
+            await q.execute("quit").catch(() => undefined);
+          }
+        },
+        Math.max(1_000, Math.min(QMP_TIMEOUT_MS, budgetMs)),
+      );
       return "sent";
     } catch (e) {
       // The guest may already be powering off and qemu closing QMP: keep waiting for the exit.
@@ -214,7 +216,9 @@ export class QemuVmm implements Vmm {
       return;
     }
     if (!(await waitForExit(handle.pid, handle.pidStart, 5_000))) {
-      throw new BangerError("VMM_FAILED", `qemu pid ${handle.pid} survived SIGKILL for 5 s`, { hint: "check `ps -o stat -p <pid>` for a process stuck in D state" });
+      throw new BangerError("VMM_FAILED", `qemu pid ${handle.pid} survived SIGKILL for 5 s`, {
+        hint: "check `ps -o stat -p <pid>` for a process stuck in D state",
+      });
     }
   }
 
@@ -222,11 +226,9 @@ export class QemuVmm implements Vmm {
     return processAlive(handle.pid, handle.pidStart);
   }
 
+  /** `<path>: <first line of qemu --version>`; throws VMM_NOT_FOUND / COMMAND_FAILED / TIMEOUT. */
   async version(): Promise<string> {
-    try {
-      return await qemuVersion(this.opts.bin);
-    } catch (e) {
-      return `error: cannot run ${this.opts.bin} --version: ${(e as Error).message}`;
-    }
+    const { path, line } = await qemuVersion(this.runner, this.opts.bin);
+    return `${path}: ${line}`;
   }
 }

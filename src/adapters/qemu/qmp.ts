@@ -31,9 +31,12 @@ export class QmpClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private closedError: Error | undefined;
-  private eventListeners: ((e: QmpEvent) => void)[] = [];
 
-  private constructor(private readonly sock: Socket, readonly socketPath: string, private readonly defaultTimeoutMs: number) {}
+  private constructor(
+    private readonly sock: Socket,
+    readonly socketPath: string,
+    private readonly defaultTimeoutMs: number,
+  ) {}
 
   /** Connect, read the greeting and leave capability negotiation mode. */
   static connect(socketPath: string, timeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<QmpClient> {
@@ -93,9 +96,7 @@ export class QmpClient {
 
   private dispatch(msg: Record<string, unknown>): void {
     if (typeof msg.event === "string") {
-      const ev = msg as unknown as QmpEvent;
-      this.events.push(ev);
-      for (const l of this.eventListeners) l(ev);
+      this.events.push(msg as unknown as QmpEvent);
       return;
     }
     const id = typeof msg.id === "number" ? msg.id : undefined;
@@ -127,33 +128,16 @@ export class QmpClient {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new BangerError("TIMEOUT", `QMP ${command} got no answer within ${timeoutMs} ms`, {
-          hint: "qemu is unresponsive; `banger vm stop` ends it with SIGTERM/SIGKILL after the timeout, `banger vm rm --force` removes the VM",
-        }));
+        reject(
+          new BangerError("TIMEOUT", `QMP ${command} got no answer within ${timeoutMs} ms`, {
+            hint: "qemu is unresponsive; `banger vm stop` ends it with SIGTERM/SIGKILL after the timeout, `banger vm rm --force` removes the VM",
+          }),
+        );
       }, timeoutMs);
       this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
       const payload: Record<string, unknown> = { execute: command, id };
       if (args) payload.arguments = args;
       this.sock.write(JSON.stringify(payload) + "\n");
-    });
-  }
-
-  /** Resolves with the first event named `name` (including ones already received), or rejects after timeoutMs. */
-  waitEvent(name: string, timeoutMs: number): Promise<QmpEvent> {
-    const seen = this.events.find((e) => e.event === name);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const listener = (e: QmpEvent): void => {
-        if (e.event !== name) return;
-        clearTimeout(timer);
-        this.eventListeners = this.eventListeners.filter((l) => l !== listener);
-        resolve(e);
-      };
-      const timer = setTimeout(() => {
-        this.eventListeners = this.eventListeners.filter((l) => l !== listener);
-        reject(new BangerError("TIMEOUT", `no QMP ${name} event within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.eventListeners.push(listener);
     });
   }
 

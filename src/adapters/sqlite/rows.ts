@@ -101,9 +101,7 @@ export function rowToImage(r: ImageRow, artifacts: ArtifactRow[], aliases: strin
     status: r.status as ImageStatus,
     bootArgs: r.boot_args,
     guest: JSON.parse(r.guest_json) as GuestMeta,
-    artifacts: artifacts
-      .map(rowToArtifact)
-      .sort((a, b) => ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role)),
+    artifacts: artifacts.map(rowToArtifact).sort((a, b) => ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role)),
     aliases: [...aliases].sort(),
     createdAt: r.created_at,
   };

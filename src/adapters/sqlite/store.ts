@@ -6,8 +6,18 @@ import type { Image, ImageStatus, LifecycleEvent, Vm, VmState } from "../../doma
 import type { NewImage, Store, VmPatch } from "../../ports/store.js";
 import { migrate } from "./migrations.js";
 import {
-  artifactToRow, eventToRow, imageToRow, rowToEvent, rowToImage, rowToVm, vmPatchToColumns, vmToRow,
-  type ArtifactRow, type EventRow, type ImageRow, type VmRow,
+  artifactToRow,
+  eventToRow,
+  imageToRow,
+  rowToEvent,
+  rowToImage,
+  rowToVm,
+  vmPatchToColumns,
+  vmToRow,
+  type ArtifactRow,
+  type EventRow,
+  type ImageRow,
+  type VmRow,
 } from "./rows.js";
 import { constraintOf, isBusy, isDuplicate } from "./sqlite-errors.js";
 
@@ -64,23 +74,33 @@ export class SqliteStore implements Store {
   insertImage(img: NewImage): Image {
     return this.write(() => {
       try {
-        this.run("INSERT INTO images (id, name, status, status_detail, boot_args, default_vcpus, default_memory_mib, default_work_disk_gib, guest_json, created_at) VALUES (@id, @name, @status, @status_detail, @boot_args, @default_vcpus, @default_memory_mib, @default_work_disk_gib, @guest_json, @created_at)",
-          imageToRow(img, "ok", this.now().toISOString()));
+        this.run(
+          "INSERT INTO images (id, name, status, status_detail, boot_args, default_vcpus, default_memory_mib, default_work_disk_gib, guest_json, created_at) VALUES (@id, @name, @status, @status_detail, @boot_args, @default_vcpus, @default_memory_mib, @default_work_disk_gib, @guest_json, @created_at)",
+          imageToRow(img, "ok", this.now().toISOString()),
+        );
       } catch (e) {
         const c = constraintOf(e);
         if (isDuplicate(c, "images.name")) {
-          throw new BangerError("IMAGE_EXISTS", `an image named ${img.name} already exists`, { hint: `pick another name, or remove the old one with \`banger image rm ${img.name}\`` });
+          throw new BangerError("IMAGE_EXISTS", `an image named ${img.name} already exists`, {
+            hint: `pick another name, or remove the old one with \`banger image rm ${img.name}\``,
+          });
         }
-        if (isDuplicate(c, "images.id")) throw new BangerError("IMAGE_EXISTS", `an image with id ${img.id} already exists`, { hint: "retry; image ids are generated per registration" });
+        if (isDuplicate(c, "images.id"))
+          throw new BangerError("IMAGE_EXISTS", `an image with id ${img.id} already exists`, { hint: "retry; image ids are generated per registration" });
         throw e;
       }
       for (const a of img.artifacts) {
         try {
-          this.run("INSERT INTO image_artifacts (image_id, role, path, sha256, size_bytes) VALUES (@image_id, @role, @path, @sha256, @size_bytes)", artifactToRow(img.id, a));
+          this.run(
+            "INSERT INTO image_artifacts (image_id, role, path, sha256, size_bytes) VALUES (@image_id, @role, @path, @sha256, @size_bytes)",
+            artifactToRow(img.id, a),
+          );
         } catch (e) {
           const c = constraintOf(e);
           if (c?.kind === "primarykey" || c?.kind === "unique" || c?.kind === "check") {
-            throw new BangerError("INVALID_ARTIFACT", `image ${img.name}: artifact role ${a.role} is duplicated or unknown`, { hint: "give each of kernel, initrd, rootfs, work_seed at most once" });
+            throw new BangerError("INVALID_ARTIFACT", `image ${img.name}: artifact role ${a.role} is duplicated or unknown`, {
+              hint: "give each of kernel, initrd, rootfs, work_seed at most once",
+            });
           }
           throw e;
         }
@@ -147,11 +167,6 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** The image id an alias points at. */
-  aliasTarget(alias: string): string | undefined {
-    return this.read(() => this.get<{ image_id: string }>("SELECT image_id FROM image_aliases WHERE alias = ?", alias)?.image_id);
-  }
-
   // ---- vms ----
 
   insertVm(vm: Vm): void {
@@ -162,8 +177,10 @@ export class SqliteStore implements Store {
         this.run(`INSERT INTO vms (${cols.join(", ")}) VALUES (${cols.map((c) => `@${c}`).join(", ")})`, row);
       } catch (e) {
         const c = constraintOf(e);
-        if (isDuplicate(c, "vms.name")) throw new BangerError("VM_EXISTS", `a VM named ${vm.name} already exists`, { hint: "pick another --name, or omit it for a generated one" });
-        if (isDuplicate(c, "vms.id")) throw new BangerError("VM_EXISTS", `a VM with id ${vm.id} already exists`, { hint: "retry; VM ids are generated per create" });
+        if (isDuplicate(c, "vms.name"))
+          throw new BangerError("VM_EXISTS", `a VM named ${vm.name} already exists`, { hint: "pick another --name, or omit it for a generated one" });
+        if (isDuplicate(c, "vms.id"))
+          throw new BangerError("VM_EXISTS", `a VM with id ${vm.id} already exists`, { hint: "retry; VM ids are generated per create" });
         if (c?.kind === "foreignkey") throw imageNotFound(vm.imageId);
         throw e;
       }
@@ -205,7 +222,9 @@ export class SqliteStore implements Store {
       const names = Object.keys(cols);
       const marks = from.map((_, i) => `@__from${i}`).join(", ");
       const params: Record<string, unknown> = { ...cols, __id: id };
-      from.forEach((st, i) => { params[`__from${i}`] = st; });
+      from.forEach((st, i) => {
+        params[`__from${i}`] = st;
+      });
       const res = this.run(`UPDATE vms SET ${names.map((c) => `${c} = @${c}`).join(", ")} WHERE id = @__id AND state IN (${marks})`, params);
       if (res.changes === 0) return undefined;
       return rowToVm(this.get<VmRow>("SELECT * FROM vms WHERE id = ?", id)!);
@@ -256,10 +275,6 @@ export class SqliteStore implements Store {
     });
   }
 
-  listLeases(): { ip: string; vmId: string }[] {
-    return this.read(() => this.all<{ ip: string; vm_id: string }>("SELECT ip, vm_id FROM ip_leases ORDER BY ip").map((r) => ({ ip: r.ip, vmId: r.vm_id })));
-  }
-
   /** Lowest free CID >= 3, held until the VM row is deleted. Idempotent per VM. */
   allocateVsockCid(vmId: string): number {
     return this.write(() => {
@@ -304,11 +319,14 @@ export class SqliteStore implements Store {
 
   /** Keeps the events of the VM's keepOps newest operations; returns how many rows went. */
   pruneEvents(vmId: string, keepOps: number): number {
-    return this.write(() => this.run(
-      `DELETE FROM lifecycle_events WHERE vm_id = @vm AND op_id < (
+    return this.write(
+      () =>
+        this.run(
+          `DELETE FROM lifecycle_events WHERE vm_id = @vm AND op_id < (
          SELECT MIN(op_id) FROM (SELECT DISTINCT op_id FROM lifecycle_events WHERE vm_id = @vm ORDER BY op_id DESC LIMIT @keep))`,
-      { vm: vmId, keep: keepOps },
-    ).changes);
+          { vm: vmId, keep: keepOps },
+        ).changes,
+    );
   }
 
   /** In the order they were recorded (undo records come after the failure that caused them). */

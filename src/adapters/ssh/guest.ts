@@ -1,15 +1,18 @@
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
-import { BangerError } from "../../domain/errors.js";
+import { BangerError, isCode } from "../../domain/errors.js";
 import type { Guest, SshTarget } from "../../ports/guest.js";
+import type { RunResult } from "../../ports/runner.js";
+import { ExecRunner, type ExecOptions } from "../exec/runner.js";
 import { sshArgs } from "./args.js";
-import { runProc } from "./run.js";
 
 export interface SshGuestOptions {
   /** ssh client binary; `ssh` on PATH by default. */
   sshBin?: string;
   log: Logger;
+  /** Runs ssh; a fresh ExecRunner by default. */
+  runner?: ExecRunner;
 }
 
 type Phase = "no TCP" | "no banner" | "auth failed" | "host key mismatch" | "ssh failed";
@@ -29,7 +32,8 @@ const HINTS: Record<Phase, string> = {
   "no TCP": "the guest never opened port 22: check `banger vm logs` (console) for a boot failure and that the VM's network came up",
   "no banner": "a port answered but sshd never sent its banner: the guest may be overloaded or still booting; raise ssh_timeout_s",
   "auth failed": "sshd rejected banger's key: check that the image's root authorized_keys is banger's public key",
-  "host key mismatch": "the guest presented a different host key than banger injected: the image may regenerate host keys at boot, or another machine holds this IP",
+  "host key mismatch":
+    "the guest presented a different host key than banger injected: the image may regenerate host keys at boot, or another machine holds this IP",
   "ssh failed": "see the ssh error above",
 };
 
@@ -63,15 +67,17 @@ function probeBanner(host: string, port: number, signal?: AbortSignal): Promise<
       if (line.startsWith("SSH-2.0-") || line.startsWith("SSH-1.99-")) done(undefined, line);
       else done({ phase: "no banner", detail: `port ${port} answered with ${JSON.stringify(line.slice(0, 60))}, not an SSH banner` });
     });
-    sock.on("error", (e: NodeJS.ErrnoException) =>
-      done({ phase: connected ? "no banner" : "no TCP", detail: e.code ?? e.message }));
-    sock.on("close", () => done({ phase: connected ? "no banner" : "no TCP", detail: connected ? "connection closed before the banner" : "connection closed" }));
+    sock.on("error", (e: NodeJS.ErrnoException) => done({ phase: connected ? "no banner" : "no TCP", detail: e.code ?? e.message }));
+    sock.on("close", () =>
+      done({ phase: connected ? "no banner" : "no TCP", detail: connected ? "connection closed before the banner" : "connection closed" }),
+    );
   });
 }
 
 function classify(stderr: string, code: number): Attempt {
   const text = stderr.trim().split("\n").slice(-3).join(" | ") || `ssh exited ${code}`;
-  if (/host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known/i.test(stderr)) return { phase: "host key mismatch", detail: text };
+  if (/host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known/i.test(stderr))
+    return { phase: "host key mismatch", detail: text };
   if (/permission denied/i.test(stderr)) return { phase: "auth failed", detail: text };
   if (/connection refused|timed out|no route/i.test(stderr)) return { phase: "no TCP", detail: text };
   return { phase: "ssh failed", detail: text };
@@ -80,9 +86,31 @@ function classify(stderr: string, code: number): Attempt {
 /** Readiness and commands over the system ssh client. */
 export class SshGuest implements Guest {
   private readonly ssh: string;
+  private readonly runner: ExecRunner;
 
   constructor(private readonly opts: SshGuestOptions) {
     this.ssh = opts.sshBin ?? "ssh";
+    this.runner = opts.runner ?? new ExecRunner();
+  }
+
+  /**
+   * One ssh run; a non-zero exit is returned, not thrown. Undefined when it did not finish within
+   * timeoutMs; an abort throws the signal's reason; a client that cannot start throws `code`.
+   */
+  private async runSsh(
+    target: SshTarget,
+    command: string,
+    opts: ExecOptions & { timeoutMs: number },
+    code: "GUEST_NOT_READY" | "COMMAND_FAILED",
+  ): Promise<RunResult | undefined> {
+    try {
+      return await this.runner.run(this.ssh, sshArgs(target, [command]), { ...opts, allowFailure: true });
+    } catch (e) {
+      opts.signal?.throwIfAborted();
+      if (isCode(e, "TIMEOUT")) return undefined;
+      // ExecRunner's message already reads "cannot run <ssh>: …".
+      throw new BangerError(code, (e as Error).message, { hint: "install openssh-client", cause: e });
+    }
   }
 
   async waitSsh(target: SshTarget, timeoutMs: number, signal?: AbortSignal): Promise<void> {
@@ -98,15 +126,12 @@ export class SshGuest implements Guest {
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
         const attemptMs = Math.min(remaining, SSH_ATTEMPT_TIMEOUT_MS);
-        const res = await runProc(this.ssh, sshArgs(target, ["true"]), attemptMs, signal);
-        if (res.spawnError) {
-          throw new BangerError("GUEST_NOT_READY", `cannot run ${this.ssh}: ${res.spawnError.message}`, { hint: "install openssh-client" });
-        }
-        if (res.code === 0) {
+        const res = await this.runSsh(target, "true", { timeoutMs: attemptMs, signal }, "GUEST_NOT_READY");
+        if (res?.code === 0) {
           this.opts.log.debug({ host: target.host, ms: Date.now() - started }, "ssh ready");
           return;
         }
-        if (res.timedOut) {
+        if (!res) {
           // An attempt cut short by the overall deadline says less than the failure before it.
           if (attemptMs === SSH_ATTEMPT_TIMEOUT_MS || last.detail === "never attempted") {
             last = { phase: "ssh failed", detail: `ssh attempt did not finish within ${attemptMs} ms` };
@@ -125,10 +150,14 @@ export class SshGuest implements Guest {
       await sleep(POLL_MS, undefined, { signal }).catch(() => signal?.throwIfAborted());
     }
     const secs = ((Date.now() - started) / 1000).toFixed(1);
-    throw new BangerError("GUEST_NOT_READY", `no SSH login to ${target.user}@${target.host}:${port} after ${secs} s (last failure: ${last.phase}: ${last.detail})`, {
-      hint: HINTS[last.phase],
-      stage: "wait_ssh",
-    });
+    throw new BangerError(
+      "GUEST_NOT_READY",
+      `no SSH login to ${target.user}@${target.host}:${port} after ${secs} s (last failure: ${last.phase}: ${last.detail})`,
+      {
+        hint: HINTS[last.phase],
+        stage: "wait_ssh",
+      },
+    );
   }
 
   async waitPort(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
@@ -139,24 +168,37 @@ export class SshGuest implements Guest {
       signal?.throwIfAborted();
       const err = await new Promise<string | undefined>((resolve) => {
         const sock = connect({ host, port });
-        const timer = setTimeout(() => { sock.destroy(); resolve(`connect timed out after ${TCP_TIMEOUT_MS} ms`); }, TCP_TIMEOUT_MS);
-        sock.on("connect", () => { clearTimeout(timer); sock.destroy(); resolve(undefined); });
-        sock.on("error", (e: NodeJS.ErrnoException) => { clearTimeout(timer); resolve(e.code ?? e.message); });
+        const timer = setTimeout(() => {
+          sock.destroy();
+          resolve(`connect timed out after ${TCP_TIMEOUT_MS} ms`);
+        }, TCP_TIMEOUT_MS);
+        sock.on("connect", () => {
+          clearTimeout(timer);
+          sock.destroy();
+          resolve(undefined);
+        });
+        sock.on("error", (e: NodeJS.ErrnoException) => {
+          clearTimeout(timer);
+          resolve(e.code ?? e.message);
+        });
       });
       if (err === undefined) return;
       last = err;
       if (Date.now() + POLL_MS >= deadline) break;
       await sleep(POLL_MS, undefined, { signal }).catch(() => signal?.throwIfAborted());
     }
-    throw new BangerError("GUEST_NOT_READY", `nothing accepted connections on ${host}:${port} within ${((Date.now() - started) / 1000).toFixed(1)} s (last: ${last})`, {
-      hint: "the guest service did not start; check it with `banger vm ssh` (e.g. `systemctl status`) or raise service_timeout_s",
-    });
+    throw new BangerError(
+      "GUEST_NOT_READY",
+      `nothing accepted connections on ${host}:${port} within ${((Date.now() - started) / 1000).toFixed(1)} s (last: ${last})`,
+      {
+        hint: "the guest service did not start; check it with `banger vm ssh` (e.g. `systemctl status`) or raise service_timeout_s",
+      },
+    );
   }
 
   async exec(target: SshTarget, command: string, timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {
-    const res = await runProc(this.ssh, sshArgs(target, [command]), timeoutMs);
-    if (res.spawnError) throw new BangerError("COMMAND_FAILED", `cannot run ${this.ssh}: ${res.spawnError.message}`, { hint: "install openssh-client" });
-    if (res.timedOut) {
+    const res = await this.runSsh(target, command, { timeoutMs }, "COMMAND_FAILED");
+    if (!res) {
       throw new BangerError("TIMEOUT", `ssh ${target.user}@${target.host} ${JSON.stringify(command)} did not finish within ${timeoutMs} ms`, {
         hint: "the guest may be hung; `banger vm stop` falls back to killing the VMM",
       });

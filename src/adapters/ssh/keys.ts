@@ -1,8 +1,8 @@
 import { chmod, lstat, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { BangerError } from "../../domain/errors.js";
-import { runProc } from "./run.js";
+import { BangerError, isCode } from "../../domain/errors.js";
+import { ExecRunner } from "../exec/runner.js";
 
 const KEYGEN_TIMEOUT_MS = 15_000;
 
@@ -10,10 +10,17 @@ function keyError(message: string, hint: string): BangerError {
   return new BangerError("SSH_KEY", message, { hint });
 }
 
+const runner = new ExecRunner();
+
 async function keygen(args: string[]): Promise<string> {
-  const res = await runProc("ssh-keygen", args, KEYGEN_TIMEOUT_MS);
-  if (res.spawnError) throw keyError(`cannot run ssh-keygen: ${res.spawnError.message}`, "install openssh-client");
-  if (res.timedOut) throw keyError(`ssh-keygen ${args.join(" ")} did not finish within ${KEYGEN_TIMEOUT_MS} ms`, "check that the key has no passphrase");
+  let res;
+  try {
+    res = await runner.run("ssh-keygen", args, { timeoutMs: KEYGEN_TIMEOUT_MS, allowFailure: true });
+  } catch (e) {
+    if (isCode(e, "TIMEOUT"))
+      throw keyError(`ssh-keygen ${args.join(" ")} did not finish within ${KEYGEN_TIMEOUT_MS} ms`, "check that the key has no passphrase");
+    throw keyError((e as Error).message, "install openssh-client");
+  }
   if (res.code !== 0) throw keyError(`ssh-keygen ${args.join(" ")} failed: ${res.stderr.trim() || `exit ${res.code}`}`, "check the key file and its directory");
   return res.stdout;
 }
@@ -30,8 +37,10 @@ async function ensurePub(path: string): Promise<string> {
   try {
     pub = (await keygen(["-y", "-f", path])).trim();
   } catch (e) {
-    throw keyError(`cannot derive the public key of ${path}: ${(e as Error).message}`,
-      "banger needs an unencrypted private key; create one with `ssh-keygen -t ed25519 -N \"\" -f <path>`");
+    throw keyError(
+      `cannot derive the public key of ${path}: ${(e as Error).message}`,
+      'banger needs an unencrypted private key; create one with `ssh-keygen -t ed25519 -N "" -f <path>`',
+    );
   }
   await writeFile(pubPath, pub + "\n", { mode: 0o644 });
   return pub;
@@ -47,7 +56,10 @@ export async function checkKey(path: string): Promise<string> {
   try {
     st = await lstat(path);
   } catch {
-    throw keyError(`SSH key ${path} does not exist`, "create it with `ssh-keygen -t ed25519 -N \"\" -f " + path + "` or unset ssh_key to use banger's managed key");
+    throw keyError(
+      `SSH key ${path} does not exist`,
+      'create it with `ssh-keygen -t ed25519 -N "" -f ' + path + "` or unset ssh_key to use banger's managed key",
+    );
   }
   if (st.isSymbolicLink()) {
     try {
@@ -101,10 +113,4 @@ export async function generateHostKey(dir?: string): Promise<{ privateKey: strin
   }
 }
 
-/** One known_hosts line for a guest; non-22 ports use the [host]:port form. The key comment is dropped. */
-export function knownHostsLine(host: string, publicKey: string, port = 22): string {
-  const [type, data] = publicKey.trim().split(/\s+/);
-  if (!type || !data) throw keyError(`not an OpenSSH public key: ${publicKey.slice(0, 40)}`, "this is a bug in host key generation; report it");
-  const name = port === 22 ? host : `[${host}]:${port}`;
-  return `${name} ${type} ${data}`;
-}
+export { knownHostsLine } from "../../domain/known-hosts.js";

@@ -10,19 +10,29 @@ import type { CliContext } from "../context.js";
 import { keyValues } from "../output.js";
 
 const START_TIMEOUT_MS = 20_000;
-const DAEMON_MAIN = fileURLToPath(new URL("../../daemon/main.js", import.meta.url));
+// Set by the bundler (scripts/bundle.mjs): there bangerd is a sibling file, not a module two levels up.
+declare const BANGER_BUNDLED: boolean | undefined;
+const DAEMON_MAIN = fileURLToPath(new URL(typeof BANGER_BUNDLED === "boolean" ? "./bangerd.js" : "../../daemon/main.js", import.meta.url));
 
-interface VersionInfo { version: string; pid: number; vmm: string; stateDir: string }
+/** Node flags for bangerd, as in the Makefile's BANGERD_NODE_FLAGS and bin/bangerd.js. */
+const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1"];
+
+interface VersionInfo {
+  version: string;
+  pid: number;
+  vmm: string;
+  stateDir: string;
+}
 
 function daemonArgs(ctx: CliContext): string[] {
-  const args = [DAEMON_MAIN];
+  const args = [...DAEMON_NODE_FLAGS, DAEMON_MAIN];
   if (ctx.opts.config) args.push("--config", ctx.opts.config);
   if (ctx.opts.socket) args.push("--socket", ctx.opts.socket);
   return args;
 }
 
 async function start(ctx: CliContext, foreground: boolean): Promise<void> {
-  const cfg = ctx.cfg();
+  const cfg = await ctx.cfg();
   if (foreground) {
     const { runDaemon } = await import("../../daemon/run.js");
     await runDaemon(cfg);
@@ -38,16 +48,29 @@ async function start(ctx: CliContext, foreground: boolean): Promise<void> {
   const fd = openSync(errLog, "w");
   const child = spawn(process.execPath, daemonArgs(ctx), { detached: true, stdio: ["ignore", fd, fd] });
   let exited: number | null | undefined;
-  child.on("exit", (code) => { exited = code; });
+  child.on("exit", (code) => {
+    exited = code;
+  });
   child.unref();
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (exited !== undefined) {
-      const tail = readFileSync(errLog, "utf8").trim().split("\n").filter((l) => !l.startsWith("{")).slice(-5).join("\n");
-      throw new BangerError("DAEMON_UNREACHABLE", `bangerd exited during start (code ${exited}):\n${tail}`, { hint: `full output in ${errLog} and ${cfg.paths.logFile}` });
+      const tail = readFileSync(errLog, "utf8")
+        .trim()
+        .split("\n")
+        .filter((l) => !l.startsWith("{"))
+        .slice(-5)
+        .join("\n");
+      throw new BangerError("DAEMON_UNREACHABLE", `bangerd exited during start (code ${exited}):\n${tail}`, {
+        hint: `full output in ${errLog} and ${cfg.paths.logFile}`,
+      });
     }
     if (await socketLive(cfg.paths.socket, 300)) {
-      ctx.out(`bangerd started (pid ${child.pid}, socket ${cfg.paths.socket}, log ${cfg.paths.logFile})`, { running: true, pid: child.pid, socket: cfg.paths.socket });
+      ctx.out(`bangerd started (pid ${child.pid}, socket ${cfg.paths.socket}, log ${cfg.paths.logFile})`, {
+        running: true,
+        pid: child.pid,
+        socket: cfg.paths.socket,
+      });
       return;
     }
     await sleep(100);
@@ -56,7 +79,7 @@ async function start(ctx: CliContext, foreground: boolean): Promise<void> {
 }
 
 async function stop(ctx: CliContext): Promise<void> {
-  const socket = ctx.cfg().paths.socket;
+  const socket = await ctx.socket();
   if (!(await socketLive(socket))) {
     ctx.out(`bangerd is not running (socket ${socket})`, { running: false });
     return;
@@ -74,10 +97,20 @@ async function stop(ctx: CliContext): Promise<void> {
 }
 
 async function status(ctx: CliContext): Promise<void> {
-  const socket = ctx.cfg().paths.socket;
+  const socket = await ctx.socket();
   try {
     const v = await ctx.client().call<VersionInfo>("GET", "/version");
-    ctx.out(keyValues([["status", "running"], ["pid", v.pid], ["version", v.version], ["vmm", v.vmm], ["socket", socket], ["state dir", v.stateDir]]), { running: true, socket, ...v });
+    ctx.out(
+      keyValues([
+        ["status", "running"],
+        ["pid", v.pid],
+        ["version", v.version],
+        ["vmm", v.vmm],
+        ["socket", socket],
+        ["state dir", v.stateDir],
+      ]),
+      { running: true, socket, ...v },
+    );
   } catch (e) {
     if ((e as BangerError).code !== "DAEMON_UNREACHABLE") throw e;
     ctx.out(`bangerd is not running (socket ${socket}): start it with \`banger daemon start\``, { running: false, socket });
@@ -87,8 +120,14 @@ async function status(ctx: CliContext): Promise<void> {
 
 export function registerDaemon(program: Command, ctx: CliContext): void {
   const d = program.command("daemon").description("start, stop or inspect bangerd");
-  d.command("start").description("start bangerd in the background (or --foreground)")
-    .option("--foreground", "run in this process, logging to stderr").action((o: { foreground?: boolean }) => start(ctx, Boolean(o.foreground)));
-  d.command("stop").description("stop bangerd; VMs keep running").action(() => stop(ctx));
-  d.command("status").description("is bangerd running, and where").action(() => status(ctx));
+  d.command("start")
+    .description("start bangerd in the background (or --foreground)")
+    .option("--foreground", "run in this process, logging to stderr")
+    .action((o: { foreground?: boolean }) => start(ctx, Boolean(o.foreground)));
+  d.command("stop")
+    .description("stop bangerd; VMs keep running")
+    .action(() => stop(ctx));
+  d.command("status")
+    .description("is bangerd running, and where")
+    .action(() => status(ctx));
 }

@@ -7,21 +7,27 @@ function render(checks: Check[]): string {
 }
 
 export function registerDoctor(program: Command, ctx: CliContext): void {
-  program.command("doctor").description("check this host, the daemon and every image; non-zero exit on any FAIL").action(async () => {
-    let report: DoctorReport;
-    try {
-      report = await ctx.client().call<DoctorReport>("GET", "/doctor", undefined, 300_000);
-    } catch (e) {
-      if ((e as { code?: string }).code !== "DAEMON_UNREACHABLE") throw e;
-      // Without the daemon the host checks still tell the user what to fix first.
-      const cfg = ctx.cfg();
-      const [{ hostChecks }, { hostProbes }] = await Promise.all([import("../../app/doctor.js"), import("../../daemon/wire.js")]);
-      const checks = await hostChecks(cfg, hostProbes(cfg));
-      checks.push({ name: "daemon", status: "FAIL", detail: (e as Error).message, fix: "start it with `banger daemon start`" });
-      checks.push({ name: "images", status: "WARN", detail: "not checked: the daemon owns the image store" });
-      report = { checks, ok: false };
-    }
-    ctx.out(() => render(report.checks) + `\n\n${report.ok ? "no failures" : `${report.checks.filter((c) => c.status === "FAIL").length} check(s) failed`}`, report);
-    if (!report.ok) process.exitCode = 1;
-  });
+  program
+    .command("doctor")
+    .description("check this host, the daemon and every image; non-zero exit on any FAIL")
+    .action(async () => {
+      let report: DoctorReport;
+      try {
+        report = await ctx.client().call<DoctorReport>("GET", "/doctor", undefined, 300_000);
+      } catch (e) {
+        if ((e as { code?: string }).code !== "DAEMON_UNREACHABLE") throw e;
+        // Without the daemon the host checks still tell the user what to fix first.
+        const cfg = await ctx.cfg();
+        const [{ hostChecks }, { hostCheckConfig, hostFacts }] = await Promise.all([import("../../app/doctor.js"), import("../../adapters/host/facts.js")]);
+        const checks = await hostChecks(hostCheckConfig(cfg), hostFacts(cfg));
+        checks.push({ name: "daemon", status: "FAIL", detail: (e as Error).message, fix: "start it with `banger daemon start`" });
+        checks.push({ name: "images", status: "WARN", detail: "not checked: the daemon owns the image store" });
+        report = { checks, ok: false };
+      }
+      ctx.out(
+        () => render(report.checks) + `\n\n${report.ok ? "no failures" : `${report.checks.filter((c) => c.status === "FAIL").length} check(s) failed`}`,
+        report,
+      );
+      if (!report.ok) process.exitCode = 1;
+    });
 }

@@ -17,19 +17,31 @@ function parseService(spec: string, acc: GuestService[] = []): GuestService[] {
 const abs = (p?: string) => (p === undefined ? undefined : resolve(p));
 
 function showImage(img: Image): string {
-  return keyValues([
-    ["name", img.name], ["id", img.id], ["status", img.status === "ok" ? "ok" : `BROKEN: ${img.statusDetail}`],
-    ["aliases", img.aliases.join(", ") || "-"], ["os", img.guest.os],
-    ["services", img.guest.services.map((s) => `${s.name}:${s.port}`).join(", ")], ["boot args", img.bootArgs],
-    ["work-seed", img.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (VMs get an empty /root: fallback path)"],
-    ["created", img.createdAt],
-  ]) + "\n\n" + table(["ARTIFACT", "SIZE", "SHA256", "PATH"], img.artifacts.map((a) => [a.role, bytes(a.sizeBytes), a.sha256.slice(0, 16), a.path]));
+  return (
+    keyValues([
+      ["name", img.name],
+      ["id", img.id],
+      ["status", img.status === "ok" ? "ok" : `BROKEN: ${img.statusDetail}`],
+      ["aliases", img.aliases.join(", ") || "-"],
+      ["os", img.guest.os],
+      ["services", img.guest.services.map((s) => `${s.name}:${s.port}`).join(", ")],
+      ["boot args", img.bootArgs],
+      ["work-seed", img.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (VMs get an empty /root: fallback path)"],
+      ["created", img.createdAt],
+    ]) +
+    "\n\n" +
+    table(
+      ["ARTIFACT", "SIZE", "SHA256", "PATH"],
+      img.artifacts.map((a) => [a.role, bytes(a.sizeBytes), a.sha256.slice(0, 16), a.path]),
+    )
+  );
 }
 
 export function registerImage(program: Command, ctx: CliContext): void {
   const im = program.command("image").description("register, promote, list and remove managed images");
 
-  im.command("register").description("copy a boot set into the managed image store")
+  im.command("register")
+    .description("copy a boot set into the managed image store")
     .requiredOption("--name <name>", "unique image name, e.g. debian-12-20261125-1")
     .requiredOption("--kernel <file>", "ELF vmlinux (x86-64)")
     .option("--initrd <file>", "initramfs (cpio, optionally compressed)")
@@ -44,43 +56,77 @@ export function registerImage(program: Command, ctx: CliContext): void {
     .action(async (o) => {
       const services: GuestService[] = o.service ?? [];
       if (!services.some((s) => s.port === 22)) services.unshift({ name: "ssh", port: 22 });
-      const { image } = await ctx.client().call<{ image: Image }>("POST", "/images", {
-        name: o.name, kernel: abs(o.kernel), initrd: abs(o.initrd), rootfs: abs(o.rootfs), workSeed: abs(o.workSeed),
-        bootArgs: o.bootArgs, os: o.os, services, defaultVcpus: o.vcpus, defaultMemoryMib: o.memory, defaultWorkDiskGib: o.workDisk,
-      }, 600_000);
+      const { image } = await ctx.client().call<{ image: Image }>(
+        "POST",
+        "/images",
+        {
+          name: o.name,
+          kernel: abs(o.kernel),
+          initrd: abs(o.initrd),
+          rootfs: abs(o.rootfs),
+          workSeed: abs(o.workSeed),
+          bootArgs: o.bootArgs,
+          os: o.os,
+          services,
+          defaultVcpus: o.vcpus,
+          defaultMemoryMib: o.memory,
+          defaultWorkDiskGib: o.workDisk,
+        },
+        600_000,
+      );
       ctx.out(() => `registered ${image.name}\n\n${showImage(image)}`, { image });
     });
 
-  im.command("ls").description("list images and their aliases").action(async () => {
-    const { images } = await ctx.client().call<{ images: Image[] }>("GET", "/images");
-    ctx.out(() => images.length === 0 ? "no images; build one with `make image-debian` or use `banger image register`" :
-      table(["NAME", "ALIASES", "STATUS", "OS", "WORK-SEED", "SIZE", "CREATED"], images.map((i) => [
-        i.name, i.aliases.join(","), i.status === "ok" ? "ok" : `broken: ${i.statusDetail}`, i.guest.os,
-        i.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (fallback)",
-        bytes(i.artifacts.reduce((s, a) => s + a.sizeBytes, 0)), i.createdAt.slice(0, 19).replace("T", " "),
-      ])), { images });
-  });
+  im.command("ls")
+    .description("list images and their aliases")
+    .action(async () => {
+      const { images } = await ctx.client().call<{ images: Image[] }>("GET", "/images");
+      ctx.out(
+        () =>
+          images.length === 0
+            ? "no images; build one with `make image-debian` or use `banger image register`"
+            : table(
+                ["NAME", "ALIASES", "STATUS", "OS", "WORK-SEED", "SIZE", "CREATED"],
+                images.map((i) => [
+                  i.name,
+                  i.aliases.join(","),
+                  i.status === "ok" ? "ok" : `broken: ${i.statusDetail}`,
+                  i.guest.os,
+                  i.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (fallback)",
+                  bytes(i.artifacts.reduce((s, a) => s + a.sizeBytes, 0)),
+                  i.createdAt.slice(0, 19).replace("T", " "),
+                ]),
+              ),
+        { images },
+      );
+    });
 
-  im.command("show <image>").description("details and artifacts of an image (name or alias)").action(async (name: string) => {
-    const { image } = await ctx.client().call<{ image: Image }>("GET", `/images/${encodeURIComponent(name)}`);
-    ctx.out(() => showImage(image), { image });
-  });
+  im.command("show <image>")
+    .description("details and artifacts of an image (name or alias)")
+    .action(async (name: string) => {
+      const { image } = await ctx.client().call<{ image: Image }>("GET", `/images/${encodeURIComponent(name)}`);
+      ctx.out(() => showImage(image), { image });
+    });
 
-  im.command("promote <image>").description("point an alias at an image; promoting an older build is the rollback")
+  im.command("promote <image>")
+    .description("point an alias at an image; promoting an older build is the rollback")
     .requiredOption("--as <alias>", "alias, e.g. debian")
     .action(async (name: string, o: { as: string }) => {
       const { image } = await ctx.client().call<{ image: Image }>("POST", `/images/${encodeURIComponent(name)}/promote`, { alias: o.as });
       ctx.out(`${o.as} -> ${image.name}`, { alias: o.as, image });
     });
 
-  im.command("warm <image>").description("fill the image's warm disk pool now and wait until it is ready")
+  im.command("warm <image>")
+    .description("fill the image's warm disk pool now and wait until it is ready")
     .action(async (name: string) => {
       const { pool } = await ctx.client().call<{ pool: Record<string, number> }>("POST", `/images/${encodeURIComponent(name)}/warm`, {}, 600_000);
       ctx.out(`warm disk sets per image id: ${JSON.stringify(pool)}`, { pool });
     });
 
-  im.command("rm <image>").description("remove an image no VM or alias uses").action(async (name: string) => {
-    await ctx.client().call("DELETE", `/images/${encodeURIComponent(name)}`);
-    ctx.out(`removed ${name}`, { removed: name });
-  });
+  im.command("rm <image>")
+    .description("remove an image no VM or alias uses")
+    .action(async (name: string) => {
+      await ctx.client().call("DELETE", `/images/${encodeURIComponent(name)}`);
+      ctx.out(`removed ${name}`, { removed: name });
+    });
 }

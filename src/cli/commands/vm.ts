@@ -15,11 +15,18 @@ const enc = encodeURIComponent;
 /** One block per operation, so two starts show as two blocks. */
 export function renderEvents(events: LifecycleEvent[]): string {
   const ops = [...new Set(events.map((e) => e.opId))];
-  return ops.map((opId) => {
-    const evs = events.filter((e) => e.opId === opId);
-    return `${evs[0]?.op} (${evs[0]?.startedAt.slice(0, 19).replace("T", " ")})\n` +
-      table(["  STAGE", "TIME", "OUTCOME", "DETAIL"], evs.map((e) => [`  ${e.stage}`, ms(e.durationMs), e.outcome, e.detail?.split("\n")[0]]));
-  }).join("\n\n");
+  return ops
+    .map((opId) => {
+      const evs = events.filter((e) => e.opId === opId);
+      return (
+        `${evs[0]?.op} (${evs[0]?.startedAt.slice(0, 19).replace("T", " ")})\n` +
+        table(
+          ["  STAGE", "TIME", "OUTCOME", "DETAIL"],
+          evs.map((e) => [`  ${e.stage}`, ms(e.durationMs), e.outcome, e.detail?.split("\n")[0]]),
+        )
+      );
+    })
+    .join("\n\n");
 }
 
 /** On a TTY, print each stage as the daemon records it while the long request runs. */
@@ -31,12 +38,17 @@ async function followStages(ctx: CliContext, findName: () => Promise<string | un
     await sleep(250);
     name ??= await findName().catch(() => undefined);
     if (!name) continue;
-    const res = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}/events`).catch(() => undefined);
+    const res = await ctx
+      .client()
+      .call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}/events`)
+      .catch(() => undefined);
     for (const e of res?.events.filter((x) => x.op === op && x.opId > after) ?? []) {
       const key = `${e.stage}@${e.startedAt}`;
       if (seen.has(key) || e.stage === "total") continue;
       seen.add(key);
-      process.stderr.write(`  ${e.outcome === "ok" ? "✓" : "✗"} ${e.stage.padEnd(20)} ${ms(e.durationMs).padStart(9)}${e.detail ? `  ${e.detail.split("\n")[0]}` : ""}\n`);
+      process.stderr.write(
+        `  ${e.outcome === "ok" ? "✓" : "✗"} ${e.stage.padEnd(20)} ${ms(e.durationMs).padStart(9)}${e.detail ? `  ${e.detail.split("\n")[0]}` : ""}\n`,
+      );
     }
   }
 }
@@ -49,7 +61,7 @@ async function followStages(ctx: CliContext, findName: () => Promise<string | un
 async function withStages<T>(ctx: CliContext, op: string, name: string | undefined, req: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const before = name ? undefined : new Set((await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.map((v) => v.name));
   let found = name;
-  const findName = async () => found ??= (await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.find((v) => !before!.has(v.name))?.name;
+  const findName = async () => (found ??= (await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.find((v) => !before!.has(v.name))?.name);
   const done = { v: false };
   // Earlier operations of the same kind are history, not progress of this one.
   const after = name && !ctx.json && process.stderr.isTTY ? await lastOpId(ctx, name) : 0;
@@ -76,7 +88,10 @@ async function withStages<T>(ctx: CliContext, op: string, name: string | undefin
 }
 
 async function lastOpId(ctx: CliContext, name: string): Promise<number> {
-  const res = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}/events`).catch(() => undefined);
+  const res = await ctx
+    .client()
+    .call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}/events`)
+    .catch(() => undefined);
   return Math.max(0, ...(res?.events.map((e) => e.opId) ?? []));
 }
 
@@ -85,7 +100,13 @@ async function cancelledOutcome(ctx: CliContext, op: string, name: string | unde
   if (!name) return new BangerError("CANCELLED", `${op} cancelled before bangerd named the VM; \`banger vm ls\` shows what exists`);
   const transient = op === "create" ? "creating" : "starting";
   for (let i = 0; i < 600; i++) {
-    const vm = await ctx.client().call<{ vm: Vm }>("GET", `/vms/${enc(name)}`).then((r) => r.vm, (e: BangerError) => (e.code === "VM_NOT_FOUND" ? null : undefined));
+    const vm = await ctx
+      .client()
+      .call<{ vm: Vm }>("GET", `/vms/${enc(name)}`)
+      .then(
+        (r) => r.vm,
+        (e: BangerError) => (e.code === "VM_NOT_FOUND" ? null : undefined),
+      );
     if (vm === null) return new BangerError("CANCELLED", `${op} of ${name} cancelled; nothing was left behind`);
     if (vm && vm.state !== transient) {
       const hint = vm.state === "failed" ? `\`banger vm rm ${name}\` removes what is left` : undefined;
@@ -98,19 +119,35 @@ async function cancelledOutcome(ctx: CliContext, op: string, name: string | unde
 
 function showVm(vm: Vm, events: LifecycleEvent[], op?: { op: string; startedAt: string }): string {
   const total = events.filter((e) => e.op === "create" && e.stage === "total").at(-1);
-  return keyValues([
-    ["name", vm.name], ["id", vm.id], ["state", vm.state], ["in progress", op ? `${op.op} since ${op.startedAt.slice(11, 19)}` : undefined],
-    ["last error", vm.lastError], ["image", vm.imageName], ["vmm", vm.vmm],
-    ["ip", vm.ip], ["mac", vm.mac], ["tap", vm.tap], ["nat", vm.nat ? "yes" : "no"], ["pid", vm.pid],
-    ["vcpus", vm.vcpus], ["memory", `${vm.memoryMib} MiB`], ["work disk", `${vm.workDiskGib} GiB${vm.workSeedFallback ? " (empty: image has no work-seed)" : " (from work-seed)"}`],
-    ["dir", vm.dir], ["created", vm.createdAt], ["create time", total ? ms(total.durationMs) : undefined],
-  ]) + (events.length ? `\n\n${renderEvents(events)}` : "");
+  return (
+    keyValues([
+      ["name", vm.name],
+      ["id", vm.id],
+      ["state", vm.state],
+      ["in progress", op ? `${op.op} since ${op.startedAt.slice(11, 19)}` : undefined],
+      ["last error", vm.lastError],
+      ["image", vm.imageName],
+      ["vmm", vm.vmm],
+      ["ip", vm.ip],
+      ["mac", vm.mac],
+      ["tap", vm.tap],
+      ["nat", vm.nat ? "yes" : "no"],
+      ["pid", vm.pid],
+      ["vcpus", vm.vcpus],
+      ["memory", `${vm.memoryMib} MiB`],
+      ["work disk", `${vm.workDiskGib} GiB${vm.workSeedFallback ? " (empty: image has no work-seed)" : " (from work-seed)"}`],
+      ["dir", vm.dir],
+      ["created", vm.createdAt],
+      ["create time", total ? ms(total.durationMs) : undefined],
+    ]) + (events.length ? `\n\n${renderEvents(events)}` : "")
+  );
 }
 
 export function registerVm(program: Command, ctx: CliContext): void {
   const v = program.command("vm").description("create and manage microVMs");
 
-  v.command("create").description("create and boot a VM; waits until SSH and the image's services answer")
+  v.command("create")
+    .description("create and boot a VM; waits until SSH and the image's services answer")
     .requiredOption("--image <image>", "image name or alias")
     .option("--name <name>", "VM name (default: generated)")
     .option("--nat", "let the guest reach the outside through NAT")
@@ -119,57 +156,101 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("--work-disk <gib>", "size of the /root disk in GiB", positiveInt)
     .option("--no-wait", "return once the guest is started")
     .action(async (o) => {
-      const body = { image: o.image, name: o.name, nat: Boolean(o.nat), vcpus: o.vcpus, memoryMib: o.memory, workDiskGib: o.workDisk, noWait: o.wait === false };
+      const body = {
+        image: o.image,
+        name: o.name,
+        nat: Boolean(o.nat),
+        vcpus: o.vcpus,
+        memoryMib: o.memory,
+        workDiskGib: o.workDisk,
+        noWait: o.wait === false,
+      };
       const { vm } = await withStages(ctx, "create", o.name, (signal) => ctx.client().call<{ vm: Vm }>("POST", "/vms", body, LONG_MS, signal));
       const { events } = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(vm.name)}/events`);
       const total = events.filter((e) => e.op === "create" && e.stage === "total").at(-1);
       ctx.out(`created ${vm.name} (${vm.ip}) in ${total ? ms(total.durationMs) : "?"}; connect with \`banger vm ssh ${vm.name}\``, { vm, events });
     });
 
-  v.command("ls").description("list VMs").action(async () => {
-    const { vms } = await ctx.client().call<{ vms: Vm[] }>("GET", "/vms");
-    ctx.out(() => vms.length === 0 ? "no VMs; create one with `banger vm create --image debian`" :
-      table(["NAME", "STATE", "IMAGE", "IP", "VCPUS", "MEMORY", "NAT", "CREATED"], vms.map((x) => [
-        x.name, x.state, x.imageName, x.ip, x.vcpus, `${x.memoryMib}M`, x.nat ? "yes" : "no", x.createdAt.slice(0, 19).replace("T", " ")])), { vms });
-  });
+  v.command("ls")
+    .description("list VMs")
+    .action(async () => {
+      const { vms } = await ctx.client().call<{ vms: Vm[] }>("GET", "/vms");
+      ctx.out(
+        () =>
+          vms.length === 0
+            ? "no VMs; create one with `banger vm create --image debian`"
+            : table(
+                ["NAME", "STATE", "IMAGE", "IP", "VCPUS", "MEMORY", "NAT", "CREATED"],
+                vms.map((x) => [
+                  x.name,
+                  x.state,
+                  x.imageName,
+                  x.ip,
+                  x.vcpus,
+                  `${x.memoryMib}M`,
+                  x.nat ? "yes" : "no",
+                  x.createdAt.slice(0, 19).replace("T", " "),
+                ]),
+              ),
+        { vms },
+      );
+    });
 
-  v.command("show <name>").description("details and stage timings of a VM").action(async (name: string) => {
-    const res = await ctx.client().call<{ vm: Vm; events: LifecycleEvent[]; operation?: { op: string; startedAt: string } }>("GET", `/vms/${enc(name)}`);
-    ctx.out(() => showVm(res.vm, res.events, res.operation), res);
-  });
+  v.command("show <name>")
+    .description("details and stage timings of a VM")
+    .action(async (name: string) => {
+      const res = await ctx.client().call<{ vm: Vm; events: LifecycleEvent[]; operation?: { op: string; startedAt: string } }>("GET", `/vms/${enc(name)}`);
+      ctx.out(() => showVm(res.vm, res.events, res.operation), res);
+    });
 
-  v.command("events <name>").description("lifecycle stage timings").action(async (name: string) => {
-    const { events } = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}/events`);
-    ctx.out(() => renderEvents(events), { events });
-  });
+  v.command("events <name>")
+    .description("lifecycle stage timings")
+    .action(async (name: string) => {
+      const { events } = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(name)}/events`);
+      ctx.out(() => renderEvents(events), { events });
+    });
 
-  v.command("stop <name>").description("power the guest off (ACPI / Ctrl-Alt-Del, then kill)").action(async (name: string) => {
-    const { vm } = await withStages(ctx, "stop", name, () => ctx.client().call<{ vm: Vm }>("POST", `/vms/${enc(name)}/stop`, {}, LONG_MS));
-    ctx.out(`stopped ${vm.name}`, { vm });
-  });
+  v.command("stop <name>")
+    .description("power the guest off (ACPI / Ctrl-Alt-Del, then kill)")
+    .action(async (name: string) => {
+      const { vm } = await withStages(ctx, "stop", name, () => ctx.client().call<{ vm: Vm }>("POST", `/vms/${enc(name)}/stop`, {}, LONG_MS));
+      ctx.out(`stopped ${vm.name}`, { vm });
+    });
 
-  v.command("start <name>").description("boot a stopped VM again").option("--no-wait", "return once the guest is started")
+  v.command("start <name>")
+    .description("boot a stopped VM again")
+    .option("--no-wait", "return once the guest is started")
     .action(async (name: string, o: { wait?: boolean }) => {
-      const { vm } = await withStages(ctx, "start", name, (signal) => ctx.client().call<{ vm: Vm }>("POST", `/vms/${enc(name)}/start`, { noWait: o.wait === false }, LONG_MS, signal));
+      const { vm } = await withStages(ctx, "start", name, (signal) =>
+        ctx.client().call<{ vm: Vm }>("POST", `/vms/${enc(name)}/start`, { noWait: o.wait === false }, LONG_MS, signal),
+      );
       ctx.out(`started ${vm.name} (${vm.ip})`, { vm });
     });
 
-  v.command("rm <name>").description("remove a VM and everything it owns").option("--force", "kill it if it is running, cancelling a create or start in progress")
+  v.command("rm <name>")
+    .description("remove a VM and everything it owns")
+    .option("--force", "kill it if it is running, cancelling a create or start in progress")
     .action(async (name: string, o: { force?: boolean }) => {
-      const res = await ctx.client().call<{ removed: string; cancelled?: string }>("DELETE", `/vms/${enc(name)}${o.force ? "?force=true" : ""}`, undefined, LONG_MS);
+      const res = await ctx
+        .client()
+        .call<{ removed: string; cancelled?: string }>("DELETE", `/vms/${enc(name)}${o.force ? "?force=true" : ""}`, undefined, LONG_MS);
       ctx.out(res.cancelled ? `cancelled the ${res.cancelled} of ${name} and removed it` : `removed ${name}`, res);
     });
 
-  v.command("ssh <name> [cmd...]").description("ssh into the guest as root (banger key, per-VM known_hosts, no prompts)")
+  v.command("ssh <name> [cmd...]")
+    .description("ssh into the guest as root (banger key, per-VM known_hosts, no prompts)")
     .action(async (name: string, cmd: string[]) => {
       const { target } = await ctx.client().call<{ target: SshTarget }>("GET", `/vms/${enc(name)}/ssh`);
       // Without a command ssh opens a login shell and allocates a TTY itself when stdin is one.
-      const r = spawnSync("ssh", sshArgs(target, cmd), { stdio: "inherit" });
+      // Generous: a TCG guest that just booted can take seconds to send its banner while opencode starts.
+      const r = spawnSync("ssh", sshArgs(target, cmd, { connectTimeoutS: 15 }), { stdio: "inherit" });
       if (r.error) throw new BangerError("COMMAND_FAILED", `cannot run ssh: ${r.error.message}`, { hint: "apt-get install openssh-client" });
       process.exitCode = r.status ?? 1;
     });
 
-  v.command("logs <name>").description("the guest's serial console").option("-f, --follow", "keep printing new output")
+  v.command("logs <name>")
+    .description("the guest's serial console")
+    .option("-f, --follow", "keep printing new output")
     .action(async (name: string, o: { follow?: boolean }) => {
       let offset = 0;
       for (;;) {

@@ -125,9 +125,14 @@ export function createQemuBoot(o) {
     }
   }
 
-  function watchShutdown(q) {
-    // setTimeout's ceiling: in effect, forever.
-    q.waitEvent("SHUTDOWN", 2_147_483_647).then((ev) => {
+  async function watchShutdown(q) {
+    // QmpClient records every event it receives; watch for SHUTDOWN while qemu runs.
+    let ev;
+    while (!(ev = q.events.find((e) => e.event === "SHUTDOWN"))) {
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
+      await sleep(50);
+    }
+    {
       const reason = ev.data?.reason;
       if (reason === "guest-shutdown") {
         halted = true;
@@ -137,7 +142,7 @@ export function createQemuBoot(o) {
       // Firecracker exits (code 0) when the guest resets; end qemu, and its exit ends the fake.
       o.console(`[fake firecracker] guest ${reason === "guest-reset" ? "reset" : `stopped (${reason})`}: exiting, as Firecracker does`);
       q.execute("quit", undefined, 3_000).catch(() => kill());
-    }, () => undefined);
+    }
   }
 
   async function ctrlAltDel() {

@@ -25,7 +25,9 @@ export const FAKE_FC_ENV: Record<string, string> = HAVE_SPEC && process.env.FAKE
  */
 export function fakeFcBin(dir: string, env: Record<string, string> = {}, name = "firecracker-fake"): string {
   const quote = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
-  const exports = Object.entries(env).map(([k, v]) => `export ${k}=${quote(v)}\n`).join("");
+  const exports = Object.entries(env)
+    .map(([k, v]) => `export ${k}=${quote(v)}\n`)
+    .join("");
   const path = join(dir, name);
   writeFileSync(path, `#!/bin/sh\n${exports}exec ${quote(process.execPath)} ${quote(FAKE_FC)} "$@"\n`);
   chmodSync(path, 0o755);

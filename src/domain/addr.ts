@@ -1,4 +1,4 @@
-import { BangerError } from "../../domain/errors.js";
+import { BangerError } from "./errors.js";
 
 /**
  * Pure IPv4 helpers for the guest subnet. Everything works on 32-bit
@@ -85,7 +85,11 @@ export function macForIp(ip: string): string {
 
 /** Kernel `ip=` argument; guests apply it in userspace (see the feasibility report). */
 export function bootNetArg(ip: string, gw: string, mask: string, hostname: string, dns: string[] = []): string {
-  for (const [what, v] of [["ip", ip], ["gateway", gw], ["netmask", mask]] as const) {
+  for (const [what, v] of [
+    ["ip", ip],
+    ["gateway", gw],
+    ["netmask", mask],
+  ] as const) {
     if (!isIpv4(v)) throw new BangerError("BAD_REQUEST", `boot ${what} is not an IPv4 address: ${JSON.stringify(v)}`);
   }
   // ':' separates the fields and whitespace would split the kernel command line.

@@ -11,7 +11,7 @@ import {
   macForIp,
   netmaskOf,
   prefixLen,
-} from "../../src/adapters/net/addr.js";
+} from "../../src/domain/addr.js";
 import { BangerError } from "../../src/domain/errors.js";
 
 describe("addr helpers", () => {
@@ -79,9 +79,7 @@ describe("addr helpers", () => {
   });
 
   it("builds the kernel ip= argument", () => {
-    expect(bootNetArg("172.30.0.5", "172.30.0.1", "255.255.255.0", "brave-otter")).toBe(
-      "ip=172.30.0.5::172.30.0.1:255.255.255.0:brave-otter:eth0:off",
-    );
+    expect(bootNetArg("172.30.0.5", "172.30.0.1", "255.255.255.0", "brave-otter")).toBe("ip=172.30.0.5::172.30.0.1:255.255.255.0:brave-otter:eth0:off");
     expect(() => bootNetArg("172.30.0.5", "172.30.0.1", "255.255.255.0", "a:b")).toThrow(/hostname/);
     expect(() => bootNetArg("172.30.0.5", "172.30.0.1", "255.255.255.0", "a b")).toThrow(BangerError);
     expect(() => bootNetArg("172.30.0.5", "gw", "255.255.255.0", "x")).toThrow(/gateway/);
@@ -90,9 +88,10 @@ describe("addr helpers", () => {
 
 describe("boot network argument with DNS", () => {
   it("appends up to two IPv4 name servers after the autoconf field", async () => {
-    const { bootNetArg } = await import("../../src/adapters/net/addr.js");
-    expect(bootNetArg("172.30.0.2", "172.30.0.1", "255.255.255.0", "alp", ["10.0.0.53", "bogus", "10.0.0.54", "10.0.0.55"]))
-      .toBe("ip=172.30.0.2::172.30.0.1:255.255.255.0:alp:eth0:off:10.0.0.53:10.0.0.54");
+    const { bootNetArg } = await import("../../src/domain/addr.js");
+    expect(bootNetArg("172.30.0.2", "172.30.0.1", "255.255.255.0", "alp", ["10.0.0.53", "bogus", "10.0.0.54", "10.0.0.55"])).toBe(
+      "ip=172.30.0.2::172.30.0.1:255.255.255.0:alp:eth0:off:10.0.0.53:10.0.0.54",
+    );
   });
 
   it("reads host name servers but skips loopback stubs", async () => {

@@ -1,0 +1,16 @@
+import { join } from "node:path";
+import type { Files } from "../ports/files.js";
+
+/** A VM directory's layout as the app uses it; the drivers name their own sockets (Vmm.controlSocket). */
+export const vmFiles = (dir: string) => ({
+  rootfs: join(dir, "rootfs.ext4"),
+  work: join(dir, "work.ext4"),
+  knownHosts: join(dir, "known_hosts"),
+});
+
+/** A dead VMM leaves its API/QMP/vsock sockets behind; they would only confuse the next spawn and the leak verifier. */
+export async function removeSockets(files: Files, dir: string): Promise<void> {
+  for (const f of await files.list(dir).catch(() => [] as string[])) {
+    if (f.endsWith(".sock")) await files.remove(join(dir, f));
+  }
+}

@@ -1,0 +1,18 @@
+import { BangerError } from "../domain/errors.js";
+import type { Vm } from "../domain/types.js";
+import type { Store } from "../ports/store.js";
+
+export function vmNotFound(name: string): BangerError {
+  return new BangerError("VM_NOT_FOUND", `no VM named ${name}`, { hint: "`banger vm ls` lists VMs" });
+}
+
+/** Reads are pure: they report what the store says. The liveness reconciler keeps it true. */
+export function getVm(d: { store: Store }, name: string): Vm {
+  const vm = d.store.getVm(name);
+  if (!vm) throw vmNotFound(name);
+  return vm;
+}
+
+export function listVms(d: { store: Store }): Vm[] {
+  return d.store.listVms();
+}
