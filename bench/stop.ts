@@ -18,7 +18,7 @@ import { parseArgs } from "node:util";
 import { ExecRunner } from "../src/adapters/exec/runner.js";
 import { fakeElfKernel, realExt4 } from "../test/helpers/artifacts.js";
 import { REPO, startTestDaemon, type TestDaemon } from "../test/helpers/daemon.js";
-import { builtDebianImage, registerArgs, type BuiltImage } from "../test/helpers/guest-image.js";
+import { builtDebianImage, imageAt, registerArgs, type BuiltImage } from "../test/helpers/guest-image.js";
 import type { Netns } from "../test/helpers/netns.js";
 
 const { values } = parseArgs({
@@ -44,15 +44,7 @@ const specEnv: Record<string, string> = process.env.FAKE_FC_SPEC === "none" || !
 /** BENCH_DEBIAN_IMAGE=<dir with vmlinux, initramfs.cpio.gz, rootfs.ext4, work-seed.ext4> points at an image built elsewhere. */
 function debianImage(): BuiltImage | undefined {
   const dir = process.env.BENCH_DEBIAN_IMAGE;
-  if (!dir) return builtDebianImage();
-  return {
-    dir,
-    name: dir.split("/").pop()!,
-    kernel: join(dir, "vmlinux"),
-    initrd: join(dir, "initramfs.cpio.gz"),
-    rootfs: join(dir, "rootfs.ext4"),
-    workSeed: join(dir, "work-seed.ext4"),
-  };
+  return dir ? imageAt(dir) : builtDebianImage();
 }
 
 interface Variant {

@@ -65,3 +65,9 @@ export function busyboxInitramfs(dir: string, init: string): string | undefined 
   if (r.status !== 0) throw new Error(`initramfs build failed: ${r.stderr}`);
   return out;
 }
+
+/** `image register` argv for an image of stand-ins (for the fake Firecracker, which boots nothing), with a real ext4 rootfs and seed. */
+export function fakeImageArgs(dir: string, name: string): string[] {
+  const seed = realExt4(dir, "seed.ext4", { ".bashrc": "# seed\n" });
+  return ["image", "register", "--name", name, "--kernel", fakeElfKernel(dir), "--rootfs", realExt4(dir, "rootfs.ext4"), "--work-seed", seed];
+}

@@ -25,8 +25,11 @@ export function builtImage(os: string): BuiltImage | undefined {
     .map((n) => join(root, n))
     .filter((d) => existsSync(join(d, "manifest.json")) && existsSync(join(d, "rootfs.ext4")))
     .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-  const dir = dirs[0];
-  if (!dir) return undefined;
+  return dirs[0] === undefined ? undefined : imageAt(dirs[0]);
+}
+
+/** The boot set an image build writes into its output directory. */
+export function imageAt(dir: string): BuiltImage {
   return {
     dir,
     name: dir.split("/").pop()!,

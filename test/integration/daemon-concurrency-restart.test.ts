@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fakeElfKernel, realExt4 } from "../helpers/artifacts.js";
+import { fakeImageArgs } from "../helpers/artifacts.js";
 import { REPO, built, runIn, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { netnsSkipReason } from "../helpers/netns.js";
 import { FAKE_FC, FAKE_FC_ENV, readCalls } from "../fakes/firecracker/testkit.js";
@@ -32,18 +32,7 @@ describe.skipIf(skip)(`daemon: parallel creates, restart reconciliation, leak ve
   beforeAll(async () => {
     d = await startTestDaemon({ config: { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 4, ssh_timeout_s: 60 }, env: FAKE_FC_ENV });
     art = mkdtempSync(join(tmpdir(), "banger-fcart-"));
-    const reg = await d.cli([
-      "image",
-      "register",
-      "--name",
-      "fake-1",
-      "--kernel",
-      fakeElfKernel(art),
-      "--rootfs",
-      realExt4(art, "rootfs.ext4"),
-      "--work-seed",
-      realExt4(art, "seed.ext4", { ".bashrc": "# seed\n" }),
-    ]);
+    const reg = await d.cli(fakeImageArgs(art, "fake-1"));
     expect(reg.stderr).toBe("");
   });
   afterAll(async () => {

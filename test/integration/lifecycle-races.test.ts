@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apiClient } from "../helpers/api.js";
-import { fakeElfKernel, realExt4 } from "../helpers/artifacts.js";
+import { fakeImageArgs } from "../helpers/artifacts.js";
 import { REPO, built, runIn, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { netnsSkipReason } from "../helpers/netns.js";
 import { FAKE_FC, FAKE_FC_ENV } from "../fakes/firecracker/testkit.js";
@@ -70,18 +70,7 @@ describe.skipIf(skip)(`lifecycle under concurrency and interruption${skip ? ` (s
     d = await startTestDaemon({ config: { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 4, ssh_timeout_s: 120 }, env: FAKE_FC_ENV });
     api = apiClient(d.socket);
     art = mkdtempSync(join(tmpdir(), "banger-race-"));
-    const reg = await d.cli([
-      "image",
-      "register",
-      "--name",
-      "fake-1",
-      "--kernel",
-      fakeElfKernel(art),
-      "--rootfs",
-      realExt4(art, "rootfs.ext4"),
-      "--work-seed",
-      realExt4(art, "seed.ext4", { ".bashrc": "# seed\n" }),
-    ]);
+    const reg = await d.cli(fakeImageArgs(art, "fake-1"));
     expect(reg.stderr).toBe("");
   });
   afterAll(async () => {
