@@ -34,3 +34,17 @@ tree_bytes() { du -sx --block-size=1 "$1" | cut -f1; }
 
 # Round $1 bytes up to whole MiB.
 to_mib() { echo $(( ($1 + 1048575) / 1048576 )); }
+
+# Sparse file sized to the tree plus headroom: the rootfs is copied per VM, not grown,
+# so the free space here is what a VM has for package installs outside /root.
+make_ext4() {
+  local dir=$1 img=$2 label=$3 min_mib=$4 used_mib size_mib
+  used_mib=$(to_mib "$(tree_bytes "$dir")")
+  size_mib=$(( used_mib * 13 / 10 + 64 ))
+  [ "$size_mib" -ge "$min_mib" ] || size_mib=$min_mib
+  rm -f "$img"
+  truncate -s "${size_mib}M" "$img"
+  timeout 300 mkfs.ext4 -q -F -L "$label" -d "$dir" "$img" || die "mkfs.ext4 -d $dir failed"
+  timeout 120 e2fsck -fn "$img" >/dev/null 2>&1 || die "e2fsck reports problems in freshly made $img"
+  note "$(basename "$img"): ${size_mib} MiB ext4 for ${used_mib} MiB of files"
+}
