@@ -9,11 +9,6 @@ export interface Timed {
   stderr: string;
 }
 
-export const median = (xs: number[]) => {
-  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-
 /** Wall time of one process, fork to exit, as a shell would see it. */
 export function timeCommand(argv: string[], env: NodeJS.ProcessEnv): Timed {
   const t0 = process.hrtime.bigint();

@@ -14,16 +14,16 @@
  * Only the CLI, the API and /proc are used, so this also runs against older trees (no
  * Server-Timing there: those figures print as n/a). Writes JSON to build/bench/cli-<ts>.json.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ExecRunner } from "../src/adapters/exec/runner.js";
 import { fakeElfKernel, realExt4 } from "../test/helpers/artifacts.js";
 import { BANGER, REPO, startTestDaemon, type TestDaemon } from "../test/helpers/daemon.js";
-import type { Netns } from "../test/helpers/netns.js";
-import { api, daemonMemory, median, timeCommand, type Memory, type Timed } from "./cli-lib.js";
+import { benchNamespace, runMain, writeReport } from "./common.js";
+import { median } from "./common.js";
+import { api, daemonMemory, timeCommand, type Memory, type Timed } from "./cli-lib.js";
 
 const { values } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"),
@@ -31,12 +31,7 @@ const { values } = parseArgs({
 });
 const runs = Number(values.runs);
 const records = Number(values.records);
-const ns = process.env.BANGER_BENCH_NS;
-if (!ns) {
-  console.error("bench/cli.ts must run inside its namespace: use `make bench-cli` (bench/run.sh)");
-  process.exit(2);
-}
-const here: Netns = { name: ns, runner: new ExecRunner(), exec: (c, a, o) => new ExecRunner().run(c, a, o), destroy: async () => undefined };
+const here = benchNamespace("cli.ts", "bench-cli");
 const FAKE_FC = join(REPO, "test/fakes/firecracker/firecracker.mjs");
 const BIN_JS = join(REPO, "bin/banger.js");
 const fmt = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? "n/a" : `${ms.toFixed(1)} ms`);
@@ -202,46 +197,29 @@ async function main(): Promise<void> {
     console.log(`\n== GET /v1/vms with ${records} VMs, median of ${list.length}`);
     console.log(`  server time ${fmt(median(list.map((l) => l.serverMs ?? NaN)))} (target ≤ 5 ms), round trip ${fmt(median(list.map((l) => l.roundTripMs)))}`);
 
-    const out = join(REPO, "build/bench");
-    mkdirSync(out, { recursive: true });
-    const file = join(out, `cli-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
     const summary = Object.fromEntries(
       Object.entries(times).map(([k, ts]) => [
         k,
         { medianMs: median(ts.map((t) => t.ms)), ratioVsNode: median(ts.map((t) => t.ms)) / node, samples: ts.map((t) => t.ms) },
       ]),
     );
-    writeFileSync(
-      file,
-      JSON.stringify(
-        {
-          runs,
-          node: process.version,
-          cli: summary,
-          create: { ownMedianMs: median(own), ownCountingServerTimeOnlyMs: median(ownStrict), samples: create },
-          memory: { idle, fifty, [`records${records}`]: many },
-          listVms: {
-            records,
-            serverMedianMs: median(list.map((l) => l.serverMs ?? NaN)),
-            roundTripMedianMs: median(list.map((l) => l.roundTripMs)),
-            samples: list,
-          },
-        },
-        null,
-        2,
-      ),
-    );
-    console.log(`\nwrote ${file}`);
+    writeReport("cli", {
+      runs,
+      node: process.version,
+      cli: summary,
+      create: { ownMedianMs: median(own), ownCountingServerTimeOnlyMs: median(ownStrict), samples: create },
+      memory: { idle, fifty, [`records${records}`]: many },
+      listVms: {
+        records,
+        serverMedianMs: median(list.map((l) => l.serverMs ?? NaN)),
+        roundTripMedianMs: median(list.map((l) => l.roundTripMs)),
+        samples: list,
+      },
+    });
   } finally {
     await d.destroy();
     rmSync(art, { recursive: true, force: true });
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -8,15 +8,12 @@
  * run, is the same image booted by hand with the same VMM arguments
  * (bench/raw-boot.ts). Writes JSON to build/bench/.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startTestDaemon, type TestDaemon } from "../test/helpers/daemon.js";
 import { existsSync } from "node:fs";
 import { builtImage, registerArgs, type BuiltImage } from "../test/helpers/guest-image.js";
-import { REPO } from "../test/helpers/daemon.js";
-import type { Netns } from "../test/helpers/netns.js";
-import { ExecRunner } from "../src/adapters/exec/runner.js";
+import { benchNamespace, median, runMain, writeReport } from "./common.js";
 import { ensureDefaultKey } from "../src/adapters/ssh/keys.js";
 import { rawBoot } from "./raw-boot.js";
 
@@ -32,11 +29,7 @@ const { values } = parseArgs({
 });
 const runs = Number(values.runs);
 const parallel = Number(values.parallel);
-const ns = process.env.BANGER_BENCH_NS;
-if (!ns) {
-  console.error("bench/create.ts must run inside its namespace: use `make bench-create` (bench/run.sh)");
-  process.exit(2);
-}
+const here = benchNamespace("create.ts", "bench-create");
 /** `debian`/`alpine` = the newest build of that OS; anything else is an image directory. */
 function imageFor(spec: string): { label: string; os: string; img: BuiltImage } {
   if (!spec.includes("/")) {
@@ -83,13 +76,7 @@ const warm = async (d: TestDaemon, v: Variant) => {
   if (r.code !== 0) throw new Error(`warm failed: ${r.stderr}`);
 };
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
-/** Inside the bench's namespace already: commands run directly, no `ip netns exec`. */
-const here: Netns = { name: ns, runner: new ExecRunner(), exec: (c, a, o) => new ExecRunner().run(c, a, o), destroy: async () => undefined };
 const PRE_VMM = ["lease-ip", "tap", "rootfs", "work-disk", "work-disk-fallback", "inject", "nat"];
 
 async function measure(v: Variant, image: ReturnType<typeof imageFor>): Promise<{ image: string; variant: Variant; samples: Record<string, number>[] }> {
@@ -202,20 +189,7 @@ async function main(): Promise<void> {
       console.log(`  ${r.image.padEnd(10)} ${fmt(r.medians["create→ssh-ready"]).padStart(10)}   raw ${fmt(rawMedian[r.image]).padStart(10)}`);
     }
   }
-  const out = join(REPO, "build/bench");
-  mkdirSync(out, { recursive: true });
-  const file = join(out, `create-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(
-    file,
-    JSON.stringify({ runs, parallel, vmm: values.vmm, images: images.map((i) => i.img.name), raw: { samples: raw, median: rawMedian }, report }, null, 2),
-  );
-  console.log(`\nwrote ${file}`);
+  writeReport("create", { runs, parallel, vmm: values.vmm, images: images.map((i) => i.img.name), raw: { samples: raw, median: rawMedian }, report });
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runMain(main);

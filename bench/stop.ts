@@ -11,15 +11,14 @@
  * Only the CLI and the daemon's API are used (plus the test daemon harness), so this file also
  * runs against older trees. Writes JSON to build/bench/stop-<ts>.json.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ExecRunner } from "../src/adapters/exec/runner.js";
 import { fakeElfKernel, realExt4 } from "../test/helpers/artifacts.js";
 import { REPO, startTestDaemon, type TestDaemon } from "../test/helpers/daemon.js";
 import { builtDebianImage, imageAt, registerArgs, type BuiltImage } from "../test/helpers/guest-image.js";
-import type { Netns } from "../test/helpers/netns.js";
+import { benchNamespace, median, runMain, writeReport } from "./common.js";
 
 const { values } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"),
@@ -30,11 +29,7 @@ const { values } = parseArgs({
   },
 });
 const runs = Number(values.runs);
-const ns = process.env.BANGER_BENCH_NS;
-if (!ns) {
-  console.error("bench/stop.ts must run inside its namespace: use `make bench-stop` (bench/run.sh)");
-  process.exit(2);
-}
+const here = benchNamespace("stop.ts", "bench-stop");
 
 const FAKE_FC = join(REPO, "test/fakes/firecracker/firecracker.mjs");
 // The fake refuses to start without the Firecracker spec unless told to run without it.
@@ -65,11 +60,6 @@ interface Event {
   outcome: string;
 }
 
-const here: Netns = { name: ns, runner: new ExecRunner(), exec: (c, a, o) => new ExecRunner().run(c, a, o), destroy: async () => undefined };
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
 
 async function register(d: TestDaemon, v: Variant, art: string): Promise<void> {
@@ -160,17 +150,7 @@ async function main(): Promise<void> {
   const ratio = report[0].medianStopMs / report[1].medianStopMs;
   console.log(`  ratio poweroff-mapping / reboot-mapping: ${ratio.toFixed(1)}×`);
 
-  const out = join(REPO, "build/bench");
-  mkdirSync(out, { recursive: true });
-  const file = join(out, `stop-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  writeFileSync(file, JSON.stringify({ runs, ratioPoweroffVsReboot: ratio, report }, null, 2));
-  console.log(`\nwrote ${file}`);
+  writeReport("stop", { runs, ratioPoweroffVsReboot: ratio, report });
 }
 
-main().then(
-  () => process.exit(0),
-  (e) => {
-    console.error(e);
-    process.exit(1);
-  },
-);
+runMain(main);
