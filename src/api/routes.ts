@@ -8,6 +8,7 @@ import { getVm, listVms } from "../app/vm-lookup.js";
 import { sshTarget } from "../app/vm-ready.js";
 import { BangerError } from "../domain/errors.js";
 import { VERSION } from "../version.js";
+import { buildRoute } from "./build-route.js";
 import { errorResponse } from "./errors.js";
 import { createVmBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
 
@@ -31,6 +32,7 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
 
   api.get("/images", (c) => c.json({ images: images.list() }));
   api.post("/images", async (c) => c.json({ image: await images.register(registerImageBody.parse(await body(c))) }, 201));
+  buildRoute(api, d, images, body);
   api.get("/images/:name", (c) => c.json({ image: images.get(c.req.param("name")) }));
   api.delete("/images/:name", async (c) => {
     await images.remove(c.req.param("name"));

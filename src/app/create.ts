@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import { guestAddresses, macForIp } from "../domain/addr.js";
 import { BangerError } from "../domain/errors.js";
 import { validateName } from "../domain/names.js";
 import { artifactOf, type Image, type Vm } from "../domain/types.js";
@@ -14,6 +13,7 @@ import type { PreparedDisks } from "./deps.js";
 import { vmFiles } from "./vm-files.js";
 import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
+import { leaseStage } from "./lease-stage.js";
 
 /** What a create touches; start, stop and rm take a subset of the same (lifecycle.ts). */
 export type CreateDeps = BootDeps &
@@ -102,21 +102,7 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; n
   const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: input.noWait };
 
   const stages: Stage[] = [
-    {
-      name: "lease-ip",
-      run: async ({ onUndo }) => {
-        // Last to run: a VM whose other undos all worked has nothing left and goes; otherwise
-        // the row stays as `failed`, so `banger vm rm` can finish the cleanup later.
-        onUndo("vm-record", () => {
-          if (plan.undoFailures === 0) d.store.deleteVm(id);
-        });
-        const ip = d.store.allocateLease(id, guestAddresses(cfg.subnet));
-        if (!ip) throw new BangerError("NO_FREE_IP", `no free address left in ${cfg.subnet}`, { hint: "remove unused VMs or widen `subnet` in the config" });
-        onUndo("lease", () => d.store.releaseLease(id));
-        patch({ ip, mac: macForIp(ip), vsockCid: d.store.allocateVsockCid(id) });
-        return ip;
-      },
-    },
+    leaseStage(d, plan, id, patch),
     tapStage(boot),
     {
       name: "rootfs",

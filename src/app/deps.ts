@@ -4,7 +4,9 @@ import type { Image, VmmKind } from "../domain/types.js";
 import type { ConsoleLogs } from "../ports/console.js";
 import type { Disks } from "../ports/disks.js";
 import type { Files } from "../ports/files.js";
+import type { BuildDisks } from "../ports/build-disks.js";
 import type { Guest } from "../ports/guest.js";
+import type { GuestShell } from "../ports/guest-shell.js";
 import type { HostCheckConfig, HostFacts } from "../ports/host.js";
 import type { Network } from "../ports/network.js";
 import type { Store } from "../ports/store.js";
@@ -95,6 +97,10 @@ export interface AppDeps {
   /** Guest console logs in the VM dirs: reads with stable offsets, rotation. */
   console: ConsoleLogs;
   guest: Guest;
+  /** Streamed commands in a guest (image build's steps). */
+  shell: GuestShell;
+  /** Grow, check, shrink and scrub ext4 images (image build). */
+  buildDisks: BuildDisks;
   keys: Keys;
   names: NameGenerator;
   log: Logger;

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { basename, join } from "node:path";
 import { BangerError } from "../domain/errors.js";
 import { validateImageName, validateName } from "../domain/names.js";
+import type { BuildInfo } from "../domain/build.js";
 import type { Artifact, ArtifactRole, GuestService, Image } from "../domain/types.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 
@@ -22,6 +23,8 @@ export interface RegisterInput {
   defaultVcpus?: number;
   defaultMemoryMib?: number;
   defaultWorkDiskGib?: number;
+  /** Provenance of an `image build` result. */
+  build?: BuildInfo;
 }
 
 const FILE_NAMES: Record<ArtifactRole, string> = {
@@ -97,6 +100,7 @@ export class ImageService {
         defaultWorkDiskGib: input.defaultWorkDiskGib,
         guest: { os: input.os ?? "linux", services },
         artifacts,
+        ...(input.build ? { build: input.build } : {}),
       });
       this.d.log.info({ image: image.name, id, artifacts: artifacts.map((a) => basename(a.path)) }, "image registered");
       return image;

@@ -10,6 +10,8 @@ import { LinuxNetwork } from "../adapters/net/linux-network.js";
 import { Ext4Disks } from "../adapters/disk/disks.js";
 import { copyFileReflink, sha256File } from "../adapters/disk/files.js";
 import { SshGuest } from "../adapters/ssh/guest.js";
+import { SshShell } from "../adapters/ssh/shell.js";
+import { Ext4BuildDisks } from "../adapters/disk/build-disks.js";
 import { checkKey, ensureDefaultKey, generateHostKey } from "../adapters/ssh/keys.js";
 import { SqliteStore } from "../adapters/sqlite/store.js";
 import { NameGenerator, seededRandom } from "../domain/names.js";
@@ -119,6 +121,8 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
     host: hostFacts(cfg, drivers),
     console: new FileConsoleLogs(),
     guest: new SshGuest({ log: log.child({ component: "ssh" }) }),
+    shell: new SshShell(),
+    buildDisks: new Ext4BuildDisks({ runner, disks }),
     keys,
   };
 }

@@ -1,3 +1,4 @@
+import type { BuildInfo } from "./build.js";
 import type { VmState } from "./vm-state.js";
 
 export type VmmKind = "firecracker" | "qemu";
@@ -40,6 +41,8 @@ export interface Image {
   artifacts: Artifact[];
   aliases: string[];
   createdAt: string;
+  /** Set on images made by `banger image build`: parent, step digests, stage times. */
+  build?: BuildInfo;
 }
 
 export type { VmState };
@@ -65,6 +68,8 @@ export interface Vm {
   vsockCid?: number;
   /** True when the work disk was made empty because the image has no work-seed. */
   workSeedFallback: boolean;
+  /** "builder": the throw-away VM of an image build; `vm ls` leaves it out while the build runs. */
+  role?: "builder";
   createdAt: string;
   updatedAt: string;
   lastError?: string;

@@ -14,7 +14,9 @@ import { loadConfig } from "../../src/config/load.js";
 import { BangerError } from "../../src/domain/errors.js";
 import { NameGenerator, seededRandom } from "../../src/domain/names.js";
 import type { Disks } from "../../src/ports/disks.js";
+import type { BuildDisks } from "../../src/ports/build-disks.js";
 import type { Guest } from "../../src/ports/guest.js";
+import type { GuestShell } from "../../src/ports/guest-shell.js";
 import type { Network } from "../../src/ports/network.js";
 import type { Vmm, VmmHandle } from "../../src/ports/vmm.js";
 
@@ -30,6 +32,8 @@ export interface WorldOptions {
   log?: Logger;
   /** The guest's answer to an SSH command (stop's in-guest shutdown). */
   exec?: (command: string) => { code: number; stdout: string; stderr: string };
+  /** The guest's answer to a streamed command (image build steps): its output lines and exit code. */
+  shell?: (command: string, input?: string) => { code: number; lines?: string[] } | Promise<{ code: number; lines?: string[] }>;
 }
 
 /** Port fakes that record what is held, so every failure path can be checked for leaks. */
@@ -127,6 +131,36 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     waitPort: async () => boom("wait-services"),
     exec: async (_t, command) => opts.exec?.(command) ?? { code: 0, stdout: "", stderr: "" },
   };
+  const shellCalls: { command: string; input?: string }[] = [];
+  const shell: GuestShell = {
+    run: async (_t, command, o) => {
+      shellCalls.push({ command, input: o.input });
+      const r = (await opts.shell?.(command, o.input)) ?? { code: 0 };
+      for (const l of r.lines ?? []) o.onLine("stdout", l);
+      o.signal?.throwIfAborted();
+      return { code: r.code };
+    },
+  };
+  const diskCalls: string[] = [];
+  const buildDisks: BuildDisks = {
+    growTo: async (image, bytes) => {
+      boom("grow");
+      diskCalls.push(`grow ${image} ${bytes}`);
+    },
+    check: async (image) => {
+      boom("fsck");
+      diskCalls.push(`check ${image}`);
+      return "clean";
+    },
+    shrinkToMin: async (image) => {
+      diskCalls.push(`shrink ${image}`);
+      return 1024 * 1024;
+    },
+    scrub: async (image, o) => {
+      diskCalls.push(`scrub ${image} ${o.remove.length}+${o.empty.length}`);
+    },
+    size: async () => 1024 ** 3,
+  };
   const keyPath = join(dir, "id");
   writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
   const config = appConfig(cfg);
@@ -151,6 +185,8 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     files,
     host,
     guest,
+    shell,
+    buildDisks,
     keys,
     log,
     console: new FileConsoleLogs(),
@@ -177,5 +213,5 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
       { role: "work_seed", path: join(imgDir, "seed.ext4"), sha256: "c".repeat(64), sizeBytes: 1 },
     ],
   });
-  return { d, held, store, cfg, dir };
+  return { d, held, store, cfg, dir, shellCalls, diskCalls };
 }

@@ -169,6 +169,15 @@ ALTER TABLE vms_next RENAME TO vms;
 CREATE INDEX vms_image ON vms(image_id);
 `,
   },
+  {
+    // image build: the builder VM is a row like any other (leases, TAPs, reconcile work the same), marked by its role;
+    // a built image records its parent, step digests and stage times.
+    version: 4,
+    sql: `
+ALTER TABLE vms ADD COLUMN role TEXT CHECK (role IS NULL OR role IN ('builder'));
+ALTER TABLE images ADD COLUMN build_json TEXT;
+`,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -1,4 +1,5 @@
 // The only place that knows how domain objects are laid out in SQLite.
+import type { BuildInfo } from "../../domain/build.js";
 import type { Artifact, ArtifactRole, GuestMeta, Image, ImageStatus, LifecycleEvent, StageOutcome, Vm, VmmKind, VmState } from "../../domain/types.js";
 import type { NewImage, VmPatch } from "../../ports/store.js";
 
@@ -15,6 +16,7 @@ export interface ImageRow {
   default_work_disk_gib: number | null;
   guest_json: string;
   created_at: string;
+  build_json: string | null;
 }
 
 export interface ArtifactRow {
@@ -47,6 +49,7 @@ export interface VmRow {
   created_at: string;
   updated_at: string;
   last_error: string | null;
+  role: string | null;
 }
 
 export interface EventRow {
@@ -83,6 +86,7 @@ export function imageToRow(img: NewImage, status: ImageStatus, createdAt: string
     default_work_disk_gib: img.defaultWorkDiskGib ?? null,
     guest_json: JSON.stringify(img.guest),
     created_at: createdAt,
+    build_json: img.build ? JSON.stringify(img.build) : null,
   };
 }
 
@@ -109,6 +113,7 @@ export function rowToImage(r: ImageRow, artifacts: ArtifactRow[], aliases: strin
   setOpt(img, "defaultVcpus", r.default_vcpus);
   setOpt(img, "defaultMemoryMib", r.default_memory_mib);
   setOpt(img, "defaultWorkDiskGib", r.default_work_disk_gib);
+  if (r.build_json) img.build = JSON.parse(r.build_json) as BuildInfo;
   return img;
 }
 
@@ -136,6 +141,7 @@ const VM_COLUMNS: { [K in VmField]-?: { col: keyof VmRow; toDb: (v: Vm[K] | unde
   dir: { col: "dir", toDb: (v) => v ?? null },
   vsockCid: { col: "vsock_cid", toDb: (v) => v ?? null, nullable: true },
   workSeedFallback: { col: "work_seed_fallback", toDb: (v) => (v === undefined ? null : v ? 1 : 0) },
+  role: { col: "role", toDb: (v) => v ?? null, nullable: true },
   createdAt: { col: "created_at", toDb: (v) => v ?? null },
   updatedAt: { col: "updated_at", toDb: (v) => v ?? null },
   lastError: { col: "last_error", toDb: (v) => v ?? null, nullable: true },
@@ -196,6 +202,7 @@ export function rowToVm(r: VmRow): Vm {
   setOpt(vm, "pidStart", r.pid_start);
   setOpt(vm, "vsockCid", r.vsock_cid);
   setOpt(vm, "lastError", r.last_error);
+  if (r.role === "builder") vm.role = "builder";
   return vm;
 }
 

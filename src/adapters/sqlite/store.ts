@@ -75,7 +75,7 @@ export class SqliteStore implements Store {
     return this.write(() => {
       try {
         this.run(
-          "INSERT INTO images (id, name, status, status_detail, boot_args, default_vcpus, default_memory_mib, default_work_disk_gib, guest_json, created_at) VALUES (@id, @name, @status, @status_detail, @boot_args, @default_vcpus, @default_memory_mib, @default_work_disk_gib, @guest_json, @created_at)",
+          "INSERT INTO images (id, name, status, status_detail, boot_args, default_vcpus, default_memory_mib, default_work_disk_gib, guest_json, created_at, build_json) VALUES (@id, @name, @status, @status_detail, @boot_args, @default_vcpus, @default_memory_mib, @default_work_disk_gib, @guest_json, @created_at, @build_json)",
           imageToRow(img, "ok", this.now().toISOString()),
         );
       } catch (e) {

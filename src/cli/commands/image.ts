@@ -4,7 +4,8 @@ import { InvalidArgumentError } from "commander";
 import type { GuestService, Image } from "../../domain/types.js";
 import type { CliContext } from "../context.js";
 import { positiveInt } from "../parse.js";
-import { bytes, keyValues, table } from "../output.js";
+import { bytes, keyValues, ms, table } from "../output.js";
+import { registerImageBuild } from "./image-build.js";
 
 function parseService(spec: string, acc: GuestService[] = []): GuestService[] {
   const m = /^([a-z0-9][a-z0-9_-]*):(\d{1,5})(?::(\d+))?$/i.exec(spec);
@@ -28,12 +29,25 @@ function showImage(img: Image): string {
       ["boot args", img.bootArgs],
       ["work-seed", img.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (VMs get an empty /root: fallback path)"],
       ["created", img.createdAt],
+      ["built", img.build ? `built from ${img.build.parent} by script sha256:${img.build.digest}` : undefined],
     ]) +
     "\n\n" +
     table(
       ["ARTIFACT", "SIZE", "SHA256", "PATH"],
       img.artifacts.map((a) => [a.role, bytes(a.sizeBytes), a.sha256.slice(0, 16), a.path]),
-    )
+    ) +
+    (img.build
+      ? "\n\n" +
+        table(
+          ["STEP", "SHA256", "WHAT"],
+          img.build.steps.map((s) => [s.kind, s.sha256.slice(0, 16), s.label.split("\n")[0]]),
+        ) +
+        "\n\n" +
+        table(
+          ["BUILD STAGE", "TIME", "DETAIL"],
+          img.build.stages.map((s) => [s.stage, ms(s.ms), s.detail?.split("\n")[0]]),
+        )
+      : "")
   );
 }
 
@@ -76,6 +90,8 @@ export function registerImage(program: Command, ctx: CliContext): void {
       );
       ctx.out(() => `registered ${image.name}\n\n${showImage(image)}`, { image });
     });
+
+  registerImageBuild(im, ctx, parseService);
 
   im.command("ls")
     .description("list images and their aliases")
