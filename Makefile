@@ -5,7 +5,7 @@ NODE ?= node
 # one only held garbage (docs/architecture.md, "CLI and daemon footprint").
 BANGERD_NODE_FLAGS := --max-semi-space-size=1
 
-.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli demo demo-clean clean
+.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-build demo demo-clean clean
 
 all: build
 
@@ -86,6 +86,11 @@ bench-stop: build
 # server time with 200 records (fake Firecracker, own namespace). See bench/cli.ts.
 bench-cli: build
 	BENCH=cli bash bench/run.sh $(ARGS)
+
+# `banger image build` stage medians (real guest under QEMU, one-line step) against a vm create
+# of the same base to SSH-ready in the same run. ARGS="--runs 3 [--rootfs-size 2G]". See bench/build.ts.
+bench-build: build
+	BENCH=build bash bench/run.sh $(ARGS)
 
 # An installable package: npm install -g build/dist/banger-<version>.tgz
 dist: build

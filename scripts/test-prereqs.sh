@@ -14,3 +14,5 @@ if ! ls build/images/debian/*/manifest.json >/dev/null 2>&1; then
   echo "test prerequisites: no Debian guest image yet; building it (make image-debian)"
   BANGER_NO_REGISTER=1 make image-debian
 fi
+# The local apt repository the image-build e2e test serves to its guest (jq and its dependencies).
+bash scripts/apt-test-repo.sh

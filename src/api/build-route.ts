@@ -17,7 +17,15 @@ export const buildImageBody = z
       .array(
         z.discriminatedUnion("kind", [
           z.object({ kind: z.literal("script"), name: z.string().min(1).max(255), content: z.string().max(MAX_SCRIPT_BYTES), sha256: z.string() }).strict(),
-          z.object({ kind: z.literal("run"), command: z.string().min(1).max(64 * 1024) }).strict(),
+          z
+            .object({
+              kind: z.literal("run"),
+              command: z
+                .string()
+                .min(1)
+                .max(64 * 1024),
+            })
+            .strict(),
         ]),
       )
       .max(256)

@@ -19,8 +19,7 @@ const POWEROFF_TIMEOUT_MS = 120_000;
 
 // A script is written to a private temp file and run from there, so it may be any language
 // with a #! line (a file without one runs under the login shell); stdin carries the content.
-const RUN_UPLOADED =
-  'f=$(mktemp /tmp/banger-build.XXXXXX) && cat >"$f" && chmod 700 "$f" && (cd /root && "$f"); rc=$?; rm -f "$f"; exit $rc';
+const RUN_UPLOADED = 'f=$(mktemp /tmp/banger-build.XXXXXX) && cat >"$f" && chmod 700 "$f" && (cd /root && "$f"); rc=$?; rm -f "$f"; exit $rc';
 
 export interface StepsContext {
   vm(): Vm;

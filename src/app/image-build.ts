@@ -1,20 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import {
-  buildDigest,
-  packageManagerFor,
-  parseSize,
-  sha256Hex,
-  stepDigests,
-  validatePackages,
-  type BuildEvent,
-  type BuildInfo,
-  type BuildStep,
-} from "../domain/build.js";
+import { packageManagerFor, parseSize, validatePackages, type BuildEvent, type BuildInfo, type BuildStep } from "../domain/build.js";
 import { BangerError, asBangerError, isCode } from "../domain/errors.js";
+import { buildDigest, sha256Hex, stepDigests } from "./build-digest.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
 import { validateImageName, validateName } from "../domain/names.js";
 import { artifactOf, type GuestService, type Image, type Vm } from "../domain/types.js";
+import type { Vmm } from "../ports/vmm.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
 import { resolveImage } from "./create.js";
 import type { AppDeps } from "./deps.js";
@@ -71,10 +63,11 @@ export interface CheckedBuild {
   base: Image;
   packages: string[];
   rootfsBytes?: number;
+  vmm: Vmm;
 }
 
 /** Everything that can be refused before anything is acquired; throws the coded error for bad input. */
-export function checkBuild(d: Pick<AppDeps, "store" | "ops">, input: BuildInput): CheckedBuild {
+export function checkBuild(d: Pick<AppDeps, "store" | "ops" | "vmm" | "config">, input: BuildInput): CheckedBuild {
   validateImageName(input.name);
   if (input.promoteAs !== undefined) validateName(input.promoteAs, "alias");
   if (d.store.getImage(input.name) || d.ops.current(buildKey(input.name))) {
@@ -83,7 +76,9 @@ export function checkBuild(d: Pick<AppDeps, "store" | "ops">, input: BuildInput)
     });
   }
   if (input.promoteAs !== undefined && d.store.listImages().some((i) => i.name === input.promoteAs)) {
-    throw new BangerError("IMAGE_EXISTS", `--promote-as ${input.promoteAs} is an image name, not an alias`, { hint: "choose an alias that is not an image name" });
+    throw new BangerError("IMAGE_EXISTS", `--promote-as ${input.promoteAs} is an image name, not an alias`, {
+      hint: "choose an alias that is not an image name",
+    });
   }
   const base = resolveImage(d, input.from);
   const packages = validatePackages(input.packages ?? []);
@@ -107,7 +102,8 @@ export function checkBuild(d: Pick<AppDeps, "store" | "ops">, input: BuildInput)
       });
     }
   }
-  return { input, base, packages, rootfsBytes };
+  // Resolves the VMM binary now: a host without it fails before the stream starts.
+  return { input, base, packages, rootfsBytes, vmm: d.vmm(d.config.vmm) };
 }
 
 function stepDigestMismatch(s: Extract<BuildStep, { kind: "script" }>): boolean {
@@ -128,9 +124,7 @@ export async function buildImage(
   checked: CheckedBuild,
   opts: { signal?: AbortSignal; emit(e: BuildEvent): void },
 ): Promise<Image> {
-  const { input, base } = checked;
-  const cfg = d.config;
-  const vmm = d.vmm(cfg.vmm);
+  const { input, vmm } = checked;
   const id = randomUUID();
   const builderName = `builder-${id.slice(0, 8)}`;
   const timeoutMs = input.timeoutMs ?? DEFAULT_BUILD_TIMEOUT_MS;
@@ -177,7 +171,7 @@ export async function buildImage(
 }
 
 interface RunContext {
-  vmm: ReturnType<BuildDeps["vmm"]>;
+  vmm: Vmm;
   id: string;
   builderName: string;
   deadline: number;
@@ -296,7 +290,9 @@ async function runBuild(d: BuildDeps, images: ImageService, checked: CheckedBuil
           bootArgs: base.bootArgs,
           os: base.guest.os,
           // --service replaces the base's list; SSH stays, since every banger image is reached through it.
-          services: input.services ? [...(input.services.some((x) => x.port === 22) ? [] : [{ name: "ssh", port: 22 }]), ...input.services] : base.guest.services,
+          services: input.services
+            ? [...(input.services.some((x) => x.port === 22) ? [] : [{ name: "ssh", port: 22 }]), ...input.services]
+            : base.guest.services,
           defaultVcpus: base.defaultVcpus,
           defaultMemoryMib: base.defaultMemoryMib,
           defaultWorkDiskGib: base.defaultWorkDiskGib,
@@ -322,7 +318,10 @@ async function runBuild(d: BuildDeps, images: ImageService, checked: CheckedBuil
   ];
 
   try {
-    await plan.run(stages.map((s) => streamed(s, c.emit)), explainGuestFailure(d, vm.dir));
+    await plan.run(
+      stages.map((s) => streamed(s, c.emit)),
+      explainGuestFailure(d, vm.dir),
+    );
   } catch (e) {
     if (plan.undoFailures > 0) settleFailed(d, vm, e, "failed");
     throw buildError(input.name, e);

@@ -1,7 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { sha256Hex, type BuildEvent, type BuildStep } from "../domain/build.js";
+import { createHash } from "node:crypto";
+import type { BuildEvent, BuildStep } from "../domain/build.js";
 import { BangerError } from "../domain/errors.js";
 import type { Image } from "../domain/types.js";
 import type { CliContext } from "./context.js";
@@ -18,11 +19,15 @@ async function readSteps(given: { kind: "script" | "run"; value: string }[]): Pr
     }
     const path = resolve(s.value);
     const content = await readFile(path, "utf8").catch((e: NodeJS.ErrnoException) => {
-      throw new BangerError("BAD_REQUEST", `--script ${s.value}: ${e.code === "ENOENT" ? "no such file" : e.code === "EISDIR" ? "is a directory" : e.message}`, {
-        hint: "give the path of a script file on this machine; it is read here and sent to bangerd",
-      });
+      throw new BangerError(
+        "BAD_REQUEST",
+        `--script ${s.value}: ${e.code === "ENOENT" ? "no such file" : e.code === "EISDIR" ? "is a directory" : e.message}`,
+        {
+          hint: "give the path of a script file on this machine; it is read here and sent to bangerd",
+        },
+      );
     });
-    steps.push({ kind: "script", name: basename(path), content, sha256: sha256Hex(content) });
+    steps.push({ kind: "script", name: basename(path), content, sha256: createHash("sha256").update(content).digest("hex") });
   }
   return steps;
 }
@@ -102,7 +107,8 @@ function connectError(e: unknown, socket: string): unknown {
   if (code === "ENOENT" || code === "ECONNREFUSED") {
     return new BangerError("DAEMON_UNREACHABLE", `bangerd is not running (socket ${socket}): start it with \`banger daemon start\``);
   }
-  if (code === "ANSWER_TIMEOUT") return new BangerError("TIMEOUT", "bangerd went silent during the build", { hint: "check `banger daemon status` and the daemon log" });
+  if (code === "ANSWER_TIMEOUT")
+    return new BangerError("TIMEOUT", "bangerd went silent during the build", { hint: "check `banger daemon status` and the daemon log" });
   return e;
 }
 
@@ -118,7 +124,8 @@ async function afterCancel(ctx: CliContext, name: string, builder: string | unde
         (e: BangerError) => (e.code === "VM_NOT_FOUND" ? null : undefined),
       );
     if (vm === null) return new BangerError("CANCELLED", `build of ${name} cancelled; nothing was left behind`);
-    if (vm?.state === "failed") return new BangerError("CANCELLED", `build of ${name} cancelled; its builder VM ${builder} is failed`, { hint: `\`banger vm rm ${builder}\`` });
+    if (vm?.state === "failed")
+      return new BangerError("CANCELLED", `build of ${name} cancelled; its builder VM ${builder} is failed`, { hint: `\`banger vm rm ${builder}\`` });
     await sleep(200);
   }
   return new BangerError("CANCELLED", `build of ${name} cancelled; bangerd is still undoing it`, { hint: `\`banger vm show ${builder}\` shows its state` });

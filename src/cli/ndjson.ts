@@ -45,7 +45,11 @@ export function postNdjson(
           } catch {
             // not an envelope
           }
-          reject(err?.code ? new BangerError(err.code, err.message, { hint: err.hint, stage: err.stage }) : new BangerError("INTERNAL", `bangerd answered ${res.statusCode}`));
+          reject(
+            err?.code
+              ? new BangerError(err.code, err.message, { hint: err.hint, stage: err.stage })
+              : new BangerError("INTERNAL", `bangerd answered ${res.statusCode}`),
+          );
         });
       },
     );

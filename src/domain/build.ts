@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { BangerError } from "./errors.js";
 
 /** One provisioning step as the daemon receives it: a script's content (never a client path) or a command line. */
@@ -39,7 +38,8 @@ export function packageManagerFor(os: string): PackageManager | undefined {
 }
 
 /** Run in the guest when the image's os label does not say: prints apt, apk or xbps. */
-export const DETECT_PACKAGE_MANAGER = "if command -v apt-get >/dev/null; then echo apt; elif command -v apk >/dev/null; then echo apk; elif command -v xbps-install >/dev/null; then echo xbps; fi";
+export const DETECT_PACKAGE_MANAGER =
+  "if command -v apt-get >/dev/null; then echo apt; elif command -v apk >/dev/null; then echo apk; elif command -v xbps-install >/dev/null; then echo xbps; fi";
 
 // Package names (and apt's name=version, name:arch, apk's name=version / name~version) use
 // these characters only; anything else could be read by the guest's shell.
@@ -49,9 +49,13 @@ export function validatePackages(list: string[]): string[] {
   const pkgs = list.map((p) => p.trim()).filter((p) => p.length > 0);
   const bad = pkgs.filter((p) => !PACKAGE_NAME.test(p));
   if (bad.length > 0) {
-    throw new BangerError("BAD_REQUEST", `--packages: ${bad.map((b) => JSON.stringify(b)).join(", ")} ${bad.length > 1 ? "are not package names" : "is not a package name"}`, {
-      hint: "package names are letters, digits and + . _ - (apt/apk also = ~ : for versions); no spaces or shell characters. Use --run for anything else",
-    });
+    throw new BangerError(
+      "BAD_REQUEST",
+      `--packages: ${bad.map((b) => JSON.stringify(b)).join(", ")} ${bad.length > 1 ? "are not package names" : "is not a package name"}`,
+      {
+        hint: "package names are letters, digits and + . _ - (apt/apk also = ~ : for versions); no spaces or shell characters. Use --run for anything else",
+      },
+    );
   }
   return pkgs;
 }
@@ -63,28 +67,11 @@ export function parseSize(text: string): number {
   const m = /^(\d+)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
   const bytes = m ? Number(m[1]) * UNITS[m[2].toUpperCase()] : NaN;
   if (!Number.isSafeInteger(bytes) || bytes <= 0) {
-    throw new BangerError("BAD_REQUEST", `size ${JSON.stringify(text)} is not a size`, { hint: "write it as a number with an optional K, M, G or T suffix, e.g. 2G" });
+    throw new BangerError("BAD_REQUEST", `size ${JSON.stringify(text)} is not a size`, {
+      hint: "write it as a number with an optional K, M, G or T suffix, e.g. 2G",
+    });
   }
   return bytes;
-}
-
-export const sha256Hex = (s: string | Buffer): string => createHash("sha256").update(s).digest("hex");
-
-/** The steps as `image show` lists them, packages first as they run first; each with its own digest. */
-export function stepDigests(packages: string[], steps: BuildStep[]): BuildInfo["steps"] {
-  const out: BuildInfo["steps"] = [];
-  if (packages.length > 0) {
-    const text = packages.join(" ");
-    out.push({ kind: "packages", label: text, sha256: sha256Hex(`packages\0${text}`) });
-  }
-  for (const s of steps) {
-    out.push(s.kind === "script" ? { kind: "script", label: s.name, sha256: s.sha256 } : { kind: "run", label: s.command, sha256: sha256Hex(s.command) });
-  }
-  return out;
-}
-
-export function buildDigest(steps: BuildInfo["steps"]): string {
-  return sha256Hex(steps.map((s) => `${s.kind}:${s.sha256}`).join("\n"));
 }
 
 /** "built from debian-12-… by script sha256:…", the line `image show` prints. */

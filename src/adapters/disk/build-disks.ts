@@ -74,6 +74,10 @@ export class Ext4BuildDisks implements BuildDisks {
       }
     }
     // Emptied, not removed: e.g. an empty /etc/machine-id is what makes systemd generate one per VM.
-    if (opts.empty.length > 0) await this.opts.disks.inject(image, opts.empty.map((e) => ({ path: e.path, content: "", mode: e.mode })));
+    if (opts.empty.length > 0)
+      await this.opts.disks.inject(
+        image,
+        opts.empty.map((e) => ({ path: e.path, content: "", mode: e.mode })),
+      );
   }
 }
