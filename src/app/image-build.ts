@@ -297,6 +297,8 @@ async function runBuild(d: BuildDeps, images: ImageService, checked: CheckedBuil
           defaultMemoryMib: base.defaultMemoryMib,
           defaultWorkDiskGib: base.defaultWorkDiskGib,
           build,
+          // The builder's disks are thrown away anyway: hand them over instead of copying gigabytes.
+          move: ["rootfs", "work_seed"],
         });
         onUndo("image", async () => {
           if (!keepImage) await images.remove(input.name);

@@ -25,6 +25,8 @@ export interface RegisterInput {
   defaultWorkDiskGib?: number;
   /** Provenance of an `image build` result. */
   build?: BuildInfo;
+  /** Roles whose source files the caller hands over: moved (one rename) instead of copied. */
+  move?: ArtifactRole[];
 }
 
 const FILE_NAMES: Record<ArtifactRole, string> = {
@@ -84,7 +86,8 @@ export class ImageService {
       for (const [role, path] of sources) {
         if (!path) continue;
         const dst = join(tmpDir, FILE_NAMES[role]);
-        await this.d.files.copy(path, dst);
+        if (input.move?.includes(role)) await this.d.files.rename(path, dst);
+        else await this.d.files.copy(path, dst);
         const sha256 = await this.d.files.sha256(dst);
         const size = (await this.d.files.stat(dst))?.size ?? 0;
         artifacts.push({ role, path: join(finalDir, FILE_NAMES[role]), sha256, sizeBytes: size });
@@ -157,6 +160,12 @@ export class ImageService {
 
   /** Cheap start-up pass: every artifact exists with its recorded size (checksums come later, in the background). */
   async reconcileQuick(): Promise<void> {
+    // A registration (or an image build's) cut short by a crash leaves its `<id>.partial` directory; nothing refers to it.
+    for (const entry of await this.d.files.list(this.d.config.imagesDir).catch(() => [] as string[])) {
+      if (!entry.endsWith(".partial")) continue;
+      await this.d.files.remove(join(this.d.config.imagesDir, entry));
+      this.d.log.warn({ dir: entry }, "removed an unfinished image directory");
+    }
     for (const img of this.d.store.listImages()) {
       let problem: string | undefined;
       for (const a of img.artifacts) {

@@ -228,3 +228,13 @@ describe("image build input", () => {
     expect(check({ promoteAs: "base-1" })?.code).toBe("IMAGE_EXISTS");
   });
 });
+
+describe("daemon start after a crash mid-registration", () => {
+  it("removes unfinished <id>.partial image directories and keeps registered ones", async () => {
+    const w = buildWorld();
+    mkdirSync(join(w.cfg.paths.imagesDir, "abc.partial"));
+    mkdirSync(join(w.cfg.paths.imagesDir, "base1"));
+    await w.images.reconcileQuick();
+    expect(readdirSync(w.cfg.paths.imagesDir)).toEqual(["base1"]);
+  });
+});
