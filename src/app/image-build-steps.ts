@@ -16,6 +16,8 @@ const POWEROFF_ACK = "banger-poweroff-accepted";
 /** After the guest accepted `poweroff`: its shutdown, under TCG and after heavy package work, can be slow. */
 const POWEROFF_GRACE_MS = 90_000;
 const POWEROFF_TIMEOUT_MS = 120_000;
+/** The in-guest `sync; poweroff` over SSH; sshd going away ends it, so this only bounds a hung guest. */
+const POWEROFF_SSH_MS = 60_000;
 
 // A script is written to a private temp file and run from there, so it may be any language
 // with a #! line (a file without one runs under the login shell); stdin carries the content.
@@ -111,13 +113,19 @@ export function guestSteps(d: BuildDeps, c: StepsContext): Stage[] {
     ...steps,
     {
       name: "poweroff",
-      run: async () => {
+      run: async ({ signal }) => {
         const h = handleOf(c.vm(), c.vmm);
         if (!h) throw new BangerError("INTERNAL", `builder ${c.vm().name} has no VMM process recorded`);
-        const r = await d.guest
-          .exec(await sshTarget(d, c.vm()), `sync && echo ${POWEROFF_ACK} && ${c.vmm.guestStopCommand}`, 15_000)
-          .catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
-        const asked = r.stdout.includes(POWEROFF_ACK);
+        // Acknowledged before the sync, which after package work under TCG can take longer than any fixed guess:
+        // once the guest said yes, the VMM's exit is awaited for the whole grace period.
+        let asked = false;
+        await d.shell
+          .run(await sshTarget(d, c.vm()), `echo ${POWEROFF_ACK}; sync; ${c.vmm.guestStopCommand}`, {
+            timeoutMs: POWEROFF_SSH_MS,
+            signal,
+            onLine: (_s, line) => (asked ||= line.includes(POWEROFF_ACK)),
+          })
+          .catch(() => signal.throwIfAborted());
         const res = await c.vmm.stop(h, { timeoutMs: POWEROFF_TIMEOUT_MS, graceMs: asked ? POWEROFF_GRACE_MS : 0 });
         c.patch({ pid: undefined, pidStart: undefined });
         return `${asked ? `guest ${c.vmm.guestStopCommand}` : "guest unreachable"}; ended by ${res.how} after ${res.ms} ms`;

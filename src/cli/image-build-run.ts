@@ -9,6 +9,9 @@ import type { CliContext } from "./context.js";
 import { postNdjson } from "./ndjson.js";
 import { ms } from "./output.js";
 
+/** The daemon's default too (src/app/image-build.ts). */
+const DEFAULT_TIMEOUT_MS = 30 * 60_000;
+
 /** Scripts are read here and sent as content with their sha256: the daemon never opens a client path. */
 async function readSteps(given: { kind: "script" | "run"; value: string }[]): Promise<BuildStep[]> {
   const steps: BuildStep[] = [];
@@ -34,7 +37,7 @@ async function readSteps(given: { kind: "script" | "run"; value: string }[]): Pr
 
 export async function runImageBuild(ctx: CliContext, o: Record<string, unknown>, given: { kind: "script" | "run"; value: string }[]): Promise<void> {
   const steps = await readSteps(given);
-  const timeoutMs = o.timeout as number;
+  const timeoutMs = (o.timeout as number | undefined) ?? DEFAULT_TIMEOUT_MS;
   const body = {
     from: o.from,
     name: o.name,

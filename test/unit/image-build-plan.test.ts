@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { buildImage, checkBuild, type BuildInput } from "../../src/app/image-build.js";
 import { ImageService } from "../../src/app/images.js";
+import { listVms } from "../../src/app/vm-lookup.js";
 import { sha256Hex } from "../../src/app/build-digest.js";
 import type { BuildEvent } from "../../src/domain/build.js";
 import { BangerError } from "../../src/domain/errors.js";
@@ -161,6 +162,18 @@ describe("image build plan", () => {
     expect(err.code).toBe("TIMEOUT");
     expect(err.message).toMatch(/did not finish within/);
     expectNothingLeft(w);
+  });
+
+  it("the builder is a VM row with role builder that `vm ls` leaves out while the build runs", async () => {
+    let seen: { all: string[]; listed: string[] } | undefined;
+    const w = buildWorld(undefined, {
+      shell: () => {
+        seen = { all: w.store.listVms().map((v) => `${v.role}:${v.state}`), listed: listVms(w.d).map((v) => v.name) };
+        return { code: 0 };
+      },
+    });
+    await w.build({ steps: [run("true")] });
+    expect(seen).toEqual({ all: ["builder:creating"], listed: [] });
   });
 
   it("a base without a work-seed builds with an empty /root, and the image still gets a seed", async () => {

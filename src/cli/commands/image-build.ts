@@ -27,7 +27,7 @@ export function registerImageBuild(im: Command, ctx: CliContext, parseService: (
     .option("--rootfs-size <size>", "grow the rootfs to this size before the builder boots, e.g. 2G")
     .option("--nat", "give the builder VM outbound network (NAT)", false)
     .option("--service <name:port[:timeout_s]>", "the new image's services (repeatable; default: the base's)", parseService)
-    .option("--timeout <duration>", "cancel the build after this long, e.g. 30m", duration, 30 * 60_000)
+    .option("--timeout <duration>", "cancel the build after this long, e.g. 45m or 2h (default: 30m)", duration)
     .option("--work-disk <gib>", "the builder's /root disk size (GiB); the new work-seed is shrunk to fit its contents", positiveInt)
     .option("--promote-as <alias>", "point this alias at the new image when it is built")
     .action(async (o: Record<string, unknown>) => {
