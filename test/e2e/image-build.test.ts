@@ -58,7 +58,8 @@ describe.skipIf(skip)(`e2e: image build under QEMU, apt from an upstream namespa
     ns = await createNetns("build");
     up = await createUpstream(ns);
     server = await serveDir(up.ns, REPO_DIR, 80);
-    d = await startTestDaemon({ ns, config: { memory_mib: 1024, work_disk_gib: 2 } });
+    // A generous SSH wait: CI and this host may run several TCG guests at once.
+    d = await startTestDaemon({ ns, config: { memory_mib: 1024, work_disk_gib: 2, ssh_timeout_s: 300 } });
     // SSH only: the test is about the build, and opencode's cold start under TCG costs minutes per VM.
     const reg = await d.cli(registerArgs(builtDebianImage()!, "debian-b-1", { services: false }), { timeoutMs: 300_000 });
     expect(reg.stderr).toBe("");

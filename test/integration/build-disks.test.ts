@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Ext4BuildDisks } from "../../src/adapters/disk/build-disks.js";
 import { Ext4Disks } from "../../src/adapters/disk/disks.js";
 import { ExecRunner } from "../../src/adapters/exec/runner.js";
-import { BangerError } from "../../src/domain/errors.js";
+import { type BangerError } from "../../src/domain/errors.js";
 import { BUILDER_IDENTITY } from "../../src/app/image-build.js";
 
 const tools = ["mkfs.ext4", "debugfs", "resize2fs", "e2fsck", "dumpe2fs", "truncate"];
