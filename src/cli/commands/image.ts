@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
+import { describeBuild } from "../../domain/build.js";
 import type { GuestService, Image } from "../../domain/types.js";
 import type { CliContext } from "../context.js";
 import { positiveInt } from "../parse.js";
@@ -29,7 +30,7 @@ function showImage(img: Image): string {
       ["boot args", img.bootArgs],
       ["work-seed", img.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (VMs get an empty /root: fallback path)"],
       ["created", img.createdAt],
-      ["built", img.build ? `built from ${img.build.parent} by script sha256:${img.build.digest}` : undefined],
+      ["built", img.build ? describeBuild(img.build) : undefined],
     ]) +
     "\n\n" +
     table(
