@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -191,9 +191,10 @@ describe.skipIf(skip)(`e2e: image build under QEMU, apt from an upstream namespa
   });
 
   it("refuses bad input before anything is acquired", async () => {
+    const imagesBefore = readdirSync(join(d.stateDir, "images")).length;
     const cases: [string[], RegExp][] = [
       [["--from", "nope", "--name", "x-1", "--run", "true"], /no image named nope/],
-      [["--from", "debian", "--name", "deb-tools", "--run", "true"], /already exists/],
+      [["--from", "debian", "--name", "debian-b-1", "--run", "true"], /already exists/],
       [["--from", "debian", "--name", "x-1", "--packages", "jq,curl;reboot"], /"curl;reboot" is not a package name/],
       [["--from", "debian", "--name", "x-1", "--script", "/nonexistent/setup.sh"], /--script \/nonexistent\/setup.sh: no such file/],
     ];
@@ -202,7 +203,21 @@ describe.skipIf(skip)(`e2e: image build under QEMU, apt from an upstream namespa
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toMatch(want);
     }
+
+    // A base whose files changed on disk since registration: caught by its checksums before anything is acquired.
+    expect((await d.cli(registerArgs(builtDebianImage()!, "debian-broken", { services: false }), { timeoutMs: 300_000 })).code).toBe(0);
+    const broken = (await d.cli(["--json", "image", "show", "debian-broken"])).json<{ image: { artifacts: { role: string; path: string }[] } }>().image;
+    const kernel = broken.artifacts.find((a) => a.role === "kernel")!.path;
+    const fh = openSync(kernel, "r+");
+    writeSync(fh, Buffer.from("banger"), 0, 6, 4096);
+    closeSync(fh);
+    const r = await d.cli(["image", "build", "--from", "debian-broken", "--name", "x-1", "--run", "true"], { timeoutMs: 120_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/failed at stage verify-base: base image debian-broken is broken: kernel checksum changed/);
+    expect((await d.cli(["image", "ls"])).stdout).toMatch(/debian-broken .*broken/);
+    expect((await d.cli(["image", "rm", "debian-broken"])).code).toBe(0);
+
     expect(readdirSync(join(d.stateDir, "vms"))).toEqual([]);
-    expect(readdirSync(join(d.stateDir, "images")).length).toBe(2);
+    expect(readdirSync(join(d.stateDir, "images")).length).toBe(imagesBefore);
   });
 });
