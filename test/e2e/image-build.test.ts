@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, openSync, readdirSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -74,6 +74,8 @@ describe.skipIf(skip)(`e2e: image build under QEMU, apt from an upstream namespa
   });
 
   it("builds deb-tools: apt from the upstream through NAT, a file in /root, stages streamed and recorded", async () => {
+    const scriptFile = join(d.dir, "setup.sh");
+    writeFileSync(scriptFile, '#!/bin/bash\nset -eu\necho "shell=$BASH_VERSION" | cut -c1-7 > /root/from-script\necho script-ran\n');
     const r = await d.cli(
       [
         "image",
@@ -88,6 +90,9 @@ describe.skipIf(skip)(`e2e: image build under QEMU, apt from an upstream namespa
         "apt-get install -y jq",
         "--run",
         "echo hi > /root/hello",
+        // A script is uploaded as content and run from a private temp file, under its own #! interpreter.
+        "--script",
+        scriptFile,
         "--nat",
         "--rootfs-size",
         "2G",
@@ -105,6 +110,8 @@ describe.skipIf(skip)(`e2e: image build under QEMU, apt from an upstream namespa
     // Progress on stderr as it happens: stages and the guest's own output.
     expect(r.stderr).toMatch(/✓ run:2/);
     expect(r.stderr).toMatch(/\| .*Setting up jq/);
+    expect(r.stderr).toMatch(/✓ script:setup.sh .*exit 0, 1 lines of output/);
+    expect(r.stderr).toMatch(/\| script-ran/);
     expect(r.stdout).toMatch(/built deb-tools/);
 
     const show = await d.cli(["image", "show", "deb-tools"]);
@@ -133,10 +140,17 @@ describe.skipIf(skip)(`e2e: image build under QEMU, apt from an upstream namespa
     const c = await d.cli(["vm", "create", "--image", "deb-tools", "--name", "tools"], { timeoutMs: 600_000 });
     if (c.code !== 0) console.error(c.stdout, c.stderr);
     expect(c.code).toBe(0);
-    const r = await d.cli(["vm", "ssh", "tools", "--", "command -v jq; echo '{\"a\":1}' | jq .a; cat /root/hello; df -h /root | tail -1 | awk '{print $2}'"]);
+    const r = await d.cli([
+      "vm",
+      "ssh",
+      "tools",
+      "--",
+      "command -v jq; echo '{\"a\":1}' | jq .a; cat /root/hello /root/from-script; ls /tmp | grep -c banger-build; df -h /root | tail -1 | awk '{print $2}'",
+    ]);
     expect(r.stderr).toBe("");
-    const [jq, one, hello, rootSize] = r.stdout.trim().split("\n");
-    expect([jq, one, hello]).toEqual(["/usr/bin/jq", "1", "hi"]);
+    const [jq, one, hello, fromScript, leftovers, rootSize] = r.stdout.trim().split("\n");
+    // The script ran under bash and removed its temp file.
+    expect([jq, one, hello, fromScript, leftovers]).toEqual(["/usr/bin/jq", "1", "hi", "shell=5", "0"]);
     // The shrunk seed grew back to the VM's work disk size.
     expect(rootSize).toMatch(/^[12](\.\d)?G$/);
     expect((await d.cli(["vm", "rm", "tools", "--force"], { timeoutMs: 120_000 })).code).toBe(0);
