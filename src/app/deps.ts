@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { NameGenerator } from "../domain/names.js";
 import type { Image, VmmKind } from "../domain/types.js";
+import type { GuestChannel } from "../ports/channel.js";
 import type { ConsoleLogs } from "../ports/console.js";
 import type { Disks } from "../ports/disks.js";
 import type { Files } from "../ports/files.js";
@@ -95,6 +96,8 @@ export interface AppDeps {
   /** Guest console logs in the VM dirs: reads with stable offsets, rotation. */
   console: ConsoleLogs;
   guest: Guest;
+  /** Byte streams to guest ports over vsock / virtio-serial, independent of the guest network. */
+  channel: GuestChannel;
   keys: Keys;
   names: NameGenerator;
   log: Logger;

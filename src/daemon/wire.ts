@@ -1,3 +1,4 @@
+import { SocketGuestChannel } from "../adapters/channel/guest-channel.js";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
@@ -119,6 +120,7 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
     host: hostFacts(cfg, drivers),
     console: new FileConsoleLogs(),
     guest: new SshGuest({ log: log.child({ component: "ssh" }) }),
+    channel: new SocketGuestChannel({ log: log.child({ component: "channel" }) }),
     keys,
   };
 }
