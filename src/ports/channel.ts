@@ -12,7 +12,10 @@ export interface ChannelTarget {
   vsockCid: number;
 }
 
-/** A connected byte stream (a node Duplex), named structurally so ports stay free of node imports. */
+/**
+ * A connected byte stream (a node Duplex), named structurally so ports stay free of node imports.
+ * It is handed over paused, so no byte is lost before the caller listens: pipe() or resume() it.
+ */
 export interface GuestStream extends NodeJS.ReadWriteStream {
   destroy(error?: Error): this;
 }
