@@ -5,7 +5,7 @@ NODE ?= node
 # one only held garbage (docs/architecture.md, "CLI and daemon footprint").
 BANGERD_NODE_FLAGS := --max-semi-space-size=1
 
-.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli demo demo-clean clean
+.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-channel demo demo-clean clean
 
 all: build
 
@@ -87,6 +87,11 @@ bench-stop: build
 # server time with 200 records (fake Firecracker, own namespace). See bench/cli.ts.
 bench-cli: build
 	BENCH=cli bash bench/run.sh $(ARGS)
+
+# Round-trip latency of `vm exec`, `vm ssh --vsock` and plain `vm ssh` to one real Debian guest
+# (QEMU, no NAT), medians in one run. See bench/channel.ts.
+bench-channel: build
+	BENCH=channel bash bench/run.sh $(ARGS)
 
 # An installable package: npm install -g build/dist/banger-<version>.tgz
 dist: build
