@@ -35,7 +35,11 @@ export function connectUpgrade(d: Pick<AppDeps, "store" | "channel" | "log">) {
 async function bridge(d: Pick<AppDeps, "store" | "channel" | "log">, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
   const url = new URL(req.url ?? "/", "http://bangerd");
   const m = ROUTE.exec(url.pathname);
-  if (!m) return refuse(client, new BangerError("NOT_FOUND", `no upgrade route ${req.method} ${url.pathname}`, { hint: "docs/api.md: GET /v1/vms/:name/connect?port=P" }));
+  if (!m)
+    return refuse(
+      client,
+      new BangerError("NOT_FOUND", `no upgrade route ${req.method} ${url.pathname}`, { hint: "docs/api.md: GET /v1/vms/:name/connect?port=P" }),
+    );
   if (req.method !== "GET" || String(req.headers.upgrade ?? "").toLowerCase() !== STREAM_PROTOCOL) {
     return refuse(client, new BangerError("BAD_REQUEST", `connect takes GET with Upgrade: ${STREAM_PROTOCOL}`, { hint: "docs/api.md describes the route" }));
   }

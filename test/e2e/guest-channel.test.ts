@@ -78,7 +78,7 @@ describe.skipIf(skip)(`e2e: the guest channel with the guest network down${skip 
       child.on("exit", () => resolve(out));
     });
     child.kill();
-    expect(banner).toMatch(/^SSH-2\.0-OpenSSH/);
+    expect(banner, `banger-vsock stderr: ${err}`).toMatch(/^SSH-2\.0-OpenSSH/);
     expect(err).toMatch(/via channel \(virtio-serial\)/);
   });
 

@@ -24,6 +24,9 @@ describe("CONNECT reply parsing", () => {
     const ok = parseReply(b("junkHELLO\nOK 22\nSSH-2.0-y\r\n"), "virtio-serial", 22);
     expect(ok.kind === "ok" && ok.rest.toString()).toBe("SSH-2.0-y\r\n");
     expect(parseReply(b("HELLO\nOK 23\n"), "virtio-serial", 22)).toMatchObject({ kind: "refused" });
+    // A stale offer, made to a host that left, before the fresh one.
+    expect(parseReply(b("HELLO\nHELL"), "virtio-serial", 22)).toEqual({ kind: "more" });
+    expect(parseReply(b("HELLO\nHELLO\nOK 22\n"), "virtio-serial", 22)).toMatchObject({ kind: "ok" });
     expect(parseReply(b("HELLO\nERR nothing listens on guest port 22\n"), "virtio-serial", 22)).toEqual({
       kind: "refused",
       why: "the guest says: nothing listens on guest port 22",

@@ -57,10 +57,7 @@ export class SocketGuestChannel implements GuestChannel {
       }
     }
     let release!: () => void;
-    this.serialHeld.set(
-      t.dir,
-      new Promise<void>((r) => (release = r)),
-    );
+    this.serialHeld.set(t.dir, new Promise<void>((r) => (release = r)));
     const free = () => {
       this.serialHeld.delete(t.dir);
       release();
@@ -82,6 +79,8 @@ function vhostVsock(t: ChannelTarget, port: number): Duplex {
   const child = spawn("socat", ["-", `VSOCK-CONNECT:${t.vsockCid}:${port}`], { stdio: ["pipe", "pipe", "ignore"] });
   const stream = Duplex.from({ readable: child.stdout, writable: child.stdin });
   stream.once("close", () => child.kill("SIGTERM"));
-  child.once("error", (e) => stream.destroy(new BangerError("CHANNEL_FAILED", `cannot run socat for vhost-vsock: ${e.message}`, { hint: "apt-get install socat" })));
+  child.once("error", (e) =>
+    stream.destroy(new BangerError("CHANNEL_FAILED", `cannot run socat for vhost-vsock: ${e.message}`, { hint: "apt-get install socat" })),
+  );
   return stream;
 }

@@ -24,6 +24,9 @@ export function parseReply(buf: Buffer, dialect: Dialect, port: number): Reply {
     const hello = buf.indexOf(HELLO);
     if (hello < 0) return buf.length > MAX_PREAMBLE ? { kind: "refused", why: `no HELLO from the guest in ${MAX_PREAMBLE} bytes` } : { kind: "more" };
     at = hello + HELLO.length;
+    // An offer the guest made to a host that left before answering can come first: the last counts.
+    while (buf.subarray(at, at + HELLO.length).equals(HELLO)) at += HELLO.length;
+    if (at + HELLO.length > buf.length && HELLO.subarray(0, buf.length - at).equals(buf.subarray(at))) return { kind: "more" };
   }
   const nl = buf.indexOf(0x0a, at);
   if (nl < 0) return buf.length - at > MAX_LINE ? { kind: "refused", why: "the reply line is too long" } : { kind: "more" };
