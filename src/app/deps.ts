@@ -33,6 +33,11 @@ export interface AppConfig {
   imagesDir: string;
   vmsDir: string;
   socket: string;
+  /**
+   * argv of banger-vsock with bangerd's socket, when it sits beside bangerd: wait-ssh of a VM
+   * without NAT also tries SSH over the guest channel with it. Undefined: the IP only.
+   */
+  channelProxy?: string[];
   hostCheck: HostCheckConfig;
 }
 

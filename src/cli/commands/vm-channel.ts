@@ -4,17 +4,13 @@ import { dirname, join } from "node:path";
 import type { Command } from "commander";
 import { sshArgs } from "../../adapters/ssh/args.js";
 import { BangerError } from "../../domain/errors.js";
+import { proxyCommandLine } from "../../domain/proxy-command.js";
 import type { SshTarget } from "../../ports/guest.js";
 import type { CliContext } from "../context.js";
 
 const enc = encodeURIComponent;
 /** A TCG guest that just booted can take seconds to send its banner. */
 const SSH_CONNECT_TIMEOUT_S = 15;
-
-/** One word for the shell ssh runs a ProxyCommand with (`%` is ssh's token character). */
-function shellWord(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`).replace(/%/g, "%%")}'`;
-}
 
 /** banger-vsock beside this CLI's bundle (build/bundle), else the one on PATH. */
 function companion(): string[] {
@@ -25,7 +21,7 @@ function companion(): string[] {
 /** `banger-vsock --socket S [--tcp IP:22] <vm> <port>` as an ssh ProxyCommand. */
 export function proxyCommand(socket: string, vm: string, port: number, o: { tcp?: string; verbose?: boolean } = {}): string {
   const argv = [...companion(), "--socket", socket, ...(o.tcp ? ["--tcp", o.tcp] : []), ...(o.verbose ? ["-v"] : []), vm, String(port)];
-  return argv.map(shellWord).join(" ");
+  return proxyCommandLine(argv);
 }
 
 function runSsh(args: string[]): void {
