@@ -8,8 +8,11 @@
 //   -v                 say on stderr which path answered
 import { request } from "node:http";
 import { connect, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { quickSocket } from "./socket.js";
 
+/** How long the IP gets before the channel is tried too (RFC 8305's connection attempt delay). */
+const CHANNEL_HEAD_START_MS = 250;
 const USAGE = "usage: banger-vsock [--socket PATH] [--config PATH] [--tcp HOST:PORT] [-v] <vm> <port>";
 
 function fail(message: string, hint?: string): never {
@@ -100,8 +103,22 @@ async function main(): Promise<void> {
   if (!socketPath) fail("cannot tell where bangerd's socket is from the config file", "pass --socket PATH");
   const cancelChannel = new AbortController();
   const cancelTcp = new AbortController();
-  const tries = [viaChannel(socketPath, a, cancelChannel.signal)];
-  if (a.tcp) tries.push(viaTcp(a.tcp.host, a.tcp.port, cancelTcp.signal));
+  const tries: Promise<Won>[] = [];
+  let ipConnected = false;
+  if (a.tcp) {
+    const tcp = viaTcp(a.tcp.host, a.tcp.port, cancelTcp.signal);
+    tries.push(tcp);
+    // Happy eyeballs: a live guest's IP connects in a millisecond; the channel only starts when it
+    // has not (or has failed), so the common case costs the guest no second session.
+    ipConnected = await Promise.race([
+      tcp.then(
+        () => true,
+        () => false,
+      ),
+      sleep(CHANNEL_HEAD_START_MS).then(() => false),
+    ]);
+  }
+  if (!ipConnected) tries.push(viaChannel(socketPath, a, cancelChannel.signal));
   let won: Won;
   try {
     won = await Promise.any(tries);
@@ -110,7 +127,7 @@ async function main(): Promise<void> {
     fail(errs.map((x) => x.message).join("; "), errs.find((x) => x.hint)?.hint);
   }
   // The slower path is dropped, opened or not.
-  for (const [i, c] of [cancelChannel, cancelTcp].entries()) if ((i === 0) !== won.via.startsWith("channel")) c.abort();
+  (won.via.startsWith("channel") ? cancelTcp : cancelChannel).abort();
   for (const t of tries) void t.then((w) => w.sock !== won.sock && w.sock.destroy()).catch(() => undefined);
   if (a.verbose) process.stderr.write(`banger-vsock: ${a.vm}:${a.port} via ${won.via} in ${Math.round(performance.now() - t0)} ms\n`);
   const { sock } = won;
