@@ -5,7 +5,7 @@ NODE ?= node
 # one only held garbage (docs/architecture.md, "CLI and daemon footprint").
 BANGERD_NODE_FLAGS := --max-semi-space-size=1
 
-.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-build demo demo-clean clean
+.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-build bench-channel demo demo-clean clean
 
 all: build
 
@@ -22,7 +22,8 @@ build: node_modules/.package-lock.json
 	@mkdir -p build/bin
 	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger.cjs" "$$@"\n' "$(CURDIR)" > build/bin/banger
 	@printf '#!/bin/sh\nexec node $(BANGERD_NODE_FLAGS) "%s/build/bundle/bangerd.js" "$$@"\n' "$(CURDIR)" > build/bin/bangerd
-	@chmod +x build/bin/banger build/bin/bangerd
+	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger-vsock.cjs" "$$@"\n' "$(CURDIR)" > build/bin/banger-vsock
+	@chmod +x build/bin/banger build/bin/bangerd build/bin/banger-vsock
 
 # Type-check everything (tests, bench, image tooling too), type-aware lint, formatting, and the
 # layering rules in .dependency-cruiser.cjs (no cycles, app only through ports).
@@ -91,6 +92,10 @@ bench-cli: build
 # of the same base to SSH-ready in the same run. ARGS="--runs 3 [--rootfs-size 2G]". See bench/build.ts.
 bench-build: build
 	BENCH=build bash bench/run.sh $(ARGS)
+# Round-trip latency of `vm exec`, `vm ssh --vsock` and plain `vm ssh` to one real Debian guest
+# (QEMU, no NAT), medians in one run. See bench/channel.ts.
+bench-channel: build
+	BENCH=channel bash bench/run.sh $(ARGS)
 
 # An installable package: npm install -g build/dist/banger-<version>.tgz
 dist: build

@@ -26,8 +26,8 @@ install_static_files() {
   local root=$1
   # --no-preserve=ownership: the files belong to root in the guest whoever checked them out.
   cp -r --no-preserve=ownership "$DEBIAN_FILES_DIR"/. "$root"/
-  chown -R 0:0 "$root/etc/systemd/system" "$root/etc/ssh/sshd_config.d" "$root/usr/local/sbin/banger-net"
-  chmod 755 "$root/usr/local/sbin/banger-net"
+  chown -R 0:0 "$root/etc/systemd/system" "$root/etc/ssh/sshd_config.d" "$root/usr/local/sbin/banger-net" "$root/usr/local/sbin/banger-channel"
+  chmod 755 "$root/usr/local/sbin/banger-net" "$root/usr/local/sbin/banger-channel"
 }
 
 # Every VM must get its own identity: banger injects the ed25519 host key, and an
@@ -54,6 +54,7 @@ configure_systemd() {
   enable_unit "$root" banger-net.service multi-user.target
   enable_unit "$root" banger-net.service network-online.target
   enable_unit "$root" opencode.service multi-user.target
+  enable_unit "$root" banger-channel.service multi-user.target
   mkdir -p "$root/etc/systemd/system/ssh.service.wants"
   ln -sfn /etc/systemd/system/banger-hostkey.service "$root/etc/systemd/system/ssh.service.wants/banger-hostkey.service"
   for u in "${MASKED_UNITS[@]}"; do ln -sfn /dev/null "$root/etc/systemd/system/$u"; done

@@ -6,6 +6,7 @@
 //   lazy-*.js       what only some commands need (the config validator, `daemon start
 //                   --foreground`, the offline doctor): ESM with shared chunks, imported on use
 //   errors.cjs      BangerError, shared by both, so `instanceof` holds across them
+//   banger-vsock.cjs  the ssh ProxyCommand companion: one small CommonJS file of its own
 //   bangerd.js      the daemon, one ESM file
 // All sit in one directory: src/version.ts finds package.json two levels up from its file.
 // better-sqlite3 stays external: it loads a native addon from its own directory.
@@ -90,6 +91,7 @@ const cjs = {
 const errors = await build({ ...cjs, entryPoints: { errors: "src/domain/errors.ts" } });
 // The CLI first: it names the lazy entries.
 const cli = await build({ ...cjs, entryPoints: { banger: "src/cli/main.ts" }, plugins: [sharedErrors, lazyImports] });
+const vsock = await build({ ...cjs, entryPoints: { "banger-vsock": "src/cli/vsock.ts" } });
 const [lazy, daemon] = await Promise.all([
   build({ ...esm, entryPoints: lazyEntries, splitting: true, chunkNames: "lazy-[hash]", plugins: [sharedErrors, undiciClientOnly] }),
   build({ ...esm, entryPoints: { bangerd: "src/daemon/main.ts" }, plugins: [undiciClientOnly] }),
@@ -97,5 +99,5 @@ const [lazy, daemon] = await Promise.all([
 // What went into each output, by input file (kept out of the package).
 writeFileSync(
   join(root, "build/bundle-meta.json"),
-  JSON.stringify({ errors: errors.metafile, cli: cli.metafile, lazy: lazy.metafile, daemon: daemon.metafile }),
+  JSON.stringify({ errors: errors.metafile, cli: cli.metafile, vsock: vsock.metafile, lazy: lazy.metafile, daemon: daemon.metafile }),
 );

@@ -67,9 +67,7 @@ export function bootStages(c: BootContext): Stage[] {
     : [
         {
           name: "wait-ssh",
-          run: async ({ signal }) => {
-            await (await ready(signal)).ssh();
-          },
+          run: async ({ signal }) => (await ready(signal)).ssh(),
         },
         { name: "wait-services", run: async ({ signal }) => (await ready(signal)).services() },
       ];

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { NameGenerator } from "../domain/names.js";
 import type { Image, VmmKind } from "../domain/types.js";
+import type { GuestChannel } from "../ports/channel.js";
 import type { ConsoleLogs } from "../ports/console.js";
 import type { Disks } from "../ports/disks.js";
 import type { Files } from "../ports/files.js";
@@ -34,6 +35,11 @@ export interface AppConfig {
   imagesDir: string;
   vmsDir: string;
   socket: string;
+  /**
+   * argv of banger-vsock with bangerd's socket, when it sits beside bangerd: wait-ssh of a VM
+   * without NAT also tries SSH over the guest channel with it. Undefined: the IP only.
+   */
+  channelProxy?: string[];
   hostCheck: HostCheckConfig;
 }
 
@@ -101,6 +107,8 @@ export interface AppDeps {
   shell: GuestShell;
   /** Grow, check, shrink and scrub ext4 images (image build). */
   buildDisks: BuildDisks;
+  /** Byte streams to guest ports over vsock / virtio-serial, independent of the guest network. */
+  channel: GuestChannel;
   keys: Keys;
   names: NameGenerator;
   log: Logger;

@@ -1,4 +1,5 @@
 import { BangerError } from "../domain/errors.js";
+import { proxyCommandLine } from "../domain/proxy-command.js";
 import type { Image, Vm } from "../domain/types.js";
 import type { SshTarget } from "../ports/guest.js";
 import type { AppConfig, AppDeps } from "./deps.js";
@@ -15,7 +16,41 @@ export async function consoleTail(d: Pick<AppDeps, "console">, dir: string, line
   return tail ? `--- last ${lines} lines of the guest console ---\n${tail}` : undefined;
 }
 
-type ReadyDeps = Pick<AppDeps, "keys" | "guest"> & { config: Pick<AppConfig, "sshTimeoutMs" | "serviceTimeoutMs"> };
+type ReadyDeps = Pick<AppDeps, "keys" | "guest"> & { config: Pick<AppConfig, "sshTimeoutMs" | "serviceTimeoutMs" | "channelProxy"> };
+
+/**
+ * SSH login (authenticated `true`) over the IP; for a VM without NAT also over the guest channel,
+ * whichever succeeds first (the other is cancelled). Without NAT the guest may have no usable
+ * route at all, and the channel needs none. Resolves with the path that answered, for the stage detail.
+ */
+async function waitSshAny(d: ReadyDeps, vm: Vm, target: SshTarget, signal: AbortSignal): Promise<string> {
+  const proxy = d.config.channelProxy;
+  if (vm.nat || !proxy) {
+    await d.guest.waitSsh(target, d.config.sshTimeoutMs, signal);
+    return "via ip";
+  }
+  const paths = [
+    { via: "via ip", target },
+    { via: "via channel", target: { ...target, proxyCommand: proxyCommandLine([...proxy, vm.name, "22"]) } },
+  ].map((p) => ({ ...p, ac: new AbortController() }));
+  const onAbort = () => paths.forEach((p) => p.ac.abort(signal.reason));
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    return await Promise.any(
+      paths.map(async (p) => {
+        await d.guest.waitSsh(p.target, d.config.sshTimeoutMs, p.ac.signal);
+        for (const other of paths) if (other !== p) other.ac.abort(new BangerError("CANCELLED", `the other path answered first`));
+        return p.via;
+      }),
+    );
+  } catch (e) {
+    signal.throwIfAborted();
+    // Both failed: the IP's reason is the one users know how to act on.
+    throw (e as AggregateError).errors[0];
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
 
 /** Waits for SSH and then each declared service, each with its own timeout. */
 export async function waitReady(
@@ -23,10 +58,10 @@ export async function waitReady(
   vm: Vm,
   image: Image,
   signal: AbortSignal,
-): Promise<{ ssh: () => Promise<void>; services: () => Promise<string> }> {
+): Promise<{ ssh: () => Promise<string>; services: () => Promise<string> }> {
   const target = await sshTarget(d, vm);
   return {
-    ssh: () => d.guest.waitSsh(target, d.config.sshTimeoutMs, signal),
+    ssh: () => waitSshAny(d, vm, target, signal),
     services: async () => {
       const others = image.guest.services.filter((s) => s.port !== 22);
       for (const svc of others) {

@@ -5,6 +5,7 @@ import { getRequestListener } from "@hono/node-server";
 import { Hono } from "hono";
 import pino from "pino";
 import type { LoadedConfig } from "../config/load.js";
+import { connectUpgrade } from "../api/connect.js";
 import { apiRoutes } from "../api/routes.js";
 import { ImageService } from "../app/images.js";
 import { LivenessWatcher } from "../app/liveness.js";
@@ -105,6 +106,8 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   server = createServer(withServerTiming(getRequestListener(app.fetch)));
   // A create waits for a guest boot; the default 5-minute request timeout would cut long TCG boots short.
   server.requestTimeout = 0;
+  // Guest streams (GET /v1/vms/:name/connect) leave HTTP by an Upgrade; Node hands those here.
+  server.on("upgrade", connectUpgrade(deps));
   await listen(server, cfg.paths.socket);
   chmodSync(cfg.paths.socket, 0o660);
   const gid = groupId("banger");

@@ -1,5 +1,7 @@
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { SocketGuestChannel } from "../adapters/channel/guest-channel.js";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import type { LoadedConfig } from "../config/load.js";
 import { FileConsoleLogs } from "../adapters/console/files.js";
@@ -50,7 +52,14 @@ export function appConfig(cfg: LoadedConfig): AppConfig {
     vmsDir: cfg.paths.vmsDir,
     socket: cfg.paths.socket,
     hostCheck: hostCheckConfig(cfg),
+    channelProxy: channelProxy(cfg.paths.socket),
   };
+}
+
+/** banger-vsock beside this bundle (build/bundle, the npm package); absent when bangerd runs from tsc output. */
+function channelProxy(socket: string): string[] | undefined {
+  const companion = join(dirname(fileURLToPath(import.meta.url)), "banger-vsock.cjs");
+  return existsSync(companion) ? [process.execPath, companion, "--socket", socket] : undefined;
 }
 
 /** The composition root: every part built once, in dependency order, each handed only its own options. */
@@ -123,6 +132,7 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
     guest: new SshGuest({ log: log.child({ component: "ssh" }) }),
     shell: new SshShell(),
     buildDisks: new Ext4BuildDisks({ runner, disks }),
+    channel: new SocketGuestChannel({ log: log.child({ component: "channel" }) }),
     keys,
   };
 }

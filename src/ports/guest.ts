@@ -4,6 +4,8 @@ export interface SshTarget {
   user: string;
   keyPath: string;
   knownHostsPath: string;
+  /** Reach sshd through this ssh ProxyCommand (banger-vsock: the guest channel) instead of host:port. */
+  proxyCommand?: string;
 }
 
 export interface Guest {

@@ -41,6 +41,10 @@ describe.skipIf(skip)(`e2e: firecracker driver → strict fake → real guest${s
     expect(boot.boot_args).toMatch(/ip=172\.30\.0\.\d+::172\.30\.0\.1:255\.255\.255\.0:fc1:eth0:off/);
     const ssh = await d.cli(["vm", "ssh", "fc1", "--", "hostname"]);
     expect(ssh.stdout.trim()).toBe("fc1");
+    // The hybrid vsock (CONNECT 22 on vsock.sock): the fake reaches the guest's banger-channel.
+    const vsock = await d.cli(["vm", "ssh", "--vsock", "fc1", "--", "hostname"], { timeoutMs: 120_000 });
+    expect(vsock.stderr).toBe("");
+    expect(vsock.stdout.trim()).toBe("fc1");
   });
 
   it("stops by an in-guest reboot, which ends Firecracker, without waiting out a timeout; removes cleanly", async () => {

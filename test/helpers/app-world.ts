@@ -189,6 +189,9 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     buildDisks,
     keys,
     log,
+    channel: {
+      open: () => Promise.reject(new BangerError("CHANNEL_FAILED", "the unit-test world has no guest channel")),
+    },
     console: new FileConsoleLogs(),
     names: new NameGenerator(seededRandom(1)),
     vmm: () => vmm,

@@ -80,6 +80,14 @@ describe("buildQemuArgs", () => {
     expect(valuesOf(args, "-device")).toContain(`virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`);
   });
 
+  it("adds a vhost-vsock-device with the VM's CID only when asked (hosts with /dev/vhost-vsock)", () => {
+    const without = buildQemuArgs(spec, { ...base, accel: "tcg", agentSocket: "/d/agent.sock" });
+    expect(valuesOf(without, "-device").some((d) => d.startsWith("vhost-vsock"))).toBe(false);
+    const args = buildQemuArgs(spec, { ...base, accel: "tcg", agentSocket: "/d/agent.sock", vhostVsock: true });
+    expect(valuesOf(args, "-device")).toContain(`vhost-vsock-device,guest-cid=${spec.vsockCid}`);
+    expect(valuesOf(args, "-device")).toContain(`virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`);
+  });
+
   it("doubles commas in paths so QEMU does not split them into options", () => {
     const args = buildQemuArgs({ ...spec, rootfs: "/a,b/root.ext4" }, { ...base, accel: "tcg", qmpSocket: "/q,1/qmp.sock" });
     expect(valuesOf(args, "-drive")[0]).toBe("id=rootfs,file=/a,,b/root.ext4,format=raw,if=none");

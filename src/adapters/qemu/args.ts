@@ -10,6 +10,8 @@ export interface QemuArgsOptions {
   paused: boolean;
   /** Host UNIX socket for the virtio-serial companion channel (the vsock stand-in). */
   agentSocket?: string;
+  /** Add a vhost-vsock-device with the spec's CID (hosts with /dev/vhost-vsock); the agent port stays as well. */
+  vhostVsock?: boolean;
 }
 
 /** Name of the virtio-serial port; the guest sees /dev/virtio-ports/<name>. */
@@ -69,6 +71,8 @@ export function buildQemuArgs(spec: VmmSpec, opts: QemuArgsOptions): string[] {
       `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
     );
   }
+
+  if (opts.vhostVsock) args.push("-device", `vhost-vsock-device,guest-cid=${spec.vsockCid}`);
 
   args.push("-qmp", `unix:${esc(opts.qmpSocket)},server=on,wait=off`);
   if (opts.serial.kind === "file") {

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileTail } from "../exec/tail.js";
@@ -94,6 +95,8 @@ export class QemuVmm implements Vmm {
       serial: { kind: "file", path: paths.console },
       paused: true,
       agentSocket: paths.agent,
+      // The guest channel prefers vsock where the host has it (src/adapters/channel/guest-channel.ts asks the same).
+      vhostVsock: existsSync("/dev/vhost-vsock"),
     });
     const [cmd, ...prefix] = [...(this.opts.wrap ?? []), this.opts.bin];
     this.opts.log.debug({ vm: spec.name, accel, argv: [cmd, ...prefix, ...args] }, "spawning qemu");

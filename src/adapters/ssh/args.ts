@@ -6,8 +6,12 @@ import type { SshTarget } from "../../ports/guest.js";
  * prompting), never a password prompt. `extra` follows the destination
  * (the remote command).
  */
-export function sshArgs(target: SshTarget, extra: string[] = [], opts: { connectTimeoutS?: number } = {}): string[] {
+export function sshArgs(target: SshTarget, extra: string[] = [], opts: { connectTimeoutS?: number; proxyCommand?: string } = {}): string[] {
+  // Through a proxy ssh would look the host key up under the destination anyway; the alias says
+  // so, since the proxy (banger-vsock) may not use that address at all.
+  const proxy = opts.proxyCommand ? ["-o", `ProxyCommand=${opts.proxyCommand}`, "-o", `HostKeyAlias=${target.host}`] : [];
   return [
+    ...proxy,
     "-i",
     target.keyPath,
     "-p",

@@ -104,7 +104,7 @@ export class SshGuest implements Guest {
     code: "GUEST_NOT_READY" | "COMMAND_FAILED",
   ): Promise<RunResult | undefined> {
     try {
-      return await this.runner.run(this.ssh, sshArgs(target, [command]), { ...opts, allowFailure: true });
+      return await this.runner.run(this.ssh, sshArgs(target, [command], { proxyCommand: target.proxyCommand }), { ...opts, allowFailure: true });
     } catch (e) {
       opts.signal?.throwIfAborted();
       if (isCode(e, "TIMEOUT")) return undefined;
@@ -122,7 +122,8 @@ export class SshGuest implements Guest {
     for (;;) {
       signal?.throwIfAborted();
       try {
-        await probeBanner(target.host, port, signal);
+        // Through a proxy the address plays no part; the ssh run below is the whole probe.
+        if (!target.proxyCommand) await probeBanner(target.host, port, signal);
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
         const attemptMs = Math.min(remaining, SSH_ATTEMPT_TIMEOUT_MS);

@@ -8,6 +8,7 @@ import type { SshTarget } from "../../ports/guest.js";
 import type { CliContext } from "../context.js";
 import { positiveInt } from "../parse.js";
 import { keyValues, ms, table } from "../output.js";
+import { registerChannelCommands, sshOverChannel } from "./vm-channel.js";
 
 const LONG_MS = 30 * 60_000;
 const enc = encodeURIComponent;
@@ -239,7 +240,9 @@ export function registerVm(program: Command, ctx: CliContext): void {
 
   v.command("ssh <name> [cmd...]")
     .description("ssh into the guest as root (banger key, per-VM known_hosts, no prompts)")
-    .action(async (name: string, cmd: string[]) => {
+    .option("--vsock", "over the guest channel (banger-vsock), not the network: works with the guest's network down")
+    .action(async (name: string, cmd: string[], o: { vsock?: boolean }) => {
+      if (o.vsock) return sshOverChannel(ctx, name, cmd);
       const { target } = await ctx.client().call<{ target: SshTarget }>("GET", `/vms/${enc(name)}/ssh`);
       // Without a command ssh opens a login shell and allocates a TTY itself when stdin is one.
       // Generous: a TCG guest that just booted can take seconds to send its banner while opencode starts.
@@ -247,6 +250,8 @@ export function registerVm(program: Command, ctx: CliContext): void {
       if (r.error) throw new BangerError("COMMAND_FAILED", `cannot run ssh: ${r.error.message}`, { hint: "apt-get install openssh-client" });
       process.exitCode = r.status ?? 1;
     });
+
+  registerChannelCommands(v, ctx);
 
   v.command("logs <name>")
     .description("the guest's serial console")

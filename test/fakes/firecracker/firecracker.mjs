@@ -5,7 +5,8 @@
 // routes without it) and the semantic rules in vmm-state.mjs, and records each
 // call as a JSON line. Environment: FAKE_FC_SPEC, FAKE_FC_CALLS,
 // FAKE_FC_CHECK_TAP=1, FAKE_FC_ALLOW_UNKNOWN_FIELDS=1, FAKE_FC_CTRL_ALT_DEL,
-// FAKE_FC_BOOT=qemu (+ FAKE_FC_QEMU_BIN, FAKE_FC_QEMU_ACCEL); SIGUSR1/SIGUSR2
+// FAKE_FC_BOOT=qemu (+ FAKE_FC_QEMU_BIN, FAKE_FC_QEMU_ACCEL), FAKE_FC_VSOCK_LISTEN,
+// FAKE_FC_VSOCK_GUEST (hybrid-vsock.mjs); SIGUSR1/SIGUSR2
 // model an in-guest poweroff/reboot. docs/reference/firecracker.md describes them.
 import { appendFileSync, existsSync } from "node:fs";
 import { createServer } from "node:http";
@@ -87,7 +88,19 @@ if (process.env.FAKE_FC_BOOT === "qemu") {
   die(1, `fake firecracker: FAKE_FC_BOOT=${process.env.FAKE_FC_BOOT} is not supported (only "qemu")`);
 }
 
-const vmm = new FakeVmm({ id: args.id, version: VERSION, checkTap: process.env.FAKE_FC_CHECK_TAP === "1", boot, exit, console: consoleLine, ctrlAltDel });
+const { parseEndpoints, listenGuestInitiated } = await import("./hybrid-vsock.mjs");
+let vsockListeners;
+let vsockGuest;
+try {
+  vsockListeners = parseEndpoints(process.env.FAKE_FC_VSOCK_LISTEN, "FAKE_FC_VSOCK_LISTEN");
+  vsockGuest = parseEndpoints(process.env.FAKE_FC_VSOCK_GUEST, "FAKE_FC_VSOCK_GUEST");
+} catch (e) {
+  die(1, `fake firecracker: ${e.message}`);
+}
+// A real guest (banger images) serves vsock port 22 with banger-channel, reached over its virtio-serial port.
+if (boot && !vsockListeners.has(22)) vsockListeners.set(22, { kind: "serial" });
+
+const vmm = new FakeVmm({ id: args.id, vsockListeners, version: VERSION, checkTap: process.env.FAKE_FC_CHECK_TAP === "1", boot, exit, console: consoleLine, ctrlAltDel });
 
 function record(entry) {
   try {
@@ -154,6 +167,12 @@ const server = createServer((req, res) => {
     });
   });
 });
+
+if (vsockGuest.size > 0) {
+  await listenGuestInitiated(vsockGuest, () => vmm.vsock?.uds_path ?? `${args.apiSock}.no-vsock`, (line) => vmm.log(line)).catch((e) =>
+    die(1, `fake firecracker: FAKE_FC_VSOCK_GUEST: ${e.message}`),
+  );
+}
 
 server.on("error", (e) => die(1, `Failed to open the API socket at ${args.apiSock}: ${e.message}`));
 server.listen(args.apiSock, () => consoleLine(`[fake firecracker] Running Firecracker v${VERSION} (fake), id=${args.id}, api-sock=${args.apiSock}`));

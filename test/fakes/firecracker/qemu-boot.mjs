@@ -35,6 +35,8 @@ export function createQemuBoot(o) {
   // Beside the API socket, so a SIGKILLed fake leaves nothing outside the VM dir; sun_path caps the length.
   const besideApi = join(dirname(o.apiSock), "fake-qemu-qmp.sock");
   const qmpSocket = Buffer.byteLength(besideApi) <= 107 ? besideApi : join(tmpdir(), `fakefc-${process.pid}.qmp`);
+  const besideAgent = join(dirname(o.apiSock), "fake-qemu-agent.sock");
+  const agentSocket = Buffer.byteLength(besideAgent) <= 107 ? besideAgent : join(tmpdir(), `fakefc-${process.pid}.agent`);
   const qemuBin = process.env.FAKE_FC_QEMU_BIN || "qemu-system-x86_64";
   const accel = process.env.FAKE_FC_QEMU_ACCEL === "kvm" ? "kvm" : "tcg";
   let child = null;
@@ -44,10 +46,12 @@ export function createQemuBoot(o) {
   let halted = false;
 
   function removeQmp() {
-    try {
-      unlinkSync(qmpSocket);
-    } catch {
-      // never created or already gone
+    for (const p of [qmpSocket, agentSocket]) {
+      try {
+        unlinkSync(p);
+      } catch {
+        // never created or already gone
+      }
     }
   }
 
@@ -84,7 +88,8 @@ export function createQemuBoot(o) {
       // stdio: the guest console lands in our stdout, which is console.log for the driver.
       serial: { kind: "stdio" },
       paused: false,
-      agentSocket: cfg.vsock?.uds_path,
+      // The guest's channel; the fake's hybrid vsock (uds_path) reaches it for vsock port 22.
+      agentSocket: cfg.vsock ? agentSocket : undefined,
     });
     // Firecracker emulates an i8042 (SendCtrlAltDel types on it, reboot=k resets through it);
     // microvm has none unless asked. -no-shutdown: a guest power-off pauses qemu instead of
@@ -159,5 +164,5 @@ export function createQemuBoot(o) {
     removeQmp();
   }
 
-  return { start, ctrlAltDel, kill };
+  return { start, ctrlAltDel, kill, agentSocket };
 }

@@ -2,7 +2,7 @@
 // InstanceStart, and the semantic rules real Firecracker enforces beyond the
 // schema. Every rejection names its rule so tests can assert which one fired.
 import { accessSync, constants, existsSync, appendFileSync, statSync, unlinkSync } from "node:fs";
-import { createServer } from "node:net";
+import { createHybridVsockServer } from "./hybrid-vsock.mjs";
 
 // Resources Firecracker only accepts before InstanceStart.
 const PRE_BOOT_ONLY = new Set([
@@ -209,7 +209,13 @@ export class FakeVmm {
     if (existsSync(body.uds_path)) {
       return fault("vsock-uds-absent", `Cannot create backend for vsock device: ${body.uds_path} already exists.`);
     }
-    const server = createServer((conn) => conn.destroy());
+    // Firecracker binds uds_path when the device is configured; traffic flows once the guest runs.
+    const server = createHybridVsockServer({
+      listeners: this.o.vsockListeners ?? new Map(),
+      guestRunning: () => this.started && (this.o.boot ? true : this.guest === "running"),
+      serialSocket: () => this.o.boot?.agentSocket,
+      log: (line) => this.log(line),
+    });
     try {
       await new Promise((resolve, reject) => {
         server.once("error", reject);
@@ -264,8 +270,8 @@ export class FakeVmm {
     if (!this.bootSource) return fault("start-needs-boot-source", "Cannot start microvm without kernel configuration.");
     if (this.o.boot) {
       try {
-        // QEMU cannot do vsock here; the boot backend serves uds_path as a virtio-serial channel instead.
-        await this.closeVsock({ unlink: true });
+        // QEMU has no hybrid vsock: the guest's channel is its virtio-serial agent port, which the
+        // uds_path listener reaches for the modelled vsock port 22 (hybrid-vsock.mjs).
         await this.o.boot.start(this.vmConfig());
       } catch (e) {
         return fault("boot-failed", `Start microvm error: ${e.message}`);

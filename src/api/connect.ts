@@ -1,0 +1,69 @@
+import type { IncomingMessage } from "node:http";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import type { AppDeps } from "../app/deps.js";
+import { openGuestPort } from "../app/guest-connect.js";
+import { BangerError, asBangerError } from "../domain/errors.js";
+
+/** The protocol name of a guest stream on bangerd's socket (`Upgrade: banger-stream`). */
+export const STREAM_PROTOCOL = "banger-stream";
+const ROUTE = /^\/v1\/vms\/([^/?]+)\/connect$/;
+
+function refuse(socket: Duplex, err: BangerError): void {
+  const body = JSON.stringify({ error: err.toJSON() });
+  socket.end(
+    `HTTP/1.1 ${err.status} ${err.code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * `GET /v1/vms/:name/connect?port=P` with `Connection: Upgrade` and `Upgrade: banger-stream`:
+ * 101, then the connection carries the bytes of guest port P over the guest channel, both
+ * ways, until either side closes. Through bangerd rather than the VM's own socket so VM
+ * directories stay root-only and members of the `banger` group (who may use bangerd's socket)
+ * can reach their guests. Errors are the usual JSON envelope with the usual statuses.
+ */
+export function connectUpgrade(d: Pick<AppDeps, "store" | "channel" | "log">) {
+  return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    void bridge(d, req, socket as Socket, head).catch((e: unknown) => {
+      d.log.warn({ err: (e as Error).message, stage: "connect" }, "guest stream failed");
+      if (!socket.destroyed) refuse(socket, asBangerError(e));
+    });
+  };
+}
+
+async function bridge(d: Pick<AppDeps, "store" | "channel" | "log">, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://bangerd");
+  const m = ROUTE.exec(url.pathname);
+  if (!m)
+    return refuse(
+      client,
+      new BangerError("NOT_FOUND", `no upgrade route ${req.method} ${url.pathname}`, { hint: "docs/api.md: GET /v1/vms/:name/connect?port=P" }),
+    );
+  if (req.method !== "GET" || String(req.headers.upgrade ?? "").toLowerCase() !== STREAM_PROTOCOL) {
+    return refuse(client, new BangerError("BAD_REQUEST", `connect takes GET with Upgrade: ${STREAM_PROTOCOL}`, { hint: "docs/api.md describes the route" }));
+  }
+  // The client going away while the channel opens cancels the open.
+  const abort = new AbortController();
+  const onGone = () => abort.abort();
+  client.once("close", onGone);
+  const { stream, via } = await openGuestPort(d, decodeURIComponent(m[1]!), url.searchParams.get("port"), abort.signal);
+  client.off("close", onGone);
+  if (client.destroyed) {
+    stream.destroy();
+    return;
+  }
+  client.setNoDelay(true);
+  client.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${STREAM_PROTOCOL}\r\nBanger-Via: ${via}\r\n\r\n`);
+  if (head.length > 0) stream.write(head);
+  stream.pipe(client);
+  client.pipe(stream);
+  const end = () => {
+    stream.destroy();
+    client.destroy();
+  };
+  stream.on("error", end);
+  client.on("error", end);
+  stream.once("close", end);
+  client.once("close", end);
+}
