@@ -37,7 +37,7 @@ describe.skipIf(skip !== undefined)(`LinuxNetwork in a network namespace${skip ?
   let upstream: Upstream;
   let net: LinuxNetwork;
 
-  const make = () => new LinuxNetwork({ runner: vmNs.runner, bridge: BRIDGE, subnet: SUBNET, poolSize: POOL, blockedHostPorts: [BLOCKED], log });
+  const make = () => new LinuxNetwork({ runner: vmNs.runner, bridge: BRIDGE, subnet: SUBNET, poolSize: POOL, natAllow: [], log });
   const links = async (): Promise<LinkRow[]> => JSON.parse((await vmNs.exec("ip", ["-j", "link", "show"])).stdout);
   const byName = async () => new Map((await links()).map((l) => [l.ifname, l]));
   const tableText = async () => (await vmNs.exec("nft", ["list", "table", "ip", "banger"])).stdout;
@@ -236,7 +236,7 @@ describe.skipIf(skip !== undefined)(`LinuxNetwork without a default route${skip 
 
   it("isolates guests, and refuses NAT with a hint to set the uplink", async () => {
     ns = await createNetns("nouplink");
-    const net = new LinuxNetwork({ runner: ns.runner, bridge: "bx0", subnet: "10.77.0.0/28", poolSize: 0, blockedHostPorts: [], log });
+    const net = new LinuxNetwork({ runner: ns.runner, bridge: "bx0", subnet: "10.77.0.0/28", poolSize: 0, natAllow: [], log });
     await net.ensureHost();
     const st = await net.status();
     expect(st.bridge.address).toBe("10.77.0.1/28");
@@ -249,7 +249,7 @@ describe.skipIf(skip !== undefined)(`LinuxNetwork without a default route${skip 
     expect((await net.status()).natAddresses).toEqual([]);
 
     // an explicitly configured uplink is used even without a route
-    const named = new LinuxNetwork({ runner: ns.runner, bridge: "bx0", subnet: "10.77.0.0/28", uplink: "wan9", poolSize: 0, blockedHostPorts: [], log });
+    const named = new LinuxNetwork({ runner: ns.runner, bridge: "bx0", subnet: "10.77.0.0/28", uplink: "wan9", poolSize: 0, natAllow: [], log });
     await named.ensureHost();
     await named.enableNat("10.77.0.2");
     expect((await ns.exec("nft", ["list", "table", "ip", "banger"])).stdout).toMatch(/oifname "wan9" masquerade/);

@@ -169,6 +169,30 @@ ALTER TABLE vms_next RENAME TO vms;
 CREATE INDEX vms_image ON vms(image_id);
 `,
   },
+  {
+    // Issue 11: host → guest port forwards and guest ↔ guest peers. Both go with their VM (cascade).
+    version: 5,
+    sql: `
+CREATE TABLE port_forwards (
+  vm_id        TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+  host_address TEXT NOT NULL,
+  host_port    INTEGER NOT NULL CHECK (host_port BETWEEN 1 AND 65535),
+  guest_port   INTEGER NOT NULL CHECK (guest_port BETWEEN 1 AND 65535),
+  created_at   TEXT NOT NULL,
+  PRIMARY KEY (host_address, host_port)
+);
+CREATE INDEX port_forwards_vm ON port_forwards(vm_id);
+
+-- One row per unordered pair (a < b), so a peering is mutual by construction.
+CREATE TABLE vm_peers (
+  a TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+  b TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+  PRIMARY KEY (a, b),
+  CHECK (a < b)
+);
+CREATE INDEX vm_peers_b ON vm_peers(b);
+`,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
