@@ -39,7 +39,7 @@ export class TcpProxy implements Forwarder {
     if (have && have.forward.vmId === f.vmId && have.forward.guestPort === f.guestPort) return;
     if (have) throw inUse(f, "it is forwarded to another guest port or VM");
     const conns = new Set<Socket>();
-    const server = createServer({ pauseOnConnect: true }, (client) => this.relay(client, f, guestIp, conns));
+    const server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => this.relay(client, f, guestIp, conns));
     await new Promise<void>((resolve, reject) => {
       server.once("error", (e: NodeJS.ErrnoException) => {
         if (e.code === "EADDRINUSE") reject(inUse(f, "another program (or forward) listens there"));
@@ -56,16 +56,15 @@ export class TcpProxy implements Forwarder {
   }
 
   private relay(client: Socket, f: PortForward, guestIp: string, conns: Set<Socket>): void {
-    const upstream = connect({ host: guestIp, port: f.guestPort });
+    // Half-open both ways: a client that sends a request and shuts its side still gets the whole answer.
+    const upstream = connect({ host: guestIp, port: f.guestPort, allowHalfOpen: true });
     conns.add(client);
     conns.add(upstream);
     const timer = setTimeout(() => upstream.destroy(new Error("connect timeout")), CONNECT_TIMEOUT_MS);
-    const end = () => {
-      clearTimeout(timer);
+    // A stopped guest refuses or times out: the client sees its connection closed, as with any dead backend.
+    const fail = () => {
       client.destroy();
       upstream.destroy();
-      conns.delete(client);
-      conns.delete(upstream);
     };
     upstream.once("connect", () => {
       clearTimeout(timer);
@@ -73,11 +72,17 @@ export class TcpProxy implements Forwarder {
       upstream.pipe(client);
       client.resume();
     });
-    // A stopped guest refuses or times out: the client sees its connection closed, as with any dead backend.
-    upstream.on("error", end);
-    client.on("error", end);
-    upstream.on("close", end);
-    client.on("close", end);
+    upstream.on("error", fail);
+    client.on("error", fail);
+    for (const s of [client, upstream]) {
+      s.on("close", () => {
+        clearTimeout(timer);
+        conns.delete(s);
+        // Once one side is fully closed nothing more can flow; do not leave the other open.
+        if (s === upstream && !upstream.connecting) client.end();
+        if (s === client) upstream.end();
+      });
+    }
   }
 
   async close(hostAddress: string, hostPort: number): Promise<void> {
