@@ -8,6 +8,7 @@ import { FirecrackerVmm } from "../adapters/firecracker/driver.js";
 import { QemuVmm } from "../adapters/qemu/driver.js";
 import { LinuxNetwork } from "../adapters/net/linux-network.js";
 import { TcpProxy } from "../adapters/net/tcp-proxy.js";
+import { hostNameservers } from "../adapters/net/resolv.js";
 import { Ext4Disks } from "../adapters/disk/disks.js";
 import { copyFileReflink, sha256File } from "../adapters/disk/files.js";
 import { SshGuest } from "../adapters/ssh/guest.js";
@@ -107,6 +108,7 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
       poolSize: c.tap_pool_size,
       // Validated by the config schema; nothing guests send reaches the host at all (web port included).
       natAllow: c.nat.allow,
+      nameservers: () => hostNameservers(),
       log: log.child({ component: "net" }),
     }),
     forwarder: new TcpProxy(log.child({ component: "forward" })),

@@ -35,6 +35,14 @@ describe("renderRuleset", () => {
     at(ls, `add element ${t} nat_allow { 10.1.2.0/24 }`);
   });
 
+  it("lets NAT guests reach the name servers they are given, on port 53 only, ahead of the deny list", () => {
+    const ls2 = lines(renderRuleset({ bridge: "banger0", uplink: "eth0", natAllow: [], nameservers: ["192.168.1.1", "192.168.1.1", "bogus"] }));
+    at(ls2, `add element ${t} nat_dns { 192.168.1.1 }`);
+    const dns = at(ls2, `add rule ${t} forward iifname "banger0" ip saddr @nat_guests oifname "eth0" ip daddr @nat_dns meta l4proto { tcp, udp } th dport 53 accept`);
+    expect(dns).toBeLessThan(at(ls2, `add rule ${t} forward iifname "banger0" ip daddr @nat_deny drop`));
+    expect(ls).not.toContain(`add element ${t} nat_dns { 192.168.1.1 }`);
+  });
+
   it("denies metadata, private, shared and loopback ranges by default", () => {
     const deny = ls.find((l) => l.startsWith(`add element ${t} nat_deny`))!;
     for (const r of ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8"]) expect(deny).toContain(r);

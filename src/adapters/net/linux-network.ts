@@ -20,6 +20,8 @@ export interface LinuxNetworkOptions {
   poolSize: number;
   /** Ranges NAT guests may reach although they are private or link-local (config `nat.allow`, validated CIDRs). */
   natAllow: readonly string[];
+  /** Name servers NAT guests are given; they may reach these on port 53 even in a denied range. Read at each ruleset apply. */
+  nameservers?: () => string[];
   log: NetLog;
 }
 
@@ -225,7 +227,7 @@ export class LinuxNetwork implements Network {
   }
 
   private async applyRuleset(): Promise<void> {
-    const script = renderRuleset({ bridge: this.opts.bridge, uplink: this.uplink, natAllow: this.opts.natAllow });
+    const script = renderRuleset({ bridge: this.opts.bridge, uplink: this.uplink, natAllow: this.opts.natAllow, nameservers: this.opts.nameservers?.() ?? [] });
     await this.cmd.run("nft", ["-f", "-"], { input: script, timeoutMs: NFT_TIMEOUT_MS });
   }
 

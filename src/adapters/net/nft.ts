@@ -1,4 +1,5 @@
 import { BangerError } from "../../domain/errors.js";
+import { isIpv4 } from "../../domain/addr.js";
 import { NAT_DENY_V4, parseCidrList } from "../../domain/cidr.js";
 import { isBangerTap, ON_DEMAND_PREFIX, POOL_PREFIX } from "./tap-pool.js";
 
@@ -40,6 +41,11 @@ export interface RulesetOptions {
   uplink?: string;
   /** Ranges NAT guests may reach even though NAT_DENY_V4 covers them (config `nat.allow`). */
   natAllow: readonly string[];
+  /**
+   * The host's name servers, which NAT guests are given (resolv.ts). On a LAN
+   * these are often private addresses; guests may reach them on port 53 only.
+   */
+  nameservers?: readonly string[];
 }
 
 // nft quotes interface names itself only when we do; anything outside this
@@ -66,6 +72,7 @@ export function renderRuleset(opts: RulesetOptions): string {
   const br = `"${assertIfname(opts.bridge, "bridge")}"`;
   const up = opts.uplink === undefined ? undefined : `"${assertIfname(opts.uplink, "uplink")}"`;
   const allow = parseCidrList(opts.natAllow, "nat.allow");
+  const dns = [...new Set(opts.nameservers ?? [])].filter(isIpv4);
   const t = `${NFT_FAMILY} ${NFT_TABLE}`;
   const b = `bridge ${NFT_TABLE}`;
   const lines = [
@@ -76,6 +83,7 @@ export function renderRuleset(opts: RulesetOptions): string {
     `add set ${t} ${NAT_SET} { type ipv4_addr; }`,
     `add set ${t} nat_deny { type ipv4_addr; flags interval; }`,
     `add set ${t} nat_allow { type ipv4_addr; flags interval; }`,
+    `add set ${t} nat_dns { type ipv4_addr; }`,
     `add chain ${t} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
     `add chain ${t} forward { type filter hook forward priority filter - 10; policy accept; }`,
     `add chain ${t} input { type filter hook input priority filter - 10; policy accept; }`,
@@ -84,9 +92,11 @@ export function renderRuleset(opts: RulesetOptions): string {
     `flush chain ${t} input`,
     `flush set ${t} nat_deny`,
     `flush set ${t} nat_allow`,
+    `flush set ${t} nat_dns`,
     `add element ${t} nat_deny { ${NAT_DENY_V4.join(", ")} }`,
   ];
   if (allow.length > 0) lines.push(`add element ${t} nat_allow { ${allow.join(", ")} }`);
+  if (dns.length > 0) lines.push(`add element ${t} nat_dns { ${dns.join(", ")} }`);
 
   // Guest → host: only answers to what the host opened (SSH, readiness checks). IPv6 included: the bridge has a link-local address.
   lines.push(`add rule ${t} input iifname ${br} ct state established,related accept`, `add rule ${t} input iifname ${br} drop`);
@@ -100,6 +110,7 @@ export function renderRuleset(opts: RulesetOptions): string {
   if (up) {
     lines.push(
       `add rule ${t} forward iifname ${br} ip saddr @${NAT_SET} oifname ${up} ip daddr @nat_allow accept`,
+      `add rule ${t} forward iifname ${br} ip saddr @${NAT_SET} oifname ${up} ip daddr @nat_dns meta l4proto { tcp, udp } th dport 53 accept`,
       `add rule ${t} forward iifname ${br} ip daddr @nat_deny drop`,
       `add rule ${t} forward iifname ${br} ip saddr @${NAT_SET} oifname ${up} accept`,
       `add rule ${t} postrouting ip saddr @${NAT_SET} oifname ${up} masquerade`,
