@@ -166,7 +166,12 @@ function isolationChecks(d: DoctorDeps, s: NetworkStatus): Check[] {
         },
     down.length === 0
       ? { name: "port-forwards", status: "PASS", detail: `${wanted.length} forward(s) listening` }
-      : { name: "port-forwards", status: "WARN", detail: `not listening: ${down.join(", ")} (the port is taken)`, fix: "free the port and restart bangerd, or `banger vm port rm` it" },
+      : {
+          name: "port-forwards",
+          status: "WARN",
+          detail: `not listening: ${down.join(", ")} (the port is taken)`,
+          fix: "free the port and restart bangerd, or `banger vm port rm` it",
+        },
   ];
 }
 

@@ -41,7 +41,8 @@ export function resolvePeers(d: Pick<AppDeps, "store">, names: readonly string[]
   for (const n of names) {
     if (n === self) throw new BangerError("BAD_REQUEST", `VM ${n} cannot be its own peer`, { hint: "name other VMs in --peers" });
     const vm = d.store.getVm(n);
-    if (!vm) throw new BangerError("VM_NOT_FOUND", `peer VM ${n} does not exist`, { hint: "create it first, or drop it from --peers (`banger vm ls` lists VMs)" });
+    if (!vm)
+      throw new BangerError("VM_NOT_FOUND", `peer VM ${n} does not exist`, { hint: "create it first, or drop it from --peers (`banger vm ls` lists VMs)" });
     if (!ids.includes(vm.id)) ids.push(vm.id);
   }
   return ids;
@@ -147,7 +148,9 @@ export async function removePort(d: NetDeps & Pick<AppDeps, "ops">, name: string
     const vm = d.store.getVm(name);
     if (!vm) throw vmNotFound(name);
     if (!d.store.removeForward(vm.id, hostAddress, hostPort)) {
-      throw new BangerError("NOT_FOUND", `VM ${name} has no forward on ${hostAddress}:${hostPort}`, { hint: `\`banger vm port ls ${name}\` lists its forwards` });
+      throw new BangerError("NOT_FOUND", `VM ${name} has no forward on ${hostAddress}:${hostPort}`, {
+        hint: `\`banger vm port ls ${name}\` lists its forwards`,
+      });
     }
     await d.forwarder.close(hostAddress, hostPort);
   } finally {

@@ -17,9 +17,7 @@ export const webSchema = z
 
 export const natSchema = z
   .object({
-    allow: z
-      .array(z.string().refine((c) => cidrProblem(c) === undefined, { error: (i) => cidrProblem(String(i.input)) ?? "not a CIDR" }))
-      .max(256),
+    allow: z.array(z.string().refine((c) => cidrProblem(c) === undefined, { error: (i) => cidrProblem(String(i.input)) ?? "not a CIDR" })).max(256),
   })
   .strict();
 

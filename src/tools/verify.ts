@@ -96,7 +96,8 @@ async function checkNetPolicy(vms: VmRow[], forwards: ForwardRow[], lockFile: st
   const pid = daemonPid(lockFile);
   if (pid !== undefined) {
     const wanted = new Set([...forwards.map((f) => `${f.host_address}:${f.host_port}`), webListen.replace(/^localhost:/, "127.0.0.1:")]);
-    for (const l of await listenersOf(pid)) if (!wanted.has(l.replace(/^\*:/, "0.0.0.0:"))) leaks.push({ kind: "forward", what: `bangerd (pid ${pid}) listens on ${l}, which no forward names` });
+    for (const l of await listenersOf(pid))
+      if (!wanted.has(l.replace(/^\*:/, "0.0.0.0:"))) leaks.push({ kind: "forward", what: `bangerd (pid ${pid}) listens on ${l}, which no forward names` });
   }
   return leaks;
 }
@@ -141,7 +142,8 @@ async function checkStateDir(vmsDir: string, dbFile: string, socket: string, poo
   const natIps = new Set(vms.filter((v) => v.nat && v.ip && v.state === "running").map((v) => v.ip!));
   // The current inet table, and the ip table of versions before it (a daemon that never restarted since the upgrade).
   for (const family of ["inet", "ip"]) {
-    for (const ip of await setElements(family, "nat_guests")) if (!natIps.has(ip)) leaks.push({ kind: "nft", what: `nat_guests element ${ip} (no running NAT VM)` });
+    for (const ip of await setElements(family, "nat_guests"))
+      if (!natIps.has(ip)) leaks.push({ kind: "nft", what: `nat_guests element ${ip} (no running NAT VM)` });
   }
   leaks.push(...(await checkNetPolicy(vms, forwards, lockFile, webListen)));
   if (existsSync(socket) && !(await socketLive(socket))) leaks.push({ kind: "socket", what: `${socket} (no daemon listening)` });
@@ -170,7 +172,9 @@ async function main(): Promise<number> {
     for (const p of vmmProcesses()) leaks.push({ kind: "vmm-process", what: `pid ${p.pid}: ${p.cmdline.slice(0, 120)}` });
   } else {
     const cfg = loadConfig({ configFlag: values.config });
-    leaks.push(...(await checkStateDir(cfg.paths.vmsDir, cfg.paths.dbFile, cfg.paths.socket, cfg.config.tap_pool_size, cfg.paths.lockFile, cfg.config.web.listen)));
+    leaks.push(
+      ...(await checkStateDir(cfg.paths.vmsDir, cfg.paths.dbFile, cfg.paths.socket, cfg.config.tap_pool_size, cfg.paths.lockFile, cfg.config.web.listen)),
+    );
   }
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ leaks, count: leaks.length }, null, 2)}\n`);

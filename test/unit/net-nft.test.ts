@@ -38,7 +38,10 @@ describe("renderRuleset", () => {
   it("lets NAT guests reach the name servers they are given, on port 53 only, ahead of the deny list", () => {
     const ls2 = lines(renderRuleset({ bridge: "banger0", uplink: "eth0", natAllow: [], nameservers: ["192.168.1.1", "192.168.1.1", "bogus"] }));
     at(ls2, `add element ${t} nat_dns { 192.168.1.1 }`);
-    const dns = at(ls2, `add rule ${t} forward iifname "banger0" ip saddr @nat_guests oifname "eth0" ip daddr @nat_dns meta l4proto { tcp, udp } th dport 53 accept`);
+    const dns = at(
+      ls2,
+      `add rule ${t} forward iifname "banger0" ip saddr @nat_guests oifname "eth0" ip daddr @nat_dns meta l4proto { tcp, udp } th dport 53 accept`,
+    );
     expect(dns).toBeLessThan(at(ls2, `add rule ${t} forward iifname "banger0" ip daddr @nat_deny drop`));
     expect(ls).not.toContain(`add element ${t} nat_dns { 192.168.1.1 }`);
   });
@@ -61,7 +64,7 @@ describe("renderRuleset", () => {
   });
 
   it("keeps guest frames apart on the bridge unless a pair is in the peer set", () => {
-    const accept = at(ls, 'add rule bridge banger forward iifname . oifname @peers meta mark set meta mark | 0x00420000 accept');
+    const accept = at(ls, "add rule bridge banger forward iifname . oifname @peers meta mark set meta mark | 0x00420000 accept");
     for (const p of ["tap-pool-*", "bt-*"]) {
       expect(at(ls, `add rule bridge banger forward iifname "${p}" drop`)).toBeGreaterThan(accept);
       expect(at(ls, `add rule bridge banger forward oifname "${p}" drop`)).toBeGreaterThan(accept);

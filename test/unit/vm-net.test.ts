@@ -77,7 +77,9 @@ describe("forwards and peers through the VM lifecycle", () => {
     const a = await createVm(d, { image: "deb-1", name: "a", forwards: [{ hostAddress: "127.0.0.1", hostPort: port, guestPort: 4096 }] });
     expect(store.events(a.id).map((e) => e.stage)).toContain("forwards");
     expect(listPorts(d, "a")).toEqual([{ vm: "a", hostAddress: "127.0.0.1", hostPort: port, guestPort: 4096, listening: true }]);
-    const err = await createVm(d, { image: "deb-1", name: "b", forwards: [{ hostAddress: "0.0.0.0", hostPort: port, guestPort: 80 }] }).catch((e: unknown) => e);
+    const err = await createVm(d, { image: "deb-1", name: "b", forwards: [{ hostAddress: "0.0.0.0", hostPort: port, guestPort: 80 }] }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toMatchObject({ code: "PORT_IN_USE", message: expect.stringMatching(new RegExp(`${port}`)) });
     expect(store.getVm("b")).toBeUndefined();
     expect(store.listForwards().map((f) => f.vmId)).toEqual([a.id]);

@@ -167,7 +167,9 @@ export class LinuxNetwork implements Network {
       isolation: {
         inputDrop: table.code === 0 && table.stdout.includes(`iifname "${bridge}" drop`),
         bridgeFilter: bridgeTable.code === 0,
-        unisolatedTaps: details.filter((l) => isBangerTap(l.ifname) && l.master === bridge && l.linkinfo?.info_slave_data?.isolated !== true).map((l) => l.ifname),
+        unisolatedTaps: details
+          .filter((l) => isBangerTap(l.ifname) && l.master === bridge && l.linkinfo?.info_slave_data?.isolated !== true)
+          .map((l) => l.ifname),
         peers: bridgeTable.code === 0 ? await this.peerElements() : [],
       },
     };

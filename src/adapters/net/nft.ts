@@ -102,7 +102,10 @@ export function renderRuleset(opts: RulesetOptions): string {
   lines.push(`add rule ${t} input iifname ${br} ct state established,related accept`, `add rule ${t} input iifname ${br} drop`);
 
   // Guest → guest through the gateway (routed, or bridged under br_netfilter): only peers' frames, marked by the bridge table.
-  lines.push(`add rule ${t} forward iifname ${br} oifname ${br} meta mark & ${MARK_HEX} == ${MARK_HEX} accept`, `add rule ${t} forward iifname ${br} oifname ${br} drop`);
+  lines.push(
+    `add rule ${t} forward iifname ${br} oifname ${br} meta mark & ${MARK_HEX} == ${MARK_HEX} accept`,
+    `add rule ${t} forward iifname ${br} oifname ${br} drop`,
+  );
   // Towards the guests: replies only. Inbound from the uplink is dropped whatever the host's forward policy.
   lines.push(`add rule ${t} forward oifname ${br} ct state established,related accept`, `add rule ${t} forward oifname ${br} drop`);
   // From the guests: NAT members to the uplink, minus the deny list unless allowed.

@@ -44,7 +44,11 @@ export class TcpProxy implements Forwarder {
       server.once("error", (e: NodeJS.ErrnoException) => {
         if (e.code === "EADDRINUSE") reject(inUse(f, "another program (or forward) listens there"));
         else if (e.code === "EADDRNOTAVAIL")
-          reject(new BangerError("BAD_REQUEST", `cannot publish on ${f.hostAddress}: not an address of this host`, { hint: "use 127.0.0.1, 0.0.0.0 or an address `ip addr` lists" }));
+          reject(
+            new BangerError("BAD_REQUEST", `cannot publish on ${f.hostAddress}: not an address of this host`, {
+              hint: "use 127.0.0.1, 0.0.0.0 or an address `ip addr` lists",
+            }),
+          );
         else if (e.code === "EACCES") reject(new BangerError("BAD_REQUEST", `not allowed to listen on ${k}: ${e.message}`));
         else reject(new BangerError("NETWORK_FAILED", `cannot listen on ${k}: ${e.message}`));
       });

@@ -32,7 +32,14 @@ export function insertForward(q: Sql, f: PortForward, now: string): void {
   );
   if (clash) throw forwardTaken(f, clash);
   try {
-    q.run("INSERT INTO port_forwards (vm_id, host_address, host_port, guest_port, created_at) VALUES (?, ?, ?, ?, ?)", f.vmId, f.hostAddress, f.hostPort, f.guestPort, now);
+    q.run(
+      "INSERT INTO port_forwards (vm_id, host_address, host_port, guest_port, created_at) VALUES (?, ?, ?, ?, ?)",
+      f.vmId,
+      f.hostAddress,
+      f.hostPort,
+      f.guestPort,
+      now,
+    );
   } catch (e) {
     const c = constraintOf(e);
     if (isDuplicate(c, "port_forwards.host_address") || isDuplicate(c, "port_forwards.host_port")) throw forwardTaken(f);
