@@ -51,7 +51,8 @@ describe.skipIf(skip)(`e2e: guest isolation with real guests${skip ? ` (skipped:
     listeners.push(await startHttpServer(up.ns, 80, "169.254.169.254"));
     listeners.push(await startHttpServer(up.ns, 8081, "10.9.0.1"));
     // Host side (bangerd's namespace): a listener on the bridge address and one on the host's other address.
-    d = await startTestDaemon({ ns, config: { memory_mib: 768, work_disk_gib: 2 } });
+    // Generous waits: three TCG guests on a loaded 2-core host start opencode slowly.
+    d = await startTestDaemon({ ns, config: { memory_mib: 1024, work_disk_gib: 2, ssh_timeout_s: 600, service_timeout_s: 900, op_timeout_s: 1800 } });
     listeners.push(await startHttpServer(ns, 7790, GATEWAY));
     listeners.push(await startHttpServer(ns, 7791, up.vmAddress));
     const reg = await d.cli(registerArgs(builtDebianImage()!, "debian-iso-1"), { timeoutMs: 300_000 });
@@ -66,7 +67,7 @@ describe.skipIf(skip)(`e2e: guest isolation with real guests${skip ? ` (skipped:
     await create(["--name", "a", "--nat", "-p", "18080:4096"]);
     // b and c boot side by side: c needs a to exist, b needs nothing.
     await Promise.all([create(["--name", "b"]), create(["--name", "c", "--peers", "a"])]);
-  }, 1_500_000);
+  }, 2_400_000);
 
   afterAll(async () => {
     for (const l of listeners) await l.stop();
