@@ -10,7 +10,8 @@ import { BangerError } from "../domain/errors.js";
 import { VERSION } from "../version.js";
 import { buildRoute } from "./build-route.js";
 import { errorResponse } from "./errors.js";
-import { createVmBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
+import { createVmBody, forwardBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
+import { addPort, listPorts, removePort } from "../app/vm-net.js";
 
 const MAX_LOG_CHUNK = 256 * 1024;
 
@@ -65,6 +66,15 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
     // Offsets count from the VM's first console byte and survive rotation; one older than what is kept reads from `start`.
     const { offset, size, data, start } = await d.console.read(vm.dir, Number(c.req.query("offset") ?? 0) || 0, MAX_LOG_CHUNK);
     return c.json({ offset, size, data, start, running: vm.state === "running" });
+  });
+
+  api.get("/vms/:name/ports", (c) => c.json({ ports: listPorts(d, c.req.param("name")) }));
+  api.post("/vms/:name/ports", async (c) => c.json({ port: await addPort(d, c.req.param("name"), forwardBody.parse(await body(c))) }, 201));
+  api.delete("/vms/:name/ports/:port", async (c) => {
+    const port = Number(c.req.param("port"));
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new BangerError("BAD_REQUEST", `${JSON.stringify(c.req.param("port"))} is not a TCP port`);
+    await removePort(d, c.req.param("name"), port, c.req.query("address") ?? undefined);
+    return c.json({ removed: { vm: c.req.param("name"), hostAddress: c.req.query("address") ?? "127.0.0.1", hostPort: port } });
   });
 
   api.get("/doctor", async (c) => c.json(await runDoctor(d, images)));

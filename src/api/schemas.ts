@@ -31,6 +31,16 @@ export const registerImageBody = z
 
 export const promoteBody = z.object({ alias: z.string() }).strict();
 
+const ipv4 = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, "expected an IPv4 address");
+
+export const forwardBody = z
+  .object({
+    hostAddress: ipv4.default("127.0.0.1"),
+    hostPort: z.number().int().min(1).max(65535),
+    guestPort: z.number().int().min(1).max(65535),
+  })
+  .strict();
+
 export const createVmBody = z
   .object({
     image: z.string().min(1),
@@ -40,6 +50,8 @@ export const createVmBody = z
     memoryMib: z.number().int().min(128).max(262144).optional(),
     workDiskGib: z.number().int().min(1).max(2048).optional(),
     noWait: z.boolean().optional(),
+    peers: z.array(z.string().min(1).max(64)).max(64).optional(),
+    forwards: z.array(forwardBody).max(64).optional(),
   })
   .strict();
 

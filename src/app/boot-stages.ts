@@ -4,9 +4,10 @@ import type { AppConfig, AppDeps } from "./deps.js";
 import type { Stage } from "./plan.js";
 import { specOf } from "./vm-boot.js";
 import { consoleTail, waitReady } from "./vm-ready.js";
+import { hasPeers, syncPeers } from "./vm-net.js";
 
 /** What booting a VM touches: shared by create and start. */
-export type BootDeps = Pick<AppDeps, "network" | "host" | "keys" | "guest" | "console"> & {
+export type BootDeps = Pick<AppDeps, "network" | "store" | "host" | "keys" | "guest" | "console"> & {
   config: Pick<AppConfig, "subnet" | "sshTimeoutMs" | "serviceTimeoutMs">;
 };
 
@@ -33,12 +34,17 @@ export function tapStage(c: BootContext): Stage {
     run: async ({ onUndo }) => {
       const tap = await c.d.network.acquireTap(c.vm().id);
       const owner = c.vm().id;
+      const peered = hasPeers(c.d, owner);
       onUndo("tap", async () => {
+        // Unpaired before the device can go back to the pool for another VM.
+        if (peered) await syncPeers(c.d, owner);
         await c.d.network.releaseTap(tap, owner);
         c.patch({ tap: undefined });
       });
       c.patch({ tap });
-      return tap;
+      // Every TAP is an isolated port; a VM with peers gets its pairs now that it has a device.
+      if (peered) await syncPeers(c.d);
+      return peered ? `${tap}, peered` : tap;
     },
   };
 }

@@ -14,10 +14,24 @@ import { vmFiles } from "./vm-files.js";
 import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
 import { leaseStage } from "./lease-stage.js";
+import { checkAddress, type ForwardSpec } from "../domain/forwards.js";
+import { forwardsStage, peersStage, resolvePeers } from "./vm-net.js";
+
+/** Refused before anything is acquired: a bad port or a port given twice. */
+function checkForwards(list: readonly ForwardSpec[]): ForwardSpec[] {
+  const seen = new Set<string>();
+  for (const f of list) {
+    checkAddress(f.hostAddress, "publish address");
+    const k = `${f.hostAddress}:${f.hostPort}`;
+    if (seen.has(k)) throw new BangerError("BAD_REQUEST", `host port ${k} is forwarded twice`, { hint: "give each -p its own host port" });
+    seen.add(k);
+  }
+  return [...list];
+}
 
 /** What a create touches; start, stop and rm take a subset of the same (lifecycle.ts). */
 export type CreateDeps = BootDeps &
-  Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log"> & {
+  Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log" | "forwarder"> & {
     config: Pick<
       AppConfig,
       "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "sshTimeoutMs" | "serviceTimeoutMs"
@@ -33,6 +47,10 @@ export interface CreateInput {
   workDiskGib?: number;
   /** Return once the guest is started, without waiting for SSH and services. */
   noWait?: boolean;
+  /** Names of existing VMs this one may exchange traffic with, both ways (docs/security.md). */
+  peers?: string[];
+  /** Host ports relayed to the guest, kept until the VM is removed. */
+  forwards?: ForwardSpec[];
 }
 
 export function resolveImage(d: Pick<AppDeps, "store">, ref: string): Image {
@@ -55,16 +73,27 @@ export async function createVm(d: CreateDeps, input: CreateInput, opts: { signal
     throw new BangerError("VM_EXISTS", `a VM named ${name} already exists`, { hint: "pick another --name, or omit it for a generated one" });
   }
   const vmm = d.vmm(cfg.vmm); // resolves the binary now: a missing VMM fails before anything is acquired
+  const peerIds = resolvePeers(d, input.peers ?? [], name);
+  const forwards = checkForwards(input.forwards ?? []);
   // Held from before the row exists until the plan has settled, undo included.
   const ticket = d.ops.begin(name, "create", { signal: opts.signal, deadlineMs: cfg.opTimeoutMs });
   try {
-    return await runCreate(d, input, { image, name, vmm, signal: ticket.signal });
+    return await runCreate(d, input, { image, name, vmm, signal: ticket.signal, peerIds, forwards });
   } finally {
     ticket.release();
   }
 }
 
-async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; name: string; vmm: Vmm; signal: AbortSignal }): Promise<Vm> {
+interface CreateCtx {
+  image: Image;
+  name: string;
+  vmm: Vmm;
+  signal: AbortSignal;
+  peerIds: string[];
+  forwards: ForwardSpec[];
+}
+
+async function runCreate(d: CreateDeps, input: CreateInput, c: CreateCtx): Promise<Vm> {
   const cfg = d.config;
   const { image, name, vmm } = c;
   const seed = artifactOf(image, "work_seed");
@@ -103,6 +132,8 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; n
 
   const stages: Stage[] = [
     leaseStage(d, plan, id, patch),
+    ...(c.forwards.length > 0 ? [forwardsStage(d, () => vm, c.forwards)] : []),
+    ...(c.peerIds.length > 0 ? [peersStage(d, () => vm, c.peerIds)] : []),
     tapStage(boot),
     {
       name: "rootfs",

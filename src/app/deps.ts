@@ -10,6 +10,7 @@ import type { Guest } from "../ports/guest.js";
 import type { GuestShell } from "../ports/guest-shell.js";
 import type { HostCheckConfig, HostFacts } from "../ports/host.js";
 import type { Network } from "../ports/network.js";
+import type { Forwarder } from "../ports/forwarder.js";
 import type { Store } from "../ports/store.js";
 import type { Vmm } from "../ports/vmm.js";
 import type { VmOps } from "./vm-ops.js";
@@ -96,6 +97,8 @@ export interface AppDeps {
   /** Drivers are created on first use so a host without firecracker still serves qemu VMs. */
   vmm(kind: VmmKind): Vmm;
   network: Network;
+  /** Host → guest port forwards that bangerd relays. */
+  forwarder: Forwarder;
   diskPool: WarmDisks;
   disks: Disks;
   files: Files;

@@ -1,4 +1,5 @@
 import type { HostCheckConfig, HostFacts } from "../ports/host.js";
+import type { NetworkStatus } from "../ports/network.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 import type { ImageService } from "./images.js";
 import { artifactOf } from "../domain/types.js";
@@ -109,7 +110,7 @@ async function imageChecks(images: ImageService): Promise<Check[]> {
   });
 }
 
-type DoctorDeps = Pick<AppDeps, "host" | "network" | "store" | "diskPool"> & { config: Pick<AppConfig, "tapPoolSize" | "socket" | "hostCheck"> };
+type DoctorDeps = Pick<AppDeps, "host" | "network" | "store" | "diskPool" | "forwarder"> & { config: Pick<AppConfig, "tapPoolSize" | "socket" | "hostCheck"> };
 
 async function networkChecks(d: DoctorDeps): Promise<Check[]> {
   try {
@@ -132,10 +133,46 @@ async function networkChecks(d: DoctorDeps): Promise<Check[]> {
       },
       { name: "ip_forward", status: s.ipForward || !anyNat ? "PASS" : "FAIL", detail: s.ipForward ? "on" : "off (turned on by the first --nat VM)" },
       { name: "tap-pool", status: "PASS", detail: `${s.poolIdle.length} idle of ${d.config.tapPoolSize}; ${s.taps.length} banger TAPs` },
+      ...isolationChecks(d, s),
     ];
   } catch (e) {
     return [{ name: "network", status: "FAIL", detail: (e as Error).message }];
   }
+}
+
+/** Guest isolation (docs/security.md): each layer PASS, or FAIL with what to do. */
+function isolationChecks(d: DoctorDeps, s: NetworkStatus): Check[] {
+  const peered = new Set(s.isolation.peers.flatMap((p) => p.split(" . ")));
+  const stray = s.isolation.unisolatedTaps.filter((t) => !peered.has(t));
+  const wanted = d.store.listForwards();
+  const live = new Set(d.forwarder.active().map((f) => `${f.hostAddress}:${f.hostPort}`));
+  const down = wanted.filter((f) => !live.has(`${f.hostAddress}:${f.hostPort}`)).map((f) => `${f.hostAddress}:${f.hostPort}`);
+  const restart = "restart bangerd; it rebuilds its nft tables and port flags at start";
+  return [
+    s.isolation.inputDrop
+      ? { name: "guest->host", status: "PASS", detail: "input from the bridge dropped (replies to the host's own connections excepted)" }
+      : { name: "guest->host", status: "FAIL", detail: "banger's input drop is missing: guests can reach host services", fix: restart },
+    s.isolation.bridgeFilter && stray.length === 0
+      ? {
+          name: "guest<->guest",
+          status: "PASS",
+          detail: `TAPs are isolated bridge ports; ${s.isolation.peers.length / 2} peer pair(s)`,
+        }
+      : {
+          name: "guest<->guest",
+          status: "FAIL",
+          detail: s.isolation.bridgeFilter ? `TAPs without isolation and without a peer: ${stray.join(", ")}` : "nft table `bridge banger` is missing",
+          fix: restart,
+        },
+    down.length === 0
+      ? { name: "port-forwards", status: "PASS", detail: `${wanted.length} forward(s) listening` }
+      : {
+          name: "port-forwards",
+          status: "WARN",
+          detail: `not listening: ${down.join(", ")} (the port is taken)`,
+          fix: "free the port and restart bangerd, or `banger vm port rm` it",
+        },
+  ];
 }
 
 const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;

@@ -7,6 +7,7 @@ import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./b
 import { handleOf } from "./vm-boot.js";
 import { removeSockets } from "./vm-files.js";
 import { getVm, vmNotFound } from "./vm-lookup.js";
+import { closeForwards } from "./vm-net.js";
 import { sshTarget } from "./vm-ready.js";
 import { releaseHostSide, settleFailed, transition } from "./vm-transitions.js";
 
@@ -110,6 +111,7 @@ export async function destroyVm(d: LifecycleDeps, vm: Vm, reason: string): Promi
     const vmm = d.vmm(vm.vmm);
     const h = handleOf(vm, vmm);
     if (h) await vmm.kill(h);
+    await closeForwards(d, vm.id);
     await releaseHostSide(d, vm);
     d.store.releaseLease(vm.id);
     await d.files.remove(vm.dir);

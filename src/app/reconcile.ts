@@ -3,12 +3,15 @@ import { destroyVm, type LifecycleDeps } from "./lifecycle.js";
 import { handleOf } from "./vm-boot.js";
 import { removeSockets } from "./vm-files.js";
 import { transition } from "./vm-transitions.js";
+import { restoreForwards, syncPeers } from "./vm-net.js";
 
 export interface ReconcileReport {
   adopted: string[];
   markedStopped: string[];
   purgedCreates: string[];
   removedDirs: string[];
+  /** Stored forwards that could not listen again (their port is taken); `doctor` reports them too. */
+  forwardsFailed?: string[];
 }
 
 /**
@@ -60,6 +63,9 @@ export async function reconcile(d: LifecycleDeps): Promise<ReconcileReport> {
   // A failed VM keeps its TAP until `rm`: its VMM's fate is unknown, so the device is not handed out again.
   const busyTaps = live.filter((v) => (v.state === "running" || v.state === "failed") && v.tap).map((v) => ({ tap: v.tap!, vmId: v.id }));
   await d.network.adopt(busyTaps);
+  // The bridge set may name devices of VMs that are gone or hold other TAPs now; rebuild it from the store.
+  await syncPeers(d);
+  report.forwardsFailed = await restoreForwards(d);
 
   const owned = new Set(live.map((v) => v.id));
   for (const entry of await d.files.list(d.config.vmsDir)) {

@@ -3,6 +3,7 @@ import type { Vm } from "../domain/types.js";
 import { assertTransition, type VmState } from "../domain/vm-state.js";
 import type { VmPatch } from "../ports/store.js";
 import type { AppDeps } from "./deps.js";
+import { hasPeers, syncPeers } from "./vm-net.js";
 
 /**
  * Move a VM along one edge of the state machine as a compare-and-swap on the
@@ -38,8 +39,12 @@ export function settleFailed(d: Pick<AppDeps, "store" | "log">, vm: Vm, raw: unk
   return err;
 }
 
-/** Give back what a running VM holds on the host (TAP, NAT); the lease and disks stay for the next start. */
-export async function releaseHostSide(d: Pick<AppDeps, "network">, vm: Vm): Promise<void> {
+/**
+ * Give back what a running VM holds on the host (TAP, NAT, its peerings on the bridge); the lease, disks and
+ * port forwards stay for the next start. Peers are unpaired before the TAP can go back to the pool.
+ */
+export async function releaseHostSide(d: Pick<AppDeps, "network" | "store">, vm: Vm): Promise<void> {
   if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
+  if (vm.tap && hasPeers(d, vm.id)) await syncPeers(d, vm.id);
   if (vm.tap) await d.network.releaseTap(vm.tap, vm.id);
 }

@@ -42,6 +42,9 @@ function describeIssue(issue: z.core.$ZodIssue, file: string): string {
   return `bad value for '${key}' in ${file}: ${issue.message}`;
 }
 
+/** Config keys that are TOML tables, merged key by key over their defaults. */
+const TABLES = new Set(["web", "nat"]);
+
 export interface LoadOptions {
   configFlag?: string;
   socketFlag?: string;
@@ -79,10 +82,11 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     sources[k] = "default";
   }
   sources["web.listen"] = "default";
+  sources["nat.allow"] = "default";
   for (const [k, v] of Object.entries(fileValues)) {
-    if (k === "web" && typeof v === "object" && v && !Array.isArray(v)) {
-      merged.web = { ...(merged.web as object), ...(v as object) };
-      for (const sub of Object.keys(v)) sources[`web.${sub}`] = `file:${path}`;
+    if (TABLES.has(k) && typeof v === "object" && v && !Array.isArray(v)) {
+      merged[k] = { ...(merged[k] as object), ...(v as object) };
+      for (const sub of Object.keys(v)) sources[`${k}.${sub}`] = `file:${path}`;
     } else {
       merged[k] = v;
       sources[k] = `file:${path}`;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { cidrProblem } from "../domain/cidr.js";
 
 /**
  * The config file schema. Every key is documented in docs/config.md; keep the
@@ -11,6 +12,12 @@ export const webSchema = z
       .string()
       .regex(/^[^:]+:\d{1,5}$/, "expected host:port, e.g. 127.0.0.1:7780, or an empty string to disable")
       .or(z.literal("")),
+  })
+  .strict();
+
+export const natSchema = z
+  .object({
+    allow: z.array(z.string().refine((c) => cidrProblem(c) === undefined, { error: (i) => cidrProblem(String(i.input)) ?? "not a CIDR" })).max(256),
   })
   .strict();
 
@@ -39,6 +46,7 @@ export const configSchema = z
     events_keep_ops: z.number().int().min(1).max(10000),
     console_log_max_mib: z.number().int().min(1).max(4096),
     web: webSchema,
+    nat: natSchema,
   })
   .strict();
 
@@ -64,6 +72,7 @@ export const STATIC_DEFAULTS = {
   events_keep_ops: 20,
   console_log_max_mib: 8,
   web: { listen: "127.0.0.1:7780" },
+  nat: { allow: [] as string[] },
 } satisfies Partial<Config>;
 
 export const KEY_DOCS: Record<string, string> = {
@@ -90,4 +99,5 @@ export const KEY_DOCS: Record<string, string> = {
   events_keep_ops: "lifecycle operations (create/start/stop) whose events are kept per VM",
   console_log_max_mib: "size at which a VM's console.log is rotated to console.log.1",
   "web.listen": "host:port of the web UI, empty to disable",
+  "nat.allow": 'private or link-local IPv4 ranges NAT guests may reach anyway, e.g. ["10.1.2.0/24"]; empty denies them all',
 };

@@ -91,6 +91,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     // before the store closes, so no rollback is cut off half way.
     const stuck = await deps.ops.drain(SHUTDOWN_DRAIN_MS);
     if (stuck.length > 0) log.error({ vms: stuck, ms: SHUTDOWN_DRAIN_MS }, "operations still running at shutdown; the next start reconciles them");
+    await deps.forwarder.closeAll().catch(() => undefined);
     await deps.network.close().catch(() => undefined);
     await deps.diskPool.close().catch(() => undefined);
     deps.store.close();

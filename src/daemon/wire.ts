@@ -9,6 +9,8 @@ import { ExecRunner } from "../adapters/exec/runner.js";
 import { FirecrackerVmm } from "../adapters/firecracker/driver.js";
 import { QemuVmm } from "../adapters/qemu/driver.js";
 import { LinuxNetwork } from "../adapters/net/linux-network.js";
+import { TcpProxy } from "../adapters/net/tcp-proxy.js";
+import { hostNameservers } from "../adapters/net/resolv.js";
 import { Ext4Disks } from "../adapters/disk/disks.js";
 import { copyFileReflink, sha256File } from "../adapters/disk/files.js";
 import { SshGuest } from "../adapters/ssh/guest.js";
@@ -24,12 +26,6 @@ import { NodeFiles } from "../adapters/fs/node-files.js";
 import { hostCheckConfig, hostFacts } from "../adapters/host/facts.js";
 import { DiskPool } from "../app/disk-pool.js";
 import { VmOps } from "../app/vm-ops.js";
-
-/** Ports a guest must never reach on the host: the web UI (the API is a Unix socket). */
-function blockedPorts(cfg: LoadedConfig): number[] {
-  const m = /:(\d+)$/.exec(cfg.config.web.listen);
-  return m ? [Number(m[1])] : [];
-}
 
 const MIB = 1024 * 1024;
 
@@ -121,9 +117,12 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
       subnet: c.subnet,
       uplink: c.uplink,
       poolSize: c.tap_pool_size,
-      blockedHostPorts: blockedPorts(cfg),
+      // Validated by the config schema; nothing guests send reaches the host at all (web port included).
+      natAllow: c.nat.allow,
+      nameservers: () => hostNameservers(),
       log: log.child({ component: "net" }),
     }),
+    forwarder: new TcpProxy(log.child({ component: "forward" })),
     diskPool,
     disks,
     files,

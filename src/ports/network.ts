@@ -1,6 +1,6 @@
 /**
  * Host-side networking owned by bangerd: one bridge, TAP devices on it,
- * and an nftables table `banger` for per-VM NAT and guest isolation.
+ * and nftables tables `inet banger` / `bridge banger` for NAT and guest isolation.
  * Every method is idempotent so undo and reconciliation can call it blindly.
  */
 export interface NetworkStatus {
@@ -11,6 +11,16 @@ export interface NetworkStatus {
   natAddresses: string[];
   taps: string[];
   poolIdle: string[];
+  isolation: {
+    /** banger's input chain drops what guests send to the host. */
+    inputDrop: boolean;
+    /** The bridge-family table that keeps guests' frames apart is loaded. */
+    bridgeFilter: boolean;
+    /** banger TAPs on the bridge without port isolation (peered guests, or something undid it). */
+    unisolatedTaps: string[];
+    /** Peer set elements, `tapA . tapB`, both directions. */
+    peers: string[];
+  };
 }
 
 export interface Network {
@@ -25,6 +35,11 @@ export interface Network {
   releaseTap(tap: string, vmId: string): Promise<void>;
   enableNat(guestIp: string): Promise<void>;
   disableNat(guestIp: string): Promise<void>;
+  /**
+   * The TAP pairs whose guests may exchange frames; replaces the whole set.
+   * Calls apply in call order, so compute the pairs and call without awaiting in between.
+   */
+  setPeers(pairs: ReadonlyArray<readonly [string, string]>): Promise<void>;
   status(): Promise<NetworkStatus>;
   /** Names of TAP devices on the host that banger created (pool and per-VM). */
   listTaps(): Promise<string[]>;

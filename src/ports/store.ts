@@ -1,3 +1,4 @@
+import type { PortForward } from "../domain/forwards.js";
 import type { Image, ImageStatus, LifecycleEvent, Vm, VmState } from "../domain/types.js";
 
 /** What registration supplies; status, aliases and the timestamp are the store's. */
@@ -32,6 +33,17 @@ export interface Store {
   releaseLease(vmId: string): void;
 
   allocateVsockCid(vmId: string): number;
+
+  // host → guest port forwards; a host address:port is forwarded at most once (PORT_IN_USE), 0.0.0.0 overlapping every address
+  addForward(f: PortForward): void;
+  /** False when there was no such forward. */
+  removeForward(vmId: string, hostAddress: string, hostPort: number): boolean;
+  listForwards(vmId?: string): PortForward[];
+
+  // guest ↔ guest peers: unordered pairs of VM ids, gone with either VM
+  addPeers(vmId: string, peerIds: readonly string[]): void;
+  removePeers(vmId: string): void;
+  peerPairs(): Array<[string, string]>;
 
   // lifecycle events
   addEvent(ev: LifecycleEvent): void;

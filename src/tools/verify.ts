@@ -12,6 +12,7 @@ import Database from "better-sqlite3";
 import { ExecRunner } from "../adapters/exec/runner.js";
 import { loadConfig } from "../config/load.js";
 import { socketLive } from "../daemon/lock.js";
+import { parseSetElements } from "../adapters/net/nft.js";
 
 interface Leak {
   kind: string;
@@ -49,22 +50,70 @@ async function bangerTaps(): Promise<string[]> {
   return (JSON.parse(r.stdout) as { ifname: string }[]).map((l) => l.ifname).filter((n) => /^(tap-pool-\d+|bt-)/.test(n));
 }
 
-async function natElements(): Promise<string[]> {
-  const r = await runner.run("nft", ["-j", "list", "set", "ip", "banger", "nat_guests"], { timeoutMs: 10_000, allowFailure: true });
-  if (r.code !== 0) return [];
-  const items = JSON.parse(r.stdout).nftables as { set?: { elem?: unknown[] } }[];
-  return items.flatMap((i) => i.set?.elem ?? []).map(String);
+async function setElements(family: string, set: string): Promise<string[]> {
+  const r = await runner.run("nft", ["-j", "list", "set", family, "banger", set], { timeoutMs: 10_000, allowFailure: true });
+  return r.code === 0 ? parseSetElements(r.stdout, set) : [];
 }
 
-async function checkStateDir(vmsDir: string, dbFile: string, socket: string, poolSize: number): Promise<Leak[]> {
+/** TCP listeners of one process (`ss -ltnp`), as address:port. */
+async function listenersOf(pid: number): Promise<string[]> {
+  const r = await runner.run("ss", ["-Hltnp"], { timeoutMs: 10_000, allowFailure: true });
+  if (r.code !== 0) return [];
+  return r.stdout
+    .split("\n")
+    .filter((l) => l.includes(`pid=${pid},`))
+    .map((l) => l.trim().split(/\s+/)[3] ?? "")
+    .filter(Boolean);
+}
+
+function daemonPid(lockFile: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(lockFile, "utf8").trim());
+    return pid > 0 && existsSync(`/proc/${pid}`) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface ForwardRow {
+  vm_id: string;
+  host_address: string;
+  host_port: number;
+}
+
+/**
+ * Peer elements must join two TAPs of running VMs; forwards must belong to a VM; and bangerd must listen on no TCP
+ * port but its forwards and the web UI (a forward whose VM is gone would still relay to its old address).
+ */
+async function checkNetPolicy(vms: VmRow[], forwards: ForwardRow[], lockFile: string, webListen: string): Promise<Leak[]> {
+  const leaks: Leak[] = [];
+  const running = new Set(vms.filter((v) => v.state === "running" && v.tap).map((v) => v.tap!));
+  for (const e of await setElements("bridge", "peers")) {
+    if (!e.split(" . ").every((t) => running.has(t))) leaks.push({ kind: "nft", what: `peers element ${e} (not two running VMs' TAPs)` });
+  }
+  const ids = new Set(vms.map((v) => v.id));
+  for (const f of forwards) if (!ids.has(f.vm_id)) leaks.push({ kind: "forward", what: `${f.host_address}:${f.host_port} (vm ${f.vm_id} does not exist)` });
+  const pid = daemonPid(lockFile);
+  if (pid !== undefined) {
+    const wanted = new Set([...forwards.map((f) => `${f.host_address}:${f.host_port}`), webListen.replace(/^localhost:/, "127.0.0.1:")]);
+    for (const l of await listenersOf(pid))
+      if (!wanted.has(l.replace(/^\*:/, "0.0.0.0:"))) leaks.push({ kind: "forward", what: `bangerd (pid ${pid}) listens on ${l}, which no forward names` });
+  }
+  return leaks;
+}
+
+async function checkStateDir(vmsDir: string, dbFile: string, socket: string, poolSize: number, lockFile: string, webListen: string): Promise<Leak[]> {
   const leaks: Leak[] = [];
   let vms: VmRow[] = [];
+  let forwards: ForwardRow[] = [];
   let leases: { ip: string; vm_id: string }[] = [];
   if (existsSync(dbFile)) {
     const db = new Database(dbFile, { readonly: true, fileMustExist: true });
     try {
       vms = db.prepare("select id, name, state, tap, pid, nat, ip from vms").all() as VmRow[];
       leases = db.prepare("select ip, vm_id from ip_leases").all() as { ip: string; vm_id: string }[];
+      const hasForwards = db.prepare("select 1 from sqlite_master where name = 'port_forwards'").get() !== undefined;
+      if (hasForwards) forwards = db.prepare("select vm_id, host_address, host_port from port_forwards").all() as ForwardRow[];
     } finally {
       db.close();
     }
@@ -91,7 +140,12 @@ async function checkStateDir(vmsDir: string, dbFile: string, socket: string, poo
   }
   if (idlePool.length > poolSize) leaks.push({ kind: "tap", what: `${idlePool.length} idle pool TAPs for tap_pool_size ${poolSize}` });
   const natIps = new Set(vms.filter((v) => v.nat && v.ip && v.state === "running").map((v) => v.ip!));
-  for (const ip of await natElements()) if (!natIps.has(ip)) leaks.push({ kind: "nft", what: `nat_guests element ${ip} (no running NAT VM)` });
+  // The current inet table, and the ip table of versions before it (a daemon that never restarted since the upgrade).
+  for (const family of ["inet", "ip"]) {
+    for (const ip of await setElements(family, "nat_guests"))
+      if (!natIps.has(ip)) leaks.push({ kind: "nft", what: `nat_guests element ${ip} (no running NAT VM)` });
+  }
+  leaks.push(...(await checkNetPolicy(vms, forwards, lockFile, webListen)));
   if (existsSync(socket) && !(await socketLive(socket))) leaks.push({ kind: "socket", what: `${socket} (no daemon listening)` });
   for (const v of vms) {
     for (const s of ["qmp.sock", "fc.sock", "vsock.sock", "agent.sock"]) {
@@ -118,7 +172,9 @@ async function main(): Promise<number> {
     for (const p of vmmProcesses()) leaks.push({ kind: "vmm-process", what: `pid ${p.pid}: ${p.cmdline.slice(0, 120)}` });
   } else {
     const cfg = loadConfig({ configFlag: values.config });
-    leaks.push(...(await checkStateDir(cfg.paths.vmsDir, cfg.paths.dbFile, cfg.paths.socket, cfg.config.tap_pool_size)));
+    leaks.push(
+      ...(await checkStateDir(cfg.paths.vmsDir, cfg.paths.dbFile, cfg.paths.socket, cfg.config.tap_pool_size, cfg.paths.lockFile, cfg.config.web.listen)),
+    );
   }
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ leaks, count: leaks.length }, null, 2)}\n`);

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino, { type Logger } from "pino";
 import { FileConsoleLogs } from "../../src/adapters/console/files.js";
+import { TcpProxy } from "../../src/adapters/net/tcp-proxy.js";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
@@ -44,7 +45,13 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   const cfg = loadConfig({ env: { env: { BANGER_CONFIG: cfgFile }, uid: 1000, home: dir } });
   mkdirSync(cfg.paths.vmsDir, { recursive: true });
   const store = SqliteStore.open(cfg.paths.dbFile);
-  const held = { taps: new Set<string>(), nat: new Set<string>(), procs: new Set<number>(), stops: [] as { timeoutMs: number; graceMs?: number }[] };
+  const held = {
+    taps: new Set<string>(),
+    nat: new Set<string>(),
+    procs: new Set<number>(),
+    stops: [] as { timeoutMs: number; graceMs?: number }[],
+    peers: [] as Array<readonly [string, string]>,
+  };
   const boom = (stage: string) => {
     if (failAt === stage) throw new BangerError("INTERNAL", `injected failure at ${stage}`);
   };
@@ -72,6 +79,9 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     },
     disableNat: async (ip) => {
       held.nat.delete(ip);
+    },
+    setPeers: async (pairs) => {
+      held.peers = [...pairs];
     },
     status: async () => {
       throw new Error("unused");
@@ -195,6 +205,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     console: new FileConsoleLogs(),
     names: new NameGenerator(seededRandom(1)),
     vmm: () => vmm,
+    forwarder: new TcpProxy(log),
     diskPool: new DiskPool({ store, disks, files, keys, log, config }, { dir: join(dir, "pool"), size: poolSize, maxGib: 0 }),
   };
   const imgDir = join(dir, "img");

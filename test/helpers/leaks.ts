@@ -2,7 +2,7 @@ import type { Netns } from "./netns.js";
 
 /** What banger could have left behind inside a namespace: NAT set elements, non-pool TAPs, VMM processes. */
 export async function hostLeftovers(ns: Netns): Promise<{ natElements: string[]; nonPoolTaps: string[]; vmmProcesses: string[] }> {
-  const set = await ns.exec("nft", ["-j", "list", "set", "ip", "banger", "nat_guests"], { allowFailure: true });
+  const set = await ns.exec("nft", ["-j", "list", "set", "inet", "banger", "nat_guests"], { allowFailure: true });
   const natElements: string[] = [];
   if (set.code === 0) {
     for (const item of JSON.parse(set.stdout).nftables as Record<string, { elem?: unknown[] }>[]) {

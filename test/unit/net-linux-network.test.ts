@@ -29,7 +29,7 @@ class ScriptedRunner implements Runner {
 }
 
 const log = { debug() {}, info() {}, warn() {} };
-const opts = (runner: Runner) => ({ runner, bridge: "banger0", subnet: "172.30.0.0/24", poolSize: 0, blockedHostPorts: [7780], log });
+const opts = (runner: Runner) => ({ runner, bridge: "banger0", subnet: "172.30.0.0/24", poolSize: 0, natAllow: [], log });
 
 describe("LinuxNetwork (scripted runner)", () => {
   it("gives every host command a timeout and feeds nft one script", async () => {
@@ -39,7 +39,7 @@ describe("LinuxNetwork (scripted runner)", () => {
     for (const c of r.calls) expect(c.opts.timeoutMs, c.line).toBeGreaterThan(0);
     const nft = r.calls.filter((c) => c.line.startsWith("nft"));
     expect(nft.map((c) => c.line)).toEqual(["nft -f -"]);
-    expect(String(nft[0]!.opts.input)).toMatch(/tcp dport \{ 7780 \} drop/);
+    expect(String(nft[0]!.opts.input)).toMatch(/add rule inet banger input iifname "banger0" drop/);
     // the existing bridge already has its address: no change requested
     expect(r.calls.some((c) => c.line.startsWith("ip addr replace"))).toBe(false);
   });

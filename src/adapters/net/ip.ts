@@ -16,7 +16,7 @@ export interface Link {
   flags: string[];
   master?: string;
   operstate?: string;
-  linkinfo?: { info_kind?: string };
+  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_slave_data?: { isolated?: boolean } };
 }
 
 export interface AddrInfo {
@@ -74,9 +74,25 @@ export class HostCmd {
     return routes.find((r) => typeof r.dev === "string")?.dev;
   }
 
-  /** Attach to the bridge and bring up; also repairs a device someone detached. */
+  /** Detailed rows (`ip -d`): bridge-port flags such as isolation. */
+  detailedLinks(): Promise<Link[]> {
+    return this.json<Link[]>("ip", ["-d", "-j", "link", "show"]);
+  }
+
+  /**
+   * Attach to the bridge as an isolated port and bring up; also repairs a
+   * device someone detached. Isolation comes before `up` so a guest never has
+   * a moment on the bridge without it.
+   */
   async attachUp(name: string, bridge: string): Promise<void> {
-    await this.run("ip", ["link", "set", "dev", name, "master", bridge, "up"]);
+    await this.run("ip", ["link", "set", "dev", name, "master", bridge]);
+    await this.setIsolated(name, true);
+    await this.run("ip", ["link", "set", "dev", name, "up"]);
+  }
+
+  /** An isolated bridge port forwards to no other isolated port; the bridge device (the gateway) still hears it. */
+  async setIsolated(name: string, on: boolean): Promise<void> {
+    await this.run("ip", ["link", "set", "dev", name, "type", "bridge_slave", "isolated", on ? "on" : "off"]);
   }
 
   async createTap(name: string, bridge: string): Promise<void> {

@@ -3,7 +3,7 @@ import type { Network, NetworkStatus } from "../../ports/network.js";
 import type { Runner } from "../../ports/runner.js";
 import { gatewayCidr, gatewayOf, inSubnet, isIpv4, prefixLen } from "../../domain/addr.js";
 import { HostCmd } from "./ip.js";
-import { assertIfname, NAT_SET, NFT_TABLE, parseSetElements, renderRuleset } from "./nft.js";
+import { assertIfname, NAT_SET, NFT_FAMILY, NFT_TABLE, parseSetElements, PEER_SET, renderPeers, renderRuleset } from "./nft.js";
 import { isBangerTap, isPoolName, TapPool, type PoolLog, type TapClaim } from "./tap-pool.js";
 
 export interface NetLog extends PoolLog {
@@ -18,8 +18,10 @@ export interface LinuxNetworkOptions {
   /** Interface NAT masquerades towards; unset means the default route's device. */
   uplink?: string;
   poolSize: number;
-  /** TCP ports on the host that guests must not reach (web UI, API). */
-  blockedHostPorts: number[];
+  /** Ranges NAT guests may reach although they are private or link-local (config `nat.allow`, validated CIDRs). */
+  natAllow: readonly string[];
+  /** Name servers NAT guests are given; they may reach these on port 53 even in a denied range. Read at each ruleset apply. */
+  nameservers?: () => string[];
   log: NetLog;
 }
 
@@ -35,6 +37,8 @@ export class LinuxNetwork implements Network {
   private readonly pool: TapPool;
   private uplink: string | undefined;
   private hostReady = false;
+  /** Peer updates run one after another, in call order, so the last call's view is what stays. */
+  private peersQueue: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: LinuxNetworkOptions) {
     assertIfname(opts.bridge, "bridge");
@@ -102,17 +106,41 @@ export class LinuxNetwork implements Network {
       await this.applyRuleset();
     }
     await this.cmd.run("sysctl", ["-q", "-w", "net.ipv4.ip_forward=1"]);
-    await this.nft(["add", "element", "ip", NFT_TABLE, NAT_SET, `{ ${guestIp} }`]);
+    await this.nft(["add", "element", NFT_FAMILY, NFT_TABLE, NAT_SET, `{ ${guestIp} }`]);
     this.opts.log.info({ ip: guestIp, uplink: this.uplink }, "NAT enabled");
   }
 
   async disableNat(guestIp: string): Promise<void> {
     if (!isIpv4(guestIp)) throw new BangerError("BAD_REQUEST", `not an IPv4 address: ${JSON.stringify(guestIp)}`);
-    const res = await this.nft(["delete", "element", "ip", NFT_TABLE, NAT_SET, `{ ${guestIp} }`], true);
+    const res = await this.nft(["delete", "element", NFT_FAMILY, NFT_TABLE, NAT_SET, `{ ${guestIp} }`], true);
     // Deleting a missing element (or from a missing table) fails; absent is the goal, so check that instead.
     if (res.code !== 0 && (await this.natAddresses()).includes(guestIp)) {
       throw new BangerError("NETWORK_FAILED", `cannot remove ${guestIp} from the NAT set: ${res.stderr.trim()}`);
     }
+  }
+
+  setPeers(pairs: ReadonlyArray<readonly [string, string]>): Promise<void> {
+    const script = renderPeers(pairs); // validated now, so a bad name fails the caller and not the queue
+    const run = this.peersQueue.then(() => this.applyPeers(script, pairs));
+    this.peersQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * The bridge set first, then the port flags: a peered TAP drops isolation
+   * (isolated ports never talk to each other) and the set keeps it to its
+   * peers; every other banger TAP on the bridge is isolated again.
+   */
+  private async applyPeers(script: string, pairs: ReadonlyArray<readonly [string, string]>): Promise<void> {
+    if (!this.hostReady) await this.ensureHost();
+    await this.cmd.run("nft", ["-f", "-"], { input: script, timeoutMs: NFT_TIMEOUT_MS });
+    const peered = new Set(pairs.flat());
+    for (const l of await this.cmd.detailedLinks()) {
+      if (!isBangerTap(l.ifname) || l.master !== this.opts.bridge) continue;
+      const want = !peered.has(l.ifname);
+      if (l.linkinfo?.info_slave_data?.isolated !== want) await this.cmd.setIsolated(l.ifname, want);
+    }
+    this.opts.log.info({ pairs: pairs.map((p) => p.join("<->")) }, "guest peers applied");
   }
 
   async status(): Promise<NetworkStatus> {
@@ -124,15 +152,26 @@ export class LinuxNetwork implements Network {
       address = a ? `${a.local}/${a.prefixlen}` : undefined;
     }
     const fwd = await this.cmd.run("sysctl", ["-n", "net.ipv4.ip_forward"], { allowFailure: true });
-    const table = await this.nft(["list", "table", "ip", NFT_TABLE], true);
+    const table = await this.nft(["list", "table", NFT_FAMILY, NFT_TABLE], true);
+    const bridgeTable = await this.nft(["list", "table", "bridge", NFT_TABLE], true);
+    const taps = await this.listTaps();
+    const details = link ? await this.cmd.detailedLinks() : [];
     return {
       bridge: { name: bridge, exists: !!link, up: !!link?.flags.includes("UP"), ...(address ? { address } : {}) },
       ipForward: fwd.stdout.trim() === "1",
       natTable: table.code === 0,
       ...((this.uplink ?? this.opts.uplink) ? { uplink: this.uplink ?? this.opts.uplink } : {}),
       natAddresses: table.code === 0 ? await this.natAddresses() : [],
-      taps: await this.listTaps(),
+      taps,
       poolIdle: this.pool.idleNames(),
+      isolation: {
+        inputDrop: table.code === 0 && table.stdout.includes(`iifname "${bridge}" drop`),
+        bridgeFilter: bridgeTable.code === 0,
+        unisolatedTaps: details
+          .filter((l) => isBangerTap(l.ifname) && l.master === bridge && l.linkinfo?.info_slave_data?.isolated !== true)
+          .map((l) => l.ifname),
+        peers: bridgeTable.code === 0 ? await this.peerElements() : [],
+      },
     };
   }
 
@@ -146,7 +185,8 @@ export class LinuxNetwork implements Network {
   /** Remove everything banger created here: the nft table, all its TAPs, the bridge. For tests and uninstall. */
   async cleanupHost(): Promise<void> {
     await this.pool.close();
-    await this.nft(["delete", "table", "ip", NFT_TABLE], true);
+    await this.nft(["delete", "table", NFT_FAMILY, NFT_TABLE], true);
+    await this.nft(["delete", "table", "bridge", NFT_TABLE], true);
     for (const name of await this.listTaps()) await this.cmd.deleteLink(name);
     await this.cmd.deleteLink(this.opts.bridge);
     this.pool.clear();
@@ -189,13 +229,18 @@ export class LinuxNetwork implements Network {
   }
 
   private async applyRuleset(): Promise<void> {
-    const script = renderRuleset({ bridge: this.opts.bridge, uplink: this.uplink, blockedHostPorts: this.opts.blockedHostPorts });
+    const script = renderRuleset({ bridge: this.opts.bridge, uplink: this.uplink, natAllow: this.opts.natAllow, nameservers: this.opts.nameservers?.() ?? [] });
     await this.cmd.run("nft", ["-f", "-"], { input: script, timeoutMs: NFT_TIMEOUT_MS });
   }
 
   private async natAddresses(): Promise<string[]> {
-    const res = await this.nft(["-j", "list", "set", "ip", NFT_TABLE, NAT_SET], true);
+    const res = await this.nft(["-j", "list", "set", NFT_FAMILY, NFT_TABLE, NAT_SET], true);
     return res.code === 0 ? parseSetElements(res.stdout) : [];
+  }
+
+  private async peerElements(): Promise<string[]> {
+    const res = await this.nft(["-j", "list", "set", "bridge", NFT_TABLE, PEER_SET], true);
+    return res.code === 0 ? parseSetElements(res.stdout, PEER_SET) : [];
   }
 
   private nft(args: string[], allowFailure = false) {

@@ -178,6 +178,30 @@ ALTER TABLE vms ADD COLUMN role TEXT CHECK (role IS NULL OR role IN ('builder'))
 ALTER TABLE images ADD COLUMN build_json TEXT;
 `,
   },
+  {
+    // Issue 11: host → guest port forwards and guest ↔ guest peers. Both go with their VM (cascade).
+    version: 5,
+    sql: `
+CREATE TABLE port_forwards (
+  vm_id        TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+  host_address TEXT NOT NULL,
+  host_port    INTEGER NOT NULL CHECK (host_port BETWEEN 1 AND 65535),
+  guest_port   INTEGER NOT NULL CHECK (guest_port BETWEEN 1 AND 65535),
+  created_at   TEXT NOT NULL,
+  PRIMARY KEY (host_address, host_port)
+);
+CREATE INDEX port_forwards_vm ON port_forwards(vm_id);
+
+-- One row per unordered pair (a < b), so a peering is mutual by construction.
+CREATE TABLE vm_peers (
+  a TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+  b TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+  PRIMARY KEY (a, b),
+  CHECK (a < b)
+);
+CREATE INDEX vm_peers_b ON vm_peers(b);
+`,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

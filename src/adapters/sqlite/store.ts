@@ -20,6 +20,8 @@ import {
   type VmRow,
 } from "./rows.js";
 import { constraintOf, isBusy, isDuplicate } from "./sqlite-errors.js";
+import { deleteForward, deletePeers, insertForward, insertPeers, selectForwards, selectPeerPairs, type Sql } from "./net-rows.js";
+import type { PortForward } from "../../domain/forwards.js";
 
 /** How long a writer waits for another process (daemon, verifier script) to finish its transaction. */
 export const BUSY_TIMEOUT_MS = 5000;
@@ -231,7 +233,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Drops the VM with its lease and vsock CID (cascade) and its events. Missing ids are a no-op. */
+  /** Drops the VM with its lease, vsock CID, forwards and peerings (cascade) and its events. Missing ids are a no-op. */
   deleteVm(id: string): void {
     this.write(() => {
       this.run("DELETE FROM lifecycle_events WHERE vm_id = ?", id);
@@ -293,6 +295,38 @@ export class SqliteStore implements Store {
       return free.cid;
     });
   }
+
+  // ---- port forwards and peers (net-rows.ts) ----
+
+  addForward(f: PortForward): void {
+    this.write(() => insertForward(this.sql, f, this.now().toISOString()));
+  }
+
+  removeForward(vmId: string, hostAddress: string, hostPort: number): boolean {
+    return this.write(() => deleteForward(this.sql, vmId, hostAddress, hostPort));
+  }
+
+  listForwards(vmId?: string): PortForward[] {
+    return this.read(() => selectForwards(this.sql, vmId));
+  }
+
+  addPeers(vmId: string, peerIds: readonly string[]): void {
+    this.write(() => insertPeers(this.sql, vmId, peerIds));
+  }
+
+  removePeers(vmId: string): void {
+    this.write(() => deletePeers(this.sql, vmId));
+  }
+
+  peerPairs(): Array<[string, string]> {
+    return this.read(() => selectPeerPairs(this.sql));
+  }
+
+  private readonly sql: Sql = {
+    get: (sql, ...p) => this.get(sql, ...p),
+    all: (sql, ...p) => this.all(sql, ...p),
+    run: (sql, ...p) => this.run(sql, ...p),
+  };
 
   // ---- lifecycle events ----
 

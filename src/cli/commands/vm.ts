@@ -9,6 +9,7 @@ import type { CliContext } from "../context.js";
 import { positiveInt } from "../parse.js";
 import { keyValues, ms, table } from "../output.js";
 import { registerChannelCommands, sshOverChannel } from "./vm-channel.js";
+import { collectForward, forwardsOf, peersOf, registerVmPort } from "./vm-port.js";
 
 const LONG_MS = 30 * 60_000;
 const enc = encodeURIComponent;
@@ -156,8 +157,13 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("--memory <mib>", "memory in MiB", positiveInt)
     .option("--work-disk <gib>", "size of the /root disk in GiB", positiveInt)
     .option("--no-wait", "return once the guest is started")
+    .option("-p, --publish <spec>", "forward a host port to the guest, [address:]hostport:guestport (repeatable)", collectForward)
+    .option("--publish-address <addr>", "host address for -p specs that name none (default 127.0.0.1)")
+    .option("--peers <vms>", "comma-separated existing VMs this one may reach, and be reached by")
     .action(async (o) => {
       const body = {
+        peers: peersOf(o.peers),
+        forwards: forwardsOf(o.publish, o.publishAddress),
         image: o.image,
         name: o.name,
         nat: Boolean(o.nat),
@@ -237,6 +243,8 @@ export function registerVm(program: Command, ctx: CliContext): void {
         .call<{ removed: string; cancelled?: string }>("DELETE", `/vms/${enc(name)}${o.force ? "?force=true" : ""}`, undefined, LONG_MS);
       ctx.out(res.cancelled ? `cancelled the ${res.cancelled} of ${name} and removed it` : `removed ${name}`, res);
     });
+
+  registerVmPort(v, ctx);
 
   v.command("ssh <name> [cmd...]")
     .description("ssh into the guest as root (banger key, per-VM known_hosts, no prompts)")
