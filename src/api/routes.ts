@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { AppDeps } from "../app/deps.js";
 import { createVm } from "../app/create.js";
 import { runDoctor } from "../app/doctor.js";
@@ -12,6 +13,8 @@ import { errorResponse } from "./errors.js";
 import { createVmBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
 
 const MAX_LOG_CHUNK = 256 * 1024;
+/** Every request body is a small JSON object; anything larger is refused before it is buffered. */
+export const MAX_BODY_BYTES = 1024 * 1024;
 
 async function body(c: { req: { json(): Promise<unknown> } }): Promise<unknown> {
   try {
@@ -25,6 +28,19 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
   const images = new ImageService(d);
   const api = new Hono();
   api.onError((err, c) => errorResponse(c, err));
+  api.use(
+    "*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => {
+        // The rest of the body is never read: the connection cannot carry another request.
+        c.header("Connection", "close");
+        throw new BangerError("BODY_TOO_LARGE", `request body is larger than ${MAX_BODY_BYTES} bytes`, {
+          hint: "API bodies are small JSON objects (docs/api.md); files are passed by path, not content",
+        });
+      },
+    }),
+  );
   api.notFound((c) => errorResponse(c, new BangerError("NOT_FOUND", `no route ${c.req.method} ${c.req.path}`, { hint: "docs/api.md lists the routes" })));
 
   api.get("/version", (c) => c.json({ version: VERSION, api: "v1", vmm: d.config.vmm, pid: process.pid, stateDir: d.config.hostCheck.stateDir }));

@@ -1,9 +1,7 @@
 import { z } from "zod";
 
-const absPath = z
-  .string()
-  .min(1)
-  .refine((p) => p.startsWith("/"), "must be an absolute path");
+// Absolute, outside the state dir, no symlink into it: checked where the file is opened (app/image-sources.ts).
+const absPath = z.string().min(1).max(4096);
 
 export const serviceSchema = z
   .object({

@@ -29,6 +29,8 @@ export interface AppConfig {
   eventsKeepOps: number;
   consoleLogMaxBytes: number;
   tapPoolSize: number;
+  /** banger's own files: API callers may not name paths under it. */
+  stateDir: string;
   imagesDir: string;
   vmsDir: string;
   socket: string;

@@ -3,10 +3,12 @@ import { basename, join } from "node:path";
 import { BangerError } from "../domain/errors.js";
 import { validateImageName, validateName } from "../domain/names.js";
 import type { Artifact, ArtifactRole, GuestService, Image } from "../domain/types.js";
+import type { PinnedFile } from "../ports/files.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 
-type ImageDeps = Pick<AppDeps, "store" | "disks" | "files" | "diskPool" | "log"> & { config: Pick<AppConfig, "imagesDir"> };
+type ImageDeps = Pick<AppDeps, "store" | "disks" | "files" | "diskPool" | "log"> & { config: Pick<AppConfig, "imagesDir" | "stateDir"> };
 import { checkExt4, checkInitrd, checkKernel, checkPlainFile } from "./artifact-checks.js";
+import { pinImageSources } from "./image-sources.js";
 
 export const DEFAULT_BOOT_ARGS = "console=ttyS0 reboot=k panic=1 rootfstype=ext4 root=/dev/vda rw";
 
@@ -63,13 +65,23 @@ export class ImageService {
       ["rootfs", input.rootfs],
       ["work_seed", input.workSeed],
     ];
+    // Every file is opened (and vetted) once; checks and copies read the pinned descriptor.
+    const pinned = await pinImageSources(this.d.files, this.d.config.stateDir, sources);
+    try {
+      return await this.copyIn(input, pinned);
+    } finally {
+      await Promise.all([...pinned.values()].map((f) => f.close()));
+    }
+  }
+
+  private async copyIn(input: RegisterInput, pinned: Map<ArtifactRole, PinnedFile>): Promise<Image> {
     // Validate everything before copying anything: a bad input leaves no trace.
-    for (const [role, path] of sources) {
-      if (!path) continue;
-      await checkPlainFile(this.d.files, role, path);
-      if (role === "kernel") await checkKernel(this.d.files, path);
-      if (role === "initrd") await checkInitrd(this.d.files, path);
-      if (role === "rootfs" || role === "work_seed") await checkExt4(role, path, this.d.disks);
+    for (const [role, file] of pinned) {
+      const path = file.readPath;
+      await checkPlainFile(role, file.realPath, file.info);
+      if (role === "kernel") await checkKernel(this.d.files, path, file.realPath);
+      if (role === "initrd") await checkInitrd(this.d.files, path, file.realPath);
+      if (role === "rootfs" || role === "work_seed") await checkExt4(role, path, this.d.disks, file.realPath);
     }
 
     const id = randomUUID();
@@ -78,10 +90,9 @@ export class ImageService {
     await this.d.files.mkdir(tmpDir);
     try {
       const artifacts: Artifact[] = [];
-      for (const [role, path] of sources) {
-        if (!path) continue;
+      for (const [role, file] of pinned) {
         const dst = join(tmpDir, FILE_NAMES[role]);
-        await this.d.files.copy(path, dst);
+        await this.d.files.copy(file.readPath, dst);
         const sha256 = await this.d.files.sha256(dst);
         const size = (await this.d.files.stat(dst))?.size ?? 0;
         artifacts.push({ role, path: join(finalDir, FILE_NAMES[role]), sha256, sizeBytes: size });

@@ -44,6 +44,7 @@ export function appConfig(cfg: LoadedConfig): AppConfig {
     eventsKeepOps: c.events_keep_ops,
     consoleLogMaxBytes: c.console_log_max_mib * MIB,
     tapPoolSize: c.tap_pool_size,
+    stateDir: cfg.paths.stateDir,
     imagesDir: cfg.paths.imagesDir,
     vmsDir: cfg.paths.vmsDir,
     socket: cfg.paths.socket,
