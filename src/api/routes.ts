@@ -9,6 +9,7 @@ import { getVm, listVms } from "../app/vm-lookup.js";
 import { sshTarget } from "../app/vm-ready.js";
 import { BangerError } from "../domain/errors.js";
 import { VERSION } from "../version.js";
+import { accessRoutes } from "./access-routes.js";
 import { errorResponse } from "./errors.js";
 import { createVmBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
 
@@ -81,6 +82,7 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
     return c.json({ offset, size, data, start, running: vm.state === "running" });
   });
 
+  accessRoutes(api, d);
   api.get("/doctor", async (c) => c.json(await runDoctor(d, images)));
   api.post("/shutdown", (c) => {
     setImmediate(() => hooks.shutdown());

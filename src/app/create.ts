@@ -13,6 +13,7 @@ import { bootStages, explainGuestFailure, tapStage, type BootContext, type BootD
 import type { PreparedDisks } from "./deps.js";
 import { vmFiles } from "./vm-files.js";
 import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
+import { guestSecretFiles, newSecret, removeSecret, storeSecret } from "./vm-secret.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
 
 /** What a create touches; start, stop and rm take a subset of the same (lifecycle.ts). */
@@ -20,7 +21,7 @@ export type CreateDeps = BootDeps &
   Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log"> & {
     config: Pick<
       AppConfig,
-      "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "sshTimeoutMs" | "serviceTimeoutMs"
+      "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "secretsDir" | "sshTimeoutMs" | "serviceTimeoutMs"
     >;
   };
 
@@ -139,10 +140,21 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; n
     },
     {
       name: "inject",
-      run: async () => {
-        const hostPublicKey = prepared?.hostPublicKey ?? (await injectIdentity(d, files.rootfs));
+      run: async ({ onUndo }) => {
+        // The service password is this VM's alone: warm sets carry none, it is written here.
+        const secret = newSecret();
+        onUndo("secret", () => removeSecret(d, vm));
+        await storeSecret(d, vm, secret);
+        const guestFiles = guestSecretFiles(secret);
+        let hostPublicKey: string;
+        if (prepared) {
+          hostPublicKey = prepared.hostPublicKey;
+          await d.disks.inject(files.rootfs, guestFiles);
+        } else {
+          hostPublicKey = await injectIdentity(d, files.rootfs, guestFiles);
+        }
         await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
-        return prepared ? "host key and authorized_keys pre-injected (warm pool)" : undefined;
+        return prepared ? "host key and authorized_keys pre-injected (warm pool); service password written" : undefined;
       },
     },
     ...bootStages(boot),

@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { LoadedConfig } from "../config/load.js";
@@ -46,6 +46,7 @@ export function appConfig(cfg: LoadedConfig): AppConfig {
     tapPoolSize: c.tap_pool_size,
     stateDir: cfg.paths.stateDir,
     imagesDir: cfg.paths.imagesDir,
+    secretsDir: join(cfg.paths.stateDir, "secrets"),
     vmsDir: cfg.paths.vmsDir,
     socket: cfg.paths.socket,
     hostCheck: hostCheckConfig(cfg),
@@ -59,6 +60,9 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
   mkdirSync(cfg.paths.imagesDir, { recursive: true });
   mkdirSync(cfg.paths.vmsDir, { recursive: true });
   const config = appConfig(cfg);
+  // Per-VM passwords: root only, whatever the umask or an older mode said.
+  mkdirSync(config.secretsDir, { recursive: true, mode: 0o700 });
+  chmodSync(config.secretsDir, 0o700);
   const runner = new ExecRunner();
   const store = SqliteStore.open(cfg.paths.dbFile);
   const files = new NodeFiles({ copy: (src, dst) => copyFileReflink(src, dst), sha256: sha256File });

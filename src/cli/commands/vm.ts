@@ -8,6 +8,7 @@ import type { SshTarget } from "../../ports/guest.js";
 import type { CliContext } from "../context.js";
 import { positiveInt } from "../parse.js";
 import { keyValues, ms, table } from "../output.js";
+import { renderAccess, type ServiceAccess } from "./vm-access.js";
 
 const LONG_MS = 30 * 60_000;
 const enc = encodeURIComponent;
@@ -197,10 +198,12 @@ export function registerVm(program: Command, ctx: CliContext): void {
     });
 
   v.command("show <name>")
-    .description("details and stage timings of a VM")
-    .action(async (name: string) => {
+    .description("details and stage timings of a VM, and how to reach its services")
+    .option("--show-secret", "print the password of the VM's protected services (opencode)")
+    .action(async (name: string, o: { showSecret?: boolean }) => {
       const res = await ctx.client().call<{ vm: Vm; events: LifecycleEvent[]; operation?: { op: string; startedAt: string } }>("GET", `/vms/${enc(name)}`);
-      ctx.out(() => showVm(res.vm, res.events, res.operation), res);
+      const access = await ctx.client().call<{ services: ServiceAccess[] }>("GET", `/vms/${enc(name)}/access${o.showSecret ? "?secret=true" : ""}`);
+      ctx.out(() => showVm(res.vm, res.events, res.operation) + renderAccess(res.vm.name, access.services), { ...res, ...access });
     });
 
   v.command("events <name>")
