@@ -2,6 +2,7 @@ import type { HostCheckConfig, HostFacts } from "../ports/host.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 import type { ImageService } from "./images.js";
 import { artifactOf } from "../domain/types.js";
+import { protectionChecks } from "./protections.js";
 
 export type CheckStatus = "PASS" | "WARN" | "FAIL";
 
@@ -85,6 +86,7 @@ export async function hostChecks(c: HostCheckConfig, host: HostFacts): Promise<C
         }
       : { name: "ssh-key", status: "PASS", detail: `${keyPath}${c.sshKey ? "" : " (auto-managed)"}` },
   );
+  checks.push(...(await protectionChecks(c, host)));
   return checks;
 }
 

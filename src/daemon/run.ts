@@ -107,8 +107,9 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   server.requestTimeout = 0;
   await listen(server, cfg.paths.socket);
   chmodSync(cfg.paths.socket, 0o660);
-  const gid = groupId("banger");
+  const gid = groupId(cfg.config.api_group);
   if (gid !== undefined) chownSync(cfg.paths.socket, process.getuid?.() ?? 0, gid);
+  else log.warn({ api_group: cfg.config.api_group }, "api_group does not exist: only root can use the socket (`banger doctor --fix` creates it)");
   log.info({ socket: cfg.paths.socket, version: VERSION, vmm: cfg.config.vmm }, "bangerd listening");
 
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void shutdown(sig));

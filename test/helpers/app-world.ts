@@ -144,6 +144,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     which: (t) => `/usr/bin/${t}`,
     kvm: () => ({ ok: false, detail: "test" }),
     dirProblem: () => undefined,
+    privilege: async () => ({ root: true, vmmUid: 999, vmmInKvm: true, apiGid: 998, qemuSandbox: true, setpriv: "/usr/bin/setpriv", tunOpen: true }),
   };
   const d: AppDeps = {
     config,

@@ -2,7 +2,7 @@ import { BangerError } from "../../domain/errors.js";
 import type { Network, NetworkStatus } from "../../ports/network.js";
 import type { Runner } from "../../ports/runner.js";
 import { gatewayCidr, gatewayOf, inSubnet, isIpv4, prefixLen } from "../../domain/addr.js";
-import { HostCmd } from "./ip.js";
+import { HostCmd, type TapOwner } from "./ip.js";
 import { assertIfname, NAT_SET, NFT_TABLE, parseSetElements, renderRuleset } from "./nft.js";
 import { isBangerTap, isPoolName, TapPool, type PoolLog, type TapClaim } from "./tap-pool.js";
 
@@ -20,6 +20,8 @@ export interface LinuxNetworkOptions {
   poolSize: number;
   /** TCP ports on the host that guests must not reach (web UI, API). */
   blockedHostPorts: number[];
+  /** The unprivileged VMM user that must be able to open the TAPs (vmm_user); undefined = root. */
+  tapOwner?: TapOwner;
   log: NetLog;
 }
 
@@ -44,9 +46,9 @@ export class LinuxNetwork implements Network {
     this.pool = new TapPool(
       Math.max(0, opts.poolSize),
       {
-        create: (n) => this.cmd.createTap(n, opts.bridge),
+        create: (n) => this.cmd.createTap(n, opts.bridge, opts.tapOwner),
         delete: (n) => this.cmd.deleteLink(n),
-        reset: (n) => this.cmd.resetTap(n, opts.bridge),
+        reset: (n) => this.cmd.resetTap(n, opts.bridge, opts.tapOwner),
       },
       opts.log,
     );
