@@ -38,6 +38,12 @@ export const createVmBody = z
     memoryMib: z.number().int().min(128).max(262144).optional(),
     workDiskGib: z.number().int().min(1).max(2048).optional(),
     noWait: z.boolean().optional(),
+    // One OpenSSH public key line; it goes into the guest's authorized_keys as is.
+    sshPublicKey: z
+      .string()
+      .max(16384)
+      .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+=*( [^\n\r]*)?\n?$/, "expected one OpenSSH public key line")
+      .optional(),
   })
   .strict();
 

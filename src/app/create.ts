@@ -12,7 +12,7 @@ import { Plan, type Stage } from "./plan.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext, type BootDeps } from "./boot-stages.js";
 import type { PreparedDisks } from "./deps.js";
 import { vmFiles } from "./vm-files.js";
-import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
+import { authorizedKeys, cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
 import { guestSecretFiles, newSecret, removeSecret, storeSecret } from "./vm-secret.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
 
@@ -34,6 +34,10 @@ export interface CreateInput {
   workDiskGib?: number;
   /** Return once the guest is started, without waiting for SSH and services. */
   noWait?: boolean;
+  /** The API caller, recorded as the VM's owner. */
+  owner?: { uid: number; name: string };
+  /** The caller's public key, added to the guest's authorized_keys beside banger's. */
+  sshPublicKey?: string;
 }
 
 export function resolveImage(d: Pick<AppDeps, "store">, ref: string): Image {
@@ -86,6 +90,7 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; n
     workSeedFallback: !seed,
     createdAt: now,
     updatedAt: now,
+    ...(input.owner ? { ownerUid: input.owner.uid, ownerName: input.owner.name } : {}),
   };
   try {
     d.store.insertVm(vm);
@@ -149,9 +154,10 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; n
         let hostPublicKey: string;
         if (prepared) {
           hostPublicKey = prepared.hostPublicKey;
-          await d.disks.inject(files.rootfs, guestFiles);
+          // A warm set holds banger's key only; the creator's joins it here, in the same write.
+          await d.disks.inject(files.rootfs, [...(input.sshPublicKey ? [await authorizedKeys(d, input.sshPublicKey)] : []), ...guestFiles]);
         } else {
-          hostPublicKey = await injectIdentity(d, files.rootfs, guestFiles);
+          hostPublicKey = await injectIdentity(d, files.rootfs, guestFiles, input.sshPublicKey);
         }
         await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
         return prepared ? "host key and authorized_keys pre-injected (warm pool); service password written" : undefined;

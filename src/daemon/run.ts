@@ -12,6 +12,9 @@ import { reconcile } from "../app/reconcile.js";
 import { rotateConsoles } from "../app/retention.js";
 import { VERSION } from "../version.js";
 import { acquireDaemonLock } from "./lock.js";
+import type { Socket } from "node:net";
+import { PeerCredentials } from "../adapters/peer/peer-cred.js";
+import { ExecRunner } from "../adapters/exec/runner.js";
 import { wire } from "./wire.js";
 
 /** How often the reconciler looks for VMM processes that ended on their own. */
@@ -100,7 +103,15 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   };
 
   const app = new Hono();
-  app.route("/v1", apiRoutes(deps, { shutdown: () => void shutdown("api request") }));
+  const peers = new PeerCredentials(new ExecRunner());
+  app.route(
+    "/v1",
+    apiRoutes(deps, {
+      shutdown: () => void shutdown("api request"),
+      identify: (env) => peers.of((env as { incoming: IncomingMessage }).incoming.socket as Socket),
+      apiGroup: { name: cfg.config.api_group, gid: groupId(cfg.config.api_group) },
+    }),
+  );
   mkdirSync(dirname(cfg.paths.socket), { recursive: true, mode: 0o755 });
   server = createServer(withServerTiming(getRequestListener(app.fetch)));
   // A create waits for a guest boot; the default 5-minute request timeout would cut long TCG boots short.

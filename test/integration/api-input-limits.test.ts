@@ -25,7 +25,7 @@ describe.skipIf(skip)(`the API refuses what is not its business${skip ? ` (skipp
     kernel = fakeElfKernel(art);
     rootfs = realExt4(art, "rootfs.ext4");
     const r = await api.call("POST", "/images", { name: "good-1", kernel, rootfs });
-    expect(r.status).toBe(201);
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
     const paths = Object.fromEntries((r.body.image.artifacts as { role: string; path: string }[]).map((a) => [a.role, a.path]));
     registered = { kernel: paths.kernel, rootfs: paths.rootfs };
   });
