@@ -13,8 +13,7 @@ import { accessRoutes } from "./access-routes.js";
 import { errorResponse } from "./errors.js";
 import { ROOT_CALLER, requireMember, requireOwner, requireRoot, type Caller } from "../domain/caller.js";
 import { vmFiles } from "../app/vm-files.js";
-
-export type ApiEnv = { Variables: { caller: Caller } };
+import type { ApiEnv } from "./env.js";
 import { createVmBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
 
 const MAX_LOG_CHUNK = 256 * 1024;

@@ -4,14 +4,9 @@ import type { ImageService } from "./images.js";
 import { artifactOf } from "../domain/types.js";
 import { protectionChecks } from "./protections.js";
 
-export type CheckStatus = "PASS" | "WARN" | "FAIL";
+import type { Check } from "./checks.js";
 
-export interface Check {
-  name: string;
-  status: CheckStatus;
-  detail: string;
-  fix?: string;
-}
+export type { Check, CheckStatus } from "./checks.js";
 
 export interface DoctorReport {
   checks: Check[];

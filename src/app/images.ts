@@ -78,7 +78,7 @@ export class ImageService {
     // Validate everything before copying anything: a bad input leaves no trace.
     for (const [role, file] of pinned) {
       const path = file.readPath;
-      await checkPlainFile(role, file.realPath, file.info);
+      checkPlainFile(role, file.realPath, file.info);
       if (role === "kernel") await checkKernel(this.d.files, path, file.realPath);
       if (role === "initrd") await checkInitrd(this.d.files, path, file.realPath);
       if (role === "rootfs" || role === "work_seed") await checkExt4(role, path, this.d.disks, file.realPath);

@@ -1,5 +1,5 @@
 import type { HostCheckConfig, HostFacts } from "../ports/host.js";
-import type { Check } from "./doctor.js";
+import type { Check } from "./checks.js";
 
 const FIX = "run `sudo banger doctor --fix` (creates the system user and group), then restart bangerd";
 

@@ -14,7 +14,8 @@ export const callerIsRoot = (): boolean => process.getuid?.() === 0;
 
 export async function callerPublicKey(): Promise<string | undefined> {
   if (callerIsRoot()) return undefined;
-  const key = await ensureDefaultKey(defaultSshKeyPath(currentEnv()));
+  const key = defaultSshKeyPath(currentEnv());
+  await ensureDefaultKey(key);
   return (await readFile(`${key}.pub`, "utf8")).trim();
 }
 
