@@ -47,7 +47,7 @@ describe.skipIf(skip)(`e2e: group access, an unprivileged VMM and opencode's pas
       ns,
       dir,
       wrap: openTunWrap(dir),
-      config: { memory_mib: 1024, work_disk_gib: 4, vmm_user: vmmUser.name, api_group: group },
+      config: { memory_mib: 1024, work_disk_gib: 4, vmm_user: vmmUser.name, api_group: group, ssh_timeout_s: 360, service_timeout_s: 400 },
     });
     const reg = await d.cli(registerArgs(builtDebianImage()!, "debian-acc-1"), { timeoutMs: 300_000 });
     expect(reg.stderr).toBe("");
