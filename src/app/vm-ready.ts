@@ -7,7 +7,8 @@ import { readSecret } from "./vm-secret.js";
 import { authOf, basicAuth, type ServiceAuth } from "../domain/service-auth.js";
 import type { GuestService } from "../domain/types.js";
 
-const PROBE_MS = 3_000;
+// Generous: opencode under TCG on a loaded host can take seconds per request.
+const PROBE_MS = 10_000;
 const POLL_MS = 250;
 
 /**
@@ -36,11 +37,22 @@ async function waitAuthenticated(
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  const open = await probe({});
-  if (open !== 401) {
-    throw new BangerError("GUEST_NOT_READY", `service ${svc.name} on port ${svc.port} answered ${open} without the password, not 401`, {
-      hint: `the image's ${svc.name} unit must read ${auth.guestEnvFile} so ${auth.envVar} is set; rebuild the image`,
-    });
+  // A slow guest may miss one probe: only an answer other than 401 is a verdict.
+  for (;;) {
+    signal.throwIfAborted();
+    const open = await probe({});
+    if (open === 401) return;
+    if (typeof open === "number") {
+      throw new BangerError("GUEST_NOT_READY", `service ${svc.name} on port ${svc.port} answered ${open} without the password, not 401`, {
+        hint: `the image's ${svc.name} unit must read ${auth.guestEnvFile} so ${auth.envVar} is set; rebuild the image`,
+      });
+    }
+    if (Date.now() + POLL_MS >= deadline) {
+      throw new BangerError("GUEST_NOT_READY", `service ${svc.name} on port ${svc.port} stopped answering (${open})`, {
+        hint: `raise service_timeout_s if the guest is just slow; \`banger vm ssh ${vm.name} -- systemctl status ${svc.name}\` shows why`,
+      });
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
   }
 }
 

@@ -79,6 +79,19 @@ describe("per-VM service passwords", () => {
     expect(seen.at(-1)).toEqual({});
     expect(w.store.events(vm.id).find((e) => e.stage === "wait-services")?.detail).toBe("opencode:4096 (password checked)");
 
+    // A loaded guest that misses a probe is asked again, not failed.
+    let missed = 0;
+    w.d.guest = {
+      ...w.d.guest,
+      httpStatus: async (_h, _p, _path, headers) => {
+        if (!headers.authorization && missed++ === 0) throw new Error("no HTTP answer within 10000 ms");
+        return headers.authorization ? 200 : 401;
+      },
+    };
+    await createVm(w.d, { image: "deb-1", name: "slow" });
+    expect(missed).toBe(2);
+    await removeVm(w.d, "slow", true);
+
     w.d.guest = { ...w.d.guest, httpStatus: async () => 200 };
     await expect(createVm(w.d, { image: "deb-1", name: "open" })).rejects.toMatchObject({
       code: "GUEST_NOT_READY",
