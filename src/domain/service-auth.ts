@@ -15,7 +15,7 @@ export interface ServiceAuth {
 }
 
 export const SERVICE_AUTH: Readonly<Record<string, ServiceAuth>> = {
-  opencode: { username: "opencode", envVar: "OPENCODE_SERVER_PASSWORD", guestEnvFile: "/etc/banger/opencode.env", probePath: "/config" },
+  opencode: { username: "opencode", envVar: "OPENCODE_SERVER_PASSWORD", guestEnvFile: "/etc/banger/opencode.env", probePath: "/global/health" },
 };
 
 export const authOf = (serviceName: string): ServiceAuth | undefined => SERVICE_AUTH[serviceName];
