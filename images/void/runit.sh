@@ -31,6 +31,9 @@ sv check banger-net >/dev/null || exit 1
 # /root is the per-VM work disk; opencode keeps its state there.
 mountpoint -q /root || exit 1
 export HOME=/root
+# OPENCODE_SERVER_PASSWORD, written by banger at create (root-only); no file, no server.
+[ -r /etc/banger/opencode.env ] || exit 1
+set -a; . /etc/banger/opencode.env; set +a
 cd /root || exit 1
 exec /usr/local/bin/opencode serve --port 4096 --hostname 0.0.0.0 2>&1'
 }

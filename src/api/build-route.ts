@@ -1,4 +1,5 @@
 import type { Hono } from "hono";
+import type { ApiEnv } from "./env.js";
 import { z } from "zod";
 import type { AppDeps } from "../app/deps.js";
 import { buildImage, checkBuild } from "../app/image-build.js";
@@ -52,7 +53,12 @@ export const buildImageBody = z
  * client is not a browser (EventSource cannot POST a body anyway) and a line of JSON needs no
  * framing beyond the newline. The client closing the connection cancels the build.
  */
-export function buildRoute(api: Hono, d: AppDeps, images: ImageService, parseBody: (c: { req: { json(): Promise<unknown> } }) => Promise<unknown>): void {
+export function buildRoute(
+  api: Hono<ApiEnv>,
+  d: AppDeps,
+  images: ImageService,
+  parseBody: (c: { req: { json(): Promise<unknown> } }) => Promise<unknown>,
+): void {
   api.post("/images/build", async (c) => {
     const checked = checkBuild(d, buildImageBody.parse(await parseBody(c)));
     const signal = c.req.raw.signal;

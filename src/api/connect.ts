@@ -4,6 +4,14 @@ import type { Duplex } from "node:stream";
 import type { AppDeps } from "../app/deps.js";
 import { openGuestPort } from "../app/guest-connect.js";
 import { BangerError, asBangerError } from "../domain/errors.js";
+import { ROOT_CALLER, requireMember, requireOwner, type Caller } from "../domain/caller.js";
+import { getVm } from "../app/vm-lookup.js";
+
+/** Who may open a stream: the same rule as the HTTP routes (group member, and the VM's owner or root). */
+export interface ConnectAccess {
+  identify(socket: Socket): Promise<Caller>;
+  apiGroup: { name: string; gid: number | undefined };
+}
 
 /** The protocol name of a guest stream on bangerd's socket (`Upgrade: banger-stream`). */
 export const STREAM_PROTOCOL = "banger-stream";
@@ -23,16 +31,22 @@ function refuse(socket: Duplex, err: BangerError): void {
  * directories stay root-only and members of the `banger` group (who may use bangerd's socket)
  * can reach their guests. Errors are the usual JSON envelope with the usual statuses.
  */
-export function connectUpgrade(d: Pick<AppDeps, "store" | "channel" | "log">) {
+export function connectUpgrade(d: Pick<AppDeps, "store" | "channel" | "log">, access?: ConnectAccess) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    void bridge(d, req, socket as Socket, head).catch((e: unknown) => {
+    void bridge(d, req, socket as Socket, head, access).catch((e: unknown) => {
       d.log.warn({ err: (e as Error).message, stage: "connect" }, "guest stream failed");
       if (!socket.destroyed) refuse(socket, asBangerError(e));
     });
   };
 }
 
-async function bridge(d: Pick<AppDeps, "store" | "channel" | "log">, req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
+async function bridge(
+  d: Pick<AppDeps, "store" | "channel" | "log">,
+  req: IncomingMessage,
+  client: Socket,
+  head: Buffer,
+  access?: ConnectAccess,
+): Promise<void> {
   const url = new URL(req.url ?? "/", "http://bangerd");
   const m = ROUTE.exec(url.pathname);
   if (!m)
@@ -43,6 +57,11 @@ async function bridge(d: Pick<AppDeps, "store" | "channel" | "log">, req: Incomi
   if (req.method !== "GET" || String(req.headers.upgrade ?? "").toLowerCase() !== STREAM_PROTOCOL) {
     return refuse(client, new BangerError("BAD_REQUEST", `connect takes GET with Upgrade: ${STREAM_PROTOCOL}`, { hint: "docs/api.md describes the route" }));
   }
+  // An Upgrade never reaches the Hono routes, so their access rule is applied here: a stream
+  // to a guest port is as good as `vm ssh`, which only the owner (or root) may do.
+  const caller = access ? await access.identify(client) : ROOT_CALLER;
+  if (access) requireMember(caller, access.apiGroup.gid, access.apiGroup.name);
+  requireOwner(caller, getVm(d, decodeURIComponent(m[1]!)), "connect to");
   // The client going away while the channel opens cancels the open.
   const abort = new AbortController();
   const onGone = () => abort.abort();

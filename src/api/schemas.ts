@@ -1,9 +1,7 @@
 import { z } from "zod";
 
-const absPath = z
-  .string()
-  .min(1)
-  .refine((p) => p.startsWith("/"), "must be an absolute path");
+// Absolute, outside the state dir, no symlink into it: checked where the file is opened (app/image-sources.ts).
+const absPath = z.string().min(1).max(4096);
 
 export const serviceSchema = z
   .object({
@@ -52,6 +50,12 @@ export const createVmBody = z
     noWait: z.boolean().optional(),
     peers: z.array(z.string().min(1).max(64)).max(64).optional(),
     forwards: z.array(forwardBody).max(64).optional(),
+    // One OpenSSH public key line; it goes into the guest's authorized_keys as is.
+    sshPublicKey: z
+      .string()
+      .max(16384)
+      .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+=*( [^\n\r]*)?\n?$/, "expected one OpenSSH public key line")
+      .optional(),
   })
   .strict();
 

@@ -1,7 +1,7 @@
 import { BangerError } from "../domain/errors.js";
 import type { ArtifactRole } from "../domain/types.js";
 import type { Disks } from "../ports/disks.js";
-import type { Files } from "../ports/files.js";
+import type { FileInfo, Files } from "../ports/files.js";
 
 const ROLE_FLAG: Record<ArtifactRole, string> = {
   kernel: "--kernel",
@@ -14,10 +14,8 @@ function invalid(role: ArtifactRole, path: string, problem: string, hint: string
   return new BangerError("INVALID_ARTIFACT", `${ROLE_FLAG[role]} ${path}: ${problem}`, { hint });
 }
 
-/** Exists, is a regular file, is not empty. */
-export async function checkPlainFile(files: Files, role: ArtifactRole, path: string): Promise<number> {
-  const st = await files.stat(path).catch(() => undefined);
-  if (!st) throw invalid(role, path, "file does not exist", "check the path; relative paths are resolved against your current directory");
+/** A regular file, not empty (`st` from the opened descriptor). */
+export function checkPlainFile(role: ArtifactRole, path: string, st: FileInfo): number {
   if (!st.isFile) throw invalid(role, path, "is not a regular file", "pass the file itself, not a directory or device");
   if (st.size === 0) throw invalid(role, path, "is empty", "the artifact was not built completely; rebuild it");
   return st.size;
@@ -27,8 +25,8 @@ export async function checkPlainFile(files: Files, role: ArtifactRole, path: str
  * Firecracker and our QEMU driver both load the kernel as an ELF (PVH entry);
  * a compressed bzImage would boot far slower or not at all, so refuse it here.
  */
-export async function checkKernel(files: Files, path: string): Promise<void> {
-  const head = await files.readHead(path, 0x210);
+export async function checkKernel(files: Files, readPath: string, path = readPath): Promise<void> {
+  const head = await files.readHead(readPath, 0x210);
   if (head.length >= 0x206 && head.subarray(0x202, 0x206).toString("latin1") === "HdrS") {
     throw invalid(
       "kernel",
@@ -51,8 +49,8 @@ export async function checkKernel(files: Files, path: string): Promise<void> {
   }
 }
 
-export async function checkInitrd(files: Files, path: string): Promise<void> {
-  const head = await files.readHead(path, 6);
+export async function checkInitrd(files: Files, readPath: string, path = readPath): Promise<void> {
+  const head = await files.readHead(readPath, 6);
   const gzip = head[0] === 0x1f && head[1] === 0x8b;
   const cpio = head.toString("latin1").startsWith("07070");
   const zstd = head.readUInt32LE(0) === 0xfd2fb528;
@@ -63,7 +61,7 @@ export async function checkInitrd(files: Files, path: string): Promise<void> {
   }
 }
 
-export async function checkExt4(role: ArtifactRole, path: string, disks: Disks): Promise<void> {
-  const problem = await disks.ext4Problem(path);
+export async function checkExt4(role: ArtifactRole, readPath: string, disks: Disks, path = readPath): Promise<void> {
+  const problem = await disks.ext4Problem(readPath);
   if (problem) throw invalid(role, path, `is not an ext4 filesystem (${problem})`, "build it with `mkfs.ext4 -d <dir> <file>`");
 }

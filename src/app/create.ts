@@ -11,7 +11,8 @@ import { Plan, type Stage } from "./plan.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext, type BootDeps } from "./boot-stages.js";
 import type { PreparedDisks } from "./deps.js";
 import { vmFiles } from "./vm-files.js";
-import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
+import { authorizedKeys, cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
+import { guestSecretFiles, newSecret, removeSecret, storeSecret } from "./vm-secret.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
 import { leaseStage } from "./lease-stage.js";
 import { checkAddress, type ForwardSpec } from "../domain/forwards.js";
@@ -34,7 +35,7 @@ export type CreateDeps = BootDeps &
   Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log" | "forwarder"> & {
     config: Pick<
       AppConfig,
-      "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "sshTimeoutMs" | "serviceTimeoutMs"
+      "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "secretsDir" | "sshTimeoutMs" | "serviceTimeoutMs"
     >;
   };
 
@@ -51,6 +52,10 @@ export interface CreateInput {
   peers?: string[];
   /** Host ports relayed to the guest, kept until the VM is removed. */
   forwards?: ForwardSpec[];
+  /** The API caller, recorded as the VM's owner. */
+  owner?: { uid: number; name: string };
+  /** The caller's public key, added to the guest's authorized_keys beside banger's. */
+  sshPublicKey?: string;
 }
 
 export function resolveImage(d: Pick<AppDeps, "store">, ref: string): Image {
@@ -114,6 +119,7 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: CreateCtx): Promi
     workSeedFallback: !seed,
     createdAt: now,
     updatedAt: now,
+    ...(input.owner ? { ownerUid: input.owner.uid, ownerName: input.owner.name } : {}),
   };
   try {
     d.store.insertVm(vm);
@@ -156,10 +162,22 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: CreateCtx): Promi
     },
     {
       name: "inject",
-      run: async () => {
-        const hostPublicKey = prepared?.hostPublicKey ?? (await injectIdentity(d, files.rootfs));
+      run: async ({ onUndo }) => {
+        // The service password is this VM's alone: warm sets carry none, it is written here.
+        const secret = newSecret();
+        onUndo("secret", () => removeSecret(d, vm));
+        await storeSecret(d, vm, secret);
+        const guestFiles = guestSecretFiles(secret);
+        let hostPublicKey: string;
+        if (prepared) {
+          hostPublicKey = prepared.hostPublicKey;
+          // A warm set holds banger's key only; the creator's joins it here, in the same write.
+          await d.disks.inject(files.rootfs, [...(input.sshPublicKey ? [await authorizedKeys(d, input.sshPublicKey)] : []), ...guestFiles]);
+        } else {
+          hostPublicKey = await injectIdentity(d, files.rootfs, guestFiles, input.sshPublicKey);
+        }
         await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
-        return prepared ? "host key and authorized_keys pre-injected (warm pool)" : undefined;
+        return prepared ? "host key and authorized_keys pre-injected (warm pool); service password written" : undefined;
       },
     },
     ...bootStages(boot),

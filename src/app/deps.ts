@@ -33,7 +33,11 @@ export interface AppConfig {
   eventsKeepOps: number;
   consoleLogMaxBytes: number;
   tapPoolSize: number;
+  /** banger's own files: API callers may not name paths under it. */
+  stateDir: string;
   imagesDir: string;
+  /** Root-only (0700) directory of per-VM service passwords (src/app/vm-secret.ts). */
+  secretsDir: string;
   vmsDir: string;
   socket: string;
   /**

@@ -3,15 +3,11 @@ import type { NetworkStatus } from "../ports/network.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 import type { ImageService } from "./images.js";
 import { artifactOf } from "../domain/types.js";
+import { protectionChecks } from "./protections.js";
 
-export type CheckStatus = "PASS" | "WARN" | "FAIL";
+import type { Check } from "./checks.js";
 
-export interface Check {
-  name: string;
-  status: CheckStatus;
-  detail: string;
-  fix?: string;
-}
+export type { Check, CheckStatus } from "./checks.js";
 
 export interface DoctorReport {
   checks: Check[];
@@ -86,6 +82,7 @@ export async function hostChecks(c: HostCheckConfig, host: HostFacts): Promise<C
         }
       : { name: "ssh-key", status: "PASS", detail: `${keyPath}${c.sshKey ? "" : " (auto-managed)"}` },
   );
+  checks.push(...(await protectionChecks(c, host)));
   return checks;
 }
 

@@ -281,25 +281,28 @@ async function runBuild(d: BuildDeps, images: ImageService, checked: CheckedBuil
           nat: vm.nat,
           stages: [verified, ...plan.timings].map((t) => ({ stage: t.stage, ms: Math.round(t.durationMs), ...(t.detail ? { detail: t.detail } : {}) })),
         };
-        image = await images.register({
-          name: input.name,
-          kernel: artifactOf(base, "kernel")!.path,
-          initrd: artifactOf(base, "initrd")?.path,
-          rootfs: files.rootfs,
-          workSeed: files.work,
-          bootArgs: base.bootArgs,
-          os: base.guest.os,
-          // --service replaces the base's list; SSH stays, since every banger image is reached through it.
-          services: input.services
-            ? [...(input.services.some((x) => x.port === 22) ? [] : [{ name: "ssh", port: 22 }]), ...input.services]
-            : base.guest.services,
-          defaultVcpus: base.defaultVcpus,
-          defaultMemoryMib: base.defaultMemoryMib,
-          defaultWorkDiskGib: base.defaultWorkDiskGib,
-          build,
-          // The builder's disks are thrown away anyway: hand them over instead of copying gigabytes.
-          move: ["rootfs", "work_seed"],
-        });
+        image = await images.register(
+          {
+            name: input.name,
+            kernel: artifactOf(base, "kernel")!.path,
+            initrd: artifactOf(base, "initrd")?.path,
+            rootfs: files.rootfs,
+            workSeed: files.work,
+            bootArgs: base.bootArgs,
+            os: base.guest.os,
+            // --service replaces the base's list; SSH stays, since every banger image is reached through it.
+            services: input.services
+              ? [...(input.services.some((x) => x.port === 22) ? [] : [{ name: "ssh", port: 22 }]), ...input.services]
+              : base.guest.services,
+            defaultVcpus: base.defaultVcpus,
+            defaultMemoryMib: base.defaultMemoryMib,
+            defaultWorkDiskGib: base.defaultWorkDiskGib,
+            build,
+            // The builder's disks are thrown away anyway: hand them over instead of copying gigabytes.
+            move: ["rootfs", "work_seed"],
+          },
+          { internal: true },
+        );
         onUndo("image", async () => {
           if (!keepImage) await images.remove(input.name);
         });

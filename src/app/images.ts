@@ -4,10 +4,12 @@ import { BangerError } from "../domain/errors.js";
 import { validateImageName, validateName } from "../domain/names.js";
 import type { BuildInfo } from "../domain/build.js";
 import type { Artifact, ArtifactRole, GuestService, Image } from "../domain/types.js";
+import type { PinnedFile } from "../ports/files.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 
-type ImageDeps = Pick<AppDeps, "store" | "disks" | "files" | "diskPool" | "log"> & { config: Pick<AppConfig, "imagesDir"> };
+type ImageDeps = Pick<AppDeps, "store" | "disks" | "files" | "diskPool" | "log"> & { config: Pick<AppConfig, "imagesDir" | "stateDir"> };
 import { checkExt4, checkInitrd, checkKernel, checkPlainFile } from "./artifact-checks.js";
+import { pinImageSources } from "./image-sources.js";
 
 export const DEFAULT_BOOT_ARGS = "console=ttyS0 reboot=k panic=1 rootfstype=ext4 root=/dev/vda rw";
 
@@ -55,7 +57,11 @@ export class ImageService {
     return img;
   }
 
-  async register(input: RegisterInput): Promise<Image> {
+  /**
+   * `internal` is for banger's own callers (image build hands over files from the state dir);
+   * the API never sets it, so what a client names stays outside the state dir.
+   */
+  async register(input: RegisterInput, opts: { internal?: boolean } = {}): Promise<Image> {
     validateImageName(input.name);
     if (this.d.store.getImage(input.name)) {
       throw new BangerError("IMAGE_EXISTS", `an image or alias named ${input.name} already exists`, {
@@ -68,13 +74,23 @@ export class ImageService {
       ["rootfs", input.rootfs],
       ["work_seed", input.workSeed],
     ];
+    // Every file is opened (and vetted) once; checks and copies read the pinned descriptor.
+    const pinned = await pinImageSources(this.d.files, opts.internal ? undefined : this.d.config.stateDir, sources);
+    try {
+      return await this.copyIn(input, pinned);
+    } finally {
+      await Promise.all([...pinned.values()].map((f) => f.close()));
+    }
+  }
+
+  private async copyIn(input: RegisterInput, pinned: Map<ArtifactRole, PinnedFile>): Promise<Image> {
     // Validate everything before copying anything: a bad input leaves no trace.
-    for (const [role, path] of sources) {
-      if (!path) continue;
-      await checkPlainFile(this.d.files, role, path);
-      if (role === "kernel") await checkKernel(this.d.files, path);
-      if (role === "initrd") await checkInitrd(this.d.files, path);
-      if (role === "rootfs" || role === "work_seed") await checkExt4(role, path, this.d.disks);
+    for (const [role, file] of pinned) {
+      const path = file.readPath;
+      checkPlainFile(role, file.realPath, file.info);
+      if (role === "kernel") await checkKernel(this.d.files, path, file.realPath);
+      if (role === "initrd") await checkInitrd(this.d.files, path, file.realPath);
+      if (role === "rootfs" || role === "work_seed") await checkExt4(role, path, this.d.disks, file.realPath);
     }
 
     const id = randomUUID();
@@ -83,11 +99,10 @@ export class ImageService {
     await this.d.files.mkdir(tmpDir);
     try {
       const artifacts: Artifact[] = [];
-      for (const [role, path] of sources) {
-        if (!path) continue;
+      for (const [role, file] of pinned) {
         const dst = join(tmpDir, FILE_NAMES[role]);
-        if (input.move?.includes(role)) await this.d.files.rename(path, dst);
-        else await this.d.files.copy(path, dst);
+        if (input.move?.includes(role)) await this.d.files.rename(file.realPath, dst);
+        else await this.d.files.copy(file.readPath, dst);
         const sha256 = await this.d.files.sha256(dst);
         const size = (await this.d.files.stat(dst))?.size ?? 0;
         artifacts.push({ role, path: join(finalDir, FILE_NAMES[role]), sha256, sizeBytes: size });

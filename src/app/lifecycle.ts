@@ -6,6 +6,7 @@ import { Plan } from "./plan.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
 import { handleOf } from "./vm-boot.js";
 import { removeSockets } from "./vm-files.js";
+import { removeSecret } from "./vm-secret.js";
 import { getVm, vmNotFound } from "./vm-lookup.js";
 import { closeForwards } from "./vm-net.js";
 import { sshTarget } from "./vm-ready.js";
@@ -115,6 +116,7 @@ export async function destroyVm(d: LifecycleDeps, vm: Vm, reason: string): Promi
     await releaseHostSide(d, vm);
     d.store.releaseLease(vm.id);
     await d.files.remove(vm.dir);
+    await removeSecret(d, vm);
     d.store.deleteVm(vm.id);
   } catch (e) {
     throw settleFailed(d, vm, e, "failed");

@@ -1,4 +1,5 @@
 import { artifactOf, type Image } from "../domain/types.js";
+import type { InjectedFile } from "../ports/disks.js";
 import type { AppDeps } from "./deps.js";
 
 type DiskDeps = Pick<AppDeps, "disks" | "files" | "keys">;
@@ -20,13 +21,20 @@ export async function makeWorkDisk(d: DiskDeps, image: Image, work: string, gib:
 }
 
 /** Returns the guest's public host key, for the VM's known_hosts. */
-export async function injectIdentity(d: DiskDeps, rootfs: string): Promise<string> {
-  const keyPath = await d.keys.sshKey();
-  const [userPub, host] = await Promise.all([d.files.readText(`${keyPath}.pub`), d.keys.hostKey()]);
+export async function injectIdentity(d: DiskDeps, rootfs: string, extra: InjectedFile[] = [], callerKey?: string): Promise<string> {
+  const [keys, host] = await Promise.all([authorizedKeys(d, callerKey), d.keys.hostKey()]);
   await d.disks.inject(rootfs, [
     { path: "/etc/ssh/ssh_host_ed25519_key", content: host.privateKey, mode: 0o600 },
     { path: "/etc/ssh/ssh_host_ed25519_key.pub", content: host.publicKey, mode: 0o644 },
-    { path: "/etc/ssh/banger/authorized_keys", content: userPub, mode: 0o644 },
+    keys,
+    ...extra,
   ]);
   return host.publicKey;
+}
+
+/** The guest's root authorized_keys: banger's own key, plus the creating user's when one was sent. */
+export async function authorizedKeys(d: DiskDeps, callerKey?: string): Promise<InjectedFile> {
+  const bangerPub = await d.files.readText(`${await d.keys.sshKey()}.pub`);
+  const content = callerKey ? `${bangerPub.trimEnd()}\n${callerKey.trim()}\n` : bangerPub;
+  return { path: "/etc/ssh/banger/authorized_keys", content, mode: 0o644 };
 }

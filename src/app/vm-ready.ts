@@ -4,6 +4,58 @@ import type { Image, Vm } from "../domain/types.js";
 import type { SshTarget } from "../ports/guest.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 import { vmFiles } from "./vm-files.js";
+import { readSecret } from "./vm-secret.js";
+import { authOf, basicAuth, type ServiceAuth } from "../domain/service-auth.js";
+import type { GuestService } from "../domain/types.js";
+
+// Generous: opencode under TCG on a loaded host can take seconds per request.
+const PROBE_MS = 10_000;
+const POLL_MS = 250;
+
+/**
+ * A protected service is ready when it answers 200 to its password, and it must answer 401
+ * without: a guest whose unit ignores the injected password would otherwise serve the bridge open.
+ */
+async function waitAuthenticated(
+  d: Pick<AppDeps, "guest">,
+  vm: Vm,
+  svc: GuestService,
+  auth: ServiceAuth,
+  secret: string,
+  deadline: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const probe = (headers: Record<string, string>) => d.guest.httpStatus(vm.ip!, svc.port, auth.probePath, headers, PROBE_MS).catch((e: Error) => e.message);
+  let last: number | string = "never attempted";
+  for (;;) {
+    signal.throwIfAborted();
+    last = await probe({ authorization: basicAuth(auth.username, secret) });
+    if (last === 200) break;
+    if (Date.now() + POLL_MS >= deadline) {
+      throw new BangerError("GUEST_NOT_READY", `service ${svc.name} on port ${svc.port} did not accept its password (last answer: ${last})`, {
+        hint: `the image's ${svc.name} unit must read ${auth.guestEnvFile}; rebuild the image (\`make image-debian\`) if it predates service passwords`,
+      });
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  // A slow guest may miss one probe: only an answer other than 401 is a verdict.
+  for (;;) {
+    signal.throwIfAborted();
+    const open = await probe({});
+    if (open === 401) return;
+    if (typeof open === "number") {
+      throw new BangerError("GUEST_NOT_READY", `service ${svc.name} on port ${svc.port} answered ${open} without the password, not 401`, {
+        hint: `the image's ${svc.name} unit must read ${auth.guestEnvFile} so ${auth.envVar} is set; rebuild the image`,
+      });
+    }
+    if (Date.now() + POLL_MS >= deadline) {
+      throw new BangerError("GUEST_NOT_READY", `service ${svc.name} on port ${svc.port} stopped answering (${open})`, {
+        hint: `raise service_timeout_s if the guest is just slow; \`banger vm ssh ${vm.name} -- systemctl status ${svc.name}\` shows why`,
+      });
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
 
 export async function sshTarget(d: Pick<AppDeps, "keys">, vm: Vm): Promise<SshTarget> {
   if (!vm.ip) throw new BangerError("VM_STATE", `VM ${vm.name} has no address`);
@@ -16,7 +68,9 @@ export async function consoleTail(d: Pick<AppDeps, "console">, dir: string, line
   return tail ? `--- last ${lines} lines of the guest console ---\n${tail}` : undefined;
 }
 
-type ReadyDeps = Pick<AppDeps, "keys" | "guest"> & { config: Pick<AppConfig, "sshTimeoutMs" | "serviceTimeoutMs" | "channelProxy"> };
+type ReadyDeps = Pick<AppDeps, "keys" | "guest" | "files"> & {
+  config: Pick<AppConfig, "sshTimeoutMs" | "serviceTimeoutMs" | "channelProxy" | "secretsDir">;
+};
 
 /**
  * SSH login (authenticated `true`) over the IP; for a VM without NAT also over the guest channel,
@@ -64,14 +118,21 @@ export async function waitReady(
     ssh: () => waitSshAny(d, vm, target, signal),
     services: async () => {
       const others = image.guest.services.filter((s) => s.port !== 22);
+      const secret = await readSecret(d, vm);
+      const notes: string[] = [];
       for (const svc of others) {
-        await d.guest.waitPort(vm.ip!, svc.port, svc.timeoutMs ?? d.config.serviceTimeoutMs, signal).catch((e: Error) => {
+        const timeoutMs = svc.timeoutMs ?? d.config.serviceTimeoutMs;
+        const deadline = Date.now() + timeoutMs;
+        await d.guest.waitPort(vm.ip!, svc.port, timeoutMs, signal).catch((e: Error) => {
           throw new BangerError("GUEST_NOT_READY", `service ${svc.name} did not listen on port ${svc.port}: ${e.message}`, {
             hint: `raise service_timeout_s if the guest is just slow; \`banger vm ssh ${vm.name} -- systemctl status ${svc.name}\` shows why`,
           });
         });
+        const auth = authOf(svc.name);
+        if (auth && secret) await waitAuthenticated(d, vm, svc, auth, secret, deadline, signal);
+        notes.push(`${svc.name}:${svc.port}${auth && secret ? " (password checked)" : ""}`);
       }
-      return others.map((s) => `${s.name}:${s.port}`).join(", ");
+      return notes.join(", ");
     },
   };
 }

@@ -75,7 +75,13 @@ export class ApiClient {
       const code = (e as NodeJS.ErrnoException).code ?? "";
       if (["ENOENT", "ECONNREFUSED", "CONNECT_TIMEOUT", "EACCES"].includes(code)) {
         if (code === "EACCES") {
-          throw new BangerError("DAEMON_UNREACHABLE", `permission denied on socket ${socket}`, { hint: "join the `banger` group or run as the daemon's user" });
+          throw new BangerError(
+            "FORBIDDEN",
+            `permission denied on bangerd's socket ${socket}: only root and members of its group (api_group, default banger) may use it`,
+            {
+              hint: "ask an administrator: sudo usermod -aG banger $USER, then log in again",
+            },
+          );
         }
         throw new BangerError("DAEMON_UNREACHABLE", `bangerd is not running (socket ${socket}): start it with \`banger daemon start\``);
       }

@@ -13,6 +13,9 @@ import { reconcile } from "../app/reconcile.js";
 import { rotateConsoles } from "../app/retention.js";
 import { VERSION } from "../version.js";
 import { acquireDaemonLock } from "./lock.js";
+import type { Socket } from "node:net";
+import { PeerCredentials } from "../adapters/peer/peer-cred.js";
+import { ExecRunner } from "../adapters/exec/runner.js";
 import { wire } from "./wire.js";
 
 /** How often the reconciler looks for VMM processes that ended on their own. */
@@ -102,17 +105,27 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   };
 
   const app = new Hono();
-  app.route("/v1", apiRoutes(deps, { shutdown: () => void shutdown("api request") }));
+  const peers = new PeerCredentials(new ExecRunner());
+  const apiGroup = { name: cfg.config.api_group, gid: groupId(cfg.config.api_group) };
+  app.route(
+    "/v1",
+    apiRoutes(deps, {
+      shutdown: () => void shutdown("api request"),
+      identify: (env) => peers.of((env as { incoming: IncomingMessage }).incoming.socket as Socket),
+      apiGroup,
+    }),
+  );
   mkdirSync(dirname(cfg.paths.socket), { recursive: true, mode: 0o755 });
   server = createServer(withServerTiming(getRequestListener(app.fetch)));
   // A create waits for a guest boot; the default 5-minute request timeout would cut long TCG boots short.
   server.requestTimeout = 0;
   // Guest streams (GET /v1/vms/:name/connect) leave HTTP by an Upgrade; Node hands those here.
-  server.on("upgrade", connectUpgrade(deps));
+  server.on("upgrade", connectUpgrade(deps, { identify: (s) => peers.of(s), apiGroup }));
   await listen(server, cfg.paths.socket);
   chmodSync(cfg.paths.socket, 0o660);
-  const gid = groupId("banger");
+  const gid = groupId(cfg.config.api_group);
   if (gid !== undefined) chownSync(cfg.paths.socket, process.getuid?.() ?? 0, gid);
+  else log.warn({ api_group: cfg.config.api_group }, "api_group does not exist: only root can use the socket (`banger doctor --fix` creates it)");
   log.info({ socket: cfg.paths.socket, version: VERSION, vmm: cfg.config.vmm }, "bangerd listening");
 
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void shutdown(sig));

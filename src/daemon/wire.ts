@@ -1,5 +1,5 @@
 import { SocketGuestChannel } from "../adapters/channel/guest-channel.js";
-import { existsSync, mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
@@ -23,11 +23,25 @@ import type { VmmKind } from "../domain/types.js";
 import type { Vmm } from "../ports/vmm.js";
 import type { AppConfig, AppDeps, Keys } from "../app/deps.js";
 import { NodeFiles } from "../adapters/fs/node-files.js";
+import { lookupVmmUser, type VmmUser } from "../adapters/exec/privilege.js";
 import { hostCheckConfig, hostFacts } from "../adapters/host/facts.js";
 import { DiskPool } from "../app/disk-pool.js";
 import { VmOps } from "../app/vm-ops.js";
 
 const MIB = 1024 * 1024;
+
+/**
+ * The account VMMs run as. Only root can switch to it; a daemon run by another user (tests,
+ * development) keeps its own uid. A configured user that does not exist yet is a warning, not a
+ * failure: VMMs run as root until `banger doctor --fix` creates it, and doctor says so.
+ */
+function resolveVmmUser(cfg: LoadedConfig, log: Logger): VmmUser | undefined {
+  const name = cfg.config.vmm_user;
+  if (!name || process.getuid?.() !== 0) return undefined;
+  const user = lookupVmmUser(name);
+  if (!user) log.warn({ vmm_user: name }, "vmm_user does not exist; VMMs run as root (`banger doctor --fix` creates it)");
+  return user;
+}
 
 /** The config values the use cases read; the rest of LoadedConfig stays here. */
 export function appConfig(cfg: LoadedConfig): AppConfig {
@@ -44,7 +58,9 @@ export function appConfig(cfg: LoadedConfig): AppConfig {
     eventsKeepOps: c.events_keep_ops,
     consoleLogMaxBytes: c.console_log_max_mib * MIB,
     tapPoolSize: c.tap_pool_size,
+    stateDir: cfg.paths.stateDir,
     imagesDir: cfg.paths.imagesDir,
+    secretsDir: join(cfg.paths.stateDir, "secrets"),
     vmsDir: cfg.paths.vmsDir,
     socket: cfg.paths.socket,
     hostCheck: hostCheckConfig(cfg),
@@ -64,7 +80,15 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
   mkdirSync(cfg.paths.stateDir, { recursive: true, mode: 0o755 });
   mkdirSync(cfg.paths.imagesDir, { recursive: true });
   mkdirSync(cfg.paths.vmsDir, { recursive: true });
+  // VM dirs are 0700 each (their VMM user's, or root's); the pool's sets are root's alone.
+  chmodSync(cfg.paths.vmsDir, 0o711);
+  mkdirSync(join(cfg.paths.stateDir, "pool"), { recursive: true, mode: 0o700 });
+  chmodSync(join(cfg.paths.stateDir, "pool"), 0o700);
   const config = appConfig(cfg);
+  const vmmUser = resolveVmmUser(cfg, log);
+  // Per-VM passwords: root only, whatever the umask or an older mode said.
+  mkdirSync(config.secretsDir, { recursive: true, mode: 0o700 });
+  chmodSync(config.secretsDir, 0o700);
   const runner = new ExecRunner();
   const store = SqliteStore.open(cfg.paths.dbFile);
   const files = new NodeFiles({ copy: (src, dst) => copyFileReflink(src, dst), sha256: sha256File });
@@ -100,8 +124,9 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
   let fc: FirecrackerVmm | undefined;
   let qemu: QemuVmm | undefined;
   const drivers = {
-    firecracker: () => (fc ??= new FirecrackerVmm({ bin: c.firecracker_bin, log: log.child({ vmm: "firecracker" }), runner })),
-    qemu: () => (qemu ??= new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: log.child({ vmm: "qemu" }), runner })),
+    firecracker: () => (fc ??= new FirecrackerVmm({ bin: c.firecracker_bin, log: log.child({ vmm: "firecracker" }), runner, user: vmmUser })),
+    qemu: () =>
+      (qemu ??= new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: log.child({ vmm: "qemu" }), runner, user: vmmUser })),
   };
   const seed = process.env.BANGER_NAME_SEED ? Number(process.env.BANGER_NAME_SEED) : undefined;
   return {
@@ -120,6 +145,10 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
       // Validated by the config schema; nothing guests send reaches the host at all (web port included).
       natAllow: c.nat.allow,
       nameservers: () => hostNameservers(),
+      // Always an owner: the kernel lets anyone who can open /dev/net/tun attach to an owner-less TAP.
+      tapOwner: vmmUser
+        ? { uid: vmmUser.uid, name: vmmUser.name }
+        : { uid: process.getuid?.() ?? 0, name: process.getuid?.() === 0 ? "root" : String(process.getuid?.()) },
       log: log.child({ component: "net" }),
     }),
     forwarder: new TcpProxy(log.child({ component: "forward" })),

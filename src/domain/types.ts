@@ -73,6 +73,9 @@ export interface Vm {
   createdAt: string;
   updatedAt: string;
   lastError?: string;
+  /** Who created it (the API caller); unset for VMs made before ownership was recorded: root's. */
+  ownerUid?: number;
+  ownerName?: string;
 }
 
 export type StageOutcome = "ok" | "failed" | "undone";

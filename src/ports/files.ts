@@ -11,6 +11,19 @@ export interface FileInfo {
  * store, warm pool sets. Failures arrive classified (DISK_FAILED naming the
  * path and the fix, HOST_RESOURCES), never as a bare errno.
  */
+/**
+ * A file opened for reading on the caller's behalf, pinned by its descriptor: `readPath` names
+ * that open file (`/proc/<pid>/fd/<n>`), so checks and copies read exactly the inode whose
+ * `realPath` was vetted, whatever happens to the path meanwhile.
+ */
+export interface PinnedFile {
+  /** Where the opened inode lives, read back from the descriptor (symlinks resolved). */
+  realPath: string;
+  readPath: string;
+  info: FileInfo;
+  close(): Promise<void>;
+}
+
 export interface Files {
   mkdir(path: string): Promise<void>;
   /** Recursive; a missing path is fine. */
@@ -27,4 +40,11 @@ export interface Files {
   /** A private copy: reflink where the file system can, sparse otherwise. */
   copy(src: string, dst: string): Promise<void>;
   sha256(path: string): Promise<string>;
+  /** The path with every symlink resolved; undefined when it does not exist. */
+  realpath(path: string): Promise<string | undefined>;
+  /**
+   * Open a caller-named file for reading without following a final symlink (O_NOFOLLOW on the
+   * resolved path) and without blocking on a FIFO. Undefined when it does not exist.
+   */
+  pin(path: string): Promise<PinnedFile | undefined>;
 }

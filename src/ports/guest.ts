@@ -13,6 +13,8 @@ export interface Guest {
   waitSsh(target: SshTarget, timeoutMs: number, signal?: AbortSignal): Promise<void>;
   /** A TCP port on the guest accepts connections. */
   waitPort(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<void>;
+  /** Status of one HTTP GET to the guest; rejects when nothing answered within timeoutMs. */
+  httpStatus(host: string, port: number, path: string, headers: Record<string, string>, timeoutMs: number): Promise<number>;
   /** Run a command over SSH; used for in-guest power-off and checks. */
   exec(target: SshTarget, command: string, timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }>;
 }

@@ -7,6 +7,30 @@ export interface HostCheckConfig {
   /** ssh_key from the config; unset means the auto-managed key at defaultSshKey. */
   sshKey?: string;
   defaultSshKey: string;
+  /** vmm_user from the config; empty means VMMs run as the daemon's user. */
+  vmmUser: string;
+  /** api_group from the config. */
+  apiGroup: string;
+}
+
+/** What doctor reports about least privilege (src/app/protections.ts). */
+export interface PrivilegeFacts {
+  /** The daemon (or the CLI running doctor) is root: only then can it drop to vmm_user. */
+  root: boolean;
+  /** vmm_user's uid, undefined when the account does not exist. */
+  vmmUid?: number;
+  /** vmm_user is in group kvm (needed for /dev/kvm). */
+  vmmInKvm: boolean;
+  /** api_group's gid, undefined when the group does not exist. */
+  apiGid?: number;
+  /** Owner and mode of the API socket, when it exists. */
+  socket?: { uid: number; gid: number; mode: number };
+  /** qemu has -sandbox (seccomp). */
+  qemuSandbox: boolean;
+  /** setpriv (util-linux), which drops the privileges. */
+  setpriv?: string;
+  /** /dev/net/tun opens read-write for everyone (the VMM user attaches to its own TAP). */
+  tunOpen: boolean;
 }
 
 /** Facts about the host that doctor and the boot arguments need; the CLI also uses them when bangerd is down. */
@@ -25,4 +49,5 @@ export interface HostFacts {
   kvm(): { ok: boolean; detail: string };
   /** Creates the directory when needed and checks it is writable; undefined when fine. */
   dirProblem(path: string): string | undefined;
+  privilege(): Promise<PrivilegeFacts>;
 }

@@ -139,6 +139,8 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
       signal?.throwIfAborted();
     },
     waitPort: async () => boom("wait-services"),
+    // A guest that enforces the password it was given: 200 with Basic auth, 401 without.
+    httpStatus: async (_h, _p, _path, headers) => (headers.authorization?.startsWith("Basic ") ? 200 : 401),
     exec: async (_t, command) => opts.exec?.(command) ?? { code: 0, stdout: "", stderr: "" },
   };
   const shellCalls: { command: string; input?: string }[] = [];
@@ -174,6 +176,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   const keyPath = join(dir, "id");
   writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
   const config = appConfig(cfg);
+  mkdirSync(config.secretsDir, { recursive: true, mode: 0o700 });
   const files = new NodeFiles({ copy: async () => undefined, sha256: async () => "0".repeat(64) });
   const keys = { sshKey: async () => keyPath, hostKey: async () => ({ privateKey: "PRIV", publicKey: "ssh-ed25519 HOSTKEY banger" }) };
   const log = opts.log ?? pino({ level: "silent" });
@@ -185,6 +188,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     which: (t) => `/usr/bin/${t}`,
     kvm: () => ({ ok: false, detail: "test" }),
     dirProblem: () => undefined,
+    privilege: async () => ({ root: true, vmmUid: 999, vmmInKvm: true, apiGid: 998, qemuSandbox: true, setpriv: "/usr/bin/setpriv", tunOpen: true }),
   };
   const d: AppDeps = {
     config,

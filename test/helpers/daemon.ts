@@ -79,7 +79,15 @@ export function runIn(
 }
 
 export async function startTestDaemon(
-  opts: { config?: Record<string, string | number>; env?: NodeJS.ProcessEnv; ns?: Netns; dir?: string; configText?: string } = {},
+  opts: {
+    config?: Record<string, string | number>;
+    env?: NodeJS.ProcessEnv;
+    ns?: Netns;
+    dir?: string;
+    configText?: string;
+    /** Command prefix for the daemon (it must exec), e.g. a private mount namespace. */
+    wrap?: string[];
+  } = {},
 ): Promise<TestDaemon> {
   const ns = opts.ns ?? (await createNetns("daemon"));
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "banger-it-"));
@@ -95,7 +103,8 @@ export async function startTestDaemon(
     stateDir: join(dir, "state"),
     cli: (args, o = {}) => runIn(ns, BANGER, args, { timeoutMs: o.timeoutMs, env: { ...env, ...o.env } }),
     async start() {
-      const proc = spawn("ip", ["netns", "exec", ns.name, BANGERD], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+      const argv = [...(opts.wrap ?? []), "ip", "netns", "exec", ns.name, BANGERD];
+      const proc = spawn(argv[0], argv.slice(1), { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
       proc.stderr!.on("data", (b) => (out += b));
       proc.stdout!.on("data", (b) => (out += b));

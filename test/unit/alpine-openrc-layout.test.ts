@@ -85,6 +85,8 @@ describe.skipIf(skip)(`OpenRC seeding on a synthetic Alpine tree${skip ? ` (skip
     expect(svc).toMatch(/^supervisor=supervise-daemon$/m);
     expect(svc).toMatch(/^command_args="serve --port 4096 --hostname 0\.0\.0\.0"$/m);
     expect(svc).toMatch(/need net localmount/);
+    // The password banger injects; without it the service refuses to start.
+    expect(svc).toMatch(/\. \/etc\/banger\/opencode\.env/);
     expect(statSync(join(root, "usr/local/bin/opencode")).mode & 0o777).toBe(0o755);
     expect(spawnSync("sh", ["-n", join(root, "etc/init.d/opencode")]).status).toBe(0);
   });

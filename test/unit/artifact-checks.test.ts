@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { NodeFiles } from "../../src/adapters/fs/node-files.js";
 import { checkInitrd, checkKernel, checkPlainFile } from "../../src/app/artifact-checks.js";
+import { pinImageSources } from "../../src/app/image-sources.js";
 
 const files = new NodeFiles({ copy: async () => undefined, sha256: async () => "" });
 const dir = mkdtempSync(join(tmpdir(), "banger-art-"));
@@ -46,11 +47,19 @@ describe("artifact checks", () => {
   });
 
   it("checks files exist, are regular and non-empty", async () => {
-    await expect(checkPlainFile(files, "rootfs", join(dir, "missing"))).rejects.toThrow(/does not exist/);
+    const plain = async (role: "rootfs" | "kernel", path: string) => {
+      const pinned = await pinImageSources(files, join(dir, "state"), [[role, path]]);
+      try {
+        return checkPlainFile(role, path, pinned.get(role)!.info);
+      } finally {
+        await pinned.get(role)!.close();
+      }
+    };
+    await expect(plain("rootfs", join(dir, "missing"))).rejects.toThrow(/does not exist/);
     mkdirSync(join(dir, "d"));
-    await expect(checkPlainFile(files, "rootfs", join(dir, "d"))).rejects.toThrow(/not a regular file/);
+    await expect(plain("rootfs", join(dir, "d"))).rejects.toThrow(/not a regular file/);
     writeFileSync(join(dir, "empty"), "");
-    await expect(checkPlainFile(files, "kernel", join(dir, "empty"))).rejects.toThrow(/--kernel .* is empty/);
+    await expect(plain("kernel", join(dir, "empty"))).rejects.toThrow(/--kernel .* is empty/);
   });
 
   it("recognises initramfs formats", async () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { waitReady } from "../../src/app/vm-ready.js";
 import { BangerError } from "../../src/domain/errors.js";
 import type { Image, Vm } from "../../src/domain/types.js";
+import type { Files } from "../../src/ports/files.js";
 import type { Guest, SshTarget } from "../../src/ports/guest.js";
 
 const vm = (nat: boolean) => ({ name: "v1", ip: "172.30.0.5", nat, dir: "/state/vms/v1" }) as Vm;
@@ -18,6 +19,7 @@ function guest(answers: ("ip" | "channel")[], seen: SshTarget[]): Guest {
     },
     waitPort: () => Promise.resolve(),
     exec: () => Promise.resolve({ code: 0, stdout: "", stderr: "" }),
+    httpStatus: () => Promise.reject(new Error("unused: the image has no services")),
   };
 }
 
@@ -25,7 +27,8 @@ function deps(g: Guest, channelProxy?: string[]) {
   return {
     guest: g,
     keys: { sshKey: () => Promise.resolve("/k/id"), hostKey: () => Promise.reject(new Error("unused")) },
-    config: { sshTimeoutMs: 1_000, serviceTimeoutMs: 1_000, channelProxy },
+    files: {} as Files,
+    config: { sshTimeoutMs: 1_000, serviceTimeoutMs: 1_000, channelProxy, secretsDir: "/state/secrets" },
   };
 }
 

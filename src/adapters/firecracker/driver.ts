@@ -1,5 +1,5 @@
 import { closeSync, openSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { chmod, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileTail } from "../exec/tail.js";
 import type { DriverLog } from "../exec/log.js";
@@ -13,6 +13,8 @@ import { binaryVersion } from "../exec/version.js";
 import { DEFAULT_API_TIMEOUT_MS, withClient } from "./client.js";
 import { FIRECRACKER_NOT_FOUND_HINT, resolveFirecracker } from "./resolve.js";
 import { actionRequest, configureRequests, instanceId, type FirecrackerPaths } from "./schemas.js";
+
+import { dropPrivilegesArgv, giveToVmmUser, type VmmUser } from "../exec/privilege.js";
 
 export { resolveFirecracker } from "./resolve.js";
 
@@ -30,6 +32,8 @@ export interface FirecrackerVmmOptions {
   wrap?: string[];
   /** Runs `--version` and spawns the VMM; a fresh ExecRunner by default. */
   runner?: ExecRunner;
+  /** Without a jailer: run firecracker as this unprivileged user (vmm_user). */
+  user?: VmmUser;
 }
 
 /** Files the driver keeps in the per-VM directory. */
@@ -89,8 +93,12 @@ export class FirecrackerVmm implements Vmm {
     await mkdir(spec.dir, { recursive: true });
     // Firecracker refuses to start when its API socket path already exists.
     await rm(paths.apiSocket, { force: true });
+    const user = this.opts.user;
+    // The VM dir holds disks with the guest's host key and service password: never world-readable.
+    if (user) await giveToVmmUser(user, spec.dir, [spec.rootfs, spec.workDisk], [paths.vmmLog]);
+    else await chmod(spec.dir, 0o700);
 
-    const [cmd, ...prefix] = [...(this.opts.wrap ?? []), bin];
+    const [cmd, ...prefix] = [...(this.opts.wrap ?? []), ...(user ? dropPrivilegesArgv(user) : []), bin];
     const argv = [...prefix, "--api-sock", paths.apiSocket, "--id", instanceId(spec.vmId)];
     this.opts.log.debug({ vm: spec.name, argv: [cmd, ...argv] }, "spawning firecracker");
     const { pid, pidStart } = await spawnUntilReady(this.runner, {

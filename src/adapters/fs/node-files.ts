@@ -1,6 +1,13 @@
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { errnoError } from "../../domain/errors.js";
-import type { FileInfo, Files } from "../../ports/files.js";
+import { constants, type Stats } from "node:fs";
+import { mkdir, open, readdir, readFile, readlink, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
+import { BangerError, errnoError } from "../../domain/errors.js";
+import type { FileInfo, Files, PinnedFile } from "../../ports/files.js";
+
+const info = (st: Stats): FileInfo => ({ size: st.size, allocatedBytes: st.blocks * 512, isFile: st.isFile(), isDirectory: st.isDirectory() });
+const missing = (e: NodeJS.ErrnoException) => {
+  if (e.code === "ENOENT" || e.code === "ENOTDIR") return undefined;
+  throw e;
+};
 
 export interface NodeFilesOptions {
   /** The disk adapter's copy (cp --reflink=auto --sparse=always). */
@@ -53,7 +60,7 @@ export class NodeFiles implements Files {
         if (e.code === "ENOENT") return undefined;
         throw e;
       });
-      return st && { size: st.size, allocatedBytes: st.blocks * 512, isFile: st.isFile(), isDirectory: st.isDirectory() };
+      return st && info(st);
     });
   }
 
@@ -84,5 +91,33 @@ export class NodeFiles implements Files {
 
   sha256(path: string): Promise<string> {
     return this.edge("checksumming", path, () => this.opts.sha256(path));
+  }
+
+  realpath(path: string): Promise<string | undefined> {
+    return this.edge("resolving", path, () => realpath(path).catch(missing));
+  }
+
+  pin(path: string): Promise<PinnedFile | undefined> {
+    return this.edge("opening", path, async () => {
+      const real = await realpath(path).catch(missing);
+      if (real === undefined) return undefined;
+      // O_NOFOLLOW: a symlink swapped in after realpath fails (ELOOP) instead of being followed;
+      // O_NONBLOCK: a FIFO cannot hang the daemon.
+      const fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== "ELOOP") throw e;
+        throw new BangerError("BAD_REQUEST", `${path} was replaced by a symlink while banger opened it`, {
+          hint: "pass the file itself, and leave it alone while it is registered",
+        });
+      });
+      try {
+        const fdPath = `/proc/${process.pid}/fd/${fh.fd}`;
+        // What was really opened, not what the path said a moment before.
+        const realPath = await readlink(fdPath);
+        return { realPath, readPath: fdPath, info: info(await fh.stat()), close: () => fh.close() };
+      } catch (e) {
+        await fh.close();
+        throw e;
+      }
+    });
   }
 }

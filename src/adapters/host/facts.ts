@@ -1,4 +1,5 @@
-import { accessSync, closeSync, constants, mkdirSync, openSync } from "node:fs";
+import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
+import { groupGid } from "../exec/privilege.js";
 import type { LoadedConfig } from "../../config/load.js";
 import type { HostCheckConfig, HostFacts } from "../../ports/host.js";
 import type { Vmm } from "../../ports/vmm.js";
@@ -43,6 +44,51 @@ export function hostFacts(cfg: LoadedConfig, drivers?: { firecracker(): Vmm; qem
         return { ok: false, detail: `/dev/kvm: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
       }
     },
+    async privilege() {
+      const passwd = (() => {
+        try {
+          return readFileSync("/etc/passwd", "utf8").split("\n");
+        } catch {
+          return [];
+        }
+      })();
+      const row = c.vmm_user ? passwd.find((l) => l.startsWith(`${c.vmm_user}:`))?.split(":") : undefined;
+      const kvmMembers = (() => {
+        try {
+          const line = readFileSync("/etc/group", "utf8")
+            .split("\n")
+            .find((l) => l.startsWith("kvm:"));
+          return line?.split(":")[3]?.split(",") ?? [];
+        } catch {
+          return [];
+        }
+      })();
+      const kvm = groupGid("kvm");
+      const sock = (() => {
+        try {
+          const st = statSync(cfg.paths.socket);
+          return { uid: st.uid, gid: st.gid, mode: st.mode & 0o7777 };
+        } catch {
+          return undefined;
+        }
+      })();
+      return {
+        root: process.getuid?.() === 0,
+        vmmUid: row ? Number(row[2]) : undefined,
+        vmmInKvm: !!row && (kvmMembers.includes(c.vmm_user) || (kvm !== undefined && Number(row[3]) === kvm)),
+        apiGid: groupGid(c.api_group),
+        socket: sock,
+        qemuSandbox: await qemuVmm().sandboxSupported(),
+        setpriv: which("setpriv"),
+        tunOpen: (() => {
+          try {
+            return (statSync("/dev/net/tun").mode & 0o006) === 0o006;
+          } catch {
+            return false;
+          }
+        })(),
+      };
+    },
     dirProblem(path) {
       try {
         mkdirSync(path, { recursive: true });
@@ -57,5 +103,12 @@ export function hostFacts(cfg: LoadedConfig, drivers?: { firecracker(): Vmm; qem
 
 /** The slice of the config the host checks read, for the daemon's doctor and the CLI's offline one. */
 export function hostCheckConfig(cfg: LoadedConfig): HostCheckConfig {
-  return { vmm: cfg.config.vmm, stateDir: cfg.paths.stateDir, sshKey: cfg.config.ssh_key, defaultSshKey: cfg.paths.defaultSshKey };
+  return {
+    vmm: cfg.config.vmm,
+    stateDir: cfg.paths.stateDir,
+    sshKey: cfg.config.ssh_key,
+    defaultSshKey: cfg.paths.defaultSshKey,
+    vmmUser: cfg.config.vmm_user,
+    apiGroup: cfg.config.api_group,
+  };
 }

@@ -16,13 +16,29 @@ export interface Link {
   flags: string[];
   master?: string;
   operstate?: string;
-  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_slave_data?: { isolated?: boolean } };
+  linkinfo?: {
+    info_kind?: string;
+    info_slave_kind?: string;
+    info_slave_data?: { isolated?: boolean };
+    info_data?: { user?: string | number };
+  };
 }
 
 export interface AddrInfo {
   family: string;
   local: string;
   prefixlen: number;
+}
+
+/** The uid (and its name, as `ip -d -j` may print either) that owns banger's TAPs. */
+export interface TapOwner {
+  uid: number;
+  name: string;
+}
+
+function ownedBy(link: Link | undefined, owner: TapOwner): boolean {
+  const user = link?.linkinfo?.info_data?.user;
+  return user === owner.name || user === owner.uid || user === String(owner.uid);
 }
 
 export class HostCmd {
@@ -95,8 +111,17 @@ export class HostCmd {
     await this.run("ip", ["link", "set", "dev", name, "type", "bridge_slave", "isolated", on ? "on" : "off"]);
   }
 
-  async createTap(name: string, bridge: string): Promise<void> {
-    const res = await this.run("ip", ["tuntap", "add", "dev", name, "mode", "tap"], { allowFailure: true });
+  /**
+   * A TAP the unprivileged VMM can open without CAP_NET_ADMIN: owned by its uid. The owner of an
+   * existing device cannot be changed, so one with another owner is replaced.
+   */
+  async createTap(name: string, bridge: string, owner?: TapOwner): Promise<void> {
+    const args = ["tuntap", "add", "dev", name, "mode", "tap", ...(owner ? ["user", String(owner.uid)] : [])];
+    let res = await this.run("ip", args, { allowFailure: true });
+    if (res.code !== 0 && owner && !ownedBy(await this.link(name), owner)) {
+      await this.deleteLink(name);
+      res = await this.run("ip", args, { allowFailure: true });
+    }
     // A device left behind by a crashed daemon makes TUNSETIFF report busy;
     // the name is ours by prefix, so reusing it is what a retry should do.
     if (res.code !== 0 && !(await this.link(name))) {
@@ -120,8 +145,14 @@ export class HostCmd {
    * down/up cycle so the bridge forgets MACs it learned from the old guest.
    * Returns false when the device no longer exists.
    */
-  async resetTap(name: string, bridge: string): Promise<boolean> {
-    if (!(await this.link(name))) return false;
+  async resetTap(name: string, bridge: string, owner?: TapOwner): Promise<boolean> {
+    const link = await this.link(name);
+    if (!link) return false;
+    if (owner && !ownedBy(link, owner)) {
+      // Made for another VMM user (config changed): the pool makes a new one.
+      await this.deleteLink(name);
+      return false;
+    }
     await this.run("ip", ["addr", "flush", "dev", name]);
     await this.run("ip", ["link", "set", "dev", name, "down"]);
     await this.attachUp(name, bridge);

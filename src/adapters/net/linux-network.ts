@@ -2,7 +2,7 @@ import { BangerError } from "../../domain/errors.js";
 import type { Network, NetworkStatus } from "../../ports/network.js";
 import type { Runner } from "../../ports/runner.js";
 import { gatewayCidr, gatewayOf, inSubnet, isIpv4, prefixLen } from "../../domain/addr.js";
-import { HostCmd } from "./ip.js";
+import { HostCmd, type TapOwner } from "./ip.js";
 import { assertIfname, NAT_SET, NFT_FAMILY, NFT_TABLE, parseSetElements, PEER_SET, renderPeers, renderRuleset } from "./nft.js";
 import { isBangerTap, isPoolName, TapPool, type PoolLog, type TapClaim } from "./tap-pool.js";
 
@@ -22,6 +22,8 @@ export interface LinuxNetworkOptions {
   natAllow: readonly string[];
   /** Name servers NAT guests are given; they may reach these on port 53 even in a denied range. Read at each ruleset apply. */
   nameservers?: () => string[];
+  /** The unprivileged VMM user that must be able to open the TAPs (vmm_user); undefined = root. */
+  tapOwner?: TapOwner;
   log: NetLog;
 }
 
@@ -48,9 +50,9 @@ export class LinuxNetwork implements Network {
     this.pool = new TapPool(
       Math.max(0, opts.poolSize),
       {
-        create: (n) => this.cmd.createTap(n, opts.bridge),
+        create: (n) => this.cmd.createTap(n, opts.bridge, opts.tapOwner),
         delete: (n) => this.cmd.deleteLink(n),
-        reset: (n) => this.cmd.resetTap(n, opts.bridge),
+        reset: (n) => this.cmd.resetTap(n, opts.bridge, opts.tapOwner),
       },
       opts.log,
     );

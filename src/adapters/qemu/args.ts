@@ -12,7 +12,12 @@ export interface QemuArgsOptions {
   agentSocket?: string;
   /** Add a vhost-vsock-device with the spec's CID (hosts with /dev/vhost-vsock); the agent port stays as well. */
   vhostVsock?: boolean;
+  /** QEMU's seccomp filter (-sandbox on), when this build has it. */
+  sandbox?: boolean;
 }
+
+/** seccomp on; also deny what a microvm never needs: obsolete syscalls, setuid & co, fork/exec, scheduler and CPU-affinity changes. */
+export const SANDBOX_ARG = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 /** Name of the virtio-serial port; the guest sees /dev/virtio-ports/<name>. */
 export const AGENT_PORT_NAME = "org.banger.agent";
@@ -84,5 +89,6 @@ export function buildQemuArgs(spec: VmmSpec, opts: QemuArgsOptions): string[] {
     args.push("-serial", "stdio");
   }
   if (opts.paused) args.push("-S");
+  if (opts.sandbox) args.push("-sandbox", SANDBOX_ARG);
   return args;
 }

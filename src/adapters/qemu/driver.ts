@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { chmod, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileTail } from "../exec/tail.js";
 import type { DriverLog } from "../exec/log.js";
@@ -12,6 +12,7 @@ import { runStopSequence, type StopRequestOutcome } from "../exec/stop.js";
 import { probeAccel, qemuVersion, QEMU_NOT_FOUND_HINT, type AccelVerdict } from "./accel.js";
 import { buildQemuArgs } from "./args.js";
 import { withQmp } from "./qmp.js";
+import { dropPrivilegesArgv, giveToVmmUser, type VmmUser } from "../exec/privilege.js";
 
 export interface QemuVmmOptions {
   /** qemu_bin from the config: a path or a name on PATH. */
@@ -26,6 +27,8 @@ export interface QemuVmmOptions {
   spawnTimeoutMs?: number;
   /** Runs `--version` and the accel probe, spawns the VMM; a fresh ExecRunner by default. */
   runner?: ExecRunner;
+  /** Run qemu as this unprivileged user (vmm_user); undefined runs it as the daemon's user. */
+  user?: VmmUser;
 }
 
 /** Files the driver keeps in the per-VM directory. */
@@ -68,6 +71,17 @@ export class QemuVmm implements Vmm {
     return this.verdict;
   }
 
+  private sandbox: Promise<boolean> | undefined;
+
+  /** Whether this qemu build has -sandbox (seccomp); asked once. */
+  sandboxSupported(): Promise<boolean> {
+    this.sandbox ??= this.runner
+      .run(this.opts.bin, ["-help"], { timeoutMs: 10_000, allowFailure: true })
+      .then((r) => /^-sandbox on/m.test(r.stdout))
+      .catch(() => false);
+    return this.sandbox;
+  }
+
   private async failed(dir: string, message: string, hint?: string): Promise<BangerError> {
     const tail = await fileTail(qemuPaths(dir).vmmLog, 6);
     return new BangerError("VMM_FAILED", tail ? `${message}; vmm.log: ${tail.replace(/\n/g, " | ")}` : message, {
@@ -87,7 +101,11 @@ export class QemuVmm implements Vmm {
     }
     await mkdir(spec.dir, { recursive: true });
     await Promise.all([rm(paths.qmp, { force: true }), rm(paths.agent, { force: true })]);
-    const { accel } = await this.accelVerdict();
+    const user = this.opts.user;
+    // The VM dir holds disks with the guest's host key and service password: never world-readable.
+    if (user) await giveToVmmUser(user, spec.dir, [spec.rootfs, spec.workDisk], [paths.console]);
+    else await chmod(spec.dir, 0o700);
+    const [{ accel }, sandbox] = await Promise.all([this.accelVerdict(), this.sandboxSupported()]);
     const args = buildQemuArgs(spec, {
       accel,
       tscKhz: hostTscKhz(),
@@ -97,8 +115,9 @@ export class QemuVmm implements Vmm {
       agentSocket: paths.agent,
       // The guest channel prefers vsock where the host has it (src/adapters/channel/guest-channel.ts asks the same).
       vhostVsock: existsSync("/dev/vhost-vsock"),
+      sandbox,
     });
-    const [cmd, ...prefix] = [...(this.opts.wrap ?? []), this.opts.bin];
+    const [cmd, ...prefix] = [...(this.opts.wrap ?? []), ...(user ? dropPrivilegesArgv(user) : []), this.opts.bin];
     this.opts.log.debug({ vm: spec.name, accel, argv: [cmd, ...prefix, ...args] }, "spawning qemu");
     const { pid, pidStart } = await spawnUntilReady(this.runner, {
       cmd,

@@ -202,6 +202,15 @@ CREATE TABLE vm_peers (
 CREATE INDEX vm_peers_b ON vm_peers(b);
 `,
   },
+  {
+    // Who created each VM (the API caller's uid and name, from the socket's peer credentials).
+    // NULL for VMs made before: they count as root's.
+    version: 6,
+    sql: `
+ALTER TABLE vms ADD COLUMN owner_uid INTEGER;
+ALTER TABLE vms ADD COLUMN owner_name TEXT;
+`,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

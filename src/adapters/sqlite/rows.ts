@@ -50,6 +50,8 @@ export interface VmRow {
   updated_at: string;
   last_error: string | null;
   role: string | null;
+  owner_uid: number | null;
+  owner_name: string | null;
 }
 
 export interface EventRow {
@@ -145,6 +147,8 @@ const VM_COLUMNS: { [K in VmField]-?: { col: keyof VmRow; toDb: (v: Vm[K] | unde
   createdAt: { col: "created_at", toDb: (v) => v ?? null },
   updatedAt: { col: "updated_at", toDb: (v) => v ?? null },
   lastError: { col: "last_error", toDb: (v) => v ?? null, nullable: true },
+  ownerUid: { col: "owner_uid", toDb: (v) => v ?? null, nullable: true },
+  ownerName: { col: "owner_name", toDb: (v) => v ?? null, nullable: true },
 };
 
 function columnValue<K extends VmField>(key: K, v: Vm[K] | undefined): [string, SqlValue] {
@@ -203,6 +207,8 @@ export function rowToVm(r: VmRow): Vm {
   setOpt(vm, "vsockCid", r.vsock_cid);
   setOpt(vm, "lastError", r.last_error);
   if (r.role === "builder") vm.role = "builder";
+  setOpt(vm, "ownerUid", r.owner_uid);
+  setOpt(vm, "ownerName", r.owner_name);
   return vm;
 }
 

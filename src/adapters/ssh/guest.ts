@@ -1,3 +1,4 @@
+import { request } from "node:http";
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
@@ -195,6 +196,18 @@ export class SshGuest implements Guest {
         hint: "the guest service did not start; check it with `banger vm ssh` (e.g. `systemctl status`) or raise service_timeout_s",
       },
     );
+  }
+
+  httpStatus(host: string, port: number, path: string, headers: Record<string, string>, timeoutMs: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = request({ host, port, path, method: "GET", headers, timeout: timeoutMs, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("timeout", () => req.destroy(new Error(`no HTTP answer within ${timeoutMs} ms`)));
+      req.on("error", reject);
+      req.end();
+    });
   }
 
   async exec(target: SshTarget, command: string, timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -10,7 +10,13 @@ export function registerDoctor(program: Command, ctx: CliContext): void {
   program
     .command("doctor")
     .description("check this host, the daemon and every image; non-zero exit on any FAIL")
-    .action(async () => {
+    .option("--fix", "as root: create the VMM user (vmm_user) and the API group (api_group) first")
+    .action(async (o: { fix?: boolean }) => {
+      if (o.fix) {
+        const { config } = await ctx.cfg();
+        const { fixHost } = await import("./host-setup.js");
+        for (const line of fixHost({ vmmUser: config.vmm_user, apiGroup: config.api_group })) process.stderr.write(`fixed: ${line}\n`);
+      }
       let report: DoctorReport;
       try {
         report = await ctx.client().call<DoctorReport>("GET", "/doctor", undefined, 300_000);

@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { callerSshTarget } from "../user-key.js";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Command } from "commander";
@@ -33,7 +34,8 @@ function runSsh(args: string[]): void {
 
 /** `vm ssh --vsock`: ssh over the guest channel only (banger-vsock as ProxyCommand). */
 export async function sshOverChannel(ctx: CliContext, name: string, cmd: string[]): Promise<void> {
-  const { target } = await ctx.client().call<{ target: SshTarget }>("GET", `/vms/${enc(name)}/ssh`);
+  const res = await ctx.client().call<{ target: SshTarget; knownHosts: string }>("GET", `/vms/${enc(name)}/ssh`);
+  const target = await callerSshTarget(res.target, res.knownHosts, name);
   const proxy = proxyCommand(await ctx.socket(), name, 22);
   runSsh(sshArgs(target, cmd, { connectTimeoutS: SSH_CONNECT_TIMEOUT_S, proxyCommand: proxy }));
 }
@@ -48,7 +50,8 @@ export function registerChannelCommands(v: Command, ctx: CliContext): void {
     .description("run one command in the guest as root (its exit code is ours), over SSH via the IP or the guest channel, whichever answers first")
     .option("-v, --verbose", "say on stderr which path answered")
     .action(async (name: string, cmd: string[], o: { verbose?: boolean }) => {
-      const { target } = await ctx.client().call<{ target: SshTarget }>("GET", `/vms/${enc(name)}/ssh`);
+      const res = await ctx.client().call<{ target: SshTarget; knownHosts: string }>("GET", `/vms/${enc(name)}/ssh`);
+      const target = await callerSshTarget(res.target, res.knownHosts, name);
       const proxy = proxyCommand(await ctx.socket(), name, 22, { tcp: `${target.host}:${target.port ?? 22}`, verbose: o.verbose });
       runSsh(sshArgs(target, [remoteCommand(cmd)], { connectTimeoutS: SSH_CONNECT_TIMEOUT_S, proxyCommand: proxy }));
     });

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
-import { BangerError } from "../../domain/errors.js";
+import { BangerError, isCode } from "../../domain/errors.js";
 import type { LifecycleEvent, Vm } from "../../domain/types.js";
 import { sshArgs } from "../../adapters/ssh/args.js";
 import type { SshTarget } from "../../ports/guest.js";
@@ -10,6 +10,8 @@ import { positiveInt } from "../parse.js";
 import { keyValues, ms, table } from "../output.js";
 import { registerChannelCommands, sshOverChannel } from "./vm-channel.js";
 import { collectForward, forwardsOf, peersOf, registerVmPort } from "./vm-port.js";
+import { renderAccess, type ServiceAccess } from "./vm-access.js";
+import { callerPublicKey, callerSshTarget } from "../user-key.js";
 
 const LONG_MS = 30 * 60_000;
 const enc = encodeURIComponent;
@@ -128,6 +130,7 @@ function showVm(vm: Vm, events: LifecycleEvent[], op?: { op: string; startedAt: 
       ["state", vm.state],
       ["in progress", op ? `${op.op} since ${op.startedAt.slice(11, 19)}` : undefined],
       ["last error", vm.lastError],
+      ["owner", vm.ownerName ?? "root"],
       ["image", vm.imageName],
       ["vmm", vm.vmm],
       ["ip", vm.ip],
@@ -171,6 +174,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         memoryMib: o.memory,
         workDiskGib: o.workDisk,
         noWait: o.wait === false,
+        sshPublicKey: await callerPublicKey(),
       };
       const { vm } = await withStages(ctx, "create", o.name, (signal) => ctx.client().call<{ vm: Vm }>("POST", "/vms", body, LONG_MS, signal));
       const { events } = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(vm.name)}/events`);
@@ -179,17 +183,20 @@ export function registerVm(program: Command, ctx: CliContext): void {
     });
 
   v.command("ls")
-    .description("list VMs")
-    .action(async () => {
-      const { vms } = await ctx.client().call<{ vms: Vm[] }>("GET", "/vms");
+    .description("list VMs (every user's; --mine for your own)")
+    .option("--mine", "only the VMs you created")
+    .option("--all", "every user's VMs (the default)")
+    .action(async (o: { mine?: boolean }) => {
+      const { vms } = await ctx.client().call<{ vms: Vm[] }>("GET", o.mine ? "/vms?mine=true" : "/vms");
       ctx.out(
         () =>
           vms.length === 0
             ? "no VMs; create one with `banger vm create --image debian`"
             : table(
-                ["NAME", "STATE", "IMAGE", "IP", "VCPUS", "MEMORY", "NAT", "CREATED"],
+                ["NAME", "OWNER", "STATE", "IMAGE", "IP", "VCPUS", "MEMORY", "NAT", "CREATED"],
                 vms.map((x) => [
                   x.name,
+                  x.ownerName ?? "root",
                   x.state,
                   x.imageName,
                   x.ip,
@@ -204,10 +211,19 @@ export function registerVm(program: Command, ctx: CliContext): void {
     });
 
   v.command("show <name>")
-    .description("details and stage timings of a VM")
-    .action(async (name: string) => {
+    .description("details and stage timings of a VM, and how to reach its services")
+    .option("--show-secret", "print the password of the VM's protected services (opencode)")
+    .action(async (name: string, o: { showSecret?: boolean }) => {
       const res = await ctx.client().call<{ vm: Vm; events: LifecycleEvent[]; operation?: { op: string; startedAt: string } }>("GET", `/vms/${enc(name)}`);
-      ctx.out(() => showVm(res.vm, res.events, res.operation), res);
+      // Another user's VM: its details, not how to reach it.
+      const access = await ctx
+        .client()
+        .call<{ services: ServiceAccess[] }>("GET", `/vms/${enc(name)}/access${o.showSecret ? "?secret=true" : ""}`)
+        .catch((e: unknown) => {
+          if (isCode(e, "FORBIDDEN") && !o.showSecret) return { services: [] };
+          throw e;
+        });
+      ctx.out(() => showVm(res.vm, res.events, res.operation) + renderAccess(res.vm.name, access.services), { ...res, ...access });
     });
 
   v.command("events <name>")
@@ -251,7 +267,8 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("--vsock", "over the guest channel (banger-vsock), not the network: works with the guest's network down")
     .action(async (name: string, cmd: string[], o: { vsock?: boolean }) => {
       if (o.vsock) return sshOverChannel(ctx, name, cmd);
-      const { target } = await ctx.client().call<{ target: SshTarget }>("GET", `/vms/${enc(name)}/ssh`);
+      const res = await ctx.client().call<{ target: SshTarget; knownHosts: string }>("GET", `/vms/${enc(name)}/ssh`);
+      const target = await callerSshTarget(res.target, res.knownHosts, name);
       // Without a command ssh opens a login shell and allocates a TTY itself when stdin is one.
       // Generous: a TCG guest that just booted can take seconds to send its banner while opencode starts.
       const r = spawnSync("ssh", sshArgs(target, cmd, { connectTimeoutS: 15 }), { stdio: "inherit" });

@@ -1,0 +1,86 @@
+import type { HostCheckConfig, HostFacts } from "../ports/host.js";
+import type { Check } from "./checks.js";
+
+const FIX = "run `sudo banger doctor --fix` (creates the system user and group), then restart bangerd";
+
+/**
+ * Which least-privilege protections are active, each PASS or WARN with its fix. None is a FAIL:
+ * banger works without them, it is just less contained (docs/security-host.md).
+ */
+export async function protectionChecks(c: HostCheckConfig, host: HostFacts): Promise<Check[]> {
+  const p = await host.privilege();
+  const checks: Check[] = [];
+  if (!c.vmmUser) {
+    checks.push({ name: "vmm-user", status: "WARN", detail: 'vmm_user = "": VMMs run as root', fix: 'set vmm_user = "banger-vmm" and ' + FIX });
+  } else if (p.vmmUid === undefined) {
+    checks.push({ name: "vmm-user", status: "WARN", detail: `user ${c.vmmUser} does not exist: VMMs run as root`, fix: FIX });
+  } else if (!p.root) {
+    checks.push({
+      name: "vmm-user",
+      status: "WARN",
+      detail: `bangerd is not root: VMMs run as its own user, not ${c.vmmUser}`,
+      fix: "run bangerd as root (its systemd unit)",
+    });
+  } else if (!p.setpriv) {
+    checks.push({ name: "vmm-user", status: "WARN", detail: "setpriv not found: cannot drop to the VMM user", fix: "apt-get install util-linux" });
+  } else {
+    checks.push({ name: "vmm-user", status: "PASS", detail: `VMMs run as ${c.vmmUser} (uid ${p.vmmUid}), no capabilities, no_new_privs; VM dirs 0700 theirs` });
+    checks.push(
+      p.tunOpen
+        ? { name: "vmm-tun", status: "PASS", detail: "/dev/net/tun is 0666: the VMM user attaches to the TAP it owns, and only to that one" }
+        : {
+            name: "vmm-tun",
+            status: "WARN",
+            detail: "/dev/net/tun is not world read-write: VMMs as the VMM user cannot open their TAP",
+            fix: "chmod 0666 /dev/net/tun (the udev default on Debian; attaching still needs the TAP's owner uid)",
+          },
+    );
+    checks.push(
+      p.vmmInKvm
+        ? { name: "vmm-kvm", status: "PASS", detail: `${c.vmmUser} is in group kvm` }
+        : {
+            name: "vmm-kvm",
+            status: "WARN",
+            detail: `${c.vmmUser} is not in group kvm: KVM guests cannot start (TCG still works)`,
+            fix: `usermod -aG kvm ${c.vmmUser}`,
+          },
+    );
+  }
+  checks.push(
+    c.vmm === "qemu" && !p.qemuSandbox
+      ? {
+          name: "qemu-sandbox",
+          status: "WARN",
+          detail: "this qemu has no -sandbox (seccomp)",
+          fix: "install a qemu built with libseccomp (Debian's qemu-system-x86 is)",
+        }
+      : {
+          name: "qemu-sandbox",
+          status: "PASS",
+          detail: p.qemuSandbox
+            ? "qemu runs with -sandbox on (seccomp, no spawn, no privilege changes)"
+            : "not used (vmm is firecracker: its own seccomp filters)",
+        },
+  );
+  if (c.vmm === "firecracker") {
+    checks.push({
+      name: "jailer",
+      status: "WARN",
+      detail: "firecracker runs without the jailer (no chroot, no per-VM cgroup); it does apply its own seccomp filters",
+      fix: "the jailer is not supported by this banger yet; vmm_user still drops root",
+    });
+  }
+  if (p.apiGid === undefined) {
+    checks.push({ name: "api-group", status: "WARN", detail: `group ${c.apiGroup} does not exist: only root can use bangerd's socket`, fix: FIX });
+  } else if (p.socket && (p.socket.gid !== p.apiGid || (p.socket.mode & 0o007) !== 0)) {
+    checks.push({
+      name: "api-group",
+      status: "WARN",
+      detail: `socket is mode ${p.socket.mode.toString(8)} group ${p.socket.gid}, expected 660 group ${c.apiGroup} (${p.apiGid})`,
+      fix: "restart bangerd as root",
+    });
+  } else {
+    checks.push({ name: "api-group", status: "PASS", detail: `members of ${c.apiGroup} (gid ${p.apiGid}) may use the socket; everyone else is refused` });
+  }
+  return checks;
+}
