@@ -19,6 +19,7 @@ node_modules/.package-lock.json: package-lock.json
 build: node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
 	node scripts/bundle/bundle.mjs
+	node scripts/bundle/ui.mjs
 	@mkdir -p build/bin
 	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger.cjs" "$$@"\n' "$(CURDIR)" > build/bin/banger
 	@printf '#!/bin/sh\nexec node $(BANGERD_NODE_FLAGS) "%s/build/bundle/bangerd.js" "$$@"\n' "$(CURDIR)" > build/bin/bangerd

@@ -6,7 +6,8 @@
 //   lazy-*.js       what only some commands need (the config validator, `daemon start
 //                   --foreground`, the offline doctor): ESM with shared chunks, imported on use
 //   errors.cjs      BangerError, shared by both, so `instanceof` holds across them
-//   bangerd.js      the daemon, one ESM file
+//   bangerd.js      the daemon, one ESM file (bangerd-*.js: the web UI's server, imported only
+//                   when the UI is on)
 // All sit in one directory: src/version.ts finds package.json two levels up from its file.
 // better-sqlite3 stays external: it loads a native addon from its own directory.
 import { rmSync, writeFileSync } from "node:fs";
@@ -92,7 +93,8 @@ const errors = await build({ ...cjs, entryPoints: { errors: "src/domain/errors.t
 const cli = await build({ ...cjs, entryPoints: { banger: "src/cli/main.ts" }, plugins: [sharedErrors, lazyImports] });
 const [lazy, daemon] = await Promise.all([
   build({ ...esm, entryPoints: lazyEntries, splitting: true, chunkNames: "lazy-[hash]", plugins: [sharedErrors, undiciClientOnly] }),
-  build({ ...esm, entryPoints: { bangerd: "src/daemon/main.ts" }, plugins: [undiciClientOnly] }),
+  // The web UI's server is a chunk of its own, loaded only when web.enabled (src/daemon/web.ts).
+  build({ ...esm, entryPoints: { bangerd: "src/daemon/main.ts" }, splitting: true, chunkNames: "bangerd-[hash]", plugins: [undiciClientOnly] }),
 ]);
 // What went into each output, by input file (kept out of the package).
 writeFileSync(

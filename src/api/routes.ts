@@ -8,7 +8,9 @@ import { getVm, listVms } from "../app/vm-lookup.js";
 import { sshTarget } from "../app/vm-ready.js";
 import { BangerError } from "../domain/errors.js";
 import { VERSION } from "../version.js";
+import type { EventBus } from "../app/event-bus.js";
 import { errorResponse } from "./errors.js";
+import { liveRoutes, type HostInfo } from "./live-routes.js";
 import { createVmBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
 
 const MAX_LOG_CHUNK = 256 * 1024;
@@ -21,7 +23,17 @@ async function body(c: { req: { json(): Promise<unknown> } }): Promise<unknown> 
   }
 }
 
-export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
+export interface RouteHooks {
+  shutdown(): void;
+  bus?: EventBus;
+  host?: HostInfo;
+  /** Socket flavour only: a one-time login link for the web UI (`banger web`); absent when the UI is off. */
+  webLogin?: () => { url: string; expiresAt: string };
+  /** The browser flavour has no shutdown and no login-link route: those need the Unix socket. */
+  flavour?: "socket" | "browser";
+}
+
+export function apiRoutes(d: AppDeps, hooks: RouteHooks): Hono {
   const images = new ImageService(d);
   const api = new Hono();
   api.onError((err, c) => errorResponse(c, err));
@@ -65,10 +77,25 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
     return c.json({ offset, size, data, start, running: vm.state === "running" });
   });
 
-  api.get("/doctor", async (c) => c.json(await runDoctor(d, images)));
+  api.get("/doctor", async (c) => {
+    const report = await runDoctor(d, images);
+    const web = hooks.host?.web();
+    if (!web) return c.json(report);
+    const checks = [...report.checks, web];
+    return c.json({ checks, ok: checks.every((x) => x.status !== "FAIL") });
+  });
+  if (hooks.bus) liveRoutes(api, d, hooks.bus, hooks.host);
+  if (hooks.flavour === "browser") return api;
+
   api.post("/shutdown", (c) => {
     setImmediate(() => hooks.shutdown());
     return c.json({ stopping: true });
+  });
+  api.post("/web/login", (c) => {
+    if (!hooks.webLogin) {
+      throw new BangerError("NOT_FOUND", "the web UI is not serving", { hint: "`banger doctor` says why (web.enabled, web.listen, web.allow_remote)" });
+    }
+    return c.json(hooks.webLogin());
   });
   return api;
 }

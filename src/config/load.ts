@@ -78,7 +78,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     merged[k] = typeof v === "object" && v ? { ...v } : v;
     sources[k] = "default";
   }
-  sources["web.listen"] = "default";
+  for (const k of Object.keys(STATIC_DEFAULTS.web)) sources[`web.${k}`] = "default";
   for (const [k, v] of Object.entries(fileValues)) {
     if (k === "web" && typeof v === "object" && v && !Array.isArray(v)) {
       merged.web = { ...(merged.web as object), ...(v as object) };

@@ -7,12 +7,14 @@ import pino from "pino";
 import type { LoadedConfig } from "../config/load.js";
 import { apiRoutes } from "../api/routes.js";
 import { ImageService } from "../app/images.js";
+import { EventBus } from "../app/event-bus.js";
 import { LivenessWatcher } from "../app/liveness.js";
 import { reconcile } from "../app/reconcile.js";
 import { rotateConsoles } from "../app/retention.js";
 import { VERSION } from "../version.js";
 import { acquireDaemonLock } from "./lock.js";
 import { wire } from "./wire.js";
+import { startWebListener, type WebHandle } from "./web.js";
 
 /** How often the reconciler looks for VMM processes that ended on their own. */
 const LIVENESS_INTERVAL_MS = 1_000;
@@ -64,7 +66,8 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     pino.multistream([{ stream: process.stderr }, { stream: pino.destination({ dest: cfg.paths.logFile, mkdir: true, sync: false }) }]),
   );
   const releaseLock = await acquireDaemonLock(cfg.paths.lockFile, cfg.paths.socket);
-  const deps = wire(cfg, log);
+  const bus = new EventBus();
+  const deps = wire(cfg, log, bus);
   const t0 = performance.now();
   await deps.network.ensureHost();
   const report = await reconcile(deps);
@@ -79,12 +82,14 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   liveness.start();
 
   let server: Server | undefined;
+  let web: WebHandle | undefined;
   let stopping = false;
   const shutdown = async (why: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ why }, "bangerd shutting down; VMs keep running and are adopted at next start");
     server?.close();
+    await web?.close().catch(() => undefined);
     await liveness.stop();
     // Creates and starts are cancelled and undo themselves; stops and deletes finish. All of it
     // before the store closes, so no rollback is cut off half way.
@@ -99,8 +104,10 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     setTimeout(() => process.exit(0), 200).unref();
   };
 
+  const stop = () => void shutdown("api request");
+  web = await startWebListener(cfg, log, (host) => apiRoutes(deps, { shutdown: stop, bus, host, flavour: "browser" }));
   const app = new Hono();
-  app.route("/v1", apiRoutes(deps, { shutdown: () => void shutdown("api request") }));
+  app.route("/v1", apiRoutes(deps, { shutdown: stop, bus, host: web.info, webLogin: web.login }));
   mkdirSync(dirname(cfg.paths.socket), { recursive: true, mode: 0o755 });
   server = createServer(withServerTiming(getRequestListener(app.fetch)));
   // A create waits for a guest boot; the default 5-minute request timeout would cut long TCG boots short.

@@ -20,6 +20,8 @@ import { NodeFiles } from "../adapters/fs/node-files.js";
 import { hostCheckConfig, hostFacts } from "../adapters/host/facts.js";
 import { DiskPool } from "../app/disk-pool.js";
 import { VmOps } from "../app/vm-ops.js";
+import type { EventBus } from "../app/event-bus.js";
+import { observedStore } from "../app/observed-store.js";
 
 /** Ports a guest must never reach on the host: the web UI (the API is a Unix socket). */
 function blockedPorts(cfg: LoadedConfig): number[] {
@@ -52,14 +54,16 @@ export function appConfig(cfg: LoadedConfig): AppConfig {
 }
 
 /** The composition root: every part built once, in dependency order, each handed only its own options. */
-export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
+export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
   const c = cfg.config;
   mkdirSync(cfg.paths.stateDir, { recursive: true, mode: 0o755 });
   mkdirSync(cfg.paths.imagesDir, { recursive: true });
   mkdirSync(cfg.paths.vmsDir, { recursive: true });
   const config = appConfig(cfg);
   const runner = new ExecRunner();
-  const store = SqliteStore.open(cfg.paths.dbFile);
+  const sqlite = SqliteStore.open(cfg.paths.dbFile);
+  // Every change the store commits is also pushed to GET /v1/events listeners.
+  const store = bus ? observedStore(sqlite, bus) : sqlite;
   const files = new NodeFiles({ copy: (src, dst) => copyFileReflink(src, dst), sha256: sha256File });
   const disks = new Ext4Disks({ runner });
   let keyReady: Promise<string> | undefined;
