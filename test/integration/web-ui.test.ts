@@ -1,15 +1,17 @@
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fakeImageArgs } from "../helpers/artifacts.js";
-import { built, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import { REPO, built, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { chromiumSkipReason, launchIn, screenshots, webConfig, type Browser } from "../helpers/browser.js";
 import { createNetns, netnsSkipReason } from "../helpers/netns.js";
 import { FAKE_FC, FAKE_FC_ENV } from "../fakes/firecracker/testkit.js";
 
 const skip = netnsSkipReason() ?? built() ?? chromiumSkipReason();
 const BASE = "http://127.0.0.1:7780";
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 interface VmJson {
   name: string;
@@ -105,5 +107,145 @@ describe.skipIf(skip)(`web UI in Chromium, fake Firecracker${skip ? ` (skipped: 
     // The request API runs outside the namespace; the page itself fetches.
     const asset = await b.page.goto(`${BASE}/assets/${js}`);
     expect(asset!.headers()["cache-control"]).toBe("public, max-age=31536000, immutable");
+  });
+
+  it("creates a VM through the form: stages appear live, it runs, it is deleted from the UI, and the CLI agrees at each step", async () => {
+    const p = b.page;
+    await p.goto(`${BASE}/#/create`);
+    await expectImageChoices();
+    await p.getByLabel("Image").fill("fake");
+    await p.getByLabel("Name", { exact: true }).fill("web-one");
+    await p.getByLabel("Return once booted").check();
+    await p.getByRole("button", { name: "Create" }).click();
+    // The stage rows arrive over the event stream while the request is still open.
+    await p.locator('table.stages tr[data-stage="lease-ip"]').waitFor();
+    await p.getByRole("heading", { name: "Created web-one" }).waitFor();
+    for (const stage of ["lease-ip", "tap", "rootfs", "work-disk", "inject", "spawn-vmm", "configure", "start"]) {
+      await expect.poll(() => p.locator(`table.stages tr[data-stage="${stage}"][data-outcome="ok"]`).count()).toBe(1);
+    }
+    expect((await cliVms()).map((v) => [v.name, v.state])).toEqual([["web-one", "running"]]);
+    await screenshots(p, "create-done");
+
+    await p.goto(`${BASE}/#/vms`);
+    const row = p.locator('tr[data-vm="web-one"]');
+    await expect.poll(() => row.locator(".badge").textContent()).toBe("running");
+    await expect.poll(() => row.locator("code").textContent()).toBe("banger vm ssh web-one");
+    await screenshots(p, "vms");
+
+    await p.goto(`${BASE}/#/vms/web-one`);
+    await p.locator("table.stages caption", { hasText: "create at" }).waitFor();
+    await screenshots(p, "vm-detail");
+
+    await p.goto(`${BASE}/#/vms`);
+    await row.getByRole("button", { name: "Delete web-one" }).click();
+    const dialog = p.getByRole("dialog", { name: "Delete web-one?" });
+    // Cancel keeps it.
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    expect((await cliVms()).map((v) => v.name)).toEqual(["web-one"]);
+    await row.getByRole("button", { name: "Delete web-one" }).click();
+    await dialog.getByRole("button", { name: "Delete" }).click();
+    await row.waitFor({ state: "detached" });
+    expect(await cliVms()).toEqual([]);
+  });
+
+  async function expectImageChoices(): Promise<void> {
+    // Aliases first, then image names.
+    await expect.poll(() => b.page.locator("#image-choices option").evaluateAll((o) => o.map((x) => (x as HTMLOptionElement).value))).toEqual(["fake", "fake-1"]);
+  }
+
+  it("shows the API's error next to the field for bad input, and creates nothing", async () => {
+    const p = b.page;
+    await p.goto(`${BASE}/#/create`);
+    await expectImageChoices();
+    const name = p.getByLabel("Name", { exact: true });
+    const image = p.getByLabel("Image");
+    const memory = p.getByLabel("Memory (MiB)");
+    const errorOf = (label: string) => p.locator(`#${label}-error`);
+    const submit = () => p.getByRole("button", { name: "Create" }).click();
+    const nameId = await name.getAttribute("id");
+    const imageId = await image.getAttribute("id");
+    const memId = await memory.getAttribute("id");
+    await p.getByLabel("Return once booted").check();
+
+    // As typed: the API's own rules, before any request.
+    await name.fill("Bad_Name");
+    await expect.poll(() => errorOf(nameId!).textContent()).toBe('VM name "Bad_Name" contains uppercase letters');
+    await submit();
+    await expect.poll(() => errorOf(nameId!).textContent()).toContain('VM name "Bad_Name" contains uppercase letters');
+    await expect.poll(() => errorOf(nameId!).textContent()).toContain("Hint: use lowercase letters");
+    await screenshots(p, "create-error");
+
+    // A taken name.
+    expect((await d.cli(["vm", "create", "--image", "fake", "--name", "taken", "--no-wait"])).code).toBe(0);
+    await name.fill("taken");
+    await submit();
+    await expect.poll(() => errorOf(nameId!).textContent()).toContain("a VM named taken already exists");
+
+    // Memory 0.
+    await name.fill("fresh");
+    await memory.fill("0");
+    await submit();
+    await expect.poll(() => errorOf(memId!).textContent()).toContain("memoryMib");
+    expect(await memory.getAttribute("aria-invalid")).toBe("true");
+
+    // A missing image.
+    await memory.fill("");
+    await image.fill("no-such-image");
+    await submit();
+    await expect.poll(() => errorOf(imageId!).textContent()).toContain("no-such-image");
+
+    expect((await cliVms()).map((v) => v.name)).toEqual(["taken"]);
+    expect((await d.cli(["vm", "rm", "--force", "taken"])).code).toBe(0);
+  });
+
+  it("shows a VM created from the CLI without a reload, stage by stage", async () => {
+    const p = b.page;
+    await p.goto(`${BASE}/#/vms`);
+    await p.getByRole("heading", { name: "VMs" }).waitFor();
+    const marker = await p.evaluate(() => ((window as unknown as { __mark: number }).__mark = Math.random()));
+    const cli = d.cli(["vm", "create", "--image", "fake", "--name", "from-cli", "--no-wait"]);
+    await p.locator('tr[data-vm="from-cli"]').waitFor();
+    expect((await cli).code).toBe(0);
+    await expect.poll(() => p.locator('tr[data-vm="from-cli"] .badge').textContent()).toBe("running");
+    // The same document: no navigation happened.
+    expect(await p.evaluate(() => (window as unknown as { __mark: number }).__mark)).toBe(marker);
+
+    // An open detail page follows the next operation stage by stage.
+    await p.goto(`${BASE}/#/vms/from-cli`);
+    await p.locator("table.stages caption", { hasText: "create at" }).waitFor();
+    expect((await d.cli(["vm", "stop", "from-cli"], { timeoutMs: 120_000 })).code).toBe(0);
+    await p.locator("table.stages caption", { hasText: "stop at" }).waitFor();
+    await expect.poll(() => p.locator("h1 .badge").textContent()).toBe("stopped");
+    expect((await d.cli(["vm", "rm", "from-cli"])).code).toBe(0);
+  });
+
+  it("has no serious or critical axe violations on the main pages, light and dark; screenshots of each", async () => {
+    const p = b.page;
+    expect((await d.cli(["vm", "create", "--image", "fake", "--name", "axe-vm", "--no-wait"])).code).toBe(0);
+    for (const [route, name, ready] of [
+      ["#/vms", "vms", 'tr[data-vm="axe-vm"]'],
+      ["#/create", "create", "#image-choices option"],
+      ["#/vms/axe-vm", "vm-detail", "table.stages"],
+      ["#/images", "images", 'tr[data-image="fake-1"]'],
+      ["#/host", "host", "table.doctor"],
+    ] as const) {
+      await p.goto(`${BASE}/${route}`);
+      await p.locator(ready).first().waitFor({ state: "attached" });
+      for (const scheme of ["light", "dark"] as const) {
+        await p.emulateMedia({ colorScheme: scheme });
+        // Evaluated over the debugging protocol, which the page's CSP does not govern.
+        await p.evaluate(axeSource);
+        const found = await p.evaluate(async () => {
+          const r = await (window as unknown as { axe: { run(): Promise<{ violations: { id: string; impact: string; nodes: { target: string[] }[] }[] }> } }).axe.run();
+          return r.violations.map((v) => ({ id: v.id, impact: v.impact, at: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
+        });
+        expect(found.filter((v) => v.impact === "serious" || v.impact === "critical"), `${route} ${scheme}`).toEqual([]);
+      }
+      await screenshots(p, name);
+      await p.setViewportSize({ width: 420, height: 800 });
+      await p.screenshot({ path: join(REPO, "build/ui", `${name}-narrow.png`), fullPage: true });
+      await p.setViewportSize({ width: 1280, height: 800 });
+    }
+    expect((await d.cli(["vm", "rm", "--force", "axe-vm"])).code).toBe(0);
   });
 });
