@@ -5,7 +5,7 @@ NODE ?= node
 # one only held garbage (docs/architecture.md, "CLI and daemon footprint").
 BANGERD_NODE_FLAGS := --max-semi-space-size=1
 
-.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli demo demo-clean clean
+.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-web demo demo-clean clean
 
 all: build
 
@@ -87,6 +87,11 @@ bench-stop: build
 # server time with 200 records (fake Firecracker, own namespace). See bench/cli.ts.
 bench-cli: build
 	BENCH=cli bash bench/run.sh $(ARGS)
+
+# bangerd's idle RSS with the web UI off and on, and the VMs page's first load in Chromium
+# (median of 10, cache cleared, warm daemon). See bench/web.ts.
+bench-web: build
+	BENCH=web bash bench/run.sh $(ARGS)
 
 # An installable package: npm install -g build/dist/banger-<version>.tgz
 dist: build

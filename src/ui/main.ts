@@ -56,7 +56,14 @@ function boot(): void {
   );
   const status = h("span", { class: "conn", role: "status", "aria-live": "polite" });
   const main = h("main", { id: "main", tabindex: "-1" });
-  const header = h("header", null, h("button", { type: "button", class: "skip", onclick: () => main.focus() }, "Skip to content"), h("span", { class: "brand" }, "banger"), nav, status);
+  const header = h(
+    "header",
+    null,
+    h("button", { type: "button", class: "skip", onclick: () => main.focus() }, "Skip to content"),
+    h("span", { class: "brand" }, "banger"),
+    nav,
+    status,
+  );
   document.body.replaceChildren(header, main);
   const showConn = () => replace(status, live.connected ? "live" : "reconnecting…");
   live.onChange(showConn);

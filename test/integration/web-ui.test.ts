@@ -150,7 +150,9 @@ describe.skipIf(skip)(`web UI in Chromium, fake Firecracker${skip ? ` (skipped: 
 
   async function expectImageChoices(): Promise<void> {
     // Aliases first, then image names.
-    await expect.poll(() => b.page.locator("#image-choices option").evaluateAll((o) => o.map((x) => (x as HTMLOptionElement).value))).toEqual(["fake", "fake-1"]);
+    await expect
+      .poll(() => b.page.locator("#image-choices option").evaluateAll((o) => o.map((x) => (x as HTMLOptionElement).value)))
+      .toEqual(["fake", "fake-1"]);
   }
 
   it("shows the API's error next to the field for bad input, and creates nothing", async () => {
@@ -236,10 +238,15 @@ describe.skipIf(skip)(`web UI in Chromium, fake Firecracker${skip ? ` (skipped: 
         // Evaluated over the debugging protocol, which the page's CSP does not govern.
         await p.evaluate(axeSource);
         const found = await p.evaluate(async () => {
-          const r = await (window as unknown as { axe: { run(): Promise<{ violations: { id: string; impact: string; nodes: { target: string[] }[] }[] }> } }).axe.run();
+          const r = await (
+            window as unknown as { axe: { run(): Promise<{ violations: { id: string; impact: string; nodes: { target: string[] }[] }[] }> } }
+          ).axe.run();
           return r.violations.map((v) => ({ id: v.id, impact: v.impact, at: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
         });
-        expect(found.filter((v) => v.impact === "serious" || v.impact === "critical"), `${route} ${scheme}`).toEqual([]);
+        expect(
+          found.filter((v) => v.impact === "serious" || v.impact === "critical"),
+          `${route} ${scheme}`,
+        ).toEqual([]);
       }
       await screenshots(p, name);
       await p.setViewportSize({ width: 420, height: 800 });

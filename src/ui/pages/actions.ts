@@ -21,11 +21,29 @@ export function vmActions(vm: Vm, status: HTMLElement, after?: (action: string) 
   const busy = ["creating", "starting", "stopping", "deleting"].includes(vm.state);
   const buttons: HTMLElement[] = [];
   if (vm.state === "stopped") {
-    const b: HTMLButtonElement = h("button", { type: "button", class: "small", "aria-label": `Start ${vm.name}`, onclick: () => void run(b, "start", () => api("POST", `/vms/${enc(vm.name)}/start`, {})) }, "Start");
+    const b: HTMLButtonElement = h(
+      "button",
+      {
+        type: "button",
+        class: "small",
+        "aria-label": `Start ${vm.name}`,
+        onclick: () => void run(b, "start", () => api("POST", `/vms/${enc(vm.name)}/start`, {})),
+      },
+      "Start",
+    );
     buttons.push(b);
   }
   if (vm.state === "running") {
-    const b: HTMLButtonElement = h("button", { type: "button", class: "small", "aria-label": `Stop ${vm.name}`, onclick: () => void run(b, "stop", () => api("POST", `/vms/${enc(vm.name)}/stop`, {})) }, "Stop");
+    const b: HTMLButtonElement = h(
+      "button",
+      {
+        type: "button",
+        class: "small",
+        "aria-label": `Stop ${vm.name}`,
+        onclick: () => void run(b, "stop", () => api("POST", `/vms/${enc(vm.name)}/stop`, {})),
+      },
+      "Stop",
+    );
     buttons.push(b);
   }
   const del: HTMLButtonElement = h(

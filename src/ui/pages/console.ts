@@ -12,6 +12,9 @@ interface LogChunk {
 /** Keep the page's copy of the console to the last this-many characters; the download has it all. */
 const KEEP_CHARS = 256 * 1024;
 const POLL_MS = 1000;
+/** Terminal colour and cursor sequences, and other control bytes but newline and tab: noise in a <pre>. */
+// eslint-disable-next-line no-control-regex
+const TERMINAL_NOISE = /\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]/g;
 
 /**
  * `tail -f` of the VM's serial console through GET /v1/vms/:name/logs?offset=N: the offsets
@@ -31,7 +34,7 @@ export function consoleView(name: string): { el: HTMLElement; stop(): void } {
     try {
       for (let i = 0; i < 16; i++) {
         const c = await api<LogChunk>("GET", `/vms/${enc(name)}/logs?offset=${offset}`);
-        if (c.data) text = (text + c.data).slice(-KEEP_CHARS);
+        if (c.data) text = (text + c.data.replace(TERMINAL_NOISE, "").replace(/\r\n/g, "\n")).slice(-KEEP_CHARS);
         offset = c.offset;
         replace(status, `${c.size} bytes${c.running ? ", live" : ", VM not running"}`);
         if (c.offset >= c.size) break;
@@ -65,7 +68,12 @@ export function consoleView(name: string): { el: HTMLElement; stop(): void } {
   const el = h(
     "section",
     { class: "console-wrap", "aria-labelledby": "console-h" },
-    h("div", { class: "page-head" }, h("h2", { id: "console-h" }, "Serial console"), h("span", { class: "actions" }, h("span", { class: "checkbox" }, follow, h("label", { for: "console-follow" }, "Follow")), download)),
+    h(
+      "div",
+      { class: "page-head" },
+      h("h2", { id: "console-h" }, "Serial console"),
+      h("span", { class: "actions" }, h("span", { class: "checkbox" }, follow, h("label", { for: "console-follow" }, "Follow")), download),
+    ),
     status,
     pre,
   );

@@ -24,14 +24,20 @@ function fieldOf(err: ErrorBody): string | undefined {
 /** Aliases first (what people create from), then every image by name. */
 export function imageChoices(images: Image[]): { value: string; label: string }[] {
   const aliases = images.flatMap((i) => i.aliases.map((a) => ({ value: a, label: `${a} → ${i.name}` }))).sort((a, b) => a.value.localeCompare(b.value));
-  const names = images.map((i) => ({ value: i.name, label: `${i.name}${i.status === "broken" ? " (broken)" : ""}` })).sort((a, b) => a.value.localeCompare(b.value));
+  const names = images
+    .map((i) => ({ value: i.name, label: `${i.name}${i.status === "broken" ? " (broken)" : ""}` }))
+    .sort((a, b) => a.value.localeCompare(b.value));
   return [...aliases, ...names];
 }
 
 export const createPage: Page = (main) => {
   const list = h("datalist", { id: "image-choices" });
   const image = field("Image", h("input", { name: "image", list: "image-choices", required: true, autocomplete: "off" }), "an alias or an image name");
-  const name = field("Name", h("input", { name: "name", autocomplete: "off", spellcheck: "false", placeholder: "generated if empty" }), "lowercase letters, digits and '-'");
+  const name = field(
+    "Name",
+    h("input", { name: "name", autocomplete: "off", spellcheck: "false", placeholder: "generated if empty" }),
+    "lowercase letters, digits and '-'",
+  );
   const nat = h("input", { type: "checkbox", name: "nat", id: "f-nat" });
   const noWait = h("input", { type: "checkbox", name: "noWait", id: "f-nowait" });
   const vcpus = field("vCPUs", h("input", { name: "vcpus", type: "number", inputmode: "numeric" }));
@@ -154,26 +160,28 @@ export const createPage: Page = (main) => {
       clearInterval(tick);
       offVm();
       offStage();
-      if (!progress.hidden) draw();
+      if (!progress.hidden) replace(tableSlot, seen.length ? stageTable(seen, "Stages") : null);
       submit.disabled = false;
     }
   }
 
   replace(main, h("h1", null, "Create VM"), form, progress);
   let alive = true;
-  void Promise.all([api<{ images: Image[] }>("GET", "/images"), api<{ config: Record<string, { value: unknown }> }>("GET", "/host")]).then(([{ images }, host]) => {
-    if (!alive) return;
-    const choices = imageChoices(images);
-    replace(
-      list,
-      choices.map((c) => h("option", { value: c.value }, c.label)),
-    );
-    if (!image.input.value && choices[0]) image.input.value = choices[0].value;
-    const def = (k: string) => String(host.config[k]?.value ?? "");
-    vcpus.input.setAttribute("placeholder", `default ${def("vcpus")}`);
-    memory.input.setAttribute("placeholder", `default ${def("memory_mib")}`);
-    disk.input.setAttribute("placeholder", `default ${def("work_disk_gib")}`);
-  });
+  void Promise.all([api<{ images: Image[] }>("GET", "/images"), api<{ config: Record<string, { value: unknown }> }>("GET", "/host")]).then(
+    ([{ images }, host]) => {
+      if (!alive) return;
+      const choices = imageChoices(images);
+      replace(
+        list,
+        choices.map((c) => h("option", { value: c.value }, c.label)),
+      );
+      if (!image.input.value && choices[0]) image.input.value = choices[0].value;
+      const def = (k: string) => String(host.config[k]?.value ?? "");
+      vcpus.input.setAttribute("placeholder", `default ${def("vcpus")}`);
+      memory.input.setAttribute("placeholder", `default ${def("memory_mib")}`);
+      disk.input.setAttribute("placeholder", `default ${def("work_disk_gib")}`);
+    },
+  );
   return () => {
     alive = false;
   };

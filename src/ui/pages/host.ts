@@ -39,7 +39,11 @@ export const hostPage: Page = (main) => {
     if (!alive) return;
     const t = r.pool.taps;
     const d = r.pool.disks;
-    const sets = d ? Object.entries(d.sets).map(([k, n]) => `${k}: ${n}`).join(", ") || "no sets" : "unknown";
+    const sets = d
+      ? Object.entries(d.sets)
+          .map(([k, n]) => `${k}: ${n}`)
+          .join(", ") || "no sets"
+      : "unknown";
     replace(
       about,
       [
@@ -47,7 +51,12 @@ export const hostPage: Page = (main) => {
         ["Process", `pid ${r.pid}, up ${r.uptimeS} s, RSS ${bytes(r.rssBytes)}`],
         ["VMM", r.vmm],
         ["TAP pool", t ? `${t.idle} idle of ${t.size}; ${t.total} banger TAPs` : "unknown"],
-        ["Warm disks", d ? `${sets}; ${bytes(d.bytes)}${d.maxBytes ? ` of ${bytes(d.maxBytes)}` : " (no cap)"}${d.capped.length ? `; capped: ${d.capped.join(", ")}` : ""}` : "unknown"],
+        [
+          "Warm disks",
+          d
+            ? `${sets}; ${bytes(d.bytes)}${d.maxBytes ? ` of ${bytes(d.maxBytes)}` : " (no cap)"}${d.capped.length ? `; capped: ${d.capped.join(", ")}` : ""}`
+            : "unknown",
+        ],
       ].flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]),
     );
     replace(
@@ -55,34 +64,62 @@ export const hostPage: Page = (main) => {
       h(
         "table",
         null,
-        h("thead", null, h("tr", null, ["Key", "Value", "Source"].map((c) => h("th", { scope: "col" }, c)))),
         h(
-          "tbody",
+          "thead",
           null,
-          Object.entries(r.config).map(([k, v]) => h("tr", null, h("th", { scope: "row" }, h("code", null, k)), h("td", null, h("code", null, JSON.stringify(v.value))), h("td", null, v.source))),
+          h(
+            "tr",
+            null,
+            ["Key", "Value", "Source"].map((c) => h("th", { scope: "col" }, c)),
+          ),
         ),
-      ),
-    );
-  });
-  void api<{ ok: boolean; checks: Check[] }>("GET", "/doctor").then((r) => {
-    if (!alive) return;
-    replace(
-      doctor,
-      h("p", null, r.ok ? "No failures." : `${r.checks.filter((c) => c.status === "FAIL").length} check(s) failed.`),
-      h(
-        "table",
-        { class: "doctor" },
-        h("thead", null, h("tr", null, ["Status", "Check", "Detail", "Fix"].map((c) => h("th", { scope: "col" }, c)))),
         h(
           "tbody",
           null,
-          r.checks.map((c) =>
-            h("tr", null, h("td", null, h("span", { class: `badge check-${c.status}` }, c.status)), h("th", { scope: "row" }, c.name), h("td", { class: "detail" }, c.detail), h("td", null, c.status === "PASS" ? "" : (c.fix ?? ""))),
+          Object.entries(r.config).map(([k, v]) =>
+            h("tr", null, h("th", { scope: "row" }, h("code", null, k)), h("td", null, h("code", null, JSON.stringify(v.value))), h("td", null, v.source)),
           ),
         ),
       ),
     );
-  }, (e: Error) => replace(doctor, h("p", { class: "error-text" }, `doctor: ${e.message}`)));
+  });
+  void api<{ ok: boolean; checks: Check[] }>("GET", "/doctor").then(
+    (r) => {
+      if (!alive) return;
+      replace(
+        doctor,
+        h("p", null, r.ok ? "No failures." : `${r.checks.filter((c) => c.status === "FAIL").length} check(s) failed.`),
+        h(
+          "table",
+          { class: "doctor" },
+          h(
+            "thead",
+            null,
+            h(
+              "tr",
+              null,
+              ["Status", "Check", "Detail", "Fix"].map((c) => h("th", { scope: "col" }, c)),
+            ),
+          ),
+          h(
+            "tbody",
+            null,
+            r.checks.map((c) =>
+              h(
+                "tr",
+                null,
+                h("td", null, h("span", { class: `badge check-${c.status}` }, c.status)),
+                h("th", { scope: "row" }, c.name),
+                h("td", { class: "detail" }, c.detail),
+                h("td", null, c.status === "PASS" ? "" : (c.fix ?? "")),
+              ),
+            ),
+          ),
+        ),
+      );
+    },
+    (e: Error) => replace(doctor, h("p", { class: "error-text" }, `doctor: ${e.message}`)),
+  );
   return () => {
     alive = false;
   };

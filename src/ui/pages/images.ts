@@ -28,7 +28,12 @@ function imageRow(img: Image, status: HTMLElement, reload: () => void): HTMLElem
     { "data-image": img.name },
     h("th", { scope: "row" }, img.name),
     h("td", null, img.aliases.join(", ") || "—"),
-    h("td", null, h("span", { class: `badge image-${img.status}`, title: img.statusDetail }, img.status), img.statusDetail ? h("div", { class: "muted small-text" }, img.statusDetail) : null),
+    h(
+      "td",
+      null,
+      h("span", { class: `badge image-${img.status}`, title: img.statusDetail }, img.status),
+      img.statusDetail ? h("div", { class: "muted small-text" }, img.statusDetail) : null,
+    ),
     h("td", null, img.guest.os || "—"),
     h("td", null, artifactOf(img, "work_seed") ? "yes" : "no"),
     h("td", { class: "num" }, bytes(size)),
@@ -38,33 +43,48 @@ function imageRow(img: Image, status: HTMLElement, reload: () => void): HTMLElem
       "td",
       null,
       h(
-        "form",
-        {
-          class: "inline",
-          onsubmit: (ev: Event) => {
-            ev.preventDefault();
-            const alias = aliasInput.value.trim();
-            void act(`promote ${img.name} as ${alias}`, () => api("POST", `/images/${enc(img.name)}/promote`, { alias }));
-          },
-        },
-        aliasInput,
-        h("button", { type: "submit", class: "small" }, "Promote"),
-      ),
-      h("span", { class: "actions" },
-        h("button", { type: "button", class: "small", "aria-label": `Fill the warm disk pool of ${img.name}`, onclick: () => void act(`warm pool of ${img.name}`, () => api("POST", `/images/${enc(img.name)}/warm`, {})) }, "Fill pool"),
+        "div",
+        { class: "row-actions" },
         h(
-          "button",
+          "form",
           {
-            type: "button",
-            class: "small danger",
-            "aria-label": `Delete image ${img.name}`,
-            onclick: async () => {
-              if (await confirmDialog(`Delete image ${img.name}?`, h("p", null, "Its files are removed from the image store."), "Delete")) {
-                await act(`delete ${img.name}`, () => api("DELETE", `/images/${enc(img.name)}`));
-              }
+            class: "inline",
+            onsubmit: (ev: Event) => {
+              ev.preventDefault();
+              const alias = aliasInput.value.trim();
+              void act(`promote ${img.name} as ${alias}`, () => api("POST", `/images/${enc(img.name)}/promote`, { alias }));
             },
           },
-          "Delete",
+          aliasInput,
+          h("button", { type: "submit", class: "small" }, "Promote"),
+        ),
+        h(
+          "span",
+          { class: "actions" },
+          h(
+            "button",
+            {
+              type: "button",
+              class: "small",
+              "aria-label": `Fill the warm disk pool of ${img.name}`,
+              onclick: () => void act(`warm pool of ${img.name}`, () => api("POST", `/images/${enc(img.name)}/warm`, {})),
+            },
+            "Fill pool",
+          ),
+          h(
+            "button",
+            {
+              type: "button",
+              class: "small danger",
+              "aria-label": `Delete image ${img.name}`,
+              onclick: async () => {
+                if (await confirmDialog(`Delete image ${img.name}?`, h("p", null, "Its files are removed from the image store."), "Delete")) {
+                  await act(`delete ${img.name}`, () => api("DELETE", `/images/${enc(img.name)}`));
+                }
+              },
+            },
+            "Delete",
+          ),
         ),
       ),
     ),
@@ -112,11 +132,21 @@ function registerForm(onDone: () => void): HTMLElement {
         }
       },
     },
-    h("div", { class: "grid2" }, Object.values(f).map((x) => x.row)),
+    h(
+      "div",
+      { class: "grid2" },
+      Object.values(f).map((x) => x.row),
+    ),
     formError,
     h("div", { class: "actions" }, submit),
   );
-  return h("details", { class: "register-box" }, h("summary", null, "Register an image"), h("p", { class: "muted" }, "Paths are on the bangerd host; the files are copied into the image store and checked as `banger image register` does."), form);
+  return h(
+    "details",
+    { class: "register-box" },
+    h("summary", null, "Register an image"),
+    h("p", { class: "muted" }, "Paths are on the bangerd host; the files are copied into the image store and checked as `banger image register` does."),
+    form,
+  );
 }
 
 export const imagesPage: Page = (main) => {
@@ -139,7 +169,15 @@ export const imagesPage: Page = (main) => {
         "table",
         null,
         h("caption", { class: "visually-hidden" }, "Images"),
-        h("thead", null, h("tr", null, ["Name", "Aliases", "Status", "OS", "Work seed", "Size", "Parent", "Registered", "Actions"].map((c) => h("th", { scope: "col" }, c)))),
+        h(
+          "thead",
+          null,
+          h(
+            "tr",
+            null,
+            ["Name", "Aliases", "Status", "OS", "Work seed", "Size", "Parent", "Registered", "Actions"].map((c) => h("th", { scope: "col" }, c)),
+          ),
+        ),
         body,
       ),
     ),

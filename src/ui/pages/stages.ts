@@ -22,7 +22,9 @@ export function stageTable(events: LifecycleEvent[], caption: string): HTMLEleme
       h(
         "tr",
         null,
-        ["Stage", "Time", "", "Outcome", "Detail"].map((c, i) => h("th", { scope: "col", class: i === 2 ? "chart-col" : undefined }, i === 2 ? h("span", { class: "visually-hidden" }, "Chart") : c)),
+        ["Stage", "Time", "", "Outcome", "Detail"].map((c, i) =>
+          h("th", { scope: "col", class: i === 2 ? "chart-col" : undefined }, i === 2 ? h("span", { class: "visually-hidden" }, "Chart") : c),
+        ),
       ),
     ),
     h(
@@ -40,7 +42,9 @@ export function stageTable(events: LifecycleEvent[], caption: string): HTMLEleme
         ),
       ),
     ),
-    total ? h("tfoot", null, h("tr", null, h("th", { scope: "row" }, "total"), h("td", { class: "num" }, ms(total.durationMs)), h("td", { colspan: "3" }))) : null,
+    total
+      ? h("tfoot", null, h("tr", null, h("th", { scope: "row" }, "total"), h("td", { class: "num" }, ms(total.durationMs)), h("td", { colspan: "3" })))
+      : null,
   );
 }
 

@@ -18,7 +18,8 @@ export function serviceStates(image: Image | undefined, events: LifecycleEvent[]
     const ev = s.port === 22 ? ssh : svc;
     let answered = "not checked (started without waiting)";
     if (ev?.outcome === "ok") answered = "answered";
-    else if (ev?.outcome === "failed") answered = s.port === 22 || ev.detail?.includes(s.name) ? `did not answer: ${ev.detail?.split("\n")[0] ?? ""}` : "not reached";
+    else if (ev?.outcome === "failed")
+      answered = s.port === 22 || ev.detail?.includes(s.name) ? `did not answer: ${ev.detail?.split("\n")[0] ?? ""}` : "not reached";
     return { name: s.name, port: s.port, answered };
   });
 }
@@ -44,7 +45,11 @@ export const vmDetailPage: Page = (main, [name]) => {
       replace(summary, h("dd", null, live.connected ? (gone ? "This VM was deleted." : "No VM by that name.") : "Loading…"));
       return;
     }
-    replace(head, h("h1", null, vm.name, " ", stateBadge(vm.state)), vmActions(vm, status, (a) => (gone = a === "delete")));
+    replace(
+      head,
+      h("h1", null, vm.name, " ", stateBadge(vm.state)),
+      vmActions(vm, status, (a) => (gone = a === "delete")),
+    );
     replace(
       summary,
       kv([
@@ -70,11 +75,21 @@ export const vmDetailPage: Page = (main, [name]) => {
       h(
         "table",
         null,
-        h("thead", null, h("tr", null, ["Service", "Port", "Answered"].map((c) => h("th", { scope: "col" }, c)))),
+        h(
+          "thead",
+          null,
+          h(
+            "tr",
+            null,
+            ["Service", "Port", "Answered"].map((c) => h("th", { scope: "col" }, c)),
+          ),
+        ),
         h(
           "tbody",
           null,
-          rows.map((r) => h("tr", null, h("th", { scope: "row" }, r.name), h("td", null, vm.ip ? `${vm.ip}:${r.port}` : String(r.port)), h("td", null, r.answered))),
+          rows.map((r) =>
+            h("tr", null, h("th", { scope: "row" }, r.name), h("td", null, vm.ip ? `${vm.ip}:${r.port}` : String(r.port)), h("td", null, r.answered)),
+          ),
         ),
       ),
     );

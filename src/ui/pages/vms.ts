@@ -62,7 +62,14 @@ export const vmsPage: Page = (main) => {
     );
   };
   filter.input.addEventListener("input", render);
-  replace(main, h("div", { class: "page-head" }, h("h1", null, "VMs"), h("a", { class: "button", href: "#/create" }, "Create VM")), filter.row, count, status, h("div", { class: "table-wrap" }, table));
+  replace(
+    main,
+    h("div", { class: "page-head" }, h("h1", null, "VMs"), h("a", { class: "button", href: "#/create" }, "Create VM")),
+    filter.row,
+    count,
+    status,
+    h("div", { class: "table-wrap" }, table),
+  );
   render();
   const off = live.onChange(render);
   // Ages move on even when nothing changes.
