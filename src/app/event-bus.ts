@@ -2,10 +2,7 @@ import type { LifecycleEvent, Vm } from "../domain/types.js";
 
 /** What changed, as pushed to `GET /v1/events` listeners (docs/api.md, "Events"). */
 export type BusEvent =
-  | { type: "vm"; vm: Vm }
-  | { type: "vm-removed"; id: string; name: string }
-  | { type: "stage"; event: LifecycleEvent }
-  | { type: "images" };
+  { type: "vm"; vm: Vm } | { type: "vm-removed"; id: string; name: string } | { type: "stage"; event: LifecycleEvent } | { type: "images" };
 
 export type Sequenced = BusEvent & { seq: number };
 

@@ -1,3 +1,4 @@
+import type { Vm } from "../domain/types.js";
 import type { Store } from "../ports/store.js";
 import type { EventBus } from "./event-bus.js";
 
@@ -7,7 +8,7 @@ import type { EventBus } from "./event-bus.js";
  * this one seam keeps every listener in step without the use cases knowing about listeners.
  */
 export function observedStore(store: Store, bus: EventBus): Store {
-  const vmChanged = <A extends unknown[]>(f: (...a: A) => import("../domain/types.js").Vm | undefined) =>
+  const vmChanged = <A extends unknown[]>(f: (...a: A) => Vm | undefined) =>
     ((...a: A) => {
       const vm = f(...a);
       if (vm) bus.publish({ type: "vm", vm });

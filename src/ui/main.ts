@@ -6,8 +6,7 @@ import { vmDetailPage } from "./pages/vm-detail.js";
 import { imagesPage } from "./pages/images.js";
 import { hostPage } from "./pages/host.js";
 
-/** A page renders into `main` and returns what to undo when the user leaves it (listeners, timers). */
-export type Page = (main: HTMLElement, params: string[]) => (() => void) | void;
+import type { Page } from "./page.js";
 
 const routes: [RegExp, Page, string][] = [
   [/^\/?$/, vmsPage, "VMs"],

@@ -41,9 +41,11 @@ export function registerWeb(program: Command, ctx: CliContext): void {
             [
               "disk pool",
               dk
-                ? `${Object.entries(dk.sets)
-                    .map(([k, n]) => `${k} ${n}`)
-                    .join(", ") || "no sets"}; ${bytes(dk.bytes)}${dk.maxBytes ? ` of ${bytes(dk.maxBytes)}` : ""}`
+                ? `${
+                    Object.entries(dk.sets)
+                      .map(([k, n]) => `${k} ${n}`)
+                      .join(", ") || "no sets"
+                  }; ${bytes(dk.bytes)}${dk.maxBytes ? ` of ${bytes(dk.maxBytes)}` : ""}`
                 : "unknown",
             ],
           ]) +

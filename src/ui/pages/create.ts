@@ -3,7 +3,7 @@ import type { Image, LifecycleEvent, Vm } from "../../domain/types.js";
 import { ApiError, api, type ErrorBody } from "../api.js";
 import { field, h, ms, replace, setError } from "../dom.js";
 import { live } from "../live.js";
-import type { Page } from "../main.js";
+import type { Page } from "../page.js";
 import { stageTable } from "./stages.js";
 
 /** Which form field an API error belongs beside; the rest go above the submit button. */

@@ -1,6 +1,6 @@
 import { api } from "../api.js";
 import { bytes, h, replace } from "../dom.js";
-import type { Page } from "../main.js";
+import type { Page } from "../page.js";
 
 interface Check {
   name: string;

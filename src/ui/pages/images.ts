@@ -2,7 +2,7 @@ import { artifactOf, type Image } from "../../domain/types.js";
 import { ApiError, api, enc, type ErrorBody } from "../api.js";
 import { bytes, confirmDialog, field, h, localTime, replace, setError } from "../dom.js";
 import { live } from "../live.js";
-import type { Page } from "../main.js";
+import type { Page } from "../page.js";
 
 function errText(e: unknown): string {
   const b: Partial<ErrorBody> = e instanceof ApiError ? e.body : { message: (e as Error).message };

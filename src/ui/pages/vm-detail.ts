@@ -2,7 +2,7 @@ import type { Image, LifecycleEvent, Vm } from "../../domain/types.js";
 import { ApiError, api, enc } from "../api.js";
 import { copyable, h, localTime, replace } from "../dom.js";
 import { live } from "../live.js";
-import type { Page } from "../main.js";
+import type { Page } from "../page.js";
 import { vmActions } from "./actions.js";
 import { consoleView } from "./console.js";
 import { byOperation, stageTable } from "./stages.js";

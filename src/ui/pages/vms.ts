@@ -1,7 +1,7 @@
 import type { Vm } from "../../domain/types.js";
 import { age, copyable, field, h, localTime, replace } from "../dom.js";
 import { live } from "../live.js";
-import type { Page } from "../main.js";
+import type { Page } from "../page.js";
 import { vmActions } from "./actions.js";
 
 export function stateBadge(state: string): HTMLElement {
