@@ -1,10 +1,11 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fakeImageArgs } from "../helpers/artifacts.js";
-import { REPO, built, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
+import { BANGER, REPO, built, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { chromiumSkipReason, launchIn, screenshots, webConfig, type Browser } from "../helpers/browser.js";
 import { createNetns, netnsSkipReason } from "../helpers/netns.js";
 import { FAKE_FC, FAKE_FC_ENV } from "../fakes/firecracker/testkit.js";
@@ -41,7 +42,8 @@ describe.skipIf(skip)(`web UI in Chromium, fake Firecracker${skip ? ` (skipped: 
     d = await startTestDaemon({
       ns,
       dir,
-      configText: webConfig(dir, { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 2 }),
+      // The fake boots no guest: a create that waits for SSH fails after 5 s, at wait-ssh.
+      configText: webConfig(dir, { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 2, ssh_timeout_s: 5 }),
       env: FAKE_FC_ENV,
     });
     art = mkdtempSync(join(tmpdir(), "banger-web-art-"));
@@ -148,6 +150,28 @@ describe.skipIf(skip)(`web UI in Chromium, fake Firecracker${skip ? ` (skipped: 
     expect(await cliVms()).toEqual([]);
   });
 
+  it("shows stages while a create runs, then a failure's message, hint, stage and console tail; nothing is left", async () => {
+    const p = b.page;
+    await p.goto(`${BASE}/#/create`);
+    await expectImageChoices();
+    await p.getByLabel("Image").fill("fake");
+    await p.getByLabel("Name", { exact: true }).fill("no-ssh");
+    await p.getByRole("button", { name: "Create" }).click();
+    // `start` is done while the request still waits in wait-ssh: the rows come from the event stream.
+    await p.locator('table.stages tr[data-stage="start"][data-outcome="ok"]').waitFor();
+    expect(await p.locator(".progress h2").textContent()).toBe("Creating…");
+    expect((await cliVms()).map((v) => [v.name, v.state])).toEqual([["no-ssh", "creating"]]);
+    const err = p.locator(".form-error");
+    await err.waitFor();
+    await expect.poll(() => err.textContent()).toContain("create of VM no-ssh failed at stage wait-ssh");
+    expect(await err.textContent()).toContain("Failed stage: wait-ssh");
+    expect(await err.textContent()).toContain("Hint: ");
+    expect(await err.locator("pre.console-tail").textContent()).toContain("[fake firecracker]");
+    await p.locator('table.stages tr[data-stage="wait-ssh"][data-outcome="failed"]').waitFor();
+    await screenshots(p, "create-failed");
+    expect(await cliVms()).toEqual([]);
+  });
+
   async function expectImageChoices(): Promise<void> {
     // Aliases first, then image names.
     await expect
@@ -205,9 +229,19 @@ describe.skipIf(skip)(`web UI in Chromium, fake Firecracker${skip ? ` (skipped: 
     await p.goto(`${BASE}/#/vms`);
     await p.getByRole("heading", { name: "VMs" }).waitFor();
     const marker = await p.evaluate(() => ((window as unknown as { __mark: number }).__mark = Math.random()));
+    // `banger events` follows the same stream from the CLI.
+    const follow = spawn("ip", ["netns", "exec", d.ns.name, BANGER, "--json", "events"], {
+      env: { ...process.env, BANGER_CONFIG: d.configPath, XDG_DATA_HOME: join(d.dir, "data") },
+    });
+    let followed = "";
+    follow.stdout.on("data", (b: Buffer) => (followed += b.toString()));
+    await expect.poll(() => followed).toContain('"type":"hello"');
     const cli = d.cli(["vm", "create", "--image", "fake", "--name", "from-cli", "--no-wait"]);
     await p.locator('tr[data-vm="from-cli"]').waitFor();
     expect((await cli).code).toBe(0);
+    await expect.poll(() => followed).toMatch(/"type":"stage".*"vmName":"from-cli".*"stage":"spawn-vmm"/);
+    await expect.poll(() => followed).toMatch(/"type":"vm".*"name":"from-cli".*"state":"running"/);
+    follow.kill();
     await expect.poll(() => p.locator('tr[data-vm="from-cli"] .badge').textContent()).toBe("running");
     // The same document: no navigation happened.
     expect(await p.evaluate(() => (window as unknown as { __mark: number }).__mark)).toBe(marker);

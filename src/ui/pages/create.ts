@@ -120,11 +120,17 @@ export const createPage: Page = (main) => {
       if (fresh) vmName = fresh.name;
       draw();
     });
+    let settled = false;
+    // The answer to the POST can overtake the last stage events on the event stream: keep
+    // listening until the operation's `total` (or its undo) has arrived, or a few seconds more.
     const offStage = live.onStage((e) => {
       if (e.op !== "create" || !vmName || e.vmName !== vmName) return;
       seen.push(e);
-      draw();
+      if (settled) replace(tableSlot, stageTable(seen, "Stages"));
+      else draw();
+      if (e.stage === "total") offStage();
     });
+    const stopListening = () => setTimeout(offStage, 10_000);
     const tick = setInterval(draw, 500);
     draw();
     try {
@@ -155,11 +161,13 @@ export const createPage: Page = (main) => {
         formError.hidden = false;
       }
       replace(title, seen.length ? "Create failed" : "Not created");
+      replace(clock, `${vmName ? `VM ${vmName}: ` : ""}${err.code} after ${ms(performance.now() - t0)}; what it acquired is undone (below).`);
       if (!seen.length) progress.hidden = true;
     } finally {
+      settled = true;
       clearInterval(tick);
       offVm();
-      offStage();
+      stopListening();
       if (!progress.hidden) replace(tableSlot, seen.length ? stageTable(seen, "Stages") : null);
       submit.disabled = false;
     }

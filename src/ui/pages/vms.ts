@@ -35,6 +35,8 @@ export const vmsPage: Page = (main) => {
   );
   const render = () => {
     const q = filter.input.value.trim().toLowerCase();
+    // A re-render replaces the rows: keep keyboard focus on the same control.
+    const focused = body.contains(document.activeElement) ? document.activeElement?.getAttribute("aria-label") : undefined;
     const vms = [...live.vms.values()].sort((a, b) => b.createdAt.localeCompare(a.createdAt)).filter((v) => matches(v, q));
     replace(
       body,
@@ -55,6 +57,7 @@ export const vmsPage: Page = (main) => {
         ),
       ),
     );
+    if (focused) body.querySelector<HTMLElement>(`[aria-label="${CSS.escape(focused)}"]`)?.focus();
     replace(
       count,
       !live.connected && live.vms.size === 0 ? "Loading…" : `${vms.length} of ${live.vms.size} VM${live.vms.size === 1 ? "" : "s"}`,
