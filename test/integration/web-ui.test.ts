@@ -172,11 +172,60 @@ describe.skipIf(skip)(`web UI in Chromium, fake Firecracker${skip ? ` (skipped: 
     expect(await cliVms()).toEqual([]);
   });
 
+  it("registers, promotes, warms and deletes images from the Images page; a delete in use is refused with the reason", async () => {
+    const p = b.page;
+    await p.goto(`${BASE}/#/images`);
+    await p.locator('tr[data-image="fake-1"]').waitFor();
+    await p.getByText("Register an image").click();
+    const form = p.locator("form.register");
+    await form.getByLabel("Name").fill("web-img-1");
+    await form.getByLabel("Kernel").fill("relative/vmlinux");
+    await form.getByLabel("Root file system (ext4)").fill(join(art, "rootfs.ext4"));
+    await form.getByRole("button", { name: "Register" }).click();
+    // The API's schema error, beside the field it names.
+    await expect.poll(() => form.locator("[id$='-error']:not([hidden])").first().textContent()).toContain("must be an absolute path");
+    await form.getByLabel("Kernel").fill(join(art, "vmlinux"));
+    await form.getByRole("button", { name: "Register" }).click();
+    const row = p.locator('tr[data-image="web-img-1"]');
+    await row.waitFor();
+    expect((await d.cli(["--json", "image", "ls"])).json<{ images: { name: string }[] }>().images.map((i) => i.name)).toContain("web-img-1");
+
+    await row.getByLabel("New alias for web-img-1").fill("webby");
+    await row.getByRole("button", { name: "Promote" }).click();
+    await expect.poll(() => row.locator("td").nth(0).textContent()).toBe("webby");
+    await row.getByRole("button", { name: "Fill the warm disk pool of web-img-1" }).click();
+    await expect.poll(() => p.locator(".status").textContent()).toBe("warm pool of web-img-1: done");
+
+    // In use by an alias: refused, and the reason is shown.
+    await row.getByRole("button", { name: "Delete image web-img-1" }).click();
+    await p.getByRole("dialog").getByRole("button", { name: "Delete" }).click();
+    await expect.poll(() => p.locator(".status").textContent()).toMatch(/delete web-img-1 failed: .*webby/);
+    await row.waitFor();
+    // Moved off, it goes.
+    expect((await d.cli(["image", "promote", "fake-1", "--as", "webby"])).code).toBe(0);
+    await row.getByRole("button", { name: "Delete image web-img-1" }).click();
+    await p.getByRole("dialog").getByRole("button", { name: "Delete" }).click();
+    await row.waitFor({ state: "detached" });
+    expect((await d.cli(["--json", "image", "ls"])).json<{ images: { name: string }[] }>().images.map((i) => i.name)).toEqual(["fake-1"]);
+  });
+
+  it("shows doctor, pools and the config in effect on the Host page", async () => {
+    const p = b.page;
+    await p.goto(`${BASE}/#/host`);
+    const web = p.locator("table.doctor tr", { has: p.getByRole("rowheader", { name: "web", exact: true }) });
+    await expect.poll(() => web.textContent()).toContain("serving http://127.0.0.1:7780");
+    await expect.poll(() => p.locator("dl.kv").textContent()).toMatch(/TAP pool\d+ idle of 2/);
+    await expect
+      .poll(() => p.locator("section", { hasText: "Config in effect" }).locator("tr", { hasText: "web.allow_remote" }).textContent())
+      .toContain("false");
+  });
+
   async function expectImageChoices(): Promise<void> {
     // Aliases first, then image names.
-    await expect
-      .poll(() => b.page.locator("#image-choices option").evaluateAll((o) => o.map((x) => (x as HTMLOptionElement).value)))
-      .toEqual(["fake", "fake-1"]);
+    const values = () => b.page.locator("#image-choices option").evaluateAll((o) => o.map((x) => (x as HTMLOptionElement).value));
+    await expect.poll(values).toContain("fake-1");
+    const all = await values();
+    expect(all.slice(0, all.indexOf("fake-1"))).toContain("fake");
   }
 
   it("shows the API's error next to the field for bad input, and creates nothing", async () => {
@@ -288,5 +337,28 @@ describe.skipIf(skip)(`web UI in Chromium, fake Firecracker${skip ? ` (skipped: 
       await p.setViewportSize({ width: 1280, height: 800 });
     }
     expect((await d.cli(["vm", "rm", "--force", "axe-vm"])).code).toBe(0);
+  });
+});
+
+describe.skipIf(skip)(`web listener refuses a non-loopback address without allow_remote${skip ? ` (skipped: ${skip})` : ""}`, () => {
+  it("keeps serving the socket, and doctor says why the UI is off", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "banger-web-remote-"));
+    const d = await startTestDaemon({ dir, configText: webConfig(dir, { tap_pool_size: 0 }, "0.0.0.0:7780") });
+    try {
+      const doc = (await d.cli(["--json", "doctor"])).json<{ checks: { name: string; status: string; detail: string; fix?: string }[] }>();
+      const web = doc.checks.find((c) => c.name === "web")!;
+      expect(web.status).toBe("FAIL");
+      expect(web.detail).toContain("0.0.0.0:7780 is not a loopback address");
+      expect(web.fix).toContain("web.allow_remote = true");
+      // Nothing listens: curl exits 7 (could not connect).
+      await expect(d.ns.exec("curl", ["-s", "-o", "/dev/null", "http://127.0.0.1:7780/"])).rejects.toThrow(/exited 7/);
+      const r = await d.cli(["web"]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("the web UI is not serving");
+    } finally {
+      const ns = d.ns;
+      await d.destroy();
+      await ns.destroy();
+    }
   });
 });
