@@ -80,7 +80,7 @@ export const createPage: Page = (main) => {
     h("div", { class: "row3" }, vcpus.row, memory.row, disk.row),
     h("div", { class: "field checkbox" }, noWait, h("label", { for: "f-nowait" }, "Return once booted, without waiting for SSH and services")),
     formError,
-    h("div", { class: "actions" }, submit),
+    h("div", { class: "actions" }, submit, h("span", { class: "muted small-text" }, "Reloading or closing this tab while a create runs cancels it.")),
   );
 
   async function run(): Promise<void> {
@@ -99,6 +99,9 @@ export const createPage: Page = (main) => {
       if (v !== undefined) body[k] = v;
     }
     submit.disabled = true;
+    // The create belongs to this request: a reload or a closed tab cancels it (bangerd undoes it).
+    const guard = (ev: BeforeUnloadEvent) => ev.preventDefault();
+    window.addEventListener("beforeunload", guard);
     const known = new Set(live.vms.keys());
     const wanted = body.name as string | undefined;
     let vmName = wanted;
@@ -165,6 +168,7 @@ export const createPage: Page = (main) => {
       if (!seen.length) progress.hidden = true;
     } finally {
       settled = true;
+      window.removeEventListener("beforeunload", guard);
       clearInterval(tick);
       offVm();
       stopListening();
