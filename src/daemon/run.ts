@@ -105,7 +105,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   };
 
   const stop = () => void shutdown("api request");
-  web = await startWebListener(cfg, log, (host) => apiRoutes(deps, { shutdown: stop, bus, host, flavour: "browser" }));
+  web = await startWebListener(cfg, log, (host) => apiRoutes(deps, { shutdown: stop, bus, host, flavour: "browser" }), { deps, bus });
   const app = new Hono();
   app.route("/v1", apiRoutes(deps, { shutdown: stop, bus, host: web.info, webLogin: web.login }));
   mkdirSync(dirname(cfg.paths.socket), { recursive: true, mode: 0o755 });

@@ -5,6 +5,28 @@ import type { Check } from "../app/doctor.js";
 import type { HostInfo } from "../api/live-routes.js";
 import { webBindVerdict, type WebSettings } from "../domain/web-bind.js";
 import type { Hono } from "hono";
+import type { AppDeps } from "../app/deps.js";
+import type { EventBus } from "../app/event-bus.js";
+import { getVm } from "../app/vm-lookup.js";
+import { BangerError } from "../domain/errors.js";
+
+/** The running VM's HTTP service behind a guest proxy, or the API's error saying why not. */
+export function guestTargetOf(d: Pick<AppDeps, "store">) {
+  return (name: string, service: string) => {
+    const vm = getVm(d, name);
+    if (vm.state !== "running" || !vm.ip) {
+      throw new BangerError("VM_STATE", `VM ${name} is ${vm.state}; its services are reachable only while it runs`, { hint: `\`banger vm start ${name}\`` });
+    }
+    const image = d.store.getImageById(vm.imageId);
+    const svc = image?.guest.services.find((s) => s.name === service && s.port !== 22);
+    if (!svc) {
+      throw new BangerError("NOT_FOUND", `image ${image?.name ?? vm.imageName} declares no HTTP service ${service}`, {
+        hint: "services come from `image register --service name:port`; ssh is reached with `banger vm ssh`",
+      });
+    }
+    return { vmId: vm.id, vmName: vm.name, service, ip: vm.ip, port: svc.port };
+  };
+}
 
 export interface WebHandle {
   info: HostInfo;
@@ -28,7 +50,12 @@ export function webSettings(cfg: LoadedConfig): WebSettings {
  * then, so a daemon with the UI off never loads it. A listener that cannot start leaves the
  * daemon serving its socket; doctor says why.
  */
-export async function startWebListener(cfg: LoadedConfig, log: Logger, browserApi: (info: HostInfo) => Hono): Promise<WebHandle> {
+export async function startWebListener(
+  cfg: LoadedConfig,
+  log: Logger,
+  browserApi: (info: HostInfo) => Hono,
+  live?: { deps: Pick<AppDeps, "store">; bus: EventBus },
+): Promise<WebHandle> {
   const settings = webSettings(cfg);
   const verdict = webBindVerdict(settings);
   let url: string | undefined;
@@ -41,7 +68,21 @@ export async function startWebListener(cfg: LoadedConfig, log: Logger, browserAp
   if (verdict.bind) {
     try {
       const [{ startWeb }, { assetsDir }] = await Promise.all([import("../web/server.js"), import("../web/assets.js")]);
-      handle = await startWeb({ bind: verdict.bind, tokenFile: join(cfg.paths.stateDir, "web-token"), assetsDir: assetsDir(), api: browserApi(info), log });
+      handle = await startWeb({
+        bind: verdict.bind,
+        tokenFile: join(cfg.paths.stateDir, "web-token"),
+        assetsDir: assetsDir(),
+        api: browserApi(info),
+        log,
+        guestTarget: live ? guestTargetOf(live.deps) : undefined,
+        onVmStopped: live
+          ? (close) =>
+              live.bus.subscribe((e) => {
+                if (e.type === "vm" && e.vm.state !== "running") close(e.vm.id);
+                if (e.type === "vm-removed") close(e.id);
+              })
+          : undefined,
+      });
       url = handle.url;
     } catch (e) {
       error = (e as Error).message;

@@ -7,6 +7,7 @@ import type { WebBind } from "../domain/web-bind.js";
 import { errorResponse } from "../api/errors.js";
 import { Assets } from "./assets.js";
 import { SESSION_COOKIE, WebAuth, readCookie } from "./auth.js";
+import { GuestProxies, type GuestTarget } from "./guest-proxy.js";
 
 /**
  * No inline script or style anywhere, nothing from another origin, no framing. The UI's own
@@ -29,6 +30,10 @@ export interface WebOptions {
   /** The browser flavour of the /v1 routes (src/api/routes.ts). */
   api: Hono;
   log: Logger;
+  /** A running VM's service to proxy (throws the API's errors); absent, no proxies are offered. */
+  guestTarget?: (vm: string, service: string) => GuestTarget;
+  /** Called with a callback for VM ids that left `running`; their proxies close. */
+  onVmStopped?: (close: (vmId: string) => void) => void;
 }
 
 const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
@@ -49,7 +54,7 @@ function page401(c: Context, why: string) {
   return c.body(`${why}\n\nRun \`banger web\` on the host and open the link it prints.\n`, 401);
 }
 
-export function webApp(o: Omit<WebOptions, "log">, auth: WebAuth, assets: Assets): Hono {
+export function webApp(o: Omit<WebOptions, "log">, auth: WebAuth, assets: Assets, proxies?: GuestProxies): Hono {
   const app = new Hono();
   app.onError((err, c) => errorResponse(c, err));
   app.use(async (c, next) => {
@@ -98,6 +103,12 @@ export function webApp(o: Omit<WebOptions, "log">, auth: WebAuth, assets: Assets
     const session = c.get("session" as never) as string;
     return c.json({ csrf: auth.csrf(session) });
   });
+  app.post("/v1/vms/:name/services/:service/proxy", async (c) => {
+    if (!proxies || !o.guestTarget) throw new BangerError("NOT_FOUND", "guest service proxies are not available here");
+    const target = o.guestTarget(c.req.param("name"), c.req.param("service"));
+    const hostname = (c.req.header("host") ?? o.bind.host).replace(/:\d+$/, "");
+    return c.json({ url: await proxies.ensure(target, hostname) });
+  });
   app.use("/v1/*", async (c, next) => {
     c.header("Cache-Control", "no-store");
     await next();
@@ -122,7 +133,9 @@ export function webApp(o: Omit<WebOptions, "log">, auth: WebAuth, assets: Assets
 export async function startWeb(o: WebOptions): Promise<WebServer> {
   const assets = new Assets(o.assetsDir);
   const auth = WebAuth.fromStateDir(o.tokenFile);
-  const app = webApp(o, auth, assets);
+  const proxies = new GuestProxies({ host: o.bind.host, auth, log: o.log });
+  o.onVmStopped?.((vmId) => proxies.closeVm(vmId));
+  const app = webApp(o, auth, assets, proxies);
   const server: Server = createServer(getRequestListener(app.fetch));
   // Long creates and the event stream stay open far past the default request timeout.
   server.requestTimeout = 0;
@@ -144,6 +157,7 @@ export async function startWeb(o: WebOptions): Promise<WebServer> {
     },
     close: () =>
       new Promise<void>((resolve) => {
+        proxies.closeAll();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

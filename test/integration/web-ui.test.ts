@@ -220,6 +220,87 @@ describe.skipIf(skip)(`web UI in Chromium, fake Firecracker${skip ? ` (skipped: 
       .toContain("false");
   });
 
+  it("opens a guest's HTTP service through a proxy on its own port that never passes the banger session on", async () => {
+    const reg = await d.cli([
+      "image",
+      "register",
+      "--name",
+      "svc-1",
+      "--kernel",
+      join(art, "vmlinux"),
+      "--rootfs",
+      join(art, "rootfs.ext4"),
+      "--service",
+      "web:8080",
+    ]);
+    expect(reg.code, reg.stderr).toBe(0);
+    const made = await d.cli(["--json", "vm", "create", "--image", "svc-1", "--name", "svc-vm", "--no-wait"]);
+    expect(made.code, made.stderr).toBe(0);
+    const ip = made.json<{ vm: { ip: string } }>().vm.ip;
+    // The fake runs no guest: a stand-in service on the VM's address, inside the namespace. It
+    // echoes the headers it got and tries to set cookies.
+    await d.ns.exec("ip", ["addr", "add", `${ip}/32`, "dev", "lo"]);
+    const guest = spawn("ip", [
+      "netns",
+      "exec",
+      d.ns.name,
+      process.execPath,
+      "-e",
+      `require("http").createServer((q, r) => { r.writeHead(200, { "content-type": "application/json", "set-cookie": ["banger_session=stolen; Path=/", "guest=1; Path=/"] }); r.end(JSON.stringify(q.headers)); }).listen(8080, "${ip}")`,
+    ]);
+    try {
+      await expect
+        .poll(() =>
+          d.ns.exec("curl", ["-s", "-o", "/dev/null", `http://${ip}:8080/`]).then(
+            () => "up",
+            (e: Error) => e.message,
+          ),
+        )
+        .toBe("up");
+      const p = b.page;
+      const before = (await b.context.cookies()).find((c) => c.name === "banger_session")!.value;
+      await p.goto(`${BASE}/#/vms/svc-vm`);
+      const popupP = b.context.waitForEvent("page");
+      await p.getByRole("button", { name: "Open web of svc-vm" }).click();
+      const popup = await popupP;
+      await popup.waitForLoadState();
+      const url = new URL(popup.url());
+      expect(url.hostname).toBe("127.0.0.1");
+      expect(url.port).not.toBe("7780");
+      const seen = JSON.parse((await popup.locator("body").textContent())!) as Record<string, string>;
+      expect(seen.host).toBe(`${url.host}`);
+      expect(seen.cookie).toBeUndefined();
+      expect(seen["x-csrf-token"]).toBeUndefined();
+      await popup.close();
+      const cookies = await b.context.cookies();
+      expect(cookies.find((c) => c.name === "banger_session")!.value).toBe(before);
+      expect(cookies.find((c) => c.name === "guest")).toBeUndefined();
+      // Without the session the proxy answers nothing of the guest's.
+      expect((await curl([url.href])).stdout).toBe("401");
+      // The proxy lives only while the VM runs.
+      expect((await d.cli(["vm", "stop", "svc-vm"], { timeoutMs: 120_000 })).code).toBe(0);
+      await expect
+        .poll(() =>
+          d.ns.exec("curl", ["-s", "-o", "/dev/null", url.href]).then(
+            () => "open",
+            (e: Error) => e.message,
+          ),
+        )
+        .toMatch(/exited 7/);
+      const again = await p.evaluate(async () => {
+        const { csrf } = (await (await fetch("/v1/web/session")).json()) as { csrf: string };
+        const r = await fetch("/v1/vms/svc-vm/services/web/proxy", { method: "POST", headers: { "X-CSRF-Token": csrf } });
+        return { status: r.status, body: (await r.json()) as { error: { code: string } } };
+      });
+      expect(again).toMatchObject({ status: 409, body: { error: { code: "VM_STATE" } } });
+    } finally {
+      guest.kill();
+      await d.cli(["vm", "rm", "--force", "svc-vm"]);
+      await d.ns.exec("ip", ["addr", "del", `${ip}/32`, "dev", "lo"]).catch(() => undefined);
+      await d.cli(["image", "rm", "svc-1"]);
+    }
+  });
+
   async function expectImageChoices(): Promise<void> {
     // Aliases first, then image names.
     const values = () => b.page.locator("#image-choices option").evaluateAll((o) => o.map((x) => (x as HTMLOptionElement).value));

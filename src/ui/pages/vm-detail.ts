@@ -24,6 +24,36 @@ export function serviceStates(image: Image | undefined, events: LifecycleEvent[]
   });
 }
 
+/**
+ * A guest's HTTP service through bangerd's proxy: its own port (a separate origin), no banger
+ * cookie forwarded, opened without a reference back to this page.
+ */
+function proxyButton(vm: string, service: string): HTMLElement {
+  const slot = h("span", { class: "proxy" });
+  const btn: HTMLButtonElement = h(
+    "button",
+    {
+      type: "button",
+      class: "small",
+      "aria-label": `Open ${service} of ${vm}`,
+      onclick: async () => {
+        btn.disabled = true;
+        try {
+          const { url } = await api<{ url: string }>("POST", `/vms/${enc(vm)}/services/${enc(service)}/proxy`, {});
+          replace(slot, h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, `${service} (new tab)`));
+          window.open(url, "_blank", "noopener,noreferrer");
+        } catch (e) {
+          replace(slot, h("span", { class: "error-text" }, e instanceof ApiError ? e.body.message : (e as Error).message));
+        } finally {
+          btn.disabled = false;
+        }
+      },
+    },
+    "Open",
+  );
+  return h("span", { class: "actions" }, btn, slot);
+}
+
 export const vmDetailPage: Page = (main, [name]) => {
   const head = h("div", { class: "page-head" });
   const summary = h("dl", { class: "kv" });
@@ -81,14 +111,21 @@ export const vmDetailPage: Page = (main, [name]) => {
           h(
             "tr",
             null,
-            ["Service", "Port", "Answered"].map((c) => h("th", { scope: "col" }, c)),
+            ["Service", "Port", "Answered", "Open"].map((c) => h("th", { scope: "col" }, c)),
           ),
         ),
         h(
           "tbody",
           null,
           rows.map((r) =>
-            h("tr", null, h("th", { scope: "row" }, r.name), h("td", null, vm.ip ? `${vm.ip}:${r.port}` : String(r.port)), h("td", null, r.answered)),
+            h(
+              "tr",
+              null,
+              h("th", { scope: "row" }, r.name),
+              h("td", null, vm.ip ? `${vm.ip}:${r.port}` : String(r.port)),
+              h("td", null, r.answered),
+              h("td", null, r.port !== 22 && vm.state === "running" ? proxyButton(vm.name, r.name) : ""),
+            ),
           ),
         ),
       ),
