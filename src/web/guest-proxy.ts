@@ -45,14 +45,32 @@ function filtered(h: IncomingHttpHeaders, drop: Set<string>): Record<string, str
  * VM leaves `running`, and with the web listener.
  */
 export class GuestProxies {
-  private readonly open = new Map<string, { server: Server; url: string; vmId: string }>();
+  private readonly open = new Map<string, { server: Server; port: Promise<number> | undefined; vmId: string }>();
 
   constructor(private readonly o: { host: string; auth: WebAuth; log: Logger }) {}
 
+  /** The proxy's URL for this host name; one listener per VM and service, made on first ask. */
   async ensure(t: GuestTarget, hostname: string): Promise<string> {
     const key = `${t.vmId}/${t.service}`;
-    const existing = this.open.get(key);
-    if (existing) return existing.url.replace("HOST", hostname);
+    let p = this.open.get(key);
+    if (!p) {
+      // Registered before it listens, so two clicks at once share one listener.
+      p = { server: this.serve(t), port: undefined, vmId: t.vmId };
+      this.open.set(key, p);
+      const entry = p;
+      entry.port = new Promise<number>((resolve, reject) => {
+        entry.server.once("error", reject);
+        entry.server.listen(0, this.o.host, () => resolve((entry.server.address() as { port: number }).port));
+      });
+      entry.port.then(
+        (port) => this.o.log.info({ vm: t.vmName, stage: "web-proxy", service: t.service, port }, "guest service proxy open"),
+        () => this.open.delete(key),
+      );
+    }
+    return `http://${hostname}:${await p.port!}/`;
+  }
+
+  private serve(t: GuestTarget): Server {
     const server = createServer((req, res) => {
       if (!this.authorised(req)) {
         res.writeHead(401, { "content-type": "text/plain; charset=utf-8" }).end("Open this service from the banger web UI.\n");
@@ -75,15 +93,7 @@ export class GuestProxies {
       req.pipe(up);
     });
     server.on("upgrade", (req, socket: Socket, head: Buffer) => this.upgrade(t, req, socket, head));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(0, this.o.host, () => resolve());
-    });
-    const port = (server.address() as { port: number }).port;
-    const url = `http://HOST:${port}/`;
-    this.open.set(key, { server, url, vmId: t.vmId });
-    this.o.log.info({ vm: t.vmName, stage: "web-proxy", service: t.service, port }, "guest service proxy open");
-    return url.replace("HOST", hostname);
+    return server;
   }
 
   /** Close every proxy of a VM (it stopped or went away). */

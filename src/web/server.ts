@@ -54,8 +54,10 @@ function page401(c: Context, why: string) {
   return c.body(`${why}\n\nRun \`banger web\` on the host and open the link it prints.\n`, 401);
 }
 
-export function webApp(o: Omit<WebOptions, "log">, auth: WebAuth, assets: Assets, proxies?: GuestProxies): Hono {
-  const app = new Hono();
+type WebEnv = { Variables: { session: string } };
+
+export function webApp(o: Omit<WebOptions, "log">, auth: WebAuth, assets: Assets, proxies?: GuestProxies): Hono<WebEnv> {
+  const app = new Hono<WebEnv>();
   app.onError((err, c) => errorResponse(c, err));
   app.use(async (c, next) => {
     c.header("Content-Security-Policy", CSP);
@@ -94,14 +96,13 @@ export function webApp(o: Omit<WebOptions, "log">, auth: WebAuth, assets: Assets
         new BangerError("FORBIDDEN", "missing or wrong CSRF token", { hint: "send the token from GET /v1/web/session in the X-CSRF-Token header" }),
       );
     }
-    c.set("session" as never, session as never);
+    c.set("session", session);
     await next();
   });
 
   app.get("/v1/web/session", (c) => {
     c.header("Cache-Control", "no-store");
-    const session = c.get("session" as never) as string;
-    return c.json({ csrf: auth.csrf(session) });
+    return c.json({ csrf: auth.csrf(c.get("session")) });
   });
   app.post("/v1/vms/:name/services/:service/proxy", async (c) => {
     if (!proxies || !o.guestTarget) throw new BangerError("NOT_FOUND", "guest service proxies are not available here");
@@ -113,7 +114,7 @@ export function webApp(o: Omit<WebOptions, "log">, auth: WebAuth, assets: Assets
     c.header("Cache-Control", "no-store");
     await next();
   });
-  app.route("/v1", o.api);
+  app.route("/v1", o.api as unknown as Hono<WebEnv>);
 
   app.get("/assets/:file", (c) => {
     const a = assets.get(c.req.param("file"));
