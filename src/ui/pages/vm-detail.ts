@@ -63,7 +63,9 @@ export const vmDetailPage: Page = (main, [name]) => {
   const con = consoleView(name);
   let image: Image | undefined;
   let events: LifecycleEvent[] = [];
-  let gone = false;
+  // Seen on this page and then gone: deleted, from here, another tab or the CLI. The removal
+  // event can arrive before the answer to this page's own DELETE, so it decides, not the answer.
+  let seen = false;
 
   const kv = (pairs: [string, Node | string | undefined][]) =>
     pairs.filter(([, v]) => v !== undefined && v !== "").flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]);
@@ -72,14 +74,11 @@ export const vmDetailPage: Page = (main, [name]) => {
     const vm = live.vms.get(name);
     if (!vm) {
       replace(head, h("h1", null, name));
-      replace(summary, h("dd", null, live.connected ? (gone ? "This VM was deleted." : "No VM by that name.") : "Loading…"));
+      replace(summary, h("dd", null, live.connected ? (seen ? "This VM was deleted." : "No VM by that name.") : "Loading…"));
       return;
     }
-    replace(
-      head,
-      h("h1", null, vm.name, " ", stateBadge(vm.state)),
-      vmActions(vm, status, (a) => (gone = a === "delete")),
-    );
+    seen = true;
+    replace(head, h("h1", null, vm.name, " ", stateBadge(vm.state)), vmActions(vm, status));
     replace(
       summary,
       kv([
