@@ -38,6 +38,20 @@ module.exports = {
       from: { path: "^src/cli", pathNot: "^src/cli/commands/daemon\\.ts$" },
       to: { path: "^src/(daemon|api)" },
     },
+    {
+      name: "ui-is-browser-code",
+      severity: "error",
+      comment: "the web UI runs in the browser: it reaches bangerd only through /v1 and shares only pure domain code",
+      from: { path: "^src/ui" },
+      to: { pathNot: "^src/(ui|domain)" },
+    },
+    {
+      name: "nothing-imports-ui",
+      severity: "error",
+      comment: "src/ui is bundled for the browser by scripts/bundle/ui.mjs; the daemon serves the built files",
+      from: { pathNot: "^src/ui" },
+      to: { path: "^src/ui" },
+    },
   ],
   options: {
     doNotFollow: { path: "node_modules" },

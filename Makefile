@@ -5,7 +5,7 @@ NODE ?= node
 # one only held garbage (docs/architecture.md, "CLI and daemon footprint").
 BANGERD_NODE_FLAGS := --max-semi-space-size=1
 
-.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-build bench-channel demo demo-clean clean
+.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-build bench-channel bench-web demo demo-clean clean
 
 all: build
 
@@ -19,6 +19,7 @@ node_modules/.package-lock.json: package-lock.json
 build: node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
 	node scripts/bundle/bundle.mjs
+	node scripts/bundle/ui.mjs
 	@mkdir -p build/bin
 	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger.cjs" "$$@"\n' "$(CURDIR)" > build/bin/banger
 	@printf '#!/bin/sh\nexec node $(BANGERD_NODE_FLAGS) "%s/build/bundle/bangerd.js" "$$@"\n' "$(CURDIR)" > build/bin/bangerd
@@ -96,6 +97,10 @@ bench-build: build
 # (QEMU, no NAT), medians in one run. See bench/channel.ts.
 bench-channel: build
 	BENCH=channel bash bench/run.sh $(ARGS)
+# bangerd's idle RSS with the web UI off and on, and the VMs page's first load in Chromium
+# (median of 10, cache cleared, warm daemon). See bench/web.ts.
+bench-web: build
+	BENCH=web bash bench/run.sh $(ARGS)
 
 # An installable package: npm install -g build/dist/banger-<version>.tgz
 dist: build

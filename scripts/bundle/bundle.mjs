@@ -7,7 +7,8 @@
 //                   --foreground`, the offline doctor): ESM with shared chunks, imported on use
 //   errors.cjs      BangerError, shared by both, so `instanceof` holds across them
 //   banger-vsock.cjs  the ssh ProxyCommand companion: one small CommonJS file of its own
-//   bangerd.js      the daemon, one ESM file
+//   bangerd.js      the daemon, one ESM file (bangerd-*.js: the web UI's server, imported only
+//                   when the UI is on)
 // All sit in one directory: src/version.ts finds package.json two levels up from its file.
 // better-sqlite3 stays external: it loads a native addon from its own directory.
 import { rmSync, writeFileSync } from "node:fs";
@@ -94,7 +95,8 @@ const cli = await build({ ...cjs, entryPoints: { banger: "src/cli/main.ts" }, pl
 const vsock = await build({ ...cjs, entryPoints: { "banger-vsock": "src/cli/vsock.ts" } });
 const [lazy, daemon] = await Promise.all([
   build({ ...esm, entryPoints: lazyEntries, splitting: true, chunkNames: "lazy-[hash]", plugins: [sharedErrors, undiciClientOnly] }),
-  build({ ...esm, entryPoints: { bangerd: "src/daemon/main.ts" }, plugins: [undiciClientOnly] }),
+  // The web UI's server is a chunk of its own, loaded only when web.enabled (src/daemon/web.ts).
+  build({ ...esm, entryPoints: { bangerd: "src/daemon/main.ts" }, splitting: true, chunkNames: "bangerd-[hash]", plugins: [undiciClientOnly] }),
 ]);
 // What went into each output, by input file (kept out of the package).
 writeFileSync(

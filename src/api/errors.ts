@@ -10,7 +10,11 @@ export function badRequest(err: z.ZodError): BangerError {
     if (i.code === "unrecognized_keys") return `unknown field(s) ${(i as { keys: string[] }).keys.join(", ")}`;
     return `${field}: ${i.message}`;
   });
-  return new BangerError("BAD_REQUEST", `invalid request: ${parts.join("; ")}`, { hint: "docs/api.md describes every request body" });
+  const field = err.issues[0]?.path[0];
+  return new BangerError("BAD_REQUEST", `invalid request: ${parts.join("; ")}`, {
+    hint: "docs/api.md describes every request body",
+    field: typeof field === "string" ? field : undefined,
+  });
 }
 
 export function errorResponse(c: Context, raw: unknown) {

@@ -17,6 +17,8 @@ import { vmFiles } from "../app/vm-files.js";
 import type { ApiEnv } from "./env.js";
 import { createVmBody, forwardBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
 import { addPort, listPorts, removePort } from "../app/vm-net.js";
+import type { EventBus } from "../app/event-bus.js";
+import { liveRoutes, type HostInfo } from "./live-routes.js";
 
 const MAX_LOG_CHUNK = 256 * 1024;
 /** Every request body is a small JSON object; anything larger is refused before it is buffered. */
@@ -32,10 +34,16 @@ async function body(c: { req: { json(): Promise<unknown> } }): Promise<unknown> 
 
 export interface ApiHooks {
   shutdown(): void;
-  /** Who is calling, from the connection (src/adapters/peer); without it every caller is root (in-process tests). */
+  /** Who is calling, from the connection (src/adapters/peer); without it every caller is root (in-process tests, the web UI's session). */
   identify?(env: unknown): Promise<Caller>;
-  /** The group allowed on the socket (api_group) and its gid; undefined gid = root only. */
-  apiGroup: { name: string; gid?: number };
+  /** The group allowed on the socket (api_group) and its gid; undefined gid = root only. Absent: no group rule (browser flavour). */
+  apiGroup?: { name: string; gid?: number };
+  bus?: EventBus;
+  host?: HostInfo;
+  /** Socket flavour only: a one-time login link for the web UI (`banger web`); absent when the UI is off. */
+  webLogin?: () => { url: string; expiresAt: string };
+  /** The browser flavour has no shutdown and no login-link route: those need the Unix socket. */
+  flavour?: "socket" | "browser";
 }
 
 export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
@@ -58,7 +66,7 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
   // Who is calling, once per request; outsiders of the API group stop here.
   api.use("*", async (c, next) => {
     const caller = hooks.identify ? await hooks.identify(c.env) : ROOT_CALLER;
-    requireMember(caller, hooks.apiGroup.gid, hooks.apiGroup.name);
+    if (hooks.apiGroup) requireMember(caller, hooks.apiGroup.gid, hooks.apiGroup.name);
     c.set("caller", caller);
     await next();
   });
@@ -146,10 +154,26 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
   });
 
   accessRoutes(api, d, ownedVm);
-  api.get("/doctor", async (c) => c.json(await runDoctor(d, images)));
+  api.get("/doctor", async (c) => {
+    const report = await runDoctor(d, images);
+    const web = hooks.host?.web();
+    if (!web) return c.json(report);
+    const checks = [...report.checks, web];
+    return c.json({ checks, ok: checks.every((x) => x.status !== "FAIL") });
+  });
+  if (hooks.bus) liveRoutes(api, d, hooks.bus, hooks.host);
+  if (hooks.flavour === "browser") return api;
+
   api.post("/shutdown", (c) => {
     setImmediate(() => hooks.shutdown());
     return c.json({ stopping: true });
+  });
+  // A browser session acts as root (the web token is root's), so only root may mint one.
+  api.post("/web/login", rootOnly("open a web UI session"), (c) => {
+    if (!hooks.webLogin) {
+      throw new BangerError("NOT_FOUND", "the web UI is not serving", { hint: "`banger doctor` says why (web.enabled, web.listen, web.allow_remote)" });
+    }
+    return c.json(hooks.webLogin());
   });
   return api;
 }

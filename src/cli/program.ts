@@ -6,6 +6,8 @@ import { registerDaemon } from "./commands/daemon.js";
 import { registerDoctor } from "./commands/doctor.js";
 import { registerImage } from "./commands/image.js";
 import { registerVm } from "./commands/vm.js";
+import { registerWeb } from "./commands/web.js";
+import { registerEvents } from "./commands/events.js";
 
 /** The whole command tree; main.ts runs it, and test/unit/cli-hints.test.ts checks every hint against it. */
 export function buildProgram(): { program: Command; ctx: CliContext } {
@@ -35,5 +37,7 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
   registerVm(program, ctx);
   registerConfig(program, ctx);
   registerDoctor(program, ctx);
+  registerWeb(program, ctx);
+  registerEvents(program, ctx);
   return { program, ctx };
 }

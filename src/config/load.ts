@@ -81,7 +81,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     merged[k] = typeof v === "object" && v ? { ...v } : v;
     sources[k] = "default";
   }
-  sources["web.listen"] = "default";
+  for (const k of Object.keys(STATIC_DEFAULTS.web)) sources[`web.${k}`] = "default";
   sources["nat.allow"] = "default";
   for (const [k, v] of Object.entries(fileValues)) {
     if (TABLES.has(k) && typeof v === "object" && v && !Array.isArray(v)) {

@@ -12,6 +12,8 @@ export const webSchema = z
       .string()
       .regex(/^[^:]+:\d{1,5}$/, "expected host:port, e.g. 127.0.0.1:7780, or an empty string to disable")
       .or(z.literal("")),
+    enabled: z.boolean(),
+    allow_remote: z.boolean(),
   })
   .strict();
 
@@ -75,7 +77,7 @@ export const STATIC_DEFAULTS = {
   log_level: "info",
   events_keep_ops: 20,
   console_log_max_mib: 8,
-  web: { listen: "127.0.0.1:7780" },
+  web: { listen: "127.0.0.1:7780", enabled: true, allow_remote: false },
   nat: { allow: [] as string[] },
 } satisfies Partial<Config>;
 
@@ -105,5 +107,7 @@ export const KEY_DOCS: Record<string, string> = {
   events_keep_ops: "lifecycle operations (create/start/stop) whose events are kept per VM",
   console_log_max_mib: "size at which a VM's console.log is rotated to console.log.1",
   "web.listen": "host:port of the web UI, empty to disable",
+  "web.enabled": "serve the web UI and the browser flavour of the API on web.listen",
+  "web.allow_remote": "allow web.listen on a non-loopback address (plain HTTP: put TLS in front)",
   "nat.allow": 'private or link-local IPv4 ranges NAT guests may reach anyway, e.g. ["10.1.2.0/24"]; empty denies them all',
 };

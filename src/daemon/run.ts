@@ -8,6 +8,7 @@ import type { LoadedConfig } from "../config/load.js";
 import { connectUpgrade } from "../api/connect.js";
 import { apiRoutes } from "../api/routes.js";
 import { ImageService } from "../app/images.js";
+import { EventBus } from "../app/event-bus.js";
 import { LivenessWatcher } from "../app/liveness.js";
 import { reconcile } from "../app/reconcile.js";
 import { rotateConsoles } from "../app/retention.js";
@@ -17,6 +18,7 @@ import type { Socket } from "node:net";
 import { PeerCredentials } from "../adapters/peer/peer-cred.js";
 import { ExecRunner } from "../adapters/exec/runner.js";
 import { wire } from "./wire.js";
+import { startWebListener, type WebHandle } from "./web.js";
 
 /** How often the reconciler looks for VMM processes that ended on their own. */
 const LIVENESS_INTERVAL_MS = 1_000;
@@ -68,7 +70,8 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     pino.multistream([{ stream: process.stderr }, { stream: pino.destination({ dest: cfg.paths.logFile, mkdir: true, sync: false }) }]),
   );
   const releaseLock = await acquireDaemonLock(cfg.paths.lockFile, cfg.paths.socket);
-  const deps = wire(cfg, log);
+  const bus = new EventBus();
+  const deps = wire(cfg, log, bus);
   const t0 = performance.now();
   await deps.network.ensureHost();
   const report = await reconcile(deps);
@@ -83,12 +86,14 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   liveness.start();
 
   let server: Server | undefined;
+  let web: WebHandle | undefined;
   let stopping = false;
   const shutdown = async (why: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ why }, "bangerd shutting down; VMs keep running and are adopted at next start");
     server?.close();
+    await web?.close().catch(() => undefined);
     await liveness.stop();
     // Creates and starts are cancelled and undo themselves; stops and deletes finish. All of it
     // before the store closes, so no rollback is cut off half way.
@@ -104,13 +109,18 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     setTimeout(() => process.exit(0), 200).unref();
   };
 
+  const stop = () => void shutdown("api request");
+  web = await startWebListener(cfg, log, (host) => apiRoutes(deps, { shutdown: stop, bus, host, flavour: "browser" }), { deps, bus });
   const app = new Hono();
   const peers = new PeerCredentials(new ExecRunner());
   const apiGroup = { name: cfg.config.api_group, gid: groupId(cfg.config.api_group) };
   app.route(
     "/v1",
     apiRoutes(deps, {
-      shutdown: () => void shutdown("api request"),
+      shutdown: stop,
+      bus,
+      host: web.info,
+      webLogin: web.login,
       identify: (env) => peers.of((env as { incoming: IncomingMessage }).incoming.socket as Socket),
       apiGroup,
     }),

@@ -27,6 +27,8 @@ import { lookupVmmUser, type VmmUser } from "../adapters/exec/privilege.js";
 import { hostCheckConfig, hostFacts } from "../adapters/host/facts.js";
 import { DiskPool } from "../app/disk-pool.js";
 import { VmOps } from "../app/vm-ops.js";
+import type { EventBus } from "../app/event-bus.js";
+import { observedStore } from "../app/observed-store.js";
 
 const MIB = 1024 * 1024;
 
@@ -75,7 +77,7 @@ function channelProxy(socket: string): string[] | undefined {
 }
 
 /** The composition root: every part built once, in dependency order, each handed only its own options. */
-export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
+export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
   const c = cfg.config;
   mkdirSync(cfg.paths.stateDir, { recursive: true, mode: 0o755 });
   mkdirSync(cfg.paths.imagesDir, { recursive: true });
@@ -90,7 +92,9 @@ export function wire(cfg: LoadedConfig, log: Logger): AppDeps {
   mkdirSync(config.secretsDir, { recursive: true, mode: 0o700 });
   chmodSync(config.secretsDir, 0o700);
   const runner = new ExecRunner();
-  const store = SqliteStore.open(cfg.paths.dbFile);
+  const sqlite = SqliteStore.open(cfg.paths.dbFile);
+  // Every change the store commits is also pushed to GET /v1/events listeners.
+  const store = bus ? observedStore(sqlite, bus) : sqlite;
   const files = new NodeFiles({ copy: (src, dst) => copyFileReflink(src, dst), sha256: sha256File });
   const disks = new Ext4Disks({ runner });
   let keyReady: Promise<string> | undefined;

@@ -7,6 +7,7 @@ export const ERROR_STATUS = {
   INVALID_CONFIG: 400,
   PATH_NOT_ALLOWED: 400,
   BODY_TOO_LARGE: 413,
+  UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   IMAGE_NOT_FOUND: 404,
@@ -44,19 +45,23 @@ export interface ErrorBody {
   message: string;
   hint?: string;
   stage?: string;
+  /** The request field at fault, when one is (a form shows the error beside it). */
+  field?: string;
 }
 
 export class BangerError extends Error {
   readonly code: ErrorCode;
   readonly hint?: string;
   readonly stage?: string;
+  readonly field?: string;
 
-  constructor(code: ErrorCode, message: string, opts: { hint?: string; stage?: string; cause?: unknown } = {}) {
+  constructor(code: ErrorCode, message: string, opts: { hint?: string; stage?: string; field?: string; cause?: unknown } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "BangerError";
     this.code = code;
     this.hint = opts.hint;
     this.stage = opts.stage;
+    this.field = opts.field;
   }
 
   get status(): number {
@@ -67,6 +72,7 @@ export class BangerError extends Error {
     const body: ErrorBody = { code: this.code, message: this.message };
     if (this.hint) body.hint = this.hint;
     if (this.stage) body.stage = this.stage;
+    if (this.field) body.field = this.field;
     return body;
   }
 }
