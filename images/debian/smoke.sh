@@ -63,6 +63,11 @@ prepare_disks() {
   inject "$TMP/vda.ext4" "$TMP/hostkey" /etc/ssh/ssh_host_ed25519_key 600
   inject "$TMP/vda.ext4" "$TMP/hostkey.pub" /etc/ssh/ssh_host_ed25519_key.pub 644
   inject "$TMP/vda.ext4" "$TMP/client.pub" /etc/ssh/banger/authorized_keys 644
+  # opencode starts only with its per-VM password file, as banger writes it at create.
+  OC_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+  printf 'OPENCODE_SERVER_PASSWORD=%s\n' "$OC_PASSWORD" >"$TMP/opencode.env"
+  echo "mkdir /etc/banger" >>"$TMP/inject.cmds"
+  inject "$TMP/vda.ext4" "$TMP/opencode.env" /etc/banger/opencode.env 600
   DEBUGFS_PAGER=__none__ timeout 30 debugfs -w -f "$TMP/inject.cmds" "$TMP/vda.ext4" >"$TMP/debugfs.log" 2>&1
   if grep -E 'Could not|not found|No such' "$TMP/debugfs.log" | grep -v "rm: File not found" | grep -q .; then
     cat "$TMP/debugfs.log" >&2; die "debugfs injection failed"
@@ -152,8 +157,12 @@ check_guest() {
   out=$(ssh_guest 'systemctl list-jobs --no-legend | wc -l')
   expect "pending jobs" "$out" 0
   # The first request after a cold start is slow under TCG.
-  ip netns exec "$NS" timeout 60 bash -c "exec 3<>/dev/tcp/$GUEST_IP/4096; printf 'GET /config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; head -1 <&3" >"$TMP/http" 2>/dev/null || true
+  local auth
+  auth=$(printf 'opencode:%s' "$OC_PASSWORD" | base64 -w0)
+  ip netns exec "$NS" timeout 60 bash -c "exec 3<>/dev/tcp/$GUEST_IP/4096; printf 'GET /config HTTP/1.1\r\nHost: x\r\nAuthorization: Basic $auth\r\nConnection: close\r\n\r\n' >&3; head -1 <&3" >"$TMP/http" 2>/dev/null || true
   expect "opencode GET /config" "$(grep -o 'HTTP/1.1 [0-9]*' "$TMP/http")" "HTTP/1.1 200"
+  ip netns exec "$NS" timeout 60 bash -c "exec 3<>/dev/tcp/$GUEST_IP/4096; printf 'GET /config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3; head -1 <&3" >"$TMP/http" 2>/dev/null || true
+  expect "opencode without the password" "$(grep -o 'HTTP/1.1 [0-9]*' "$TMP/http")" "HTTP/1.1 401"
   [ -z "${SMOKE_DEBUG:-}" ] || SSH_TIMEOUT=300 ssh_guest "$SMOKE_DEBUG" || true
   echo "  info $(ssh_guest 'systemd-analyze 2>/dev/null | head -1' || true)"
   echo "  info slowest units: $(ssh_guest 'systemd-analyze blame 2>/dev/null | head -5 | tr -s " " | paste -sd";"' || true)"

@@ -15,8 +15,12 @@ function isUnder(dir: string, path: string): boolean {
   return path === dir || path.startsWith(d);
 }
 
+/** The request field of each role, so a form can show the refusal beside its input. */
+const ROLE_FIELD: Record<ArtifactRole, string> = { kernel: "kernel", initrd: "initrd", rootfs: "rootfs", work_seed: "workSeed" };
+
 function refuse(role: ArtifactRole, path: string, problem: string): BangerError {
   return new BangerError("PATH_NOT_ALLOWED", `${ROLE_FLAG[role]} ${path}: ${problem}`, {
+    field: ROLE_FIELD[role],
     hint: "register files from your build output (an absolute path outside banger's state_dir); banger's own images, VM disks and keys are not inputs",
   });
 }
@@ -37,7 +41,7 @@ export async function pinImageSources(
   try {
     for (const [role, path] of sources) {
       if (path === undefined) continue;
-      if (!path.startsWith("/")) throw refuse(role, path, "is not an absolute path");
+      if (!path.startsWith("/")) throw refuse(role, path, "must be an absolute path");
       if (roots.some((r) => isUnder(r, posix.normalize(path)))) throw refuse(role, path, "is inside banger's state directory");
       const file = await files.pin(path);
       if (!file) {

@@ -42,8 +42,8 @@ describe.skipIf(skip)(`the API refuses what is not its business${skip ? ` (skipp
   }
 
   it("refuses relative paths", async () => {
-    await refused({ kernel: "vmlinux", rootfs }, "PATH_NOT_ALLOWED", /--kernel vmlinux: is not an absolute path/);
-    await refused({ kernel, rootfs: "./rootfs.ext4" }, "PATH_NOT_ALLOWED", /--rootfs \.\/rootfs\.ext4: is not an absolute path/);
+    await refused({ kernel: "vmlinux", rootfs }, "PATH_NOT_ALLOWED", /--kernel vmlinux: must be an absolute path/);
+    await refused({ kernel, rootfs: "./rootfs.ext4" }, "PATH_NOT_ALLOWED", /--rootfs \.\/rootfs\.ext4: must be an absolute path/);
   });
 
   it("refuses paths into the state dir, however spelled", async () => {
