@@ -12,11 +12,11 @@ import { runStopSequence, type StopRequestOutcome } from "../exec/stop.js";
 import { binaryVersion } from "../exec/version.js";
 import { DEFAULT_API_TIMEOUT_MS, withClient } from "./client.js";
 import { FIRECRACKER_NOT_FOUND_HINT, resolveFirecracker } from "./resolve.js";
-import { actionRequest, configureRequests, instanceId, type FirecrackerPaths } from "./schemas.js";
+import { actionRequest, configureRequests, instanceId } from "./schemas.js";
 import {
   DEFAULT_CGROUP_ROOT,
   DEFAULT_PARENT_CGROUP,
-  EXEC_NAME,
+  jailOfSocket,
   IN_JAIL,
   jailedSpec,
   jailLayout,
@@ -97,7 +97,7 @@ export class FirecrackerVmm implements Vmm {
     signal?.throwIfAborted();
     const bin = resolveFirecracker(this.opts.bin);
     const paths = firecrackerPaths(spec.dir);
-    const jail = this.opts.jailer && this.opts.chrootBase ? jailLayout(this.opts.chrootBase, spec.dir) : undefined;
+    const jail = this.opts.jailer && this.opts.chrootBase ? jailLayout(this.opts.chrootBase, spec.dir, basename(bin)) : undefined;
     const apiSocket = jail ? join(jail.root, IN_JAIL.apiSocket) : paths.apiSocket;
     for (const p of [apiSocket, jail ? join(jail.root, IN_JAIL.vsockSocket) : paths.vsockSocket]) {
       if (Buffer.byteLength(p) > MAX_SOCKET_PATH) {
@@ -164,9 +164,9 @@ export class FirecrackerVmm implements Vmm {
     }
   }
 
-  /** `<chrootBase>/firecracker` root's and traversable only: the jails below are each their VM's. */
+  /** `<chrootBase>/<exec>/<id>` are root's and traversable only; the root below is the VM's once the jailer chowns it. */
   private async prepareJailRoot(jail: JailLayout): Promise<void> {
-    for (const d of [this.opts.chrootBase!, dirname(jail.jailDir)]) {
+    for (const d of [this.opts.chrootBase!, dirname(jail.jailDir), jail.jailDir]) {
       await mkdir(d, { recursive: true, mode: 0o711 });
       await chmod(d, 0o711);
     }
@@ -185,12 +185,7 @@ export class FirecrackerVmm implements Vmm {
 
   /** The jail a handle's API socket lives in, or undefined for an unjailed firecracker. */
   private jailOf(handle: VmmHandle): JailLayout | undefined {
-    const base = this.opts.chrootBase;
-    if (!base) return undefined;
-    const root = dirname(handle.controlSocket);
-    const jailDir = dirname(root);
-    if (dirname(jailDir) !== join(base, EXEC_NAME)) return undefined;
-    return { id: basename(jailDir), jailDir, root };
+    return this.opts.chrootBase ? jailOfSocket(this.opts.chrootBase, handle.controlSocket) : undefined;
   }
 
   async configure(handle: VmmHandle, spec: VmmSpec, signal?: AbortSignal): Promise<void> {

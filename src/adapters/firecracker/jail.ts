@@ -1,6 +1,7 @@
 import { copyFile, link, mkdir, rm, rmdir } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { basename, join } from "node:path";
+import { existsSync, readdirSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { BangerError } from "../../domain/errors.js";
 import type { VmmSpec } from "../../ports/vmm.js";
 import type { VmmUser } from "../exec/privilege.js";
@@ -26,25 +27,45 @@ const CPU_PERIOD_US = 100_000;
 /** Where one VM's jail lives: `<chrootBase>/<exec file name>/<id>/root` (jailer.md). */
 export interface JailLayout {
   id: string;
-  /** `<chrootBase>/firecracker/<id>`: removed whole on cleanup. */
+  /** `<chrootBase>/<exec file name>/<id>`: removed whole on cleanup. */
   jailDir: string;
   /** The chroot: what firecracker sees as `/`. */
   root: string;
 }
 
 /**
- * The jail of the VM whose directory is `dir`. The VM dir's name is the VM id (`<vms_dir>/<id>`),
- * so the channel adapter and the driver find the same jail from the dir alone. The exec file is
- * always copied in as `firecracker`, whatever the configured binary is called.
+ * The jail of the VM whose directory is `dir`, for a firecracker binary named execName (the jailer
+ * names the jail's parent after it). The VM dir's name is the VM id (`<vms_dir>/<id>`), so the
+ * driver and the channel adapter find the same jail from the dir alone.
  */
-export function jailLayout(chrootBase: string, dir: string): JailLayout {
+export function jailLayout(chrootBase: string, dir: string, execName: string): JailLayout {
   const id = instanceId(basename(dir));
-  const jailDir = join(chrootBase, EXEC_NAME, id);
+  const jailDir = join(chrootBase, execName, id);
   return { id, jailDir, root: join(jailDir, "root") };
 }
 
-/** The name the jailer gives the exec file's copy and the default cgroup parent: the file name must contain "firecracker". */
-export const EXEC_NAME = "firecracker";
+/** The existing jail of a VM dir, whatever the firecracker binary was called when it started; undefined when none. */
+export function findJail(chrootBase: string, dir: string): JailLayout | undefined {
+  let names: string[];
+  try {
+    names = readdirSync(chrootBase);
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    const layout = jailLayout(chrootBase, dir, name);
+    if (existsSync(layout.root)) return layout;
+  }
+  return undefined;
+}
+
+/** The jail an API socket path lies in (`<chrootBase>/<exec>/<id>/root/fc.sock`), or undefined. */
+export function jailOfSocket(chrootBase: string, socket: string): JailLayout | undefined {
+  const root = dirname(socket);
+  const jailDir = dirname(root);
+  if (basename(root) !== "root" || dirname(dirname(jailDir)) !== chrootBase) return undefined;
+  return { id: basename(jailDir), jailDir, root };
+}
 
 /** Names, relative to the jail root, of what the VM uses. Firecracker is told `/<name>`. */
 export const IN_JAIL = {
@@ -124,7 +145,8 @@ async function linkOrCopy(src: string, dst: string, copyAllowed: boolean): Promi
  * names them as firecracker sees them.
  */
 export async function populateJail(layout: JailLayout, spec: VmmSpec, vmmLog: string): Promise<void> {
-  await mkdir(layout.root, { recursive: true, mode: 0o700 });
+  // The jailer chowns the root to the jailed uid; until then it is root's alone.
+  await mkdir(layout.root, { mode: 0o700 });
   const at = (name: string) => join(layout.root, name);
   await linkOrCopy(spec.kernel, at(IN_JAIL.kernel), true);
   if (spec.initrd) await linkOrCopy(spec.initrd, at(IN_JAIL.initrd), true);

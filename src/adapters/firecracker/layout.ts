@@ -1,7 +1,6 @@
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { FirecrackerPaths } from "./schemas.js";
-import { IN_JAIL, jailLayout } from "./jail.js";
+import { findJail, IN_JAIL } from "./jail.js";
 
 /** Files the driver keeps in the per-VM directory (an unjailed firecracker's sockets included). */
 export function firecrackerPaths(dir: string): FirecrackerPaths {
@@ -21,8 +20,8 @@ export function firecrackerPaths(dir: string): FirecrackerPaths {
  */
 export function firecrackerSocket(dir: string, which: "api" | "vsock", chrootBase?: string): string {
   if (chrootBase) {
-    const { root } = jailLayout(chrootBase, dir);
-    if (existsSync(root)) return join(root, which === "api" ? IN_JAIL.apiSocket : IN_JAIL.vsockSocket);
+    const jail = findJail(chrootBase, dir);
+    if (jail) return join(jail.root, which === "api" ? IN_JAIL.apiSocket : IN_JAIL.vsockSocket);
   }
   const paths = firecrackerPaths(dir);
   return which === "api" ? paths.apiSocket : paths.vsockSocket;
