@@ -10,6 +10,9 @@ import { lookupVmmUser, type VmmUser } from "../../src/adapters/exec/privilege.j
 import { FirecrackerVmm } from "../../src/adapters/firecracker/driver.js";
 import { jailerArgv } from "../../src/adapters/firecracker/jail.js";
 import { firecrackerSocket } from "../../src/adapters/firecracker/layout.js";
+import { hostCheckConfig, hostFacts } from "../../src/adapters/host/facts.js";
+import { protectionChecks } from "../../src/app/protections.js";
+import { loadConfig } from "../../src/config/load.js";
 import type { VmmHandle, VmmSpec } from "../../src/ports/vmm.js";
 import { FAKE_FC_ENV, fakeFcBin, fakeJailerBin, readCalls, readJailerRecords } from "../fakes/firecracker/testkit.js";
 import { createSystemUser, procStatus, systemUserSkipReason, type TestUser } from "../helpers/system-user.js";
@@ -196,5 +199,19 @@ describe.skipIf(skip)(`Firecracker under the (fake) jailer${skip ? ` (skipped: $
     expect(readJailerRecords(cgroupRoot).some((r) => r.id === s2.vmId)).toBe(false);
     expect(existsSync(join(chrootBase, "vmm-fake", s2.vmId))).toBe(false);
     expect(readFileSync(join(s2.dir, "console.log"), "utf8")).toMatch(/must contain "firecracker"/);
+  });
+
+  it("doctor: jailer PASS with jailer_bin set (real host facts), WARN naming the problem when it points nowhere", async () => {
+    const check = async (jailerBin: string) => {
+      const file = join(dir, `config-${randomUUID()}.toml`);
+      writeFileSync(
+        file,
+        `vmm = "firecracker"\nfirecracker_bin = "${fakeFcBin(dir, FAKE_FC_ENV)}"\njailer_bin = "${jailerBin}"\nvmm_user = "${account.name}"\nstate_dir = "${join(dir, "state")}"\n`,
+      );
+      const cfg = loadConfig({ env: { env: { ...process.env, BANGER_CONFIG: file }, uid: 0, home: "/root" } });
+      return (await protectionChecks(hostCheckConfig(cfg), hostFacts(cfg))).find((c) => c.name === "jailer");
+    };
+    expect(await check(jailer)).toMatchObject({ status: "PASS", detail: expect.stringContaining(`${jailer}: each VM in its own chroot as ${account.name}`) });
+    expect(await check(join(dir, "no-jailer"))).toMatchObject({ status: "WARN", detail: expect.stringMatching(/no-jailer does not exist/) });
   });
 });
