@@ -50,7 +50,11 @@ describe("doctor's protection checks", () => {
       status: "PASS",
       detail: expect.stringMatching(/^\/usr\/local\/bin\/jailer: .*chroot as banger-vmm \(uid 990\).*cpu\.max.*memory\.max/),
     });
-    expect((await byName(fc, {})).jailer).toMatchObject({ status: "WARN", detail: expect.stringMatching(/no jailer found/), fix: expect.stringMatching(/jailer_bin/) });
+    expect((await byName(fc, {})).jailer).toMatchObject({
+      status: "WARN",
+      detail: expect.stringMatching(/no jailer found/),
+      fix: expect.stringMatching(/jailer_bin/),
+    });
     expect((await byName(fc, { jailer: "/j", root: false })).jailer).toMatchObject({ status: "WARN", detail: expect.stringMatching(/unused.*root/) });
     expect((await byName({ ...fc, vmmUser: "" }, { jailer: "/j" })).jailer).toMatchObject({ status: "WARN", detail: expect.stringMatching(/vmm_user/) });
     expect((await byName(fc, { jailerProblem: "jailer_bin /nope does not exist" })).jailer).toMatchObject({
