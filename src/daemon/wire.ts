@@ -7,7 +7,7 @@ import type { LoadedConfig } from "../config/load.js";
 import { FileConsoleLogs } from "../adapters/console/files.js";
 import { ExecRunner } from "../adapters/exec/runner.js";
 import { FirecrackerVmm, resolveJailer } from "../adapters/firecracker/driver.js";
-import type { JailerOptions } from "../adapters/firecracker/jail.js";
+import { cgroup2Mount, type JailerOptions } from "../adapters/firecracker/jail.js";
 import { QemuVmm } from "../adapters/qemu/driver.js";
 import { LinuxNetwork } from "../adapters/net/linux-network.js";
 import { TcpProxy } from "../adapters/net/tcp-proxy.js";
@@ -57,7 +57,8 @@ function resolveJailerOptions(cfg: LoadedConfig, user: VmmUser | undefined, log:
     log.warn({ jailer: bin }, "the jailer needs bangerd as root and an existing vmm_user; firecracker runs without it");
     return undefined;
   }
-  return { bin, user };
+  // BANGER_CGROUP_ROOT: tests point it at the fake jailer's stand-in for the cgroup tree.
+  return { bin, user, cgroupRoot: process.env.BANGER_CGROUP_ROOT || cgroup2Mount() };
 }
 
 /** The config values the use cases read; the rest of LoadedConfig stays here. */

@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { cgroupLimits, findJail, jailedSpec, jailerArgv, jailLayout, jailOfSocket } from "../../src/adapters/firecracker/jail.js";
+import { cgroup2Mount, cgroupLimits, findJail, jailedSpec, jailerArgv, jailLayout, jailOfSocket } from "../../src/adapters/firecracker/jail.js";
 import { firecrackerSocket } from "../../src/adapters/firecracker/layout.js";
 import { resolveJailer } from "../../src/adapters/firecracker/resolve.js";
 import { which } from "../../src/adapters/exec/which.js";
@@ -104,6 +104,17 @@ describe("jail layout", () => {
     const spec = { kernel: "/img/vmlinux", initrd: "/img/initrd.img", rootfs: "/v/rootfs.ext4", workDisk: "/v/work.ext4" } as VmmSpec;
     expect(jailedSpec(spec)).toMatchObject({ kernel: "/vmlinux", initrd: "/initrd", rootfs: "/rootfs.ext4", workDisk: "/work.ext4" });
     expect(jailedSpec({ ...spec, initrd: undefined }).initrd).toBeUndefined();
+  });
+});
+
+describe("cgroup2Mount", () => {
+  it("is the cgroup2 line of /proc/mounts, else /sys/fs/cgroup", () => {
+    const m = join(dir, "mounts");
+    writeFileSync(m, "sysfs /sys sysfs rw 0 0\ncgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n");
+    expect(cgroup2Mount(m)).toBe("/sys/fs/cgroup/unified");
+    writeFileSync(m, "sysfs /sys sysfs rw 0 0\n");
+    expect(cgroup2Mount(m)).toBe("/sys/fs/cgroup");
+    expect(cgroup2Mount(join(dir, "none"))).toBe("/sys/fs/cgroup");
   });
 });
 

@@ -1,6 +1,6 @@
 import { copyFile, link, mkdir, rm, rmdir } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { BangerError } from "../../domain/errors.js";
 import type { VmmSpec } from "../../ports/vmm.js";
@@ -19,6 +19,22 @@ export interface JailerOptions {
 }
 
 export const DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup";
+
+/**
+ * Where cgroup v2 is mounted, found in /proc/mounts as the jailer finds it (hybrid hosts mount it
+ * at /sys/fs/cgroup/unified); /sys/fs/cgroup when none is listed.
+ */
+export function cgroup2Mount(mounts = "/proc/mounts"): string {
+  try {
+    for (const line of readFileSync(mounts, "utf8").split("\n")) {
+      const [, target, type] = line.split(" ");
+      if (type === "cgroup2" && target) return target;
+    }
+  } catch {
+    // no /proc: the default
+  }
+  return DEFAULT_CGROUP_ROOT;
+}
 export const DEFAULT_PARENT_CGROUP = "banger";
 /** What the jailed process may use beyond the guest's RAM: firecracker itself and its page cache. */
 export const MEMORY_OVERHEAD_MIB = 128;
