@@ -34,7 +34,8 @@ export async function reconcile(d: LifecycleDeps): Promise<ReconcileReport> {
       report.purgedCreates.push(vm.name);
     } else if (vm.state === "starting" || vm.state === "stopping") {
       // Interrupted half way: finish it towards stopped, the state that needs nothing on the host.
-      if (h && alive) await vmm.kill(h);
+      // kill() on a process that is gone still removes what the driver left (a Firecracker jail).
+      if (h) await vmm.kill(h);
       if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
       await removeSockets(d.files, vm.dir);
       transition(d, vm, "stopped", {
