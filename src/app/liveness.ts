@@ -3,7 +3,7 @@ import type { AppConfig, AppDeps } from "./deps.js";
 import { Plan } from "./plan.js";
 import { rotateConsoles } from "./retention.js";
 import { handleOf } from "./vm-boot.js";
-import { removeSockets } from "./vm-files.js";
+import { releaseExitedVmm } from "./vm-files.js";
 import { releaseHostSide, settleFailed, transition } from "./vm-transitions.js";
 
 type LivenessDeps = Pick<AppDeps, "store" | "ops" | "vmm" | "network" | "files" | "console" | "log"> & {
@@ -98,7 +98,7 @@ export class LivenessWatcher {
       settleFailed(this.d, vm, e, "failed", { pid: undefined, pidStart: undefined });
       return false;
     }
-    await removeSockets(this.d.files, vm.dir);
+    await releaseExitedVmm(this.d.files, this.d.vmm(vm.vmm), handleOf(vm, this.d.vmm(vm.vmm)), vm.dir);
     transition(this.d, vm, "stopped", { pid: undefined, pidStart: undefined, tap: undefined, lastError: EXITED });
     return true;
   }

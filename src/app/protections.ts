@@ -1,4 +1,4 @@
-import type { HostCheckConfig, HostFacts } from "../ports/host.js";
+import type { HostCheckConfig, HostFacts, PrivilegeFacts } from "../ports/host.js";
 import type { Check } from "./checks.js";
 
 const FIX = "run `sudo banger doctor --fix` (creates the system user and group), then restart bangerd";
@@ -62,14 +62,7 @@ export async function protectionChecks(c: HostCheckConfig, host: HostFacts): Pro
             : "not used (vmm is firecracker: its own seccomp filters)",
         },
   );
-  if (c.vmm === "firecracker") {
-    checks.push({
-      name: "jailer",
-      status: "WARN",
-      detail: "firecracker runs without the jailer (no chroot, no per-VM cgroup); it does apply its own seccomp filters",
-      fix: "the jailer is not supported by this banger yet; vmm_user still drops root",
-    });
-  }
+  if (c.vmm === "firecracker") checks.push(jailerCheck(c, p));
   if (p.apiGid === undefined) {
     checks.push({ name: "api-group", status: "WARN", detail: `group ${c.apiGroup} does not exist: only root can use bangerd's socket`, fix: FIX });
   } else if (p.socket && (p.socket.gid !== p.apiGid || (p.socket.mode & 0o007) !== 0)) {
@@ -83,4 +76,29 @@ export async function protectionChecks(c: HostCheckConfig, host: HostFacts): Pro
     checks.push({ name: "api-group", status: "PASS", detail: `members of ${c.apiGroup} (gid ${p.apiGid}) may use the socket; everyone else is refused` });
   }
   return checks;
+}
+
+function jailerCheck(c: HostCheckConfig, p: PrivilegeFacts): Check {
+  if (p.jailerProblem) return { name: "jailer", status: "WARN", detail: `${p.jailerProblem}: firecracker runs unjailed`, fix: "fix or unset jailer_bin" };
+  if (!p.jailer) {
+    return {
+      name: "jailer",
+      status: "WARN",
+      detail: "no jailer found: firecracker runs without a chroot or a per-VM cgroup (its own seccomp filters still apply)",
+      fix: "install `jailer` from the same Firecracker release beside firecracker, or set jailer_bin",
+    };
+  }
+  if (!p.root || !c.vmmUser || p.vmmUid === undefined) {
+    return {
+      name: "jailer",
+      status: "WARN",
+      detail: `${p.jailer} is there but unused: the jailer needs bangerd as root and an existing vmm_user to drop to`,
+      fix: `set vmm_user and ${FIX}`,
+    };
+  }
+  return {
+    name: "jailer",
+    status: "PASS",
+    detail: `${p.jailer}: each VM in its own chroot as ${c.vmmUser} (uid ${p.vmmUid}), in a cgroup with its vCPU (cpu.max) and memory (memory.max) limits`,
+  };
 }

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { destroyVm, type LifecycleDeps } from "./lifecycle.js";
 import { handleOf } from "./vm-boot.js";
-import { removeSockets } from "./vm-files.js";
+import { releaseExitedVmm, removeSockets } from "./vm-files.js";
 import { transition } from "./vm-transitions.js";
 import { restoreForwards, syncPeers } from "./vm-net.js";
 
@@ -34,7 +34,8 @@ export async function reconcile(d: LifecycleDeps): Promise<ReconcileReport> {
       report.purgedCreates.push(vm.name);
     } else if (vm.state === "starting" || vm.state === "stopping") {
       // Interrupted half way: finish it towards stopped, the state that needs nothing on the host.
-      if (h && alive) await vmm.kill(h);
+      // kill() on a process that is gone still removes what the driver left (a Firecracker jail).
+      if (h) await vmm.kill(h);
       if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
       await removeSockets(d.files, vm.dir);
       transition(d, vm, "stopped", {
@@ -52,7 +53,7 @@ export async function reconcile(d: LifecycleDeps): Promise<ReconcileReport> {
     } else if (vm.state === "running") {
       // Its TAP is left to adopt() below, which sorts every device at once.
       if (vm.nat && vm.ip) await d.network.disableNat(vm.ip);
-      await removeSockets(d.files, vm.dir);
+      await releaseExitedVmm(d.files, vmm, h, vm.dir);
       transition(d, vm, "stopped", { pid: undefined, pidStart: undefined, tap: undefined, lastError: "the VMM process ended while bangerd was not running" });
       report.markedStopped.push(vm.name);
       log.warn({ vm: vm.name, pid: vm.pid }, "VMM died while the daemon was away; marked stopped");

@@ -26,6 +26,8 @@ export interface Paths {
   socket: string;
   imagesDir: string;
   vmsDir: string;
+  /** Firecracker jails: `<jailDir>/firecracker/<vm id>/root` (jailer --chroot-base-dir). */
+  jailDir: string;
   dbFile: string;
   logFile: string;
   lockFile: string;
@@ -106,7 +108,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     throw new BangerError("INVALID_CONFIG", lines.join("\n"), { hint: "see docs/config.md for every key, its type and default" });
   }
   const config = parsed.data;
-  for (const key of ["state_dir", "socket", "ssh_key", "firecracker_bin"] as const) {
+  for (const key of ["state_dir", "socket", "ssh_key", "firecracker_bin", "jailer_bin"] as const) {
     const v = config[key];
     if (v && v.startsWith("~/")) (config as Record<string, unknown>)[key] = join(e.home, v.slice(2));
   }
@@ -120,6 +122,7 @@ export function derivePaths(config: Config, e: Env): Paths {
     socket: resolve(config.socket),
     imagesDir: join(stateDir, "images"),
     vmsDir: join(stateDir, "vms"),
+    jailDir: join(stateDir, "jail"),
     dbFile: join(stateDir, "banger.db"),
     logFile: join(stateDir, "bangerd.log"),
     lockFile: join(stateDir, "bangerd.lock"),

@@ -27,6 +27,7 @@ export const configSchema = z
   .object({
     vmm: z.enum(["firecracker", "qemu"]),
     firecracker_bin: z.string().min(1).optional(),
+    jailer_bin: z.string().min(1).optional(),
     qemu_bin: z.string().min(1),
     qemu_accel: z.enum(["auto", "kvm", "tcg"]),
     state_dir: z.string().min(1),
@@ -84,6 +85,7 @@ export const STATIC_DEFAULTS = {
 export const KEY_DOCS: Record<string, string> = {
   vmm: "VMM driver: firecracker or qemu",
   firecracker_bin: "path to the firecracker binary; unset means `firecracker` on PATH",
+  jailer_bin: "path to Firecracker's jailer; unset means `jailer` beside firecracker or on PATH, and none found runs firecracker unjailed (as vmm_user)",
   qemu_bin: "path or name of qemu-system-x86_64",
   qemu_accel: "auto (KVM when a guest can really run on it, else TCG), kvm, or tcg",
   state_dir: "SQLite database, images, VM dirs and logs",

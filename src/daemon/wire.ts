@@ -6,7 +6,8 @@ import type { Logger } from "pino";
 import type { LoadedConfig } from "../config/load.js";
 import { FileConsoleLogs } from "../adapters/console/files.js";
 import { ExecRunner } from "../adapters/exec/runner.js";
-import { FirecrackerVmm } from "../adapters/firecracker/driver.js";
+import { FirecrackerVmm, resolveJailer } from "../adapters/firecracker/driver.js";
+import { cgroup2Mount, type JailerOptions } from "../adapters/firecracker/jail.js";
 import { QemuVmm } from "../adapters/qemu/driver.js";
 import { LinuxNetwork } from "../adapters/net/linux-network.js";
 import { TcpProxy } from "../adapters/net/tcp-proxy.js";
@@ -43,6 +44,21 @@ function resolveVmmUser(cfg: LoadedConfig, log: Logger): VmmUser | undefined {
   const user = lookupVmmUser(name);
   if (!user) log.warn({ vmm_user: name }, "vmm_user does not exist; VMMs run as root (`banger doctor --fix` creates it)");
   return user;
+}
+
+/**
+ * The jailer, resolved once: it needs root (it chroots and creates cgroups) and a uid to drop to,
+ * so without vmm_user (or not root) firecracker runs unjailed whatever jailer_bin says; doctor says so.
+ */
+function resolveJailerOptions(cfg: LoadedConfig, user: VmmUser | undefined, log: Logger): JailerOptions | undefined {
+  const bin = resolveJailer(cfg.config.jailer_bin, cfg.config.firecracker_bin);
+  if (!bin) return undefined;
+  if (!user) {
+    log.warn({ jailer: bin }, "the jailer needs bangerd as root and an existing vmm_user; firecracker runs without it");
+    return undefined;
+  }
+  // BANGER_CGROUP_ROOT: tests point it at the fake jailer's stand-in for the cgroup tree.
+  return { bin, user, cgroupRoot: process.env.BANGER_CGROUP_ROOT || cgroup2Mount() };
 }
 
 /** The config values the use cases read; the rest of LoadedConfig stays here. */
@@ -88,6 +104,8 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
   chmodSync(join(cfg.paths.stateDir, "pool"), 0o700);
   const config = appConfig(cfg);
   const vmmUser = resolveVmmUser(cfg, log);
+  // Only with vmm = firecracker: a qemu host must not fail on a misconfigured jailer_bin.
+  const jailer = c.vmm === "firecracker" ? resolveJailerOptions(cfg, vmmUser, log) : undefined;
   // Per-VM passwords: root only, whatever the umask or an older mode said.
   mkdirSync(config.secretsDir, { recursive: true, mode: 0o700 });
   chmodSync(config.secretsDir, 0o700);
@@ -128,7 +146,15 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
   let fc: FirecrackerVmm | undefined;
   let qemu: QemuVmm | undefined;
   const drivers = {
-    firecracker: () => (fc ??= new FirecrackerVmm({ bin: c.firecracker_bin, log: log.child({ vmm: "firecracker" }), runner, user: vmmUser })),
+    firecracker: () =>
+      (fc ??= new FirecrackerVmm({
+        bin: c.firecracker_bin,
+        log: log.child({ vmm: "firecracker" }),
+        runner,
+        user: vmmUser,
+        jailer,
+        chrootBase: cfg.paths.jailDir,
+      })),
     qemu: () =>
       (qemu ??= new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: log.child({ vmm: "qemu" }), runner, user: vmmUser })),
   };
@@ -164,7 +190,7 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
     guest: new SshGuest({ log: log.child({ component: "ssh" }) }),
     shell: new SshShell(),
     buildDisks: new Ext4BuildDisks({ runner, disks }),
-    channel: new SocketGuestChannel({ log: log.child({ component: "channel" }) }),
+    channel: new SocketGuestChannel({ log: log.child({ component: "channel" }), firecrackerChrootBase: cfg.paths.jailDir }),
     keys,
   };
 }

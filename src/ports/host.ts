@@ -29,6 +29,10 @@ export interface PrivilegeFacts {
   qemuSandbox: boolean;
   /** setpriv (util-linux), which drops the privileges. */
   setpriv?: string;
+  /** The jailer banger would use (jailer_bin, or `jailer` beside firecracker / on PATH). */
+  jailer?: string;
+  /** Why a configured jailer_bin cannot be used. */
+  jailerProblem?: string;
   /** /dev/net/tun opens read-write for everyone (the VMM user attaches to its own TAP). */
   tunOpen: boolean;
 }

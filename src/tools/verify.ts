@@ -6,7 +6,7 @@
  * host directly (in the current network namespace).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import { ExecRunner } from "../adapters/exec/runner.js";
@@ -123,6 +123,12 @@ async function checkStateDir(vmsDir: string, dbFile: string, socket: string, poo
 
   if (existsSync(vmsDir)) {
     for (const entry of readdirSync(vmsDir)) if (!ids.has(entry)) leaks.push({ kind: "vm-dir", what: join(vmsDir, entry) });
+  }
+  // Firecracker jails (<state_dir>/jail/<exec name>/<id>) exist only while their VM runs.
+  const jailBase = join(dirname(vmsDir), "jail");
+  const runningIds = new Set(vms.filter((v) => v.state === "running").map((v) => v.id));
+  for (const exec of existsSync(jailBase) ? readdirSync(jailBase) : []) {
+    for (const id of readdirSync(join(jailBase, exec))) if (!runningIds.has(id)) leaks.push({ kind: "jail", what: join(jailBase, exec, id) });
   }
   for (const p of vmmProcesses()) {
     const m = new RegExp(`${vmsDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/([0-9a-f-]{36})/`).exec(p.cmdline);

@@ -43,4 +43,25 @@ describe("doctor's protection checks", () => {
     const everything = await protectionChecks(cfg, host({ vmmUid: undefined, apiGid: undefined, qemuSandbox: false }));
     expect(everything.every((c) => c.status !== "FAIL")).toBe(true);
   });
+
+  it("jailer: PASS when found and usable, WARN with the reason otherwise", async () => {
+    const fc = { ...cfg, vmm: "firecracker" as const };
+    expect((await byName(fc, { jailer: "/usr/local/bin/jailer" })).jailer).toMatchObject({
+      status: "PASS",
+      detail: expect.stringMatching(/^\/usr\/local\/bin\/jailer: .*chroot as banger-vmm \(uid 990\).*cpu\.max.*memory\.max/),
+    });
+    expect((await byName(fc, {})).jailer).toMatchObject({
+      status: "WARN",
+      detail: expect.stringMatching(/no jailer found/),
+      fix: expect.stringMatching(/jailer_bin/),
+    });
+    expect((await byName(fc, { jailer: "/j", root: false })).jailer).toMatchObject({ status: "WARN", detail: expect.stringMatching(/unused.*root/) });
+    expect((await byName({ ...fc, vmmUser: "" }, { jailer: "/j" })).jailer).toMatchObject({ status: "WARN", detail: expect.stringMatching(/vmm_user/) });
+    expect((await byName(fc, { jailerProblem: "jailer_bin /nope does not exist" })).jailer).toMatchObject({
+      status: "WARN",
+      detail: expect.stringMatching(/\/nope does not exist: firecracker runs unjailed/),
+    });
+    // qemu hosts get no jailer line at all.
+    expect((await byName(cfg, { jailer: "/j" })).jailer).toBeUndefined();
+  });
 });

@@ -5,6 +5,7 @@ import { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { BangerError } from "../../domain/errors.js";
 import type { ChannelTarget, GuestChannel, OpenedStream } from "../../ports/channel.js";
+import { firecrackerSocket } from "../firecracker/layout.js";
 import { dialGuestPort } from "./handshake.js";
 
 /** How long a second open of a virtio-serial channel waits for the session before it to end. */
@@ -16,11 +17,13 @@ export interface GuestChannelOptions {
   /** Whether QEMU guests get a vhost-vsock device on this host (the QEMU driver asks the same question). */
   vhostVsock?: () => boolean;
   serialBusyWaitMs?: number;
+  /** Where Firecracker jails are built; a jailed VM's vsock socket is inside its jail. */
+  firecrackerChrootBase?: string;
 }
 
 /**
  * The one host-side way into a guest port:
- * - Firecracker: its hybrid vsock, `<dir>/vsock.sock` ("CONNECT <port>").
+ * - Firecracker: its hybrid vsock ("CONNECT <port>"), `<dir>/vsock.sock` or inside the VM's jail (firecrackerSocket).
  * - QEMU on a host with /dev/vhost-vsock: AF_VSOCK to the VM's CID, through `socat` (Node has no
  *   AF_VSOCK). Untested on the development host, which has no /dev/vhost-vsock.
  * - QEMU otherwise: the virtio-serial agent port, `<dir>/agent.sock`. It is one byte stream, so
@@ -36,7 +39,7 @@ export class SocketGuestChannel implements GuestChannel {
   async open(t: ChannelTarget, port: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OpenedStream> {
     const dial = { vm: t.name, timeoutMs: opts.timeoutMs, signal: opts.signal };
     if (t.vmm === "firecracker") {
-      return { stream: await dialGuestPort(join(t.dir, "vsock.sock"), "hybrid-vsock", port, dial), via: "hybrid-vsock" };
+      return { stream: await dialGuestPort(firecrackerSocket(t.dir, "vsock", this.o.firecrackerChrootBase), "hybrid-vsock", port, dial), via: "hybrid-vsock" };
     }
     if ((this.o.vhostVsock ?? (() => existsSync(VHOST_VSOCK_DEV)))()) return { stream: vhostVsock(t, port), via: "vhost-vsock" };
     return { stream: await this.serial(t, port, dial), via: "virtio-serial" };

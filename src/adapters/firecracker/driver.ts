@@ -1,6 +1,6 @@
 import { closeSync, openSync } from "node:fs";
 import { chmod, mkdir, rm } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileTail } from "../exec/tail.js";
 import type { DriverLog } from "../exec/log.js";
 import { BangerError } from "../../domain/errors.js";
@@ -12,11 +12,26 @@ import { runStopSequence, type StopRequestOutcome } from "../exec/stop.js";
 import { binaryVersion } from "../exec/version.js";
 import { DEFAULT_API_TIMEOUT_MS, withClient } from "./client.js";
 import { FIRECRACKER_NOT_FOUND_HINT, resolveFirecracker } from "./resolve.js";
-import { actionRequest, configureRequests, instanceId, type FirecrackerPaths } from "./schemas.js";
+import { actionRequest, configureRequests, instanceId } from "./schemas.js";
+import {
+  DEFAULT_CGROUP_ROOT,
+  DEFAULT_PARENT_CGROUP,
+  jailOfSocket,
+  IN_JAIL,
+  jailedSpec,
+  jailLayout,
+  jailerArgv,
+  populateJail,
+  removeJail,
+  type JailerOptions,
+  type JailLayout,
+} from "./jail.js";
+import { firecrackerPaths, firecrackerSocket } from "./layout.js";
 
 import { dropPrivilegesArgv, giveToVmmUser, type VmmUser } from "../exec/privilege.js";
 
-export { resolveFirecracker } from "./resolve.js";
+export { resolveFirecracker, resolveJailer } from "./resolve.js";
+export { firecrackerPaths } from "./layout.js";
 
 export type { DriverLog } from "../exec/log.js";
 
@@ -34,16 +49,13 @@ export interface FirecrackerVmmOptions {
   runner?: ExecRunner;
   /** Without a jailer: run firecracker as this unprivileged user (vmm_user). */
   user?: VmmUser;
-}
-
-/** Files the driver keeps in the per-VM directory. */
-export function firecrackerPaths(dir: string): FirecrackerPaths {
-  return {
-    apiSocket: join(dir, "fc.sock"),
-    vsockSocket: join(dir, "vsock.sock"),
-    consoleLog: join(dir, "console.log"),
-    vmmLog: join(dir, "firecracker.log"),
-  };
+  /** Start each VM through the jailer (docs/security-host.md); its user replaces `user`. */
+  jailer?: JailerOptions;
+  /**
+   * Where jails are built (`<state_dir>/jail`). Given even without a jailer, so a VM started
+   * jailed before a config change is still cleaned up.
+   */
+  chrootBase?: string;
 }
 
 // sun_path holds 108 bytes including the terminating NUL.
@@ -57,7 +69,7 @@ export class FirecrackerVmm implements Vmm {
   readonly kind = "firecracker" as const;
 
   controlSocket(dir: string): string {
-    return firecrackerPaths(dir).apiSocket;
+    return firecrackerSocket(dir, "api", this.opts.chrootBase);
   }
 
   consoleLog(dir: string): string {
@@ -85,7 +97,9 @@ export class FirecrackerVmm implements Vmm {
     signal?.throwIfAborted();
     const bin = resolveFirecracker(this.opts.bin);
     const paths = firecrackerPaths(spec.dir);
-    for (const p of [paths.apiSocket, paths.vsockSocket]) {
+    const jail = this.opts.jailer && this.opts.chrootBase ? jailLayout(this.opts.chrootBase, spec.dir, basename(bin)) : undefined;
+    const apiSocket = jail ? join(jail.root, IN_JAIL.apiSocket) : paths.apiSocket;
+    for (const p of [apiSocket, jail ? join(jail.root, IN_JAIL.vsockSocket) : paths.vsockSocket]) {
       if (Buffer.byteLength(p) > MAX_SOCKET_PATH) {
         throw new BangerError("VMM_FAILED", `socket path ${p} is longer than ${MAX_SOCKET_PATH} bytes`, { hint: "set a shorter state_dir in the config" });
       }
@@ -93,40 +107,98 @@ export class FirecrackerVmm implements Vmm {
     await mkdir(spec.dir, { recursive: true });
     // Firecracker refuses to start when its API socket path already exists.
     await rm(paths.apiSocket, { force: true });
-    const user = this.opts.user;
+    const user = this.opts.jailer?.user ?? this.opts.user;
     // The VM dir holds disks with the guest's host key and service password: never world-readable.
     if (user) await giveToVmmUser(user, spec.dir, [spec.rootfs, spec.workDisk], [paths.vmmLog]);
     else await chmod(spec.dir, 0o700);
 
-    const [cmd, ...prefix] = [...(this.opts.wrap ?? []), ...(user ? dropPrivilegesArgv(user) : []), bin];
-    const argv = [...prefix, "--api-sock", paths.apiSocket, "--id", instanceId(spec.vmId)];
-    this.opts.log.debug({ vm: spec.name, argv: [cmd, ...argv] }, "spawning firecracker");
-    const { pid, pidStart } = await spawnUntilReady(this.runner, {
-      cmd,
-      args: argv,
-      // Firecracker's stdout is the guest serial console; append so a restart keeps history.
-      output: paths.consoleLog,
-      append: true,
-      what: "firecracker",
-      socket: "API socket",
-      ready: () => withClient(paths.apiSocket, Math.min(1_000, this.apiTimeoutMs), (c) => c.get("/")),
-      timeoutMs: this.opts.spawnTimeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS,
-      pollMs: 20,
-      signal,
-      failed: (message) => this.failed(spec.dir, message),
-    });
-    this.opts.log.debug({ vm: spec.name, pid }, "firecracker spawned");
-    return { kind: "firecracker", pid, pidStart, controlSocket: paths.apiSocket, consoleLog: paths.consoleLog };
+    let launch: string[];
+    if (jail && this.opts.jailer) {
+      // The jail is ours from its first directory: any failure below removes it.
+      try {
+        await this.prepareJailRoot(jail);
+        await populateJail(jail, spec, paths.vmmLog);
+      } catch (e) {
+        await this.dropJail(jail, spec.name);
+        throw e;
+      }
+      const j = this.opts.jailer;
+      launch = [
+        j.bin,
+        ...jailerArgv({
+          id: jail.id,
+          execFile: bin,
+          uid: j.user.uid,
+          gid: j.user.gid,
+          chrootBase: this.opts.chrootBase!,
+          vcpus: spec.vcpus,
+          memoryMib: spec.memoryMib,
+          parentCgroup: j.parentCgroup ?? DEFAULT_PARENT_CGROUP,
+        }),
+      ];
+    } else {
+      launch = [...(user ? dropPrivilegesArgv(user) : []), bin, "--api-sock", paths.apiSocket, "--id", instanceId(spec.vmId)];
+    }
+    const [cmd, ...argv] = [...(this.opts.wrap ?? []), ...launch];
+    this.opts.log.debug({ vm: spec.name, stage: "spawn", argv: [cmd, ...argv] }, "spawning firecracker");
+    try {
+      const { pid, pidStart } = await spawnUntilReady(this.runner, {
+        cmd,
+        args: argv,
+        // Firecracker's stdout is the guest serial console; append so a restart keeps history.
+        output: paths.consoleLog,
+        append: true,
+        what: jail ? "jailer/firecracker" : "firecracker",
+        socket: "API socket",
+        ready: () => withClient(apiSocket, Math.min(1_000, this.apiTimeoutMs), (c) => c.get("/")),
+        timeoutMs: this.opts.spawnTimeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS,
+        pollMs: 20,
+        signal,
+        failed: (message) => this.failed(spec.dir, message),
+      });
+      this.opts.log.debug({ vm: spec.name, stage: "spawn", pid, jailed: !!jail }, "firecracker spawned");
+      return { kind: "firecracker", pid, pidStart, controlSocket: apiSocket, consoleLog: paths.consoleLog };
+    } catch (e) {
+      if (jail) await this.dropJail(jail, spec.name);
+      throw e;
+    }
+  }
+
+  /** `<chrootBase>/<exec>/<id>` are root's and traversable only; the root below is the VM's once the jailer chowns it. */
+  private async prepareJailRoot(jail: JailLayout): Promise<void> {
+    for (const d of [this.opts.chrootBase!, dirname(jail.jailDir), jail.jailDir]) {
+      await mkdir(d, { recursive: true, mode: 0o711 });
+      await chmod(d, 0o711);
+    }
+  }
+
+  private cgroupDir(id: string): string {
+    const j = this.opts.jailer;
+    return join(j?.cgroupRoot ?? DEFAULT_CGROUP_ROOT, j?.parentCgroup ?? DEFAULT_PARENT_CGROUP, id);
+  }
+
+  private async dropJail(jail: JailLayout, vm: string): Promise<void> {
+    await removeJail(jail, this.cgroupDir(jail.id)).catch((e: unknown) =>
+      this.opts.log.warn({ vm, stage: "jail", err: (e as Error).message }, "cannot remove the VM's jail"),
+    );
+  }
+
+  /** The jail a handle's API socket lives in, or undefined for an unjailed firecracker. */
+  private jailOf(handle: VmmHandle): JailLayout | undefined {
+    return this.opts.chrootBase ? jailOfSocket(this.opts.chrootBase, handle.controlSocket) : undefined;
   }
 
   async configure(handle: VmmHandle, spec: VmmSpec, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     if (!this.isAlive(handle)) throw await this.failed(spec.dir, "firecracker is not running");
     const paths = firecrackerPaths(spec.dir);
-    // Build and validate every body first: a bad spec must not leave a half-configured VMM.
-    const requests = configureRequests(spec, { ...paths, apiSocket: handle.controlSocket });
+    const jail = this.jailOf(handle);
+    // Jailed, firecracker is given paths inside its chroot; the files are already linked there.
+    const requests = jail
+      ? configureRequests(jailedSpec(spec), { ...paths, apiSocket: handle.controlSocket, vsockSocket: `/${IN_JAIL.vsockSocket}`, vmmLog: `/${IN_JAIL.vmmLog}` })
+      : configureRequests(spec, { ...paths, apiSocket: handle.controlSocket });
     // Firecracker binds uds_path itself and fails if it exists; the logger needs its file to exist.
-    await rm(paths.vsockSocket, { force: true });
+    await rm(jail ? join(jail.root, IN_JAIL.vsockSocket) : paths.vsockSocket, { force: true });
     closeSync(openSync(paths.vmmLog, "a"));
     await withClient(handle.controlSocket, this.apiTimeoutMs, async (c) => {
       for (const req of requests) {
@@ -138,7 +210,7 @@ export class FirecrackerVmm implements Vmm {
 
   async start(handle: VmmHandle, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
-    const dir = dirname(handle.controlSocket);
+    const dir = dirname(handle.consoleLog);
     if (!this.isAlive(handle)) throw await this.failed(dir, "firecracker is not running");
     // InstanceStart loads kernel and initrd into guest memory: slower than a config call.
     await withClient(handle.controlSocket, Math.max(this.apiTimeoutMs, START_TIMEOUT_MS), async (c) => {
@@ -151,6 +223,8 @@ export class FirecrackerVmm implements Vmm {
   }
 
   private async cleanup(handle: VmmHandle): Promise<void> {
+    const jail = this.jailOf(handle);
+    if (jail) return this.dropJail(jail, jail.id);
     const paths = firecrackerPaths(dirname(handle.controlSocket));
     await Promise.all([rm(paths.apiSocket, { force: true }), rm(paths.vsockSocket, { force: true })]);
   }

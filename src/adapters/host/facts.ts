@@ -5,7 +5,7 @@ import type { HostCheckConfig, HostFacts } from "../../ports/host.js";
 import type { Vmm } from "../../ports/vmm.js";
 import { ExecRunner } from "../exec/runner.js";
 import { which } from "../exec/which.js";
-import { FirecrackerVmm } from "../firecracker/driver.js";
+import { FirecrackerVmm, resolveJailer } from "../firecracker/driver.js";
 import { hostNameservers } from "../net/resolv.js";
 import { QemuVmm } from "../qemu/driver.js";
 import { checkKey } from "../ssh/keys.js";
@@ -72,8 +72,17 @@ export function hostFacts(cfg: LoadedConfig, drivers?: { firecracker(): Vmm; qem
           return undefined;
         }
       })();
+      const jailer = (() => {
+        try {
+          return { path: resolveJailer(c.jailer_bin, c.firecracker_bin) };
+        } catch (e) {
+          return { problem: (e as Error).message };
+        }
+      })();
       return {
         root: process.getuid?.() === 0,
+        jailer: jailer.path,
+        jailerProblem: jailer.problem,
         vmmUid: row ? Number(row[2]) : undefined,
         vmmInKvm: !!row && (kvmMembers.includes(c.vmm_user) || (kvm !== undefined && Number(row[3]) === kvm)),
         apiGid: groupGid(c.api_group),

@@ -6,11 +6,11 @@
 // call as a JSON line. Environment: FAKE_FC_SPEC, FAKE_FC_CALLS,
 // FAKE_FC_CHECK_TAP=1, FAKE_FC_ALLOW_UNKNOWN_FIELDS=1, FAKE_FC_CTRL_ALT_DEL,
 // FAKE_FC_BOOT=qemu (+ FAKE_FC_QEMU_BIN, FAKE_FC_QEMU_ACCEL), FAKE_FC_VSOCK_LISTEN,
-// FAKE_FC_VSOCK_GUEST (hybrid-vsock.mjs); SIGUSR1/SIGUSR2
+// FAKE_FC_VSOCK_GUEST (hybrid-vsock.mjs), FAKE_FC_CHROOT (set by the fake jailer); SIGUSR1/SIGUSR2
 // model an in-guest poweroff/reboot. docs/reference/firecracker.md describes them.
 import { appendFileSync, existsSync } from "node:fs";
 import { createServer } from "node:http";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const VERSION = "1.16.1";
@@ -22,16 +22,21 @@ function die(code, message) {
   process.exit(code);
 }
 
+// The jailer execs firecracker with `--id=<id> --start-time-us=<n> --start-time-cpu-us=<n>`.
+const VALUE_ARGS = ["--api-sock", "--id", "--start-time-us", "--start-time-cpu-us"];
+
 function parseArgs(argv) {
   const out = { apiSock: undefined, id: "anonymous-instance", version: false };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
+    const eq = argv[i].indexOf("=");
+    const a = argv[i].startsWith("--") && eq > 0 ? argv[i].slice(0, eq) : argv[i];
     if (a === "--version") out.version = true;
-    else if (a === "--api-sock" || a === "--id") {
-      const v = argv[++i];
+    else if (VALUE_ARGS.includes(a)) {
+      const v = a === argv[i] ? argv[++i] : argv[i].slice(eq + 1);
       if (v === undefined || v.startsWith("--")) die(1, `Arguments parsing error: argument '${a}' requires a value.`);
       if (a === "--api-sock") out.apiSock = v;
-      else out.id = v;
+      else if (a === "--id") out.id = v;
+      else if (!/^\d+$/.test(v)) die(1, `Arguments parsing error: invalid value '${v}' for '${a}'.`);
     } else {
       die(1, `Arguments parsing error: Found argument '${a}' which wasn't expected, or isn't valid in this context.`);
     }
@@ -40,6 +45,13 @@ function parseArgs(argv) {
 }
 
 const args = parseArgs(process.argv.slice(2));
+// Set by the fake jailer, which cannot pivot_root a node script: the jail root this process would
+// see as "/". The API socket and every path the API names are resolved under it.
+const chroot = process.env.FAKE_FC_CHROOT;
+const inJail = (p) => (chroot ? join(chroot, resolve("/", p)) : p);
+const PATH_FIELDS = ["kernel_image_path", "initrd_path", "path_on_host", "uds_path", "log_path", "metrics_path"];
+const hostPaths = (body) =>
+  chroot && body && typeof body === "object" ? Object.fromEntries(Object.entries(body).map(([k, v]) => [k, PATH_FIELDS.includes(k) && typeof v === "string" ? inJail(v) : v])) : body;
 if (args.version) {
   process.stdout.write(`Firecracker v${VERSION} (fake)\n`);
   process.exit(0);
@@ -48,6 +60,7 @@ if (args.version) {
 if (!/^[A-Za-z0-9-]{1,64}$/.test(args.id)) die(1, `Invalid instance ID: ${JSON.stringify(args.id)} (alphanumerics and '-', 1 to 64 characters)`);
 // Real firecracker would default to /run/firecracker.socket; a test double must never touch that.
 if (!args.apiSock) die(1, "fake firecracker: --api-sock PATH is required");
+args.apiSock = inJail(args.apiSock);
 if (existsSync(args.apiSock)) die(1, `Failed to open the API socket at ${args.apiSock}: Address in use (remove the stale socket first)`);
 
 const CTRL_ALT_DEL = ["reboot", "poweroff", "ignore"];
@@ -133,7 +146,7 @@ async function respond(method, url, raw) {
     const detail = spec.errorsText(route.validate.errors);
     return { route, body, result: fault("schema", `An error occurred when deserializing the json body of a request: ${detail}.`) };
   }
-  return { route, body, result: await vmm.handle(route, body ?? {}) };
+  return { route, body, result: await vmm.handle(route, hostPaths(body) ?? {}) };
 }
 
 // Firecracker's API thread handles one request at a time; so does the fake.

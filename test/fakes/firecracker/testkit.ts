@@ -34,6 +34,47 @@ export function fakeFcBin(dir: string, env: Record<string, string> = {}, name = 
   return path;
 }
 
+export const FAKE_JAILER = resolve(import.meta.dirname, "jailer.mjs");
+
+/**
+ * A `jailer` executable running the fake jailer (jailer.mjs): it validates and builds the jail,
+ * prints the command to run, and this shell `exec`s it, so the VMM keeps the jailer's pid like the
+ * real jailer does. cgroupRoot stands in for /sys/fs/cgroup (records.jsonl goes there).
+ */
+export function fakeJailerBin(dir: string, cgroupRoot: string, name = "jailer"): string {
+  const quote = (v: string) => `'${v.replace(/'/g, `'\\''`)}'`;
+  const path = join(dir, name);
+  writeFileSync(
+    path,
+    `#!/bin/sh\nexport FAKE_JAILER_CGROUP_ROOT=${quote(cgroupRoot)}\nplan=$(${quote(process.execPath)} ${quote(FAKE_JAILER)} "$@") || exit $?\neval "$plan"\n`,
+  );
+  chmodSync(path, 0o755);
+  return path;
+}
+
+export interface JailerRecord {
+  id: string;
+  argv: string[];
+  uid: number;
+  gid: number;
+  chrootDir: string;
+  cgroupVersion: string;
+  parentCgroup: string;
+  cgroupDir: string | null;
+  settings: Record<string, string>;
+  limits: Record<string, string>;
+  devNodes: "mknod" | "placeholder";
+}
+
+export function readJailerRecords(cgroupRoot: string): JailerRecord[] {
+  const file = join(cgroupRoot, "records.jsonl");
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as JailerRecord);
+}
+
 export interface CallRecord {
   method: string;
   path: string;
