@@ -83,6 +83,7 @@ export class BuildProgress {
     switch (e.type) {
       case "builder":
         this.builder = e.vm;
+        this.el.dataset.builder = e.vm;
         this.drawClock();
         break;
       case "stage":

@@ -1,9 +1,8 @@
-import { parseSize, validatePackages, type BuildEvent, type BuildStep } from "../../domain/build.js";
+import { parseDurationMs, parseSize, validatePackages, type BuildEvent, type BuildStep } from "../../domain/build.js";
 import { validateImageName, validateName } from "../../domain/names.js";
-import type { Image } from "../../domain/types.js";
+import type { Image, Vm } from "../../domain/types.js";
 import { ApiError, api, enc, type ErrorBody } from "../api.js";
 import { field, h, replace, setError, uid } from "../dom.js";
-import { live } from "../live.js";
 import { postNdjson } from "../ndjson.js";
 import type { Page } from "../page.js";
 import { sha256Hex } from "../sha256.js";
@@ -100,7 +99,7 @@ export const buildPage: Page = (main) => {
     ),
     rootfsSize: field("Root file system size", h("input", { name: "rootfsSize", autocomplete: "off", placeholder: "keep the base's" }), "grow only, e.g. 4G"),
     workDiskGib: field("Work disk (GiB)", h("input", { name: "workDiskGib", type: "number", min: 1, inputmode: "numeric" })),
-    timeout: field("Timeout (minutes)", h("input", { name: "timeout", type: "number", min: 1, inputmode: "numeric", placeholder: "30" })),
+    timeout: field("Timeout", h("input", { name: "timeout", autocomplete: "off", placeholder: "30m" }), "e.g. 45m, 90s or 2h"),
     promoteAs: field("Promote as", h("input", { name: "promoteAs", autocomplete: "off", spellcheck: "false" }), "optional alias pointed at the new image"),
   };
   const nat = h("input", { type: "checkbox", name: "nat", id: uid("nat") });
@@ -139,6 +138,7 @@ export const buildPage: Page = (main) => {
   live1(f.promoteAs, (v) => validateName(v, "alias"));
   live1(f.packages, (v) => validatePackages(splitPackages(v)));
   live1(f.rootfsSize, parseSize);
+  live1(f.timeout, parseDurationMs);
 
   const fieldFor = (err: ErrorBody): Field | "steps" | undefined => {
     const key = err.field ?? (err.code === "IMAGE_NOT_FOUND" || err.code === "IMAGE_BROKEN" ? "from" : undefined);
@@ -199,7 +199,16 @@ export const buildPage: Page = (main) => {
     if (f.packages.input.value.trim()) body.packages = splitPackages(f.packages.input.value);
     if (f.rootfsSize.input.value.trim()) body.rootfsSize = f.rootfsSize.input.value.trim();
     if (num(f.workDiskGib) !== undefined) body.workDiskGib = num(f.workDiskGib);
-    if (num(f.timeout) !== undefined) body.timeoutMs = Math.round(num(f.timeout)! * 60_000);
+    if (f.timeout.input.value.trim()) {
+      const t = f.timeout.input.value.trim();
+      const bad = problem(() => parseDurationMs(t));
+      if (bad) {
+        setError(f.timeout, bad);
+        f.timeout.input.focus();
+        return;
+      }
+      body.timeoutMs = parseDurationMs(t);
+    }
     if (f.promoteAs.input.value.trim()) body.promoteAs = f.promoteAs.input.value.trim();
     if (nat.checked) body.nat = true;
 
@@ -275,13 +284,20 @@ export const buildPage: Page = (main) => {
     else replace(progressSlot);
   }
 
-  /** After a cancel: the builder VM's row goes once bangerd has undone it (the event stream says when). */
+  /** After a cancel: bangerd undoes the builder VM; its row is gone once that is done (what the CLI waits for too). */
   async function undone(progress: BuildProgress): Promise<void> {
     const vm = progress.builder;
     if (!vm) return progress.settle("Build cancelled", "before it started; nothing was left behind");
-    for (let i = 0; i < 600 && live.vms.has(vm) && live.vms.get(vm)?.state !== "failed"; i++) await new Promise((r) => setTimeout(r, 200));
-    const left = live.vms.get(vm);
-    progress.settle("Build cancelled", left ? `builder VM ${vm} is ${left.state}` : "nothing was left behind");
+    for (let i = 0; i < 600; i++) {
+      const state = await api<{ vm: Vm }>("GET", `/vms/${enc(vm)}`).then(
+        (r) => r.vm.state,
+        (e: unknown) => (e instanceof ApiError && e.body.code === "VM_NOT_FOUND" ? "gone" : undefined),
+      );
+      if (state === "gone") return progress.settle("Build cancelled", "nothing was left behind");
+      if (state === "failed") return progress.settle("Build cancelled", `its builder VM ${vm} is failed; delete it from the VMs page`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    progress.settle("Build cancelled", `bangerd is still undoing it (builder VM ${vm})`);
   }
 
   replace(
