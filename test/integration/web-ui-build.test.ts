@@ -134,7 +134,7 @@ describe.skipIf(skip)(`web UI image build form, fake Firecracker${skip ? ` (skip
     expect((await d.cli(["vm", "show", builder])).code).toBe(0);
     await p.getByRole("button", { name: "Cancel build" }).click();
     await p.getByRole("heading", { name: "Build cancelled" }).waitFor();
-    await expect.poll(() => p.locator(".progress > p.muted").textContent(), { timeout: 120_000 }).toContain("nothing was left behind");
+    await expect.poll(() => p.locator("p.build-clock").textContent(), { timeout: 120_000 }).toContain("nothing was left behind");
     expect(await p.locator('tr[data-stage="wait-ssh"]').getAttribute("data-outcome")).toBe("cancelled");
     await builderGone(builder);
     await nothingMade();

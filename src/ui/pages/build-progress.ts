@@ -11,9 +11,10 @@ const MAX_LOG_LINES = 4000;
 export class BuildProgress {
   readonly el: HTMLElement;
   readonly title = h("h2", { tabindex: "-1" }, "Building…");
-  private readonly clock = h("p", { class: "muted" });
+  private readonly clock = h("p", { class: "muted build-clock" });
   private readonly rows = h("tbody");
   private readonly log = h("pre", { class: "console build-log", role: "log", "aria-label": "Guest output", tabindex: "0" });
+  private readonly logNote = h("p", { class: "muted small-text" }, "The steps' output appears here once the builder answers over SSH.");
   private readonly lines: string[] = [];
   private readonly t0 = performance.now();
   private readonly tick: ReturnType<typeof setInterval>;
@@ -44,8 +45,10 @@ export class BuildProgress {
       this.clock,
       table,
       h("h3", null, "Guest output"),
+      this.logNote,
       this.log,
     );
+    this.log.hidden = true;
     this.title.id = "build-progress-title";
     this.tick = setInterval(() => this.drawClock(), 500);
     this.drawClock();
@@ -107,6 +110,10 @@ export class BuildProgress {
 
   private append(line: string): void {
     // Follow the end only when the reader is already there: scrolling up to read stays put.
+    if (this.log.hidden) {
+      this.log.hidden = false;
+      this.logNote.remove();
+    }
     const atEnd = this.log.scrollTop + this.log.clientHeight >= this.log.scrollHeight - 4;
     this.lines.push(line);
     if (this.lines.length > MAX_LOG_LINES) {
@@ -132,6 +139,7 @@ export class BuildProgress {
     clearInterval(this.tick);
     replace(this.title, title);
     replace(this.clock, ...note, ` (${ms(performance.now() - this.t0)})`);
+    if (this.log.hidden) replace(this.logNote, "No output from the guest's steps.");
   }
 
   dispose(): void {

@@ -306,7 +306,9 @@ export const buildPage: Page = (main) => {
     h(
       "p",
       { class: "muted" },
-      "Boots a throw-away builder VM from the base, runs the packages and steps in it, and registers its disks as a new image, as `banger image build` does.",
+      "Boots a throw-away builder VM from the base, runs the packages and steps in it, and registers its disks as a new image, as ",
+      h("code", null, "banger image build"),
+      " does.",
     ),
     form,
     progressSlot,
