@@ -117,7 +117,7 @@ describe.skipIf(skip)(`web UI image build form, fake Firecracker${skip ? ` (skip
     expect(await p.locator('tr[data-stage="wait-ssh"]').getAttribute("data-outcome")).toBe("failed");
     const err = p.locator(".form-error");
     expect(await err.isVisible()).toBe(true);
-    await expect.poll(() => err.textContent()).toMatch(/^TIMEOUT: .*Failed stage: wait-ssh/);
+    await expect.poll(() => err.textContent()).toMatch(/^TIMEOUT: .*did not finish within 10 s.*Failed stage: wait-ssh/);
     await screenshots(p, "image-build-failed");
     await builderGone(builder);
     await nothingMade();

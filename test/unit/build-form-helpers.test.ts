@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { readNdjson } from "../../src/ui/ndjson.js";
 import { sha256Hex, sha256Portable } from "../../src/ui/sha256.js";
+import { SseParser } from "../../src/cli/stage-events.js";
 
 describe("web UI build helpers", () => {
   it("hashes like node's sha256, at every padding boundary and for multi-byte text", async () => {
@@ -32,5 +33,21 @@ describe("web UI build helpers", () => {
     const got: unknown[] = [];
     await readNdjson(body, (l) => got.push(l));
     expect(got).toEqual(lines);
+  });
+});
+
+describe("the CLI's Server-Sent Events parser", () => {
+  it("yields event and data per message, across chunk boundaries, skipping comments and CRLFs", () => {
+    const text = ': keep-alive\n\nevent: hello\nid: 1\ndata: {"vms":[]}\n\nevent: stage\r\ndata: {"a":1}\r\n\r\ndata: plain\n\n';
+    for (let size = 1; size <= 8; size++) {
+      const got: [string, string][] = [];
+      const p = new SseParser((e, d) => got.push([e, d]));
+      for (let i = 0; i < text.length; i += size) p.push(text.slice(i, i + size));
+      expect(got, `chunks of ${size}`).toEqual([
+        ["hello", '{"vms":[]}'],
+        ["stage", '{"a":1}'],
+        ["message", "plain"],
+      ]);
+    }
   });
 });
