@@ -168,9 +168,13 @@ export async function buildImage(
   const timer = setTimeout(
     () =>
       cancel(
-        new BangerError("TIMEOUT", `image build of ${input.name} did not finish within ${timeoutMs < 60_000 ? `${Math.round(timeoutMs / 1000)} s` : `${Math.round(timeoutMs / 60_000)} min`}`, {
-          hint: "raise --timeout if the steps are just slow",
-        }),
+        new BangerError(
+          "TIMEOUT",
+          `image build of ${input.name} did not finish within ${timeoutMs < 60_000 ? `${Math.round(timeoutMs / 1000)} s` : `${Math.round(timeoutMs / 60_000)} min`}`,
+          {
+            hint: "raise --timeout if the steps are just slow",
+          },
+        ),
       ),
     timeoutMs,
   );
