@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { createRequire } from "node:module";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { built, type TestDaemon } from "../helpers/daemon.js";
-import { chromiumSkipReason, screenshots, type Browser } from "../helpers/browser.js";
+import { SHOTS, chromiumSkipReason, screenshots, type Browser } from "../helpers/browser.js";
 import { netnsSkipReason } from "../helpers/netns.js";
 import { BASE, webWorld, type WebWorld } from "../helpers/web-world.js";
 
@@ -55,6 +56,24 @@ describe.skipIf(skip)(`web UI image build form, fake Firecracker${skip ? ` (skip
     const r = await d.cli(["vm", "show", name]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(`no VM named ${name}`);
+  };
+  /** axe-core in the page, light and dark: no serious or critical violations. */
+  const noSeriousAxeViolations = async () => {
+    for (const scheme of ["light", "dark"] as const) {
+      await p.emulateMedia({ colorScheme: scheme });
+      await p.evaluate(axeSource);
+      const found = await p.evaluate(async () => {
+        const r = await (
+          window as unknown as { axe: { run(): Promise<{ violations: { id: string; impact: string; nodes: { target: string[] }[] }[] }> } }
+        ).axe.run();
+        return r.violations.map((v) => ({ id: v.id, impact: v.impact, at: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
+      });
+      expect(
+        found.filter((v) => v.impact === "serious" || v.impact === "critical"),
+        scheme,
+      ).toEqual([]);
+    }
+    await p.emulateMedia({ colorScheme: "light" });
   };
   const build = () => p.getByRole("button", { name: "Build", exact: true }).click();
 
@@ -121,6 +140,7 @@ describe.skipIf(skip)(`web UI image build form, fake Firecracker${skip ? ` (skip
     await expect
       .poll(() => err.textContent())
       .toMatch(/^(TIMEOUT|GUEST_NOT_READY): image build of web-fail-1 failed at stage wait-ssh: .*Failed stage: wait-ssh/);
+    await noSeriousAxeViolations();
     await screenshots(p, "image-build-failed");
     await builderGone(builder);
     await nothingMade();
@@ -144,27 +164,27 @@ describe.skipIf(skip)(`web UI image build form, fake Firecracker${skip ? ` (skip
     expect(await p.getByRole("button", { name: "Build", exact: true }).isEnabled()).toBe(true);
   });
 
-  it("has no serious or critical axe violations on the form, empty and after a failure, light and dark", async () => {
+  it("has no serious or critical axe violations on the filled-in form with a live error, light and dark (the failed state is checked above)", async () => {
     await openForm();
     await p.getByRole("button", { name: "Add script" }).click();
     await p.getByLabel("Script 1", { exact: true }).fill("#!/bin/sh\nset -e\napt-get install -y jq\n");
     await p.getByRole("button", { name: "Add command" }).click();
     await p.getByLabel("Command 2").fill("jq --version");
     await p.getByLabel("New image name").fill("Bad Name");
-    for (const scheme of ["light", "dark"] as const) {
-      await p.emulateMedia({ colorScheme: scheme });
-      await p.evaluate(axeSource);
-      const found = await p.evaluate(async () => {
-        const r = await (
-          window as unknown as { axe: { run(): Promise<{ violations: { id: string; impact: string; nodes: { target: string[] }[] }[] }> } }
-        ).axe.run();
-        return r.violations.map((v) => ({ id: v.id, impact: v.impact, at: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
-      });
-      expect(
-        found.filter((v) => v.impact === "serious" || v.impact === "critical"),
-        scheme,
-      ).toEqual([]);
-    }
+    await noSeriousAxeViolations();
     await screenshots(p, "image-build");
+    await p.setViewportSize({ width: 420, height: 800 });
+    await p.screenshot({ path: join(SHOTS, "image-build-narrow.png"), fullPage: true });
+    await p.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  it("links a built image's row: #/images?show=<name> marks and scrolls to it; Images stays current in the nav", async () => {
+    await p.goto(`${BASE}/#/images?show=fake-1`);
+    const row = p.locator('tr[data-image="fake-1"]');
+    await expect.poll(() => row.getAttribute("aria-current")).toBe("true");
+    expect(await p.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Images" }).getAttribute("aria-current")).toBe("page");
+    await p.getByRole("link", { name: "Build an image" }).click();
+    await p.getByRole("heading", { name: "Build an image" }).waitFor();
+    expect(await p.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Images" }).getAttribute("aria-current")).toBe("page");
   });
 });
