@@ -66,39 +66,56 @@ export interface CheckedBuild {
   vmm: Vmm;
 }
 
+/** Runs a check and tags its coded error with the request field at fault, so a form can show it beside that field. */
+function at<T>(field: string, check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (e instanceof BangerError && e.field === undefined) throw new BangerError(e.code, e.message, { hint: e.hint, stage: e.stage, field, cause: e.cause });
+    throw e;
+  }
+}
+
 /** Everything that can be refused before anything is acquired; throws the coded error for bad input. */
 export function checkBuild(d: Pick<AppDeps, "store" | "ops" | "vmm" | "config">, input: BuildInput): CheckedBuild {
-  validateImageName(input.name);
-  if (input.promoteAs !== undefined) validateName(input.promoteAs, "alias");
+  at("name", () => validateImageName(input.name));
+  if (input.promoteAs !== undefined) at("promoteAs", () => validateName(input.promoteAs!, "alias"));
   if (d.store.getImage(input.name) || d.ops.current(buildKey(input.name))) {
     throw new BangerError("IMAGE_EXISTS", `an image or alias named ${input.name} already exists or is being built`, {
       hint: "pick another --name (builds are immutable: e.g. add a build number)",
+      field: "name",
     });
   }
   if (input.promoteAs !== undefined && d.store.listImages().some((i) => i.name === input.promoteAs)) {
     throw new BangerError("IMAGE_EXISTS", `--promote-as ${input.promoteAs} is an image name, not an alias`, {
       hint: "choose an alias that is not an image name",
+      field: "promoteAs",
     });
   }
-  const base = resolveImage(d, input.from);
-  const packages = validatePackages(input.packages ?? []);
+  const base = at("from", () => resolveImage(d, input.from));
+  const packages = at("packages", () => validatePackages(input.packages ?? []));
   for (const s of input.steps) {
     if (s.kind === "script" && stepDigestMismatch(s)) {
-      throw new BangerError("BAD_REQUEST", `script ${s.name}: its content does not match the sha256 sent with it`, { hint: "the upload was altered; retry" });
+      throw new BangerError("BAD_REQUEST", `script ${s.name}: its content does not match the sha256 sent with it`, {
+        hint: "the upload was altered; retry",
+        field: "steps",
+      });
     }
   }
   if (packages.length === 0 && input.steps.length === 0) {
     throw new BangerError("BAD_REQUEST", "nothing to build: give at least one --script, --run or --packages", {
       hint: "e.g. banger image build --from debian --name tools-1 --packages jq",
+      field: "steps",
     });
   }
   let rootfsBytes: number | undefined;
   if (input.rootfsSize !== undefined) {
-    rootfsBytes = parseSize(input.rootfsSize);
+    rootfsBytes = at("rootfsSize", () => parseSize(input.rootfsSize!));
     const current = artifactOf(base, "rootfs")!.sizeBytes;
     if (rootfsBytes < current) {
       throw new BangerError("BAD_REQUEST", `--rootfs-size ${input.rootfsSize} is smaller than ${base.name}'s rootfs (${(current / GIB).toFixed(2)} GiB)`, {
         hint: "the rootfs can only grow; leave --rootfs-size out to keep its size",
+        field: "rootfsSize",
       });
     }
   }
@@ -151,9 +168,13 @@ export async function buildImage(
   const timer = setTimeout(
     () =>
       cancel(
-        new BangerError("TIMEOUT", `image build of ${input.name} did not finish within ${Math.round(timeoutMs / 60_000) || 1} min`, {
-          hint: "raise --timeout if the steps are just slow",
-        }),
+        new BangerError(
+          "TIMEOUT",
+          `image build of ${input.name} did not finish within ${timeoutMs < 60_000 ? `${Math.round(timeoutMs / 1000)} s` : `${Math.round(timeoutMs / 60_000)} min`}`,
+          {
+            hint: "raise --timeout if the steps are just slow",
+          },
+        ),
       ),
     timeoutMs,
   );

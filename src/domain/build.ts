@@ -74,6 +74,15 @@ export function parseSize(text: string): number {
   return bytes;
 }
 
+/** "30m", "90s", "2h" or plain seconds → ms: `image build --timeout` and the web form's Timeout. */
+export function parseDurationMs(text: string): number {
+  const m = /^(\d+)\s*(s|m|h)?$/.exec(text.trim());
+  if (!m || Number(m[1]) === 0) {
+    throw new BangerError("BAD_REQUEST", `timeout ${JSON.stringify(text)} is not a duration`, { hint: "write it as e.g. 30m, 90s or 2h" });
+  }
+  return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000 }[(m[2] ?? "s") as "s" | "m" | "h"];
+}
+
 /** "built from debian-12-… by script sha256:…", the line `image show` prints. */
 export function describeBuild(b: BuildInfo): string {
   return `built from ${b.parent} by script sha256:${b.digest}`;

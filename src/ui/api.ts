@@ -18,7 +18,7 @@ export class ApiError extends Error {
 
 let csrf: Promise<string> | undefined;
 
-function token(): Promise<string> {
+export function token(): Promise<string> {
   csrf ??= fetch("/v1/web/session", { credentials: "same-origin" })
     .then((r) => (r.ok ? (r.json() as Promise<{ csrf: string }>) : Promise.reject(new Error(`session: ${r.status}`))))
     .then((j) => j.csrf)

@@ -5,6 +5,7 @@ import { createPage } from "./pages/create.js";
 import { vmDetailPage } from "./pages/vm-detail.js";
 import { imagesPage } from "./pages/images.js";
 import { hostPage } from "./pages/host.js";
+import { buildPage } from "./pages/build.js";
 
 import type { Page } from "./page.js";
 
@@ -13,7 +14,8 @@ const routes: [RegExp, Page, string][] = [
   [/^\/vms\/?$/, vmsPage, "VMs"],
   [/^\/vms\/([^/]+)$/, vmDetailPage, "VM"],
   [/^\/create$/, createPage, "Create"],
-  [/^\/images$/, imagesPage, "Images"],
+  [/^\/images\/build$/, buildPage, "Build image"],
+  [/^\/images(?:\?show=(.+))?$/, imagesPage, "Images"],
   [/^\/host$/, hostPage, "Host"],
 ];
 
@@ -31,7 +33,10 @@ function route(main: HTMLElement, nav: HTMLElement): void {
   leave?.();
   leave = undefined;
   for (const a of nav.querySelectorAll("a")) {
-    const here = path === a.getAttribute("href")!.slice(1) || (a.getAttribute("href") === "#/vms" && (path === "/" || path.startsWith("/vms")));
+    const here =
+      path === a.getAttribute("href")!.slice(1) ||
+      (a.getAttribute("href") === "#/vms" && (path === "/" || path.startsWith("/vms"))) ||
+      (a.getAttribute("href") === "#/images" && path.startsWith("/images"));
     if (here) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
@@ -40,7 +45,10 @@ function route(main: HTMLElement, nav: HTMLElement): void {
     if (!m) continue;
     replace(main);
     document.title = `${title} · banger`;
-    leave = page(main, m.slice(1).map(decodeURIComponent));
+    leave = page(
+      main,
+      m.slice(1).map((x) => (x === undefined ? "" : decodeURIComponent(x))),
+    );
     main.focus({ preventScroll: true });
     return;
   }

@@ -30,13 +30,13 @@ export interface WebWorld {
  * on its namespace's loopback, image `fake-1` promoted as `fake`, and Chromium in the same
  * namespace. The fake boots no guest: a create that waits for SSH fails after 5 s, at wait-ssh.
  */
-export async function webWorld(prefix: string): Promise<WebWorld> {
+export async function webWorld(prefix: string, config: Record<string, string | number> = {}): Promise<WebWorld> {
   const ns = await createNetns(prefix);
   const dir = mkdtempSync(join(tmpdir(), "banger-web-"));
   const d = await startTestDaemon({
     ns,
     dir,
-    configText: webConfig(dir, { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 2, ssh_timeout_s: 5 }),
+    configText: webConfig(dir, { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 2, ssh_timeout_s: 5, ...config }),
     env: FAKE_FC_ENV,
   });
   const art = mkdtempSync(join(tmpdir(), "banger-web-art-"));

@@ -1,9 +1,16 @@
 import { describe, expect, it } from "vitest";
 import { buildDigest, sha256Hex, stepDigests } from "../../src/app/build-digest.js";
-import { PACKAGE_COMMANDS, describeBuild, packageManagerFor, parseSize, validatePackages } from "../../src/domain/build.js";
+import { PACKAGE_COMMANDS, describeBuild, packageManagerFor, parseDurationMs, parseSize, validatePackages } from "../../src/domain/build.js";
 import { BangerError } from "../../src/domain/errors.js";
 
 describe("image build domain", () => {
+  it("parses build timeouts as the CLI's --timeout and the web form write them", () => {
+    expect(parseDurationMs("30m")).toBe(1_800_000);
+    expect(parseDurationMs("90s")).toBe(90_000);
+    expect(parseDurationMs(" 2h ")).toBe(7_200_000);
+    expect(parseDurationMs("45")).toBe(45_000);
+    for (const bad of ["", "0", "0m", "1.5h", "10 minutes", "-5m"]) expect(() => parseDurationMs(bad), bad).toThrow(BangerError);
+  });
   it("parses sizes with binary suffixes and refuses anything else", () => {
     expect(parseSize("2G")).toBe(2 * 1024 ** 3);
     expect(parseSize("1536M")).toBe(1536 * 1024 ** 2);

@@ -240,6 +240,18 @@ describe("image build input", () => {
     expect(check({ promoteAs: "Bad Alias" })?.code).toBe("INVALID_NAME");
     expect(check({ promoteAs: "base-1" })?.code).toBe("IMAGE_EXISTS");
   });
+  it("names the request field at fault, so a form can show the error beside it", () => {
+    const fieldOf = (input: Partial<BuildInput>) => check(input)?.field;
+    expect(fieldOf({ name: "Bad Name" })).toBe("name");
+    expect(fieldOf({ name: "base-1" })).toBe("name");
+    expect(fieldOf({ from: "nope" })).toBe("from");
+    expect(fieldOf({ packages: ["a;b"] })).toBe("packages");
+    expect(fieldOf({ rootfsSize: "lots" })).toBe("rootfsSize");
+    expect(fieldOf({ rootfsSize: "1" })).toBe("rootfsSize");
+    expect(fieldOf({ promoteAs: "Bad Alias" })).toBe("promoteAs");
+    expect(fieldOf({ promoteAs: "base-1" })).toBe("promoteAs");
+    expect(fieldOf({ steps: [] })).toBe("steps");
+  });
 });
 
 describe("daemon start after a crash mid-registration", () => {

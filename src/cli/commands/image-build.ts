@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { InvalidArgumentError } from "commander";
+import { parseDurationMs } from "../../domain/build.js";
 import type { GuestService } from "../../domain/types.js";
 import type { CliContext } from "../context.js";
 import { positiveInt } from "../parse.js";
@@ -8,9 +9,11 @@ const collect = (v: string, acc: string[] = []) => [...acc, v];
 
 /** "30m", "90s", "2h" or plain seconds → ms. */
 function duration(v: string): number {
-  const m = /^(\d+)\s*(s|m|h)?$/.exec(v.trim());
-  if (!m || Number(m[1]) === 0) throw new InvalidArgumentError("expected a duration such as 30m, 90s or 2h");
-  return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000 }[(m[2] ?? "s") as "s" | "m" | "h"];
+  try {
+    return parseDurationMs(v);
+  } catch {
+    throw new InvalidArgumentError("expected a duration such as 30m, 90s or 2h");
+  }
 }
 
 export function registerImageBuild(im: Command, ctx: CliContext, parseService: (v: string, acc?: GuestService[]) => GuestService[]): void {

@@ -5,6 +5,7 @@ import { BangerError, isCode } from "../../domain/errors.js";
 import type { LifecycleEvent, Vm } from "../../domain/types.js";
 import { sshArgs } from "../../adapters/ssh/args.js";
 import type { SshTarget } from "../../ports/guest.js";
+import { openStageFeed } from "../stage-events.js";
 import type { CliContext } from "../context.js";
 import { positiveInt } from "../parse.js";
 import { keyValues, ms, table } from "../output.js";
@@ -50,11 +51,15 @@ async function followStages(ctx: CliContext, findName: () => Promise<string | un
       const key = `${e.stage}@${e.startedAt}`;
       if (seen.has(key) || e.stage === "total") continue;
       seen.add(key);
-      process.stderr.write(
-        `  ${e.outcome === "ok" ? "✓" : "✗"} ${e.stage.padEnd(20)} ${ms(e.durationMs).padStart(9)}${e.detail ? `  ${e.detail.split("\n")[0]}` : ""}\n`,
-      );
+      printStage(e);
     }
   }
+}
+
+function printStage(e: LifecycleEvent): void {
+  process.stderr.write(
+    `  ${e.outcome === "ok" ? "✓" : e.outcome === "undone" ? "↩" : "✗"} ${e.stage.padEnd(20)} ${ms(e.durationMs).padStart(9)}${e.detail ? `  ${e.detail.split("\n")[0]}` : ""}\n`,
+  );
 }
 
 /**
@@ -63,13 +68,15 @@ async function followStages(ctx: CliContext, findName: () => Promise<string | un
  * and this waits until that is done so the message can say what is left.
  */
 async function withStages<T>(ctx: CliContext, op: string, name: string | undefined, req: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  // On a TTY the stages come pushed on GET /v1/events; polling the VM's events is the fallback.
+  const feed = ctx.json || !process.stderr.isTTY ? undefined : await openStageFeed(await ctx.client().socket(), op, name, printStage);
   const before = name ? undefined : new Set((await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.map((v) => v.name));
   let found = name;
-  const findName = async () => (found ??= (await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.find((v) => !before!.has(v.name))?.name);
+  const findName = async () => (found ??= feed?.name() ?? (await ctx.client().call<{ vms: Vm[] }>("GET", "/vms")).vms.find((v) => !before!.has(v.name))?.name);
   const done = { v: false };
   // Earlier operations of the same kind are history, not progress of this one.
-  const after = name && !ctx.json && process.stderr.isTTY ? await lastOpId(ctx, name) : 0;
-  const follower = followStages(ctx, findName, op, after, done);
+  const after = name && !feed && !ctx.json && process.stderr.isTTY ? await lastOpId(ctx, name) : 0;
+  const follower = feed ? Promise.resolve() : followStages(ctx, findName, op, after, done);
   const cancel = new AbortController();
   let presses = 0;
   const onInterrupt = () => {
@@ -88,6 +95,7 @@ async function withStages<T>(ctx: CliContext, op: string, name: string | undefin
     if (cancellable) process.off("SIGINT", onInterrupt);
     done.v = true;
     await follower;
+    await feed?.close();
   }
 }
 

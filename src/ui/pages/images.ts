@@ -149,7 +149,8 @@ function registerForm(onDone: () => void): HTMLElement {
   );
 }
 
-export const imagesPage: Page = (main) => {
+/** `#/images?show=<name>` (where a finished build links to): that row is marked and scrolled to. */
+export const imagesPage: Page = (main, [show]) => {
   const status = h("p", { class: "status", role: "status", "aria-live": "polite" });
   const body = h("tbody");
   let alive = true;
@@ -157,10 +158,16 @@ export const imagesPage: Page = (main) => {
     void api<{ images: Image[] }>("GET", "/images").then(({ images }) => {
       if (!alive) return;
       replace(body, images.length ? images.map((i) => imageRow(i, status, load)) : h("tr", null, h("td", { colspan: "9" }, "No images registered.")));
+      const mark = show ? body.querySelector<HTMLElement>(`tr[data-image="${CSS.escape(show)}"]`) : null;
+      if (mark) {
+        mark.classList.add("shown");
+        mark.setAttribute("aria-current", "true");
+        mark.scrollIntoView({ block: "center" });
+      }
     });
   replace(
     main,
-    h("h1", null, "Images"),
+    h("div", { class: "page-head" }, h("h1", null, "Images"), h("a", { class: "button", href: "#/images/build" }, "Build an image")),
     status,
     h(
       "div",
