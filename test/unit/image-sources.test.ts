@@ -21,7 +21,11 @@ const pin = (path: string) => pinImageSources(files, state, [["rootfs", path]]);
 
 describe("image register sources", () => {
   it("refuses relative paths", async () => {
-    await expect(pin("ok.ext4")).rejects.toMatchObject({ code: "PATH_NOT_ALLOWED", message: expect.stringMatching(/must be an absolute path/), field: "rootfs" });
+    await expect(pin("ok.ext4")).rejects.toMatchObject({
+      code: "PATH_NOT_ALLOWED",
+      message: expect.stringMatching(/must be an absolute path/),
+      field: "rootfs",
+    });
   });
 
   it("refuses paths into the state dir, spelled directly, with .. or through a symlinked parent", async () => {
