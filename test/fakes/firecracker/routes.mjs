@@ -21,6 +21,10 @@ const IMPLEMENTED = [
   ["PUT", "/logger"],
   ["PUT", "/metrics"],
   ["PUT", "/actions"],
+  ["PATCH", "/vm"],
+  ["PUT", "/snapshot/create"],
+  ["PUT", "/snapshot/load"],
+  ["PATCH", "/drives/{drive_id}"],
 ];
 
 // The spec's enum for /actions: the one body check vmm-state.mjs cannot do without.
