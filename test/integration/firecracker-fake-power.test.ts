@@ -106,7 +106,7 @@ describe("fake firecracker with FAKE_FC_SPEC=none", () => {
     for (const [method, path] of [
       ["GET", "/nope"],
       ["DELETE", "/drives/rootfs"],
-      ["PUT", "/snapshot/create"],
+      ["PUT", "/balloon"],
       ["GET", "/drives/rootfs"],
     ]) {
       const res = await fc.request(method, path, method === "GET" || method === "DELETE" ? undefined : {});
