@@ -10,6 +10,8 @@ export interface QemuArgsOptions {
   paused: boolean;
   /** Host UNIX socket for the virtio-serial companion channel (the vsock stand-in). */
   agentSocket?: string;
+  /** Restore: a migration URI (`exec:cat <file>`) the device and memory state are read from at startup. */
+  incoming?: string;
 }
 
 /** Name of the virtio-serial port; the guest sees /dev/virtio-ports/<name>. */
@@ -80,5 +82,7 @@ export function buildQemuArgs(spec: VmmSpec, opts: QemuArgsOptions): string[] {
     args.push("-serial", "stdio");
   }
   if (opts.paused) args.push("-S");
+  // The URI is not a QEMU option string: no comma escaping.
+  if (opts.incoming) args.push("-incoming", opts.incoming);
   return args;
 }

@@ -67,7 +67,8 @@ export class QemuVmm implements Vmm {
     return this.verdict;
   }
 
-  private async failed(dir: string, message: string, hint?: string): Promise<BangerError> {
+  /** A VMM_FAILED carrying the tail of vmm.log, where qemu writes why it stopped. */
+  async failed(dir: string, message: string, hint?: string): Promise<BangerError> {
     const tail = await fileTail(qemuPaths(dir).vmmLog, 6);
     return new BangerError("VMM_FAILED", tail ? `${message}; vmm.log: ${tail.replace(/\n/g, " | ")}` : message, {
       hint: hint ?? `see ${qemuPaths(dir).vmmLog} and console.log`,
@@ -75,6 +76,18 @@ export class QemuVmm implements Vmm {
   }
 
   async spawn(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandle> {
+    return this.spawnWith(spec, undefined, signal);
+  }
+
+  /**
+   * Spawn with the same arguments a boot uses plus `-incoming <uri>`: the snapshot restore. The
+   * device set must be exactly the snapshot's, which is why it shares the boot's argv builder.
+   */
+  spawnIncoming(spec: VmmSpec, uri: string, signal?: AbortSignal): Promise<VmmHandle> {
+    return this.spawnWith(spec, uri, signal);
+  }
+
+  private async spawnWith(spec: VmmSpec, incoming: string | undefined, signal?: AbortSignal): Promise<VmmHandle> {
     signal?.throwIfAborted();
     const paths = qemuPaths(spec.dir);
     for (const p of [paths.qmp, paths.agent]) {
@@ -94,6 +107,7 @@ export class QemuVmm implements Vmm {
       serial: { kind: "file", path: paths.console },
       paused: true,
       agentSocket: paths.agent,
+      incoming,
     });
     const [cmd, ...prefix] = [...(this.opts.wrap ?? []), this.opts.bin];
     this.opts.log.debug({ vm: spec.name, accel, argv: [cmd, ...prefix, ...args] }, "spawning qemu");
