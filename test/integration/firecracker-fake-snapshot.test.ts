@@ -174,9 +174,9 @@ describe.skipIf(!HAVE_SPEC)(`fake firecracker snapshots${HAVE_SPEC ? "" : ` (ski
 
   it("ends the process when the load fails: unknown iface, missing drive, foreign or corrupted files, another version", async () => {
     const snap = await snapshotOf(await booted());
-    expect(await expectFatalLoad(loadBody(snap, { network_overrides: [{ iface_id: "eth1", host_dev_name: "tap-x" }] }), "network-override-iface", "f1")).toMatch(
-      /eth1.*it has eth0/,
-    );
+    expect(
+      await expectFatalLoad(loadBody(snap, { network_overrides: [{ iface_id: "eth1", host_dev_name: "tap-x" }] }), "network-override-iface", "f1"),
+    ).toMatch(/eth1.*it has eth0/);
     await expectFatalLoad(loadBody(snap, { mem_backend: { backend_type: "File", backend_path: join(tmp.dir, "nope") } }), "mem-file", "f2");
 
     // A memory file from another snapshot of the same size does not pair with this state file.
@@ -210,7 +210,12 @@ describe.skipIf(!HAVE_SPEC)(`fake firecracker snapshots${HAVE_SPEC ? "" : ` (ski
     await new Promise<void>((r) => server.listen(uds, r));
     try {
       const f = await fake("uffd");
-      await ok(f, "PUT", "/snapshot/load", loadBody(snap, { mem_backend: { backend_type: "Uffd", backend_path: uds }, vsock_override: { uds_path: join(tmp.dir, "uffd", "v.sock") } }));
+      await ok(
+        f,
+        "PUT",
+        "/snapshot/load",
+        loadBody(snap, { mem_backend: { backend_type: "Uffd", backend_path: uds }, vsock_override: { uds_path: join(tmp.dir, "uffd", "v.sock") } }),
+      );
       for (let i = 0; i < 50 && !received; i++) await new Promise((r) => setTimeout(r, 20));
       expect(JSON.parse(received)).toEqual([{ base_host_virt_addr: 0, size: 64 * 1024 * 1024, offset: 0, page_size: 4096 }]);
     } finally {

@@ -180,7 +180,9 @@ describe.skipIf(skip)(`QEMU snapshot and restore of a real guest${skip ? ` (skip
 
     await snaps.resume(h);
     const sshMs = await waitSsh(h);
-    console.log(`qemu restore: restore() ${restoredMs.toFixed(0)} ms, then SSH ${sshMs.toFixed(0)} ms after resume (total ${(performance.now() - t0).toFixed(0)} ms)`);
+    console.log(
+      `qemu restore: restore() ${restoredMs.toFixed(0)} ms, then SSH ${sshMs.toFixed(0)} ms after resume (total ${(performance.now() - t0).toFixed(0)} ms)`,
+    );
     expect((await ssh("cat /proc/sys/kernel/random/boot_id")).stdout.trim()).toBe(bootId);
     expect((await ssh("cat /root/marker")).stdout.trim()).toBe("before-snapshot");
     expect((await ssh("hostname")).stdout.trim()).toBe("snapguest");

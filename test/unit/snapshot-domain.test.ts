@@ -7,7 +7,7 @@ function golden(over: Partial<GoldenSnapshot> = {}): GoldenSnapshot {
   return {
     id: "snap-1",
     imageId: "img-debian",
-    imageChecksums: { "vmlinux": sha("a"), "rootfs.ext4": sha("b"), "work-seed.ext4": sha("c") },
+    imageChecksums: { vmlinux: sha("a"), "rootfs.ext4": sha("b"), "work-seed.ext4": sha("c") },
     vmm: { kind: "qemu", version: "QEMU emulator version 7.2.22" },
     shape: { vcpus: 2, memoryMib: 1024 },
     files: [
@@ -44,9 +44,15 @@ describe("snapshotVerdict", () => {
       reason: "image file rootfs.ext4 changed since snapshot snap-1 was taken (sha256 bbbbbbbbbbbb then, ffffffffffff now); take a new snapshot",
     });
     const added = snapshotVerdict(golden(), ctx({ imageChecksums: { ...golden().imageChecksums, "initramfs.cpio.gz": sha("d") } }));
-    expect(added).toMatchObject({ usable: false, reason: expect.stringContaining("initramfs.cpio.gz changed since snapshot snap-1 was taken (sha256 (none) then") });
+    expect(added).toMatchObject({
+      usable: false,
+      reason: expect.stringContaining("initramfs.cpio.gz changed since snapshot snap-1 was taken (sha256 (none) then"),
+    });
     const { vmlinux: _, ...withoutKernel } = golden().imageChecksums;
-    expect(snapshotVerdict(golden(), ctx({ imageChecksums: withoutKernel }))).toMatchObject({ usable: false, reason: expect.stringContaining("vmlinux changed") });
+    expect(snapshotVerdict(golden(), ctx({ imageChecksums: withoutKernel }))).toMatchObject({
+      usable: false,
+      reason: expect.stringContaining("vmlinux changed"),
+    });
   });
 
   it("refuses another VMM kind or version", () => {

@@ -22,10 +22,11 @@ export const snapshotLoadSchema = z
     mem_backend: z.object({ backend_type: z.enum(["File", "Uffd"]), backend_path: z.string().min(1) }).strict(),
     track_dirty_pages: z.boolean().optional(),
     resume_vm: z.boolean().optional(),
-    network_overrides: z
-      .array(z.object({ iface_id: resourceId, host_dev_name: z.string().min(1).max(15) }).strict())
+    network_overrides: z.array(z.object({ iface_id: resourceId, host_dev_name: z.string().min(1).max(15) }).strict()).optional(),
+    vsock_override: z
+      .object({ uds_path: z.string().min(1) })
+      .strict()
       .optional(),
-    vsock_override: z.object({ uds_path: z.string().min(1) }).strict().optional(),
     clock_realtime: z.boolean().optional(),
   })
   .strict();
@@ -78,5 +79,9 @@ export function snapshotLoadRequest(t: LoadTarget): ApiRequest {
 }
 
 export function repointDriveRequest(driveId: "rootfs" | "work", path: string): ApiRequest {
-  return { method: "PATCH", path: `/drives/${driveId}`, body: checked(partialDriveSchema, `PATCH /drives/${driveId}`, { drive_id: driveId, path_on_host: path }) };
+  return {
+    method: "PATCH",
+    path: `/drives/${driveId}`,
+    body: checked(partialDriveSchema, `PATCH /drives/${driveId}`, { drive_id: driveId, path_on_host: path }),
+  };
 }

@@ -73,7 +73,8 @@ export class FirecrackerSnapshots implements VmmSnapshots {
         hint: "firecracker opens the drive paths recorded in the snapshot at load: boot the golden VM on disks inside the snapshot directory",
       });
     }
-    if (!this.opts.vmm.isAlive(handle)) throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} is not running`, { hint: `see ${handle.consoleLog}` });
+    if (!this.opts.vmm.isAlive(handle))
+      throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} is not running`, { hint: `see ${handle.consoleLog}` });
     const t0 = performance.now();
     await this.send(handle, [vmStateRequest("Paused")], this.apiTimeoutMs, signal);
     const t1 = performance.now();
@@ -87,7 +88,9 @@ export class FirecrackerSnapshots implements VmmSnapshots {
   async restore(spec: VmmSpec, snap: SnapshotArtifacts, signal?: AbortSignal): Promise<VmmHandle> {
     signal?.throwIfAborted();
     if (snap.kind !== "firecracker" || !snap.memory) {
-      throw new BangerError("BAD_REQUEST", `snapshot in ${snap.dir} was taken with ${snap.kind}, not firecracker`, { hint: "take a new snapshot with this VMM" });
+      throw new BangerError("BAD_REQUEST", `snapshot in ${snap.dir} was taken with ${snap.kind}, not firecracker`, {
+        hint: "take a new snapshot with this VMM",
+      });
     }
     for (const [what, p] of [
       ["state", snap.state],
@@ -116,7 +119,10 @@ export class FirecrackerSnapshots implements VmmSnapshots {
       await this.send(handle, [load], LOAD_TIMEOUT_MS, signal);
       await this.send(handle, [repointDriveRequest("rootfs", spec.rootfs), repointDriveRequest("work", spec.workDisk)], this.apiTimeoutMs, signal);
       const state = await this.state(handle, signal);
-      if (state !== "Paused") throw new BangerError("VMM_FAILED", `restored firecracker reports state ${JSON.stringify(state)}, expected "Paused"`, { hint: `see ${handle.consoleLog}` });
+      if (state !== "Paused")
+        throw new BangerError("VMM_FAILED", `restored firecracker reports state ${JSON.stringify(state)}, expected "Paused"`, {
+          hint: `see ${handle.consoleLog}`,
+        });
     } catch (e) {
       // A failed load ends Firecracker on its own; either way no process outlives the error.
       await this.opts.vmm.kill(handle).catch(() => undefined);
@@ -129,10 +135,13 @@ export class FirecrackerSnapshots implements VmmSnapshots {
   async resume(handle: VmmHandle, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     if (!this.opts.vmm.isAlive(handle)) {
-      throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} is not running`, { hint: `see ${handle.consoleLog} in ${dirname(handle.controlSocket)}` });
+      throw new BangerError("VMM_FAILED", `firecracker pid ${handle.pid} is not running`, {
+        hint: `see ${handle.consoleLog} in ${dirname(handle.controlSocket)}`,
+      });
     }
     await this.send(handle, [vmStateRequest("Resumed")], this.apiTimeoutMs, signal);
     const state = await this.state(handle, signal);
-    if (state !== "Running") throw new BangerError("VMM_FAILED", `firecracker reports state ${JSON.stringify(state)} after resume`, { hint: `see ${handle.consoleLog}` });
+    if (state !== "Running")
+      throw new BangerError("VMM_FAILED", `firecracker reports state ${JSON.stringify(state)} after resume`, { hint: `see ${handle.consoleLog}` });
   }
 }
