@@ -194,6 +194,20 @@ describe.skipIf(skip)(`QEMU snapshot and restore of a real guest${skip ? ` (skip
     expect(seen.trim()).toBe("before-snapshot");
   });
 
+  it("a truncated state file fails the restore with VMM_FAILED and leaves no qemu behind", async () => {
+    expect(artifacts).toBeDefined();
+    const clone = spec("torn", "tapclone");
+    await mkdir(clone.dir);
+    await disks.cloneRootfs(artifacts.rootfs, clone.rootfs);
+    await disks.cloneRootfs(artifacts.work, clone.workDisk);
+    const torn = join(dir, "torn.mig");
+    await writeFile(torn, execFileSync("head", ["-c", String(4 << 20), artifacts.state], { maxBuffer: 8 << 20 }));
+    const e = await snaps.restore(clone, { ...artifacts, state: torn }).catch((err: unknown) => err);
+    expect(e).toMatchObject({ code: "VMM_FAILED" });
+    const left = execFileSync("sh", ["-c", `pgrep -f ${JSON.stringify(clone.dir)} || true`], { encoding: "utf8" }).trim();
+    expect(left).toBe("");
+  });
+
   it("refuses to restore onto the snapshot's own disks, and a missing state file", async () => {
     expect(artifacts).toBeDefined();
     const clone = { ...spec("clone2", "tapclone"), rootfs: artifacts.rootfs, workDisk: artifacts.work };
