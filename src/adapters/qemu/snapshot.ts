@@ -31,6 +31,9 @@ const POLL_MS = 25;
 // half a minute. To a local file there is nothing to protect: lift it.
 const MAX_BANDWIDTH = 64 * 1024 * 1024 * 1024;
 
+// Three announcements, 50 ms after resume and then 100 ms apart.
+const ANNOUNCE = { initial: 50, max: 550, rounds: 3, step: 100 };
+
 /** A shell word: QEMU runs exec: migration URIs with /bin/sh -c. */
 function shellWord(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -160,6 +163,10 @@ export class QemuSnapshots implements VmmSnapshots {
         await q.execute("cont");
         const st = await q.execute<{ status: string; running: boolean }>("query-status");
         if (!st.running) throw await this.opts.vmm.failed(dir, `guest did not resume: qemu status is ${st.status}`);
+        // While the source VM still holds its TAP (paused, not yet killed), the host bridge maps the
+        // guest's MAC to that port, and an idle guest sends nothing that would move it. QEMU's own
+        // announcement (RARP from the NIC's MAC, out of the new TAP) moves it now.
+        await q.execute("announce-self", ANNOUNCE);
       },
       QMP_TIMEOUT_MS,
     );
