@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import pino from "pino";
@@ -9,6 +9,7 @@ import { Ext4Disks } from "../src/adapters/disk/disks.js";
 import { buildQemuArgs } from "../src/adapters/qemu/args.js";
 import { probeAccel } from "../src/adapters/qemu/accel.js";
 import { QmpClient } from "../src/adapters/qemu/qmp.js";
+import { streamReceiver } from "../src/adapters/qemu/snapshot.js";
 import { SshGuest } from "../src/adapters/ssh/guest.js";
 import { generateHostKey } from "../src/adapters/ssh/keys.js";
 import { bootNetArg, gatewayOf, macForIp, netmaskOf } from "../src/domain/addr.js";
@@ -17,8 +18,8 @@ import type { BuiltImage } from "../test/helpers/guest-image.js";
 
 /**
  * The snapshot baseline: QEMU's own snapshot and restore, by hand, with the arguments banger's
- * driver uses. One golden boot → SSH, then `stop` + `migrate exec:cat > state.mig` + disk copies;
- * each run restores onto fresh disk copies with `-incoming exec:cat state.mig`, waits for the
+ * driver uses. One golden boot → SSH, then `stop` + `migrate` into state.mig + disk copies; each
+ * run restores onto fresh disk copies with `-incoming fd:3` on state.mig, waits for the
  * incoming migration, `cont`, and clocks qemu spawn → first authenticated SSH `true`.
  */
 export interface RawRestoreResult {
@@ -112,9 +113,9 @@ export async function rawRestore(opts: {
       },
       { accel, tscKhz: hostTscKhz(), qmpSocket: qmp, serial: { kind: "file", path: join(dir, "console.log") }, paused: false, incoming },
     );
-  const start = (args: string[]) => {
+  const start = (args: string[], stateFd?: number) => {
     const log = openSync(join(dir, "vmm.log"), "a");
-    return spawn("qemu-system-x86_64", args, { stdio: ["ignore", log, log], detached: true });
+    return spawn("qemu-system-x86_64", args, { stdio: ["ignore", log, log, ...(stateFd === undefined ? [] : [stateFd])], detached: true });
   };
 
   try {
@@ -131,8 +132,14 @@ export async function rawRestore(opts: {
         t0 = performance.now();
         await q.execute("stop");
         await q.execute("migrate-set-parameters", { "max-bandwidth": 64 * 1024 ** 3 });
-        await q.execute("migrate", { uri: `exec:cat > '${state}'` });
-        await migrationCompleted(q);
+        const receiver = await streamReceiver(state);
+        try {
+          await q.execute("migrate", { uri: receiver.uri });
+          await migrationCompleted(q);
+          await receiver.written;
+        } finally {
+          await receiver.close();
+        }
         await runner.run("cp", ["--reflink=auto", "--sparse=always", golden.rootfs, snapDisks.rootfs], { timeoutMs: 600_000 });
         await runner.run("cp", ["--reflink=auto", "--sparse=always", golden.work, snapDisks.work], { timeoutMs: 600_000 });
         snapshotMs = performance.now() - t0;
@@ -151,7 +158,10 @@ export async function rawRestore(opts: {
       await runner.run("cp", ["--reflink=auto", "--sparse=always", snapDisks.work, copy.work], { timeoutMs: 600_000 });
       const sock = join(dir, `r${i}.qmp`);
       const t = performance.now();
-      const child = start(argsFor(copy.rootfs, copy.work, sock, `exec:cat '${state}'`));
+      // The state file is handed over as fd 3, as the driver does: no helper process to start.
+      const stateFd = openSync(state, "r");
+      const child = start(argsFor(copy.rootfs, copy.work, sock, "fd:3"), stateFd);
+      closeSync(stateFd);
       try {
         const q = await qmpWhenUp(sock, child);
         try {

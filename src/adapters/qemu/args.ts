@@ -10,7 +10,7 @@ export interface QemuArgsOptions {
   paused: boolean;
   /** Host UNIX socket for the virtio-serial companion channel (the vsock stand-in). */
   agentSocket?: string;
-  /** Restore: a migration URI (`exec:cat <file>`) the device and memory state are read from at startup. */
+  /** Restore: a migration URI (`fd:3` for an inherited state file) the device and memory state are read from at startup. */
   incoming?: string;
 }
 

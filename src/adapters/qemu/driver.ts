@@ -1,3 +1,4 @@
+import { closeSync, openSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileTail } from "../exec/tail.js";
@@ -80,14 +81,28 @@ export class QemuVmm implements Vmm {
   }
 
   /**
-   * Spawn with the same arguments a boot uses plus `-incoming <uri>`: the snapshot restore. The
-   * device set must be exactly the snapshot's, which is why it shares the boot's argv builder.
+   * Spawn with the same arguments a boot uses, reading the device and memory state from
+   * `stateFile`: the snapshot restore. The device set must be exactly the snapshot's, which is why
+   * it shares the boot's argv builder. The file is handed over as an inherited descriptor
+   * (`-incoming fd:3`), so no helper process runs (a seccomp `-sandbox spawn=deny` allows that too).
    */
-  spawnIncoming(spec: VmmSpec, uri: string, signal?: AbortSignal): Promise<VmmHandle> {
-    return this.spawnWith(spec, uri, signal);
+  async spawnIncoming(spec: VmmSpec, stateFile: string, signal?: AbortSignal): Promise<VmmHandle> {
+    let fd: number;
+    try {
+      fd = openSync(stateFile, "r");
+    } catch (e) {
+      throw new BangerError("DISK_FAILED", `cannot open snapshot state ${stateFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
+        hint: "take the snapshot again",
+      });
+    }
+    try {
+      return await this.spawnWith(spec, { uri: "fd:3", fds: [fd] }, signal);
+    } finally {
+      closeSync(fd);
+    }
   }
 
-  private async spawnWith(spec: VmmSpec, incoming: string | undefined, signal?: AbortSignal): Promise<VmmHandle> {
+  private async spawnWith(spec: VmmSpec, incoming: { uri: string; fds: number[] } | undefined, signal?: AbortSignal): Promise<VmmHandle> {
     signal?.throwIfAborted();
     const paths = qemuPaths(spec.dir);
     for (const p of [paths.qmp, paths.agent]) {
@@ -107,7 +122,7 @@ export class QemuVmm implements Vmm {
       serial: { kind: "file", path: paths.console },
       paused: true,
       agentSocket: paths.agent,
-      incoming,
+      incoming: incoming?.uri,
     });
     const [cmd, ...prefix] = [...(this.opts.wrap ?? []), this.opts.bin];
     this.opts.log.debug({ vm: spec.name, accel, argv: [cmd, ...prefix, ...args] }, "spawning qemu");
@@ -116,6 +131,7 @@ export class QemuVmm implements Vmm {
       args: [...prefix, ...args],
       output: paths.vmmLog,
       append: false,
+      inheritFds: incoming?.fds,
       what: "qemu",
       socket: "QMP socket",
       ready: () => withQmp(paths.qmp, (q) => q.execute("query-status"), 2_000),

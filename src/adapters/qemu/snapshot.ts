@@ -1,5 +1,9 @@
-import { existsSync } from "node:fs";
+import { createWriteStream, existsSync } from "node:fs";
+import { mkdtemp, rename, rm } from "node:fs/promises";
+import { createServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { BangerError } from "../../domain/errors.js";
 import type { SnapshotArtifacts, SnapshotTiming, VmmSnapshots } from "../../ports/snapshots.js";
@@ -34,9 +38,48 @@ const MAX_BANDWIDTH = 64 * 1024 * 1024 * 1024;
 // Three announcements, 50 ms after resume and then 100 ms apart.
 const ANNOUNCE = { initial: 50, max: 550, rounds: 3, step: 100 };
 
-/** A shell word: QEMU runs exec: migration URIs with /bin/sh -c. */
-function shellWord(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
+/**
+ * Where the outgoing migration stream goes: a UNIX socket we listen on, written to `file`. Not
+ * `exec:cat > file`: when the migration completes QEMU closes the pipe and SIGTERMs the helper if
+ * it has not exited yet, which can cut off the end of the stream still in the pipe. Here the file
+ * is complete exactly when the stream has ended and the write stream has flushed and closed; it
+ * appears under its final name only then.
+ */
+export async function streamReceiver(file: string): Promise<{ uri: string; written: Promise<void>; close(): Promise<void> }> {
+  // A short socket path whatever the snapshot directory is (sun_path holds 107 bytes).
+  const sockDir = await mkdtemp(join(tmpdir(), "banger-mig-"));
+  const sock = join(sockDir, "m.sock");
+  const part = `${file}.part`;
+  let conn: Socket | undefined;
+  const server = createServer();
+  const written = new Promise<void>((resolve, reject) => {
+    server.once("connection", (c) => {
+      conn = c;
+      // One stream per snapshot: later connections are not QEMU's.
+      server.on("connection", (other) => other.destroy());
+      pipeline(c, createWriteStream(part))
+        .then(() => rename(part, file))
+        .then(resolve, reject);
+    });
+    server.once("error", reject);
+  });
+  // Until the caller awaits it, a failure must not be an unhandled rejection.
+  written.catch(() => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.once("listening", resolve);
+    server.once("error", reject);
+    server.listen(sock);
+  });
+  return {
+    uri: `unix:${sock}`,
+    written,
+    async close() {
+      conn?.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await rm(sockDir, { recursive: true, force: true });
+      await rm(part, { force: true });
+    },
+  };
 }
 
 export interface QemuSnapshotsOptions {
@@ -52,10 +95,10 @@ interface MigrateInfo {
 }
 
 /**
- * QEMU's snapshot path: QMP `stop`, `migrate` to `exec:cat > state.mig` (device state and RAM in
- * one stream), the disks copied while the guest is still stopped; restore = the boot's argv plus
- * `-incoming exec:cat state.mig`, and `cont` only after the incoming migration has completed (a
- * `cont` sent during "inmigrate" is lost: ../shared/feasibility/REPORT.md §8).
+ * QEMU's snapshot path: QMP `stop`, `migrate` into state.mig (device state and RAM in one stream,
+ * received on a UNIX socket), the disks copied while the guest is still stopped; restore = the
+ * boot's argv plus `-incoming fd:3` on state.mig, and `cont` only after the incoming migration has
+ * completed (a `cont` sent during "inmigrate" is lost: ../shared/feasibility/REPORT.md §8).
  */
 export class QemuSnapshots implements VmmSnapshots {
   readonly kind = "qemu" as const;
@@ -91,18 +134,30 @@ export class QemuSnapshots implements VmmSnapshots {
     if (!existsSync(dir)) throw new BangerError("DISK_FAILED", `snapshot directory ${dir} does not exist`, { hint: "create it before taking the snapshot" });
     const t0 = performance.now();
     let t1 = t0;
-    await withQmp(
-      handle.controlSocket,
-      async (q) => {
-        // `stop` returns once the vCPUs are stopped and QEMU has drained and flushed the block devices.
-        await q.execute("stop");
-        t1 = performance.now();
-        await q.execute("migrate-set-parameters", { "max-bandwidth": MAX_BANDWIDTH });
-        await q.execute("migrate", { uri: `exec:cat > ${shellWord(artifacts.state)}` });
-        await this.migrationDone(q, spec.dir, "snapshot migration", MIGRATE_OUT_TIMEOUT_MS, signal);
-      },
-      QMP_TIMEOUT_MS,
-    );
+    const receiver = await streamReceiver(artifacts.state);
+    try {
+      await withQmp(
+        handle.controlSocket,
+        async (q) => {
+          // `stop` returns once the vCPUs are stopped and QEMU has drained and flushed the block devices.
+          await q.execute("stop");
+          t1 = performance.now();
+          await q.execute("migrate-set-parameters", { "max-bandwidth": MAX_BANDWIDTH });
+          await q.execute("migrate", { uri: receiver.uri });
+          await this.migrationDone(q, spec.dir, "snapshot migration", MIGRATE_OUT_TIMEOUT_MS, signal);
+        },
+        QMP_TIMEOUT_MS,
+      );
+      // "completed" is QEMU's side; the file is complete once our end has written and closed it.
+      const late = sleep(MIGRATE_OUT_TIMEOUT_MS, "late" as const, { ref: false });
+      if ((await Promise.race([receiver.written.then(() => "ok" as const), late])) === "late") {
+        throw new BangerError("TIMEOUT", `the snapshot state file ${artifacts.state} was not written within ${MIGRATE_OUT_TIMEOUT_MS} ms of the migration`, {
+          hint: "check free space (`df -h`) where the snapshot goes",
+        });
+      }
+    } finally {
+      await receiver.close();
+    }
     const t2 = performance.now();
     // Still stopped: the disks are exactly as the guest last saw them.
     for (const [src, dst] of [
@@ -133,7 +188,7 @@ export class QemuSnapshots implements VmmSnapshots {
         hint: "copy the snapshot's rootfs and work disk into the VM directory first",
       });
     }
-    const handle = await this.opts.vmm.spawnIncoming(spec, `exec:cat ${shellWord(snap.state)}`, signal);
+    const handle = await this.opts.vmm.spawnIncoming(spec, snap.state, signal);
     try {
       await withQmp(
         handle.controlSocket,
