@@ -47,7 +47,7 @@ const ANNOUNCE = { initial: 50, max: 550, rounds: 3, step: 100 };
  */
 export async function streamReceiver(file: string): Promise<{ uri: string; written: Promise<void>; close(): Promise<void> }> {
   // A short socket path whatever the snapshot directory is (sun_path holds 107 bytes).
-  const sockDir = await mkdtemp(join(tmpdir(), "banger-mig-"));
+  const sockDir = await mkdtemp(join(tmpdir(), "banger-snapmig-"));
   const sock = join(sockDir, "m.sock");
   const part = `${file}.part`;
   let conn: Socket | undefined;
