@@ -12,6 +12,8 @@ export interface QemuArgsOptions {
   agentSocket?: string;
   /** Add a vhost-vsock-device with the spec's CID (hosts with /dev/vhost-vsock); the agent port stays as well. */
   vhostVsock?: boolean;
+  /** Restore: a migration URI (`fd:3` for an inherited state file) the device and memory state are read from at startup. */
+  incoming?: string;
 }
 
 /** Name of the virtio-serial port; the guest sees /dev/virtio-ports/<name>. */
@@ -84,5 +86,7 @@ export function buildQemuArgs(spec: VmmSpec, opts: QemuArgsOptions): string[] {
     args.push("-serial", "stdio");
   }
   if (opts.paused) args.push("-S");
+  // The URI is not a QEMU option string: no comma escaping.
+  if (opts.incoming) args.push("-incoming", opts.incoming);
   return args;
 }
