@@ -9,6 +9,7 @@ import { sshTarget } from "../app/vm-ready.js";
 import { BangerError } from "../domain/errors.js";
 import { VERSION } from "../version.js";
 import { buildRoute } from "./build-route.js";
+import { snapshotRoutes } from "./snapshot-route.js";
 import { errorResponse } from "./errors.js";
 import { createVmBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
 
@@ -33,7 +34,7 @@ export function apiRoutes(d: AppDeps, hooks: { shutdown(): void }): Hono {
   api.get("/images", (c) => c.json({ images: images.list() }));
   api.post("/images", async (c) => c.json({ image: await images.register(registerImageBody.parse(await body(c))) }, 201));
   buildRoute(api, d, images, body);
-  api.get("/images/:name", (c) => c.json({ image: images.get(c.req.param("name")) }));
+  snapshotRoutes(api, d, images);
   api.delete("/images/:name", async (c) => {
     await images.remove(c.req.param("name"));
     return c.json({ removed: c.req.param("name") });

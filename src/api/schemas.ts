@@ -40,6 +40,7 @@ export const createVmBody = z
     memoryMib: z.number().int().min(128).max(262144).optional(),
     workDiskGib: z.number().int().min(1).max(2048).optional(),
     noWait: z.boolean().optional(),
+    cold: z.boolean().optional(),
   })
   .strict();
 

@@ -14,13 +14,16 @@ import { vmFiles } from "./vm-files.js";
 import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
 import { leaseStage } from "./lease-stage.js";
+import { chooseBootSource, type BootSource } from "./snapshot-source.js";
+import { restoreStages, type RestoreDeps } from "./restore-stages.js";
 
 /** What a create touches; start, stop and rm take a subset of the same (lifecycle.ts). */
 export type CreateDeps = BootDeps &
-  Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log"> & {
+  RestoreDeps &
+  Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log" | "snapshots"> & {
     config: Pick<
       AppConfig,
-      "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "sshTimeoutMs" | "serviceTimeoutMs"
+      "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "sshTimeoutMs" | "serviceTimeoutMs" | "imagesDir"
     >;
   };
 
@@ -33,6 +36,8 @@ export interface CreateInput {
   workDiskGib?: number;
   /** Return once the guest is started, without waiting for SSH and services. */
   noWait?: boolean;
+  /** Boot even when the image has a usable snapshot. */
+  cold?: boolean;
 }
 
 export function resolveImage(d: Pick<AppDeps, "store">, ref: string): Image {
@@ -58,13 +63,31 @@ export async function createVm(d: CreateDeps, input: CreateInput, opts: { signal
   // Held from before the row exists until the plan has settled, undo included.
   const ticket = d.ops.begin(name, "create", { signal: opts.signal, deadlineMs: cfg.opTimeoutMs });
   try {
-    return await runCreate(d, input, { image, name, vmm, signal: ticket.signal });
+    try {
+      return await runCreate(d, input, { image, name, vmm, signal: ticket.signal });
+    } catch (e) {
+      // A snapshot that passed the shallow check but would not restore (corrupted inside, a guest
+      // without re-identity): everything is undone by then, so the same create boots cold instead.
+      const err = e as BangerError;
+      if (!(err instanceof BangerError) || !err.stage || !RESTORE_STAGES.has(err.stage) || ticket.signal.aborted || d.store.getVm(name)) throw e;
+      d.log.warn({ vm: name, stage: err.stage, err: err.message }, "restore from snapshot failed; booting cold");
+      return await runCreate(d, input, {
+        image,
+        name,
+        vmm,
+        signal: ticket.signal,
+        fallback: `restore from the snapshot failed at ${err.stage}: ${err.message}`,
+      });
+    }
   } finally {
     ticket.release();
   }
 }
 
-async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; name: string; vmm: Vmm; signal: AbortSignal }): Promise<Vm> {
+/** Stages of a create from a snapshot whose failure falls back to a cold boot. */
+const RESTORE_STAGES = new Set(["disks", "restore", "resume", "reidentify"]);
+
+async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; name: string; vmm: Vmm; signal: AbortSignal; fallback?: string }): Promise<Vm> {
   const cfg = d.config;
   const { image, name, vmm } = c;
   const seed = artifactOf(image, "work_seed");
@@ -98,41 +121,48 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: { image: Image; n
     vm = d.store.updateVm(id, p);
   };
   const files = vmFiles(vm.dir);
+  const source: BootSource = c.fallback ? { kind: "cold", reason: c.fallback } : await chooseBootSource(d, image, vm, vmm, { cold: input.cold });
+  if (source.kind === "cold") patch({ bootSource: `cold: ${source.reason}` });
   let prepared: PreparedDisks | undefined;
   const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: input.noWait };
 
   const stages: Stage[] = [
     leaseStage(d, plan, id, patch),
     tapStage(boot),
-    {
-      name: "rootfs",
-      run: async ({ onUndo }) => {
-        const removeDir = () => d.files.remove(vm.dir);
-        prepared = d.diskPool.take(image, vm.workDiskGib);
-        if (prepared) {
-          await d.diskPool.claim(prepared, vm.dir); // the set's dir becomes the VM dir
-          onUndo("vm-dir", removeDir);
-          return "from warm pool";
-        }
-        await d.files.mkdir(vm.dir);
-        onUndo("vm-dir", removeDir);
-        await cloneRootfs(d, image, files.rootfs);
-      },
-    },
-    {
-      name: seed ? "work-disk" : "work-disk-fallback",
-      run: async () => (prepared ? `${vm.workDiskGib} GiB from warm pool` : makeWorkDisk(d, image, files.work, vm.workDiskGib)),
-    },
-    {
-      name: "inject",
-      run: async () => {
-        const hostPublicKey = prepared?.hostPublicKey ?? (await injectIdentity(d, files.rootfs));
-        await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
-        return prepared ? "host key and authorized_keys pre-injected (warm pool)" : undefined;
-      },
-    },
-    ...bootStages(boot),
+    ...(source.kind === "snapshot" ? restoreStages({ ...boot, d }, source) : coldStages()),
   ];
+  function coldStages(): Stage[] {
+    return [
+      {
+        name: "rootfs",
+        run: async ({ onUndo }) => {
+          const removeDir = () => d.files.remove(vm.dir);
+          prepared = d.diskPool.take(image, vm.workDiskGib);
+          if (prepared) {
+            await d.diskPool.claim(prepared, vm.dir); // the set's dir becomes the VM dir
+            onUndo("vm-dir", removeDir);
+            return "from warm pool";
+          }
+          await d.files.mkdir(vm.dir);
+          onUndo("vm-dir", removeDir);
+          await cloneRootfs(d, image, files.rootfs);
+        },
+      },
+      {
+        name: seed ? "work-disk" : "work-disk-fallback",
+        run: async () => (prepared ? `${vm.workDiskGib} GiB from warm pool` : makeWorkDisk(d, image, files.work, vm.workDiskGib)),
+      },
+      {
+        name: "inject",
+        run: async () => {
+          const hostPublicKey = prepared?.hostPublicKey ?? (await injectIdentity(d, files.rootfs));
+          await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
+          return prepared ? "host key and authorized_keys pre-injected (warm pool)" : undefined;
+        },
+      },
+      ...bootStages(boot),
+    ];
+  }
 
   try {
     await plan.run(stages, explainGuestFailure(d, vm.dir));

@@ -129,6 +129,7 @@ function showVm(vm: Vm, events: LifecycleEvent[], op?: { op: string; startedAt: 
       ["last error", vm.lastError],
       ["image", vm.imageName],
       ["vmm", vm.vmm],
+      ["booted", vm.bootSource?.startsWith("snapshot ") ? `from ${vm.bootSource}` : vm.bootSource],
       ["ip", vm.ip],
       ["mac", vm.mac],
       ["tap", vm.tap],
@@ -156,6 +157,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("--memory <mib>", "memory in MiB", positiveInt)
     .option("--work-disk <gib>", "size of the /root disk in GiB", positiveInt)
     .option("--no-wait", "return once the guest is started")
+    .option("--cold", "boot even when the image has a snapshot")
     .action(async (o) => {
       const body = {
         image: o.image,
@@ -165,6 +167,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         memoryMib: o.memory,
         workDiskGib: o.workDisk,
         noWait: o.wait === false,
+        cold: o.cold === true ? true : undefined,
       };
       const { vm } = await withStages(ctx, "create", o.name, (signal) => ctx.client().call<{ vm: Vm }>("POST", "/vms", body, LONG_MS, signal));
       const { events } = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(vm.name)}/events`);
