@@ -73,7 +73,7 @@ export async function snapshotImage(d: SnapshotDeps, ref: string, opts: { signal
   const snaps = d.snapshots(vmm.kind);
   if (!snaps) {
     throw new BangerError("BAD_REQUEST", `snapshots of ${vmm.kind} VMs are not supported by create yet`, {
-      hint: "use vmm = \"qemu\" for snapshots; Firecracker's snapshot driver is not wired into the app",
+      hint: 'use vmm = "qemu" for snapshots; Firecracker\'s snapshot driver is not wired into the app',
     });
   }
   const imageTicket = d.ops.begin(snapshotKey(image.id), "create", { signal: opts.signal, deadlineMs: d.config.opTimeoutMs });
@@ -231,7 +231,10 @@ async function runSnapshot(d: SnapshotDeps, c: RunInput): Promise<SnapshotSummar
     settleFailed(d, vm, new BangerError("INTERNAL", "golden VM teardown incomplete"), "failed");
     d.log.error({ vm: vm.name, stage: "teardown", image: image.name }, "snapshot taken, but its golden VM could not be fully removed");
   }
-  d.log.info({ image: image.name, snapshot: c.id, stage: "total", stages: stored!.stages.map((t) => `${t.stage}=${t.ms}ms`).join(" ") }, "image snapshot taken");
+  d.log.info(
+    { image: image.name, snapshot: c.id, stage: "total", stages: stored!.stages.map((t) => `${t.stage}=${t.ms}ms`).join(" ") },
+    "image snapshot taken",
+  );
   return summarize(finalDir, stored!);
 }
 

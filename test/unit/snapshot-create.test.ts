@@ -71,7 +71,11 @@ async function withSnapshot(w: World, over: Parameters<typeof takeSnapshot>[1] =
   return s;
 }
 
-const okStages = (w: World, vmId: string) => w.store.events(vmId).filter((e) => e.outcome === "ok").map((e) => e.stage);
+const okStages = (w: World, vmId: string) =>
+  w.store
+    .events(vmId)
+    .filter((e) => e.outcome === "ok")
+    .map((e) => e.stage);
 const PROXY = ["/usr/bin/banger-vsock", "--socket", "/run/b.sock"];
 
 describe("create from a golden snapshot", () => {
@@ -117,7 +121,10 @@ describe("create from a golden snapshot", () => {
       [{ channelProxy: PROXY, noSnaps: true }, false, /not wired into create/],
     ] as const) {
       const { snaps } = fakeSnaps();
-      const w = world(undefined, 0, { snapshots: "noSnaps" in opts ? undefined : snaps, channelProxy: "channelProxy" in opts ? [...opts.channelProxy] : undefined });
+      const w = world(undefined, 0, {
+        snapshots: "noSnaps" in opts ? undefined : snaps,
+        channelProxy: "channelProxy" in opts ? [...opts.channelProxy] : undefined,
+      });
       await withSnapshot(w);
       const vm = await createVm(w.d, { image: "deb-1", name: "alp", cold });
       expect(vm.bootSource).toMatch(reason);

@@ -16,7 +16,13 @@ export function showSnapshot(s: SnapshotSummary | null | undefined, image: strin
       ["  size", bytes(s.bytes)],
       ["  taken", s.createdAt],
       ["  dir", s.dir],
-    ]) + (s.stages.length ? `\n\n${table(["SNAPSHOT STAGE", "TIME", "DETAIL"], s.stages.map((t) => [t.stage, ms(t.ms), t.detail?.split("\n")[0]]))}` : "")
+    ]) +
+    (s.stages.length
+      ? `\n\n${table(
+          ["SNAPSHOT STAGE", "TIME", "DETAIL"],
+          s.stages.map((t) => [t.stage, ms(t.ms), t.detail?.split("\n")[0]]),
+        )}`
+      : "")
   );
 }
 
