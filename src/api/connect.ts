@@ -25,6 +25,9 @@ function refuse(socket: Duplex, err: BangerError): void {
  */
 export function connectUpgrade(d: Pick<AppDeps, "store" | "channel" | "log">) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // A client that hangs up while the channel opens (ssh giving up, wait-ssh's other path winning)
+    // makes the refusal's write fail with EPIPE; unhandled, that 'error' event would end bangerd.
+    socket.on("error", () => socket.destroy());
     void bridge(d, req, socket as Socket, head).catch((e: unknown) => {
       d.log.warn({ err: (e as Error).message, stage: "connect" }, "guest stream failed");
       if (!socket.destroyed) refuse(socket, asBangerError(e));
