@@ -50,7 +50,9 @@ async function bridge(d: Pick<AppDeps, "store" | "channel" | "log">, req: Incomi
   const abort = new AbortController();
   const onGone = () => abort.abort();
   client.once("close", onGone);
-  const { stream, via } = await openGuestPort(d, decodeURIComponent(m[1]!), url.searchParams.get("port"), abort.signal);
+  const { stream, via } = await openGuestPort(d, decodeURIComponent(m[1]!), url.searchParams.get("port"), abort.signal, {
+    creating: url.searchParams.get("creating") === "1",
+  });
   client.off("close", onGone);
   if (client.destroyed) {
     stream.destroy();

@@ -105,19 +105,22 @@ async function reidentify(d: RestoreDeps, vm: Vm, signal: AbortSignal): Promise<
     seedHex: randomBytes(64).toString("hex"),
     nowMs: Date.now(),
   });
-  const target = { ...(await sshTarget(d, vm)), proxyCommand: proxyCommandLine([...proxy, vm.name, "22"]) };
+  const target = { ...(await sshTarget(d, vm)), proxyCommand: proxyCommandLine([...proxy, "--creating", vm.name, "22"]) };
   const out: string[] = [];
+  const t0 = performance.now();
   const { code } = await d.shell.run(target, "sh -s", {
     input: script,
     timeoutMs: REIDENTIFY_TIMEOUT_MS,
     signal,
     onLine: (_s, line) => out.push(line),
   });
+  const ms = Math.round(performance.now() - t0);
   if (code !== 0) {
     throw new BangerError("GUEST_NOT_READY", `re-identity of the restored guest failed (exit ${code}): ${out.slice(-5).join(" | ")}`, {
       hint: "the snapshot may predate this banger; take it again with `banger image snapshot`, or create with --cold",
     });
   }
   await d.files.writeText(vmFiles(vm.dir).knownHosts, `${knownHostsLine(vm.ip!, hostKey.publicKey)}\n`, 0o600);
-  return out.find((l) => l.startsWith("reidentified ")) ?? "reidentified";
+  // The guest's own step times are in the line; the rest of `ms` is ssh over the channel.
+  return `${out.find((l) => l.startsWith("reidentified ")) ?? "reidentified"} in ${ms} ms`;
 }

@@ -55,8 +55,12 @@ export function reidentifyScript(id: NewIdentity): string {
     ? ["# written by banger at create from a snapshot", ...id.nameservers.map((n) => `nameserver ${n}`)].join("\n")
     : "# No nameserver: this VM has no NAT.";
   return `set -eu
+# Where the guest spends its time, reported on the last line (seconds of uptime between steps).
+t0=$(cut -d' ' -f1 /proc/uptime); times=""
+mark() { t=$(cut -d' ' -f1 /proc/uptime); times="$times $1=$(echo "$t $t0" | awk '{printf "%.2f", $1 - $2}')"; t0=$t; }
 # The clock first: it stood still while the snapshot waited on disk.
 date -u -s @${seconds} >/dev/null
+mark clock
 
 # Entropy: credit fresh host bytes to the input pool (RNDADDENTROPY), then reseed the CRNG
 # (RNDRESEEDCRNG), so no two clones share RNG output (firecracker-docs random-for-clones.md).
@@ -68,6 +72,7 @@ else
   printf '%s' ${q(id.seedHex)} >/dev/urandom
 fi
 rm -f /var/lib/systemd/random-seed
+mark rng
 
 printf '%s\\n' ${q(id.machineId)} >/etc/machine-id
 [ -e /var/lib/dbus/machine-id ] && printf '%s\\n' ${q(id.machineId)} >/var/lib/dbus/machine-id || true
@@ -79,7 +84,11 @@ printf '%s\\n' ${q(id.hostKey.publicKey.trim())} >/etc/ssh/ssh_host_ed25519_key.
 mv /etc/ssh/ssh_host_ed25519_key.new /etc/ssh/ssh_host_ed25519_key
 mkdir -p /etc/ssh/banger
 printf '%s\\n' ${q(id.authorizedKeys.trim())} >/etc/ssh/banger/authorized_keys
-systemctl reload ssh.service
+# sshd re-executes itself for each connection and reads the host key then; SIGHUP makes the
+# listener re-read its configuration too. Not systemctl: it waits on systemd, which a guest
+# that just woke up from a snapshot may keep busy for a while.
+kill -HUP "$(cat /run/sshd.pid 2>/dev/null)" 2>/dev/null || systemctl reload ssh.service
+mark keys
 
 echo ${q(id.name)} >/proc/sys/kernel/hostname
 echo ${q(id.name)} >/etc/hostname
@@ -89,6 +98,7 @@ else
   printf '127.0.1.1\\t%s\\n' ${q(id.name)} >>/etc/hosts
 fi
 printf '%s\\n' ${q(resolv)} >/etc/resolv.conf
+mark names
 
 # The NIC: down, new MAC, up; then the address and the default route on it.
 ip link set dev eth0 down
@@ -97,7 +107,8 @@ ip addr flush dev eth0
 ip link set dev eth0 up
 ip addr add ${id.ip}/${id.prefix} dev eth0
 ip route replace default via ${id.gateway} dev eth0
+mark net
 
-echo "reidentified $(cat /proc/sys/kernel/hostname) $(cat /sys/class/net/eth0/address) ${id.ip}"
+echo "reidentified $(cat /proc/sys/kernel/hostname) $(cat /sys/class/net/eth0/address) ${id.ip} (guest s:$times)"
 `;
 }

@@ -189,7 +189,7 @@ describe("re-identity script", () => {
     expect(s).toContain("0x5207"); // RNDRESEEDCRNG
     expect(s).toContain(`printf '%s\\n' '${"a".repeat(32)}' >/etc/machine-id`);
     expect(s).toContain(`abc'\\''def`);
-    expect(s).toContain("systemctl reload ssh.service");
+    expect(s).toContain("kill -HUP");
     expect(s).toContain("echo 'alp' >/proc/sys/kernel/hostname");
     expect(s).toContain("# No nameserver: this VM has no NAT.");
     expect(s).toContain("ip route replace default via 172.30.0.1 dev eth0");
