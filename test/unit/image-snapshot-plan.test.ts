@@ -1,9 +1,10 @@
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { openGuestPort } from "../../src/app/guest-connect.js";
 import { snapshotImage } from "../../src/app/image-snapshot.js";
+import { ImageService } from "../../src/app/images.js";
 import { readSnapshot, snapshotDirOf } from "../../src/app/snapshot-record.js";
 import { BangerError } from "../../src/domain/errors.js";
 import type { GuestStream } from "../../src/ports/channel.js";
@@ -114,6 +115,17 @@ describe("image snapshot", () => {
     const w = world();
     await expect(snapshotImage(w.d, "deb-1")).rejects.toMatchObject({ code: "BAD_REQUEST" });
     nothingLeft(w);
+  });
+});
+
+describe("daemon start after a crash mid-snapshot", () => {
+  it("removes the unfinished snapshot.part-* directory and keeps the finished snapshot", async () => {
+    const w = snapWorld();
+    const imgDir = join(w.d.config.imagesDir, "img1");
+    mkdirSync(join(imgDir, "snapshot.part-1234abcd"), { recursive: true });
+    mkdirSync(join(imgDir, "snapshot"));
+    await new ImageService(w.d).reconcileQuick();
+    expect(readdirSync(imgDir)).toEqual(["snapshot"]);
   });
 });
 
