@@ -85,7 +85,7 @@ describe("create from a golden snapshot", () => {
     await withSnapshot(w);
     const vm = await createVm(w.d, { image: "deb-1", name: "alp", nat: true });
     expect(vm.bootSource).toBe("snapshot snap-1");
-    expect(okStages(w, vm.id)).toEqual(["lease-ip", "tap", "disks", "nat", "restore", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
+    expect(okStages(w, vm.id)).toEqual(["lease-ip", "tap", "secret", "disks", "nat", "restore", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
     expect(restored).toHaveLength(1);
     // The golden MAC and command line go to QEMU (they travel in the stream anyway); the TAP and dir are the VM's.
     expect(restored[0]).toMatchObject({ mac: "02:fc:ac:1e:00:09", bootArgs: expect.stringContaining("golden-x"), tap: vm.tap, dir: vm.dir });
@@ -96,6 +96,12 @@ describe("create from a golden snapshot", () => {
     expect(script).toContain(`ip link set dev eth0 address ${vm.mac}`);
     expect(script).toContain("nameserver 192.0.2.53");
     expect(script).toContain("PRIV");
+    // The golden VM's opencode password is in the snapshot: the clone writes its own (the one bangerd
+    // stored for it, which readiness then uses) and restarts the service.
+    const stored = (await w.d.files.readText(`${w.d.config.secretsDir}/${vm.id}`)).trim();
+    expect(stored).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(script).toContain(`OPENCODE_SERVER_PASSWORD=${stored}`);
+    expect(script).toContain("try-restart opencode.service");
   });
 
   it.each([
