@@ -1,4 +1,4 @@
-import { existsSync, openSync, readdirSync, writeSync, closeSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -79,7 +79,7 @@ describe.skipIf(skip)(`e2e: create from a golden snapshot under QEMU${skip ? ` (
       const { vm, events } = await create(name);
       expect(vm.bootSource).toBe(`snapshot ${snapshotId}`);
       const ok = events.filter((e) => e.op === "create" && e.outcome === "ok").map((e) => e.stage);
-      expect(ok).toEqual(["lease-ip", "tap", "disks", "nat", "restore", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
+      expect(ok).toEqual(["lease-ip", "tap", "secret", "disks", "nat", "restore", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
       expect((await d.cli(["vm", "show", name])).stdout).toContain(`from snapshot ${snapshotId}`);
       // vm ssh checks the VM's known_hosts strictly: the new host key is the one answering.
       expect(await ssh(name, "hostname; cat /etc/hostname")).toBe(`${name}\n${name}`);
@@ -97,6 +97,12 @@ describe.skipIf(skip)(`e2e: create from a golden snapshot under QEMU${skip ? ` (
       bootId: await ssh(name, "cat /proc/sys/kernel/random/boot_id"),
       random: await ssh(name, "head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'"),
       clockSkewS: Math.abs(Number(await ssh(name, "date +%s")) - Date.now() / 1000),
+      opencodeEnv: await ssh(name, "cat /etc/banger/opencode.env; stat -c %a /etc/banger/opencode.env"),
+      // What bangerd stored for this VM (state_dir/secrets/<id>): what readiness and `vm show --show-secret` use.
+      password: await (async () => {
+        const vm = (await d.cli(["--json", "vm", "show", name])).json<{ vm: { id: string; dir: string } }>().vm;
+        return readFileSync(join(vm.dir, "..", "..", "secrets", vm.id), "utf8");
+      })(),
     });
     const a = await facts("sa");
     const b = await facts("sb");
@@ -104,6 +110,15 @@ describe.skipIf(skip)(`e2e: create from a golden snapshot under QEMU${skip ? ` (
     expect(a.machineId).toMatch(/^[0-9a-f]{32}$/);
     expect(a.machineId).not.toBe(b.machineId);
     expect(a.random).not.toBe(b.random);
+    // The golden VM's opencode password is in the snapshot; each clone holds its own, root-only,
+    // and it is the one banger shows for that VM.
+    expect(a.opencodeEnv).not.toBe(b.opencodeEnv);
+    for (const f of [a, b]) {
+      const pw = /OPENCODE_SERVER_PASSWORD=(\S+)/.exec(f.opencodeEnv)?.[1];
+      expect(pw, f.opencodeEnv).toBeTruthy();
+      expect(f.opencodeEnv.trim().endsWith("600")).toBe(true);
+      expect(f.password).toContain(pw!);
+    }
     // The clock was stepped to the host's at re-identity (generous: a loaded TCG guest drifts).
     expect(a.clockSkewS).toBeLessThan(120);
     // boot_id is chosen by the kernel once per boot and a restore is not a boot: both clones keep
