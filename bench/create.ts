@@ -1,5 +1,5 @@
 /**
- * make bench-create ARGS="--runs 2 [--parallel K] [--compare] [--vmm qemu|firecracker] [--image debian --image alpine]"
+ * make bench-create ARGS="--runs 2 [--parallel K] [--compare] [--vmm qemu|firecracker] [--image debian --image alpine] [--snapshot]"
  *
  * Runs inside a private network namespace (bench/run.sh makes it). Starts a
  * real bangerd, registers each built image (`--image OS` = build/images/OS/latest,
@@ -16,6 +16,7 @@ import { builtImage, registerArgs, type BuiltImage } from "../test/helpers/guest
 import { benchNamespace, median, runMain, writeReport } from "./common.js";
 import { ensureDefaultKey } from "../src/adapters/ssh/keys.js";
 import { rawBoot } from "./raw-boot.js";
+import { snapshotBench } from "./snapshot.js";
 
 const { values } = parseArgs({
   args: process.argv.slice(2).filter((a) => a !== "--"),
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     compare: { type: "boolean", default: false },
     vmm: { type: "string", default: "qemu" },
     image: { type: "string", multiple: true, default: ["debian"] },
+    snapshot: { type: "boolean", default: false },
   },
 });
 const runs = Number(values.runs);
@@ -127,6 +129,7 @@ async function measure(v: Variant, image: ReturnType<typeof imageFor>): Promise<
 }
 
 async function main(): Promise<void> {
+  if (values.snapshot) return snapshotBench({ ns: here, runs, images: images.map((i) => ({ label: i.label, img: i.img })) });
   const variants: Variant[] = values.compare
     ? [
         { label: "pool+seed", pool: 4, seed: true },

@@ -33,6 +33,9 @@ function refuse(socket: Duplex, err: BangerError): void {
  */
 export function connectUpgrade(d: Pick<AppDeps, "store" | "channel" | "log">, access?: ConnectAccess) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // A client that hangs up while the channel opens (ssh giving up, wait-ssh's other path winning)
+    // makes the refusal's write fail with EPIPE; unhandled, that 'error' event would end bangerd.
+    socket.on("error", () => socket.destroy());
     void bridge(d, req, socket as Socket, head, access).catch((e: unknown) => {
       d.log.warn({ err: (e as Error).message, stage: "connect" }, "guest stream failed");
       if (!socket.destroyed) refuse(socket, asBangerError(e));
@@ -66,7 +69,9 @@ async function bridge(
   const abort = new AbortController();
   const onGone = () => abort.abort();
   client.once("close", onGone);
-  const { stream, via } = await openGuestPort(d, decodeURIComponent(m[1]!), url.searchParams.get("port"), abort.signal);
+  const { stream, via } = await openGuestPort(d, decodeURIComponent(m[1]!), url.searchParams.get("port"), abort.signal, {
+    creating: url.searchParams.get("creating") === "1",
+  });
   client.off("close", onGone);
   if (client.destroyed) {
     stream.destroy();

@@ -11,6 +11,7 @@ import { BangerError } from "../domain/errors.js";
 import { VERSION } from "../version.js";
 import { buildRoute } from "./build-route.js";
 import { accessRoutes } from "./access-routes.js";
+import { snapshotRoutes } from "./snapshot-route.js";
 import { errorResponse } from "./errors.js";
 import { ROOT_CALLER, requireMember, requireOwner, requireRoot, type Caller } from "../domain/caller.js";
 import { vmFiles } from "../app/vm-files.js";
@@ -88,7 +89,7 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
   api.post("/shutdown", rootOnly("stop bangerd"));
   api.post("/images", async (c) => c.json({ image: await images.register(registerImageBody.parse(await body(c))) }, 201));
   buildRoute(api, d, images, body);
-  api.get("/images/:name", (c) => c.json({ image: images.get(c.req.param("name")) }));
+  snapshotRoutes(api, d, images);
   api.delete("/images/:name", async (c) => {
     await images.remove(c.req.param("name"));
     return c.json({ removed: c.req.param("name") });

@@ -56,6 +56,7 @@ export const createVmBody = z
       .max(16384)
       .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+=*( [^\n\r]*)?\n?$/, "expected one OpenSSH public key line")
       .optional(),
+    cold: z.boolean().optional(),
   })
   .strict();
 

@@ -17,6 +17,8 @@ import { knownHostsLine } from "../domain/known-hosts.js";
 import { leaseStage } from "./lease-stage.js";
 import { checkAddress, type ForwardSpec } from "../domain/forwards.js";
 import { forwardsStage, peersStage, resolvePeers } from "./vm-net.js";
+import { chooseBootSource, type BootSource } from "./snapshot-source.js";
+import { restoreStages, type RestoreDeps } from "./restore-stages.js";
 
 /** Refused before anything is acquired: a bad port or a port given twice. */
 function checkForwards(list: readonly ForwardSpec[]): ForwardSpec[] {
@@ -32,10 +34,22 @@ function checkForwards(list: readonly ForwardSpec[]): ForwardSpec[] {
 
 /** What a create touches; start, stop and rm take a subset of the same (lifecycle.ts). */
 export type CreateDeps = BootDeps &
-  Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log" | "forwarder"> & {
+  RestoreDeps &
+  Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log" | "forwarder" | "snapshots"> & {
     config: Pick<
       AppConfig,
-      "vmm" | "subnet" | "vcpus" | "memoryMib" | "workDiskGib" | "opTimeoutMs" | "eventsKeepOps" | "vmsDir" | "secretsDir" | "sshTimeoutMs" | "serviceTimeoutMs"
+      | "vmm"
+      | "subnet"
+      | "vcpus"
+      | "memoryMib"
+      | "workDiskGib"
+      | "opTimeoutMs"
+      | "eventsKeepOps"
+      | "vmsDir"
+      | "secretsDir"
+      | "sshTimeoutMs"
+      | "serviceTimeoutMs"
+      | "imagesDir"
     >;
   };
 
@@ -56,6 +70,8 @@ export interface CreateInput {
   owner?: { uid: number; name: string };
   /** The caller's public key, added to the guest's authorized_keys beside banger's. */
   sshPublicKey?: string;
+  /** Boot even when the image has a usable snapshot. */
+  cold?: boolean;
 }
 
 export function resolveImage(d: Pick<AppDeps, "store">, ref: string): Image {
@@ -83,11 +99,31 @@ export async function createVm(d: CreateDeps, input: CreateInput, opts: { signal
   // Held from before the row exists until the plan has settled, undo included.
   const ticket = d.ops.begin(name, "create", { signal: opts.signal, deadlineMs: cfg.opTimeoutMs });
   try {
-    return await runCreate(d, input, { image, name, vmm, signal: ticket.signal, peerIds, forwards });
+    try {
+      return await runCreate(d, input, { image, name, vmm, signal: ticket.signal, peerIds, forwards });
+    } catch (e) {
+      // A snapshot that passed the shallow check but would not restore (corrupted inside, a guest
+      // without re-identity): everything is undone by then, so the same create boots cold instead.
+      const err = e as BangerError;
+      if (!(err instanceof BangerError) || !err.stage || !RESTORE_STAGES.has(err.stage) || ticket.signal.aborted || d.store.getVm(name)) throw e;
+      d.log.warn({ vm: name, stage: err.stage, err: err.message }, "restore from snapshot failed; booting cold");
+      return await runCreate(d, input, {
+        image,
+        name,
+        vmm,
+        signal: ticket.signal,
+        peerIds,
+        forwards,
+        fallback: `restore from the snapshot failed at ${err.stage}: ${err.message}`,
+      });
+    }
   } finally {
     ticket.release();
   }
 }
+
+/** Stages of a create from a snapshot whose failure falls back to a cold boot. */
+const RESTORE_STAGES = new Set(["secret", "disks", "restore", "resume", "reidentify"]);
 
 interface CreateCtx {
   image: Image;
@@ -96,6 +132,8 @@ interface CreateCtx {
   signal: AbortSignal;
   peerIds: string[];
   forwards: ForwardSpec[];
+  /** Set when a restore failed and this is the cold retry: why. */
+  fallback?: string;
 }
 
 async function runCreate(d: CreateDeps, input: CreateInput, c: CreateCtx): Promise<Vm> {
@@ -133,7 +171,10 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: CreateCtx): Promi
     vm = d.store.updateVm(id, p);
   };
   const files = vmFiles(vm.dir);
+  const source: BootSource = c.fallback ? { kind: "cold", reason: c.fallback } : await chooseBootSource(d, image, vm, vmm, { cold: input.cold });
+  if (source.kind === "cold") patch({ bootSource: `cold: ${source.reason}` });
   let prepared: PreparedDisks | undefined;
+  let secret: string | undefined;
   const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: input.noWait };
 
   const stages: Stage[] = [
@@ -141,47 +182,65 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: CreateCtx): Promi
     ...(c.forwards.length > 0 ? [forwardsStage(d, () => vm, c.forwards)] : []),
     ...(c.peerIds.length > 0 ? [peersStage(d, () => vm, c.peerIds)] : []),
     tapStage(boot),
-    {
-      name: "rootfs",
+    ...(source.kind === "snapshot"
+      ? [secretStage(), ...restoreStages({ ...boot, d }, source, { secret: () => secret, callerKey: input.sshPublicKey })]
+      : coldStages()),
+  ];
+  /** The service password of a clone: stored here, written into the guest by `reidentify`. */
+  function secretStage(): Stage {
+    return {
+      name: "secret",
       run: async ({ onUndo }) => {
-        const removeDir = () => d.files.remove(vm.dir);
-        prepared = d.diskPool.take(image, vm.workDiskGib);
-        if (prepared) {
-          await d.diskPool.claim(prepared, vm.dir); // the set's dir becomes the VM dir
-          onUndo("vm-dir", removeDir);
-          return "from warm pool";
-        }
-        await d.files.mkdir(vm.dir);
-        onUndo("vm-dir", removeDir);
-        await cloneRootfs(d, image, files.rootfs);
-      },
-    },
-    {
-      name: seed ? "work-disk" : "work-disk-fallback",
-      run: async () => (prepared ? `${vm.workDiskGib} GiB from warm pool` : makeWorkDisk(d, image, files.work, vm.workDiskGib)),
-    },
-    {
-      name: "inject",
-      run: async ({ onUndo }) => {
-        // The service password is this VM's alone: warm sets carry none, it is written here.
-        const secret = newSecret();
+        secret = newSecret();
         onUndo("secret", () => removeSecret(d, vm));
         await storeSecret(d, vm, secret);
-        const guestFiles = guestSecretFiles(secret);
-        let hostPublicKey: string;
-        if (prepared) {
-          hostPublicKey = prepared.hostPublicKey;
-          // A warm set holds banger's key only; the creator's joins it here, in the same write.
-          await d.disks.inject(files.rootfs, [...(input.sshPublicKey ? [await authorizedKeys(d, input.sshPublicKey)] : []), ...guestFiles]);
-        } else {
-          hostPublicKey = await injectIdentity(d, files.rootfs, guestFiles, input.sshPublicKey);
-        }
-        await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
-        return prepared ? "host key and authorized_keys pre-injected (warm pool); service password written" : undefined;
       },
-    },
-    ...bootStages(boot),
-  ];
+    };
+  }
+  function coldStages(): Stage[] {
+    return [
+      {
+        name: "rootfs",
+        run: async ({ onUndo }) => {
+          const removeDir = () => d.files.remove(vm.dir);
+          prepared = d.diskPool.take(image, vm.workDiskGib);
+          if (prepared) {
+            await d.diskPool.claim(prepared, vm.dir); // the set's dir becomes the VM dir
+            onUndo("vm-dir", removeDir);
+            return "from warm pool";
+          }
+          await d.files.mkdir(vm.dir);
+          onUndo("vm-dir", removeDir);
+          await cloneRootfs(d, image, files.rootfs);
+        },
+      },
+      {
+        name: seed ? "work-disk" : "work-disk-fallback",
+        run: async () => (prepared ? `${vm.workDiskGib} GiB from warm pool` : makeWorkDisk(d, image, files.work, vm.workDiskGib)),
+      },
+      {
+        name: "inject",
+        run: async ({ onUndo }) => {
+          // The service password is this VM's alone: warm sets carry none, it is written here.
+          const secret = newSecret();
+          onUndo("secret", () => removeSecret(d, vm));
+          await storeSecret(d, vm, secret);
+          const guestFiles = guestSecretFiles(secret);
+          let hostPublicKey: string;
+          if (prepared) {
+            hostPublicKey = prepared.hostPublicKey;
+            // A warm set holds banger's key only; the creator's joins it here, in the same write.
+            await d.disks.inject(files.rootfs, [...(input.sshPublicKey ? [await authorizedKeys(d, input.sshPublicKey)] : []), ...guestFiles]);
+          } else {
+            hostPublicKey = await injectIdentity(d, files.rootfs, guestFiles, input.sshPublicKey);
+          }
+          await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
+          return prepared ? "host key and authorized_keys pre-injected (warm pool); service password written" : undefined;
+        },
+      },
+      ...bootStages(boot),
+    ];
+  }
 
   try {
     await plan.run(stages, explainGuestFailure(d, vm.dir));

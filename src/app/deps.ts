@@ -13,6 +13,7 @@ import type { Network } from "../ports/network.js";
 import type { Forwarder } from "../ports/forwarder.js";
 import type { Store } from "../ports/store.js";
 import type { Vmm } from "../ports/vmm.js";
+import type { VmmSnapshots } from "../ports/snapshots.js";
 import type { VmOps } from "./vm-ops.js";
 
 /**
@@ -100,6 +101,8 @@ export interface AppDeps {
   ops: VmOps;
   /** Drivers are created on first use so a host without firecracker still serves qemu VMs. */
   vmm(kind: VmmKind): Vmm;
+  /** Snapshot and restore for a VMM kind; undefined where create does not use snapshots (Firecracker, for now). */
+  snapshots(kind: VmmKind): VmmSnapshots | undefined;
   network: Network;
   /** Host → guest port forwards that bangerd relays. */
   forwarder: Forwarder;

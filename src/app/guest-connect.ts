@@ -17,7 +17,7 @@ export function parseGuestPort(text: string | undefined | null): number {
 }
 
 /**
- * A byte stream to a port of a running VM over its guest channel (vsock or virtio-serial), never
+ * A byte stream to a port of a running VM (or, asked for, one being created) over its guest channel (vsock or virtio-serial), never
  * its network. A read as far as the VM is concerned: no lock, no state change; a stop or rm
  * while it is open simply ends it with the VMM.
  */
@@ -26,10 +26,14 @@ export async function openGuestPort(
   name: string,
   portText: string | undefined | null,
   signal?: AbortSignal,
+  opts: { creating?: boolean } = {},
 ): Promise<OpenedStream & { vm: Vm; port: number }> {
   const port = parseGuestPort(portText);
   const vm = getVm(d, name);
-  if (vm.state !== "running") {
+  // "creating" only when asked: a create from a snapshot re-identifies its restored guest over this
+  // route (banger-vsock --creating). Nobody else gets in while a create runs: wait-ssh's channel
+  // path, say, would hold the one virtio-serial session of a guest whose IP answered first.
+  if (vm.state !== "running" && !(opts.creating && vm.state === "creating")) {
     throw new BangerError("VM_STATE", `VM ${vm.name} is ${vm.state}; its guest ports are reachable only while it runs`, {
       hint: vm.state === "stopped" ? `\`banger vm start ${vm.name}\`` : "wait for the operation in progress to finish",
     });

@@ -182,6 +182,13 @@ export class ImageService {
       this.d.log.warn({ dir: entry }, "removed an unfinished image directory");
     }
     for (const img of this.d.store.listImages()) {
+      // So does an `image snapshot` cut short: its `snapshot.part-<id>` directory has no record and is never used.
+      const imgDir = join(this.d.config.imagesDir, img.id);
+      for (const entry of await this.d.files.list(imgDir).catch(() => [] as string[])) {
+        if (!entry.startsWith("snapshot.part-")) continue;
+        await this.d.files.remove(join(imgDir, entry));
+        this.d.log.warn({ image: img.name, dir: entry }, "removed an unfinished snapshot directory");
+      }
       let problem: string | undefined;
       for (const a of img.artifacts) {
         const st = await this.d.files.stat(a.path).catch(() => undefined);

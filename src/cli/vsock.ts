@@ -6,6 +6,7 @@
 //   --config PATH      config file to read `socket` from
 //   --tcp HOST:PORT    also try this TCP address and keep whichever answers first
 //   -v                 say on stderr which path answered
+//   --creating         also while the VM is being created (bangerd's own re-identity of a restored guest)
 import { request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -13,7 +14,7 @@ import { quickSocket } from "./socket.js";
 
 /** How long the IP gets before the channel is tried too (RFC 8305's connection attempt delay). */
 const CHANNEL_HEAD_START_MS = 250;
-const USAGE = "usage: banger-vsock [--socket PATH] [--config PATH] [--tcp HOST:PORT] [-v] <vm> <port>";
+const USAGE = "usage: banger-vsock [--socket PATH] [--config PATH] [--tcp HOST:PORT] [--creating] [-v] <vm> <port>";
 
 function fail(message: string, hint?: string): never {
   process.stderr.write(`banger-vsock: ${message}\n${hint ? `hint: ${hint}\n` : ""}`);
@@ -27,6 +28,7 @@ interface Args {
   config?: string;
   tcp?: { host: string; port: number };
   verbose: boolean;
+  creating?: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -42,6 +44,7 @@ function parseArgs(argv: string[]): Args {
       if (!m) fail(`--tcp takes HOST:PORT`, USAGE);
       out.tcp = { host: m[1]!, port: Number(m[2]) };
     } else if (a === "-v") out.verbose = true;
+    else if (a === "--creating") out.creating = true;
     else if (a === "-h" || a === "--help") {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
@@ -60,7 +63,7 @@ function viaChannel(socketPath: string, a: Args, cancel: AbortSignal): Promise<W
   return new Promise((resolve, reject) => {
     const req = request({
       socketPath,
-      path: `/v1/vms/${encodeURIComponent(a.vm)}/connect?port=${a.port}`,
+      path: `/v1/vms/${encodeURIComponent(a.vm)}/connect?port=${a.port}${a.creating ? "&creating=1" : ""}`,
       headers: { Connection: "Upgrade", Upgrade: "banger-stream" },
       agent: false,
       signal: cancel,

@@ -9,6 +9,7 @@ import { ExecRunner } from "../adapters/exec/runner.js";
 import { FirecrackerVmm, resolveJailer } from "../adapters/firecracker/driver.js";
 import { cgroup2Mount, type JailerOptions } from "../adapters/firecracker/jail.js";
 import { QemuVmm } from "../adapters/qemu/driver.js";
+import { QemuSnapshots } from "../adapters/qemu/snapshot.js";
 import { LinuxNetwork } from "../adapters/net/linux-network.js";
 import { TcpProxy } from "../adapters/net/tcp-proxy.js";
 import { hostNameservers } from "../adapters/net/resolv.js";
@@ -158,6 +159,7 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
     qemu: () =>
       (qemu ??= new QemuVmm({ bin: c.qemu_bin, accel: c.qemu_accel, stateDir: cfg.paths.stateDir, log: log.child({ vmm: "qemu" }), runner, user: vmmUser })),
   };
+  let qemuSnaps: QemuSnapshots | undefined;
   const seed = process.env.BANGER_NAME_SEED ? Number(process.env.BANGER_NAME_SEED) : undefined;
   return {
     config,
@@ -166,6 +168,10 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
     log,
     names: new NameGenerator(seed === undefined ? Math.random : seededRandom(seed)),
     vmm: (kind: VmmKind): Vmm => (kind === "firecracker" ? drivers.firecracker() : drivers.qemu()),
+    // Firecracker's snapshot driver exists (adapters/firecracker/snapshot.ts) but its golden VM must run on disks inside the
+    // snapshot directory, which the app does not arrange yet: Firecracker VMs boot cold.
+    snapshots: (kind: VmmKind) =>
+      kind === "qemu" ? (qemuSnaps ??= new QemuSnapshots({ vmm: drivers.qemu(), log: log.child({ vmm: "qemu", component: "snapshot" }) })) : undefined,
     network: new LinuxNetwork({
       runner,
       bridge: c.bridge,

@@ -70,6 +70,8 @@ export interface Vm {
   workSeedFallback: boolean;
   /** "builder": the throw-away VM of an image build; `vm ls` leaves it out while the build runs. */
   role?: "builder";
+  /** How the last create brought the guest up: "snapshot <id>", or "cold: <why no snapshot was used>". */
+  bootSource?: string;
   createdAt: string;
   updatedAt: string;
   lastError?: string;

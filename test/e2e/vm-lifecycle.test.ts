@@ -62,6 +62,8 @@ describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${
     const show = await d.cli(["vm", "show", "alp"]);
     expect(show.stdout).toMatch(/create time/);
     expect(show.stdout).toMatch(/wait-ssh/);
+    // An image without a snapshot boots cold, and says so.
+    expect(show.stdout).toMatch(/booted +cold: image debian-e2e-1 has no snapshot/);
   });
 
   it("answers SSH with its name, its seeded /root disk and opencode running", async () => {

@@ -20,6 +20,7 @@ import type { Guest } from "../../src/ports/guest.js";
 import type { GuestShell } from "../../src/ports/guest-shell.js";
 import type { Network } from "../../src/ports/network.js";
 import type { Vmm, VmmHandle } from "../../src/ports/vmm.js";
+import type { VmmSnapshots } from "../../src/ports/snapshots.js";
 
 export interface WorldOptions {
   /** Make each stage wait on this before it runs, so tests can interleave operations. */
@@ -35,6 +36,10 @@ export interface WorldOptions {
   exec?: (command: string) => { code: number; stdout: string; stderr: string };
   /** The guest's answer to a streamed command (image build steps): its output lines and exit code. */
   shell?: (command: string, input?: string) => { code: number; lines?: string[] } | Promise<{ code: number; lines?: string[] }>;
+  /** The QEMU snapshot driver (create from a snapshot); absent: none, every create boots cold. */
+  snapshots?: VmmSnapshots;
+  /** banger-vsock's argv, which re-identity needs; absent: none. */
+  channelProxy?: string[];
 }
 
 /** Port fakes that record what is held, so every failure path can be checked for leaks. */
@@ -175,7 +180,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   };
   const keyPath = join(dir, "id");
   writeFileSync(`${keyPath}.pub`, "ssh-ed25519 AAAA test\n");
-  const config = appConfig(cfg);
+  const config = { ...appConfig(cfg), channelProxy: opts.channelProxy };
   mkdirSync(config.secretsDir, { recursive: true, mode: 0o700 });
   const files = new NodeFiles({ copy: async () => undefined, sha256: async () => "0".repeat(64) });
   const keys = { sshKey: async () => keyPath, hostKey: async () => ({ privateKey: "PRIV", publicKey: "ssh-ed25519 HOSTKEY banger" }) };
@@ -210,6 +215,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     names: new NameGenerator(seededRandom(1)),
     vmm: () => vmm,
     forwarder: new TcpProxy(log),
+    snapshots: () => opts.snapshots,
     diskPool: new DiskPool({ store, disks, files, keys, log, config }, { dir: join(dir, "pool"), size: poolSize, maxGib: 0 }),
   };
   const imgDir = join(dir, "img");

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -106,8 +106,14 @@ export async function startTestDaemon(
       const argv = [...(opts.wrap ?? []), "ip", "netns", "exec", ns.name, BANGERD];
       const proc = spawn(argv[0], argv.slice(1), { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
-      proc.stderr!.on("data", (b) => (out += b));
-      proc.stdout!.on("data", (b) => (out += b));
+      // BANGER_TEST_DAEMON_LOG=<file>: keep bangerd's output for a post-mortem (the test dir is removed).
+      const keep = process.env.BANGER_TEST_DAEMON_LOG;
+      const onOut = (b: Buffer) => {
+        out += b.toString();
+        if (keep) appendFileSync(keep, b);
+      };
+      proc.stderr!.on("data", onOut);
+      proc.stdout!.on("data", onOut);
       d.proc = proc;
       for (let i = 0; i < 200; i++) {
         if (proc.exitCode !== null) throw new Error(`bangerd exited ${proc.exitCode}:\n${out.slice(-3000)}`);

@@ -106,7 +106,7 @@ describe("fake firecracker with FAKE_FC_SPEC=none", () => {
     for (const [method, path] of [
       ["GET", "/nope"],
       ["DELETE", "/drives/rootfs"],
-      ["PUT", "/snapshot/create"],
+      ["PUT", "/balloon"],
       ["GET", "/drives/rootfs"],
     ]) {
       const res = await fc.request(method, path, method === "GET" || method === "DELETE" ? undefined : {});
@@ -120,5 +120,13 @@ describe("fake firecracker with FAKE_FC_SPEC=none", () => {
     expect(res.json.fault_message).toContain("[rule: path-id-matches-body]");
     expect((await fc.request("PUT", "/actions", { action_type: "Reboot" })).status).toBe(400);
     expect((await fc.request("PUT", "/actions", { action_type: "InstanceStart" })).json.fault_message).toContain("[rule: start-needs-boot-source]");
+  });
+
+  it("checks the snapshot routes' enums and rules without the spec too", async () => {
+    expect((await fc.request("PATCH", "/vm", { state: "Sleeping" })).json.fault_message).toContain("body.state must be one of Paused, Resumed");
+    expect((await fc.request("PATCH", "/vm", { state: "Paused" })).json.fault_message).toContain("[rule: post-boot-only]");
+    const load = await fc.request("PUT", "/snapshot/load", { snapshot_path: "/x", mem_backend: { backend_type: "Disk", backend_path: "/y" } });
+    expect(load.json.fault_message).toContain("backend_type must be one of File, Uffd");
+    expect((await fc.request("PUT", "/snapshot/load", { snapshot_path: "/x" })).json.fault_message).toContain("[rule: mem-field-required]");
   });
 });

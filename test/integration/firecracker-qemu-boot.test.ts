@@ -3,6 +3,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { withClient } from "../../src/adapters/firecracker/client.js";
 import { FirecrackerVmm } from "../../src/adapters/firecracker/driver.js";
 import { processAlive } from "../../src/adapters/exec/proc.js";
 import type { VmmSpec } from "../../src/ports/vmm.js";
@@ -111,6 +112,17 @@ describe.skipIf(reason !== undefined)(`fake firecracker real boot via QEMU${reas
     await waitFor("the guest marker on the console", 180_000, () => consoleText().includes("FAKEFC-GUEST-UP"));
     // The fake gives microvm the i8042 Firecracker has; the guest kernel found a keyboard on it.
     expect(consoleText()).toContain("FAKEFC-KEYBOARD");
+    // PATCH /vm maps onto QMP stop/cont; snapshots are refused in this mode rather than faked.
+    await withClient(h.controlSocket, 10_000, async (c) => {
+      await c.send({ method: "PATCH", path: "/vm", body: { state: "Paused" } });
+      expect((await c.get<{ state: string }>("/")).state).toBe("Paused");
+      const refused = await c
+        .send({ method: "PUT", path: "/snapshot/create", body: { snapshot_path: join(spec.dir, "s"), mem_file_path: join(spec.dir, "m") } })
+        .catch((e: Error) => e);
+      expect((refused as Error).message).toContain("[rule: fake-qemu-no-snapshot]");
+      await c.send({ method: "PATCH", path: "/vm", body: { state: "Resumed" } });
+      expect((await c.get<{ state: string }>("/")).state).toBe("Running");
+    });
     expect((await vmm.stop(h, { timeoutMs: 120_000 })).how).toBe("vmm-request");
     expect(processAlive(h.pid)).toBe(false);
     expect(consoleText()).toContain("reboot: Restarting system");

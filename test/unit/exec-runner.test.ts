@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -74,6 +74,20 @@ describe("ExecRunner.spawnDetached", () => {
     runner.spawnDetached("true", [], { output: out, append: false });
     await new Promise((r) => setTimeout(r, 100));
     expect(readFileSync(out, "utf8")).toBe("");
+  });
+
+  it("hands inherited descriptors over as fd 3 onwards (the QEMU restore reads its state file so)", async () => {
+    const state = join(dir, "state.bin");
+    writeFileSync(state, "migration stream");
+    const fd = openSync(state, "r");
+    const out = join(dir, "fd3.log");
+    try {
+      const p = runner.spawnDetached("sh", ["-c", "cat <&3"], { output: out, append: false, inheritFds: [fd] });
+      expect(await p.ended).toMatchObject({ kind: "exited", code: 0 });
+    } finally {
+      closeSync(fd);
+    }
+    expect(readFileSync(out, "utf8")).toBe("migration stream");
   });
 
   it("a binary that cannot start has no pid and ends with spawn-error", async () => {

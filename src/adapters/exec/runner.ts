@@ -17,6 +17,8 @@ export interface DetachedOptions {
   append: boolean;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Open descriptors the child inherits as fd 3, 4, ... (the caller still owns and closes its copies). */
+  inheritFds?: number[];
 }
 
 /** Why a detached process is no longer running. */
@@ -108,7 +110,12 @@ export class ExecRunner implements Runner {
     const fd = openSync(opts.output, opts.append ? "a" : "w");
     let pid: number | undefined;
     try {
-      const child = spawn(cmd, args, { detached: true, stdio: ["ignore", fd, fd], env: opts.env ?? process.env, cwd: opts.cwd });
+      const child = spawn(cmd, args, {
+        detached: true,
+        stdio: ["ignore", fd, fd, ...(opts.inheritFds ?? [])],
+        env: opts.env ?? process.env,
+        cwd: opts.cwd,
+      });
       child.on("error", (error: NodeJS.ErrnoException) => finish({ kind: "spawn-error", error, detail: `cannot run ${cmd}: ${error.message}` }));
       child.on("exit", (code, signal) => finish({ kind: "exited", code, signal, detail: signal ? `was killed by ${signal}` : `exited with code ${code}` }));
       child.unref();

@@ -28,7 +28,7 @@ const KILL_GRACE_MS = 2_000;
  */
 export async function spawnUntilReady(runner: ExecRunner, o: SpawnUntilReady): Promise<{ pid: number; pidStart: number }> {
   o.signal?.throwIfAborted();
-  const proc = runner.spawnDetached(o.cmd, o.args, { output: o.output, append: o.append, env: o.env, cwd: o.cwd });
+  const proc = runner.spawnDetached(o.cmd, o.args, { output: o.output, append: o.append, env: o.env, cwd: o.cwd, inheritFds: o.inheritFds });
   const pid = proc.pid;
   const deadline = Date.now() + o.timeoutMs;
   for (;;) {

@@ -14,6 +14,8 @@ export interface QemuArgsOptions {
   vhostVsock?: boolean;
   /** QEMU's seccomp filter (-sandbox on), when this build has it. */
   sandbox?: boolean;
+  /** Restore: a migration URI (`fd:3` for an inherited state file) the device and memory state are read from at startup. */
+  incoming?: string;
 }
 
 /** seccomp on; also deny what a microvm never needs: obsolete syscalls, setuid & co, fork/exec, scheduler and CPU-affinity changes. */
@@ -90,5 +92,7 @@ export function buildQemuArgs(spec: VmmSpec, opts: QemuArgsOptions): string[] {
   }
   if (opts.paused) args.push("-S");
   if (opts.sandbox) args.push("-sandbox", SANDBOX_ARG);
+  // The URI is not a QEMU option string: no comma escaping.
+  if (opts.incoming) args.push("-incoming", opts.incoming);
   return args;
 }

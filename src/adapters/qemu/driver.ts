@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { chmod, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { fileTail } from "../exec/tail.js";
@@ -82,7 +82,8 @@ export class QemuVmm implements Vmm {
     return this.sandbox;
   }
 
-  private async failed(dir: string, message: string, hint?: string): Promise<BangerError> {
+  /** A VMM_FAILED carrying the tail of vmm.log, where qemu writes why it stopped. */
+  async failed(dir: string, message: string, hint?: string): Promise<BangerError> {
     const tail = await fileTail(qemuPaths(dir).vmmLog, 6);
     return new BangerError("VMM_FAILED", tail ? `${message}; vmm.log: ${tail.replace(/\n/g, " | ")}` : message, {
       hint: hint ?? `see ${qemuPaths(dir).vmmLog} and console.log`,
@@ -90,6 +91,32 @@ export class QemuVmm implements Vmm {
   }
 
   async spawn(spec: VmmSpec, signal?: AbortSignal): Promise<VmmHandle> {
+    return this.spawnWith(spec, undefined, signal);
+  }
+
+  /**
+   * Spawn with the same arguments a boot uses, reading the device and memory state from
+   * `stateFile`: the snapshot restore. The device set must be exactly the snapshot's, which is why
+   * it shares the boot's argv builder. The file is handed over as an inherited descriptor
+   * (`-incoming fd:3`), so no helper process runs (a seccomp `-sandbox spawn=deny` allows that too).
+   */
+  async spawnIncoming(spec: VmmSpec, stateFile: string, signal?: AbortSignal): Promise<VmmHandle> {
+    let fd: number;
+    try {
+      fd = openSync(stateFile, "r");
+    } catch (e) {
+      throw new BangerError("DISK_FAILED", `cannot open snapshot state ${stateFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
+        hint: "take the snapshot again",
+      });
+    }
+    try {
+      return await this.spawnWith(spec, { uri: "fd:3", fds: [fd] }, signal);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private async spawnWith(spec: VmmSpec, incoming: { uri: string; fds: number[] } | undefined, signal?: AbortSignal): Promise<VmmHandle> {
     signal?.throwIfAborted();
     const paths = qemuPaths(spec.dir);
     for (const p of [paths.qmp, paths.agent]) {
@@ -116,6 +143,7 @@ export class QemuVmm implements Vmm {
       // The guest channel prefers vsock where the host has it (src/adapters/channel/guest-channel.ts asks the same).
       vhostVsock: existsSync("/dev/vhost-vsock"),
       sandbox,
+      incoming: incoming?.uri,
     });
     const [cmd, ...prefix] = [...(this.opts.wrap ?? []), ...(user ? dropPrivilegesArgv(user) : []), this.opts.bin];
     this.opts.log.debug({ vm: spec.name, accel, argv: [cmd, ...prefix, ...args] }, "spawning qemu");
@@ -124,6 +152,7 @@ export class QemuVmm implements Vmm {
       args: [...prefix, ...args],
       output: paths.vmmLog,
       append: false,
+      inheritFds: incoming?.fds,
       what: "qemu",
       socket: "QMP socket",
       ready: () => withQmp(paths.qmp, (q) => q.execute("query-status"), 2_000),

@@ -211,6 +211,14 @@ ALTER TABLE vms ADD COLUMN owner_uid INTEGER;
 ALTER TABLE vms ADD COLUMN owner_name TEXT;
 `,
   },
+  {
+    // Create from a golden snapshot: how each VM came up ("snapshot <id>", or why it booted cold). The snapshot's own
+    // record is a file beside its files (app/snapshot-record.ts), so it goes with the image directory.
+    version: 8,
+    sql: `
+ALTER TABLE vms ADD COLUMN boot_source TEXT;
+`,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

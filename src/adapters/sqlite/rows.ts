@@ -52,6 +52,7 @@ export interface VmRow {
   role: string | null;
   owner_uid: number | null;
   owner_name: string | null;
+  boot_source: string | null;
 }
 
 export interface EventRow {
@@ -144,6 +145,7 @@ const VM_COLUMNS: { [K in VmField]-?: { col: keyof VmRow; toDb: (v: Vm[K] | unde
   vsockCid: { col: "vsock_cid", toDb: (v) => v ?? null, nullable: true },
   workSeedFallback: { col: "work_seed_fallback", toDb: (v) => (v === undefined ? null : v ? 1 : 0) },
   role: { col: "role", toDb: (v) => v ?? null, nullable: true },
+  bootSource: { col: "boot_source", toDb: (v) => v ?? null, nullable: true },
   createdAt: { col: "created_at", toDb: (v) => v ?? null },
   updatedAt: { col: "updated_at", toDb: (v) => v ?? null },
   lastError: { col: "last_error", toDb: (v) => v ?? null, nullable: true },
@@ -206,6 +208,7 @@ export function rowToVm(r: VmRow): Vm {
   setOpt(vm, "pidStart", r.pid_start);
   setOpt(vm, "vsockCid", r.vsock_cid);
   setOpt(vm, "lastError", r.last_error);
+  setOpt(vm, "bootSource", r.boot_source);
   if (r.role === "builder") vm.role = "builder";
   setOpt(vm, "ownerUid", r.owner_uid);
   setOpt(vm, "ownerName", r.owner_name);

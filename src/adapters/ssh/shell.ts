@@ -32,7 +32,9 @@ export class SshShell implements GuestShell {
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise((resolve, reject) => {
       // ConnectTimeout bounds the connect only; the command itself is bounded by timeoutMs below.
-      const child = spawn(this.sshBin, sshArgs(target, [command], { connectTimeoutS: 15 }), { stdio: ["pipe", "pipe", "pipe"] });
+      const child = spawn(this.sshBin, sshArgs(target, [command], { connectTimeoutS: 15, proxyCommand: target.proxyCommand }), {
+        stdio: ["pipe", "pipe", "pipe"],
+      });
       const out = lineSplitter((l) => opts.onLine("stdout", l));
       const err = lineSplitter((l) => opts.onLine("stderr", l));
       let why: "timeout" | "abort" | undefined;

@@ -7,6 +7,8 @@ import type { CliContext } from "../context.js";
 import { positiveInt } from "../parse.js";
 import { bytes, keyValues, ms, table } from "../output.js";
 import { registerImageBuild } from "./image-build.js";
+import { registerImageSnapshot, showSnapshot } from "./image-snapshot.js";
+import type { SnapshotSummary } from "../../app/image-snapshot.js";
 
 function parseService(spec: string, acc: GuestService[] = []): GuestService[] {
   const m = /^([a-z0-9][a-z0-9_-]*):(\d{1,5})(?::(\d+))?$/i.exec(spec);
@@ -121,9 +123,11 @@ export function registerImage(program: Command, ctx: CliContext): void {
   im.command("show <image>")
     .description("details and artifacts of an image (name or alias)")
     .action(async (name: string) => {
-      const { image } = await ctx.client().call<{ image: Image }>("GET", `/images/${encodeURIComponent(name)}`);
-      ctx.out(() => showImage(image), { image });
+      const res = await ctx.client().call<{ image: Image; snapshot: SnapshotSummary | null }>("GET", `/images/${encodeURIComponent(name)}`);
+      ctx.out(() => `${showImage(res.image)}\n\n${showSnapshot(res.snapshot, res.image.name)}`, res);
     });
+
+  registerImageSnapshot(im, ctx);
 
   im.command("promote <image>")
     .description("point an alias at an image; promoting an older build is the rollback")

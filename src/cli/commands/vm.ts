@@ -141,6 +141,7 @@ function showVm(vm: Vm, events: LifecycleEvent[], op?: { op: string; startedAt: 
       ["owner", vm.ownerName ?? "root"],
       ["image", vm.imageName],
       ["vmm", vm.vmm],
+      ["booted", vm.bootSource?.startsWith("snapshot ") ? `from ${vm.bootSource}` : vm.bootSource],
       ["ip", vm.ip],
       ["mac", vm.mac],
       ["tap", vm.tap],
@@ -171,6 +172,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("-p, --publish <spec>", "forward a host port to the guest, [address:]hostport:guestport (repeatable)", collectForward)
     .option("--publish-address <addr>", "host address for -p specs that name none (default 127.0.0.1)")
     .option("--peers <vms>", "comma-separated existing VMs this one may reach, and be reached by")
+    .option("--cold", "boot even when the image has a snapshot")
     .action(async (o) => {
       const body = {
         peers: peersOf(o.peers),
@@ -183,6 +185,7 @@ export function registerVm(program: Command, ctx: CliContext): void {
         workDiskGib: o.workDisk,
         noWait: o.wait === false,
         sshPublicKey: await callerPublicKey(),
+        cold: o.cold === true ? true : undefined,
       };
       const { vm } = await withStages(ctx, "create", o.name, (signal) => ctx.client().call<{ vm: Vm }>("POST", "/vms", body, LONG_MS, signal));
       const { events } = await ctx.client().call<{ events: LifecycleEvent[] }>("GET", `/vms/${enc(vm.name)}/events`);

@@ -175,7 +175,8 @@ const server = createServer((req, res) => {
       record({ method: req.method, path: req.url, body: parsed ?? null, status: result.status, fault: result.body?.fault_message });
       if (result.status >= 400) vmm.log(`${req.method} ${req.url} -> ${result.status}: ${result.body?.fault_message}`);
       const payload = result.body === undefined ? "" : JSON.stringify(result.body);
-      res.writeHead(result.status, payload ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {});
+      const headers = { ...(result.headers ?? {}), ...(payload ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {}) };
+      res.writeHead(result.status, headers);
       res.end(payload, () => result.after?.());
     });
   });

@@ -158,11 +158,22 @@ export function createQemuBoot(o) {
     await qmp.execute("send-key", { keys }, 3_000);
   }
 
+  // PATCH /vm maps onto QMP stop/cont; snapshots themselves are refused in this mode (snapshot.mjs).
+  async function pause() {
+    if (!qmp) throw new Error("no qemu is running");
+    await qmp.execute("stop", undefined, 3_000);
+  }
+
+  async function resume() {
+    if (!qmp) throw new Error("no qemu is running");
+    await qmp.execute("cont", undefined, 3_000);
+  }
+
   function kill() {
     qmp?.close();
     if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     removeQmp();
   }
 
-  return { start, ctrlAltDel, kill, agentSocket };
+  return { start, ctrlAltDel, pause, resume, kill, agentSocket };
 }

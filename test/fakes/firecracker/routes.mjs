@@ -21,10 +21,17 @@ const IMPLEMENTED = [
   ["PUT", "/logger"],
   ["PUT", "/metrics"],
   ["PUT", "/actions"],
+  ["PATCH", "/vm"],
+  ["PUT", "/snapshot/create"],
+  ["PUT", "/snapshot/load"],
+  ["PATCH", "/drives/{drive_id}"],
 ];
 
-// The spec's enum for /actions: the one body check vmm-state.mjs cannot do without.
+// The spec's enum for /actions: a body check vmm-state.mjs cannot do without.
 const ACTIONS = ["FlushMetrics", "InstanceStart", "SendCtrlAltDel"];
+// Likewise the enums the snapshot routes branch on.
+const VM_STATES = ["Paused", "Resumed"];
+const MEM_BACKENDS = ["File", "Uffd"];
 
 function isObject(body) {
   return body !== null && typeof body === "object" && !Array.isArray(body);
@@ -36,6 +43,10 @@ function minimalValidator(method, template) {
     const problems = [];
     if (!isObject(body)) problems.push("body must be an object");
     else if (template === "/actions" && !ACTIONS.includes(body.action_type)) problems.push(`body.action_type must be one of ${ACTIONS.join(", ")}`);
+    else if (template === "/vm" && !VM_STATES.includes(body.state)) problems.push(`body.state must be one of ${VM_STATES.join(", ")}`);
+    else if (template === "/snapshot/load" && body.mem_backend !== undefined && !MEM_BACKENDS.includes(body.mem_backend?.backend_type)) {
+      problems.push(`body.mem_backend.backend_type must be one of ${MEM_BACKENDS.join(", ")}`);
+    }
     validate.errors = problems;
     return problems.length === 0;
   };

@@ -112,7 +112,7 @@ export interface RunningFake {
   calls: string;
   output(): string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  request(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }>;
+  request(method: string, path: string, body?: unknown): Promise<{ status: number; json: any; headers: Record<string, unknown> }>;
   stop(): Promise<void>;
 }
 
@@ -129,7 +129,7 @@ export async function startFake(dir: string, opts: { id?: string; env?: Record<s
   child.stderr!.on("data", (b: Buffer) => (out += b.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on("exit", (code, signal) => res({ code, signal })));
 
-  async function request(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  async function request(method: string, path: string, body?: unknown): Promise<{ status: number; json: any; headers: Record<string, unknown> }> {
     const c = new Client("http://localhost", { socketPath: sock, headersTimeout: 5_000, bodyTimeout: 5_000 });
     try {
       const res = await c.request({
@@ -140,7 +140,7 @@ export async function startFake(dir: string, opts: { id?: string; env?: Record<s
         signal: AbortSignal.timeout(5_000),
       });
       const text = await res.body.text();
-      return { status: res.statusCode, json: text ? JSON.parse(text) : undefined };
+      return { status: res.statusCode, json: text ? JSON.parse(text) : undefined, headers: res.headers };
     } finally {
       await c.close();
     }

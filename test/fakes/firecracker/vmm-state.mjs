@@ -3,6 +3,8 @@
 // schema. Every rejection names its rule so tests can assert which one fired.
 import { accessSync, constants, existsSync, appendFileSync, statSync, unlinkSync } from "node:fs";
 import { createHybridVsockServer } from "./hybrid-vsock.mjs";
+import { createServer } from "node:net";
+import { createSnapshot, loadSnapshot, patchDrive, patchVm } from "./snapshot.mjs";
 
 // Resources Firecracker only accepts before InstanceStart.
 const PRE_BOOT_ONLY = new Set([
@@ -19,6 +21,7 @@ const PRE_BOOT_ONLY = new Set([
   "PUT /entropy",
   "PUT /serial",
   "PUT /mmds/config",
+  "PUT /snapshot/load",
 ]);
 
 // x86 Firecracker reserves 2048 bytes for the kernel command line, NUL included.
@@ -57,6 +60,11 @@ export class FakeVmm {
   constructor(o) {
     this.o = o;
     this.started = false;
+    // Post-boot, or after a snapshot load: vCPUs stopped by PATCH /vm (a load without resume_vm leaves them so).
+    this.paused = false;
+    // Set by PUT /machine-config: a process configured for a boot can no longer load a snapshot.
+    this.machineSet = false;
+    this.restoredFrom = null;
     // The modelled guest when no real one boots: "off" before InstanceStart, then "running" or "halted".
     this.guest = "off";
     this.machine = { vcpu_count: 1, mem_size_mib: 128, smt: false, track_dirty_pages: false };
@@ -79,7 +87,17 @@ export class FakeVmm {
   }
 
   instanceInfo() {
-    return { id: this.o.id, state: this.started ? "Running" : "Not started", vmm_version: this.o.version, app_name: "Firecracker" };
+    const state = !this.started ? "Not started" : this.paused ? "Paused" : "Running";
+    return { id: this.o.id, state, vmm_version: this.o.version, app_name: "Firecracker" };
+  }
+
+  /** Any resource other than the logger and metrics configured: a snapshot load is no longer allowed. */
+  configuredForBoot() {
+    return this.machineSet || this.bootSource !== null || this.drives.size > 0 || this.ifaces.size > 0 || this.vsock !== null;
+  }
+
+  hostFileProblem(path, opts) {
+    return hostFileProblem(path, opts);
   }
 
   /** Full config in the shape of GET /vm/config. */
@@ -135,6 +153,14 @@ export class FakeVmm {
         return this.putSink("metrics", body.metrics_path);
       case "PUT /actions":
         return this.action(body.action_type);
+      case "PATCH /vm":
+        return patchVm(this, fault, body);
+      case "PUT /snapshot/create":
+        return createSnapshot(this, fault, body);
+      case "PUT /snapshot/load":
+        return loadSnapshot(this, fault, body);
+      case "PATCH /drives/{drive_id}":
+        return patchDrive(this, fault, route.params.drive_id, body);
       default:
         return fault("not-implemented-in-fake", `The fake firecracker accepts ${key} per the spec but does not implement it.`);
     }
@@ -149,6 +175,7 @@ export class FakeVmm {
       return fault("machine-config-values", "With 2M huge pages mem_size_mib must be a multiple of 2.");
     }
     this.machine = cfg;
+    this.machineSet = true;
     return NO_CONTENT;
   }
 
@@ -287,6 +314,8 @@ export class FakeVmm {
 
   async ctrlAltDel() {
     this.log("SendCtrlAltDel received");
+    // Paused vCPUs run no keyboard driver: the keys are not acted on (Firecracker still answers 204).
+    if (this.paused) return this.o.console("[fake firecracker] Ctrl-Alt-Del ignored: the microVM is paused");
     if (this.o.boot) {
       // The real guest decides; the boot backend ends the process if it reboots.
       await this.o.boot.ctrlAltDel().catch((e) => this.o.console(`[fake firecracker] Ctrl-Alt-Del injection failed: ${e.message}`));

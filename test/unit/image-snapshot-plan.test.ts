@@ -1,0 +1,157 @@
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { openGuestPort } from "../../src/app/guest-connect.js";
+import { snapshotImage } from "../../src/app/image-snapshot.js";
+import { ImageService } from "../../src/app/images.js";
+import { readSnapshot, snapshotDirOf } from "../../src/app/snapshot-record.js";
+import { BangerError } from "../../src/domain/errors.js";
+import type { GuestStream } from "../../src/ports/channel.js";
+import type { VmmSnapshots } from "../../src/ports/snapshots.js";
+import { leases } from "../helpers/db.js";
+import { world } from "../helpers/app-world.js";
+
+/** A snapshot driver that writes the three QEMU files, or fails at the snapshot itself. */
+function fakeSnaps(fail = false): VmmSnapshots {
+  return {
+    kind: "qemu",
+    snapshot: async (_h, _spec, dir) => {
+      if (fail) throw new BangerError("VMM_FAILED", "snapshot migration failed: No space left on device");
+      for (const f of ["state.mig", "rootfs.ext4", "work.ext4"]) writeFileSync(join(dir, f), f);
+      return {
+        artifacts: { kind: "qemu", dir, state: join(dir, "state.mig"), rootfs: join(dir, "rootfs.ext4"), work: join(dir, "work.ext4") },
+        timing: { pauseMs: 1, stateMs: 2, disksMs: 3 },
+      };
+    },
+    restore: () => Promise.reject(new Error("unused")),
+    resume: () => Promise.reject(new Error("unused")),
+  };
+}
+
+function snapWorld(opts: { fail?: boolean; channel?: boolean } = {}) {
+  const execs: string[] = [];
+  const w = Object.assign(
+    world(undefined, 0, {
+      snapshots: fakeSnaps(opts.fail),
+      channelProxy: ["/bin/true"],
+      exec: (c) => {
+        execs.push(c);
+        return { code: 0, stdout: "", stderr: "" };
+      },
+    }),
+    { execs },
+  );
+  if (opts.channel !== false) {
+    w.d.channel = { open: async () => ({ stream: new PassThrough() as unknown as GuestStream, via: "virtio-serial" }) };
+  }
+  return w;
+}
+
+function nothingLeft(w: ReturnType<typeof world>) {
+  expect(w.store.listVms()).toEqual([]);
+  expect(leases(w.store)).toEqual([]);
+  expect(w.held.procs.size + w.held.taps.size + w.held.nat.size).toBe(0);
+  expect(readdirSync(w.cfg.paths.vmsDir)).toEqual([]);
+}
+
+describe("image snapshot", () => {
+  it("boots a hidden golden VM, records the snapshot beside its files and tears the VM down", async () => {
+    const w = snapWorld();
+    const s = await snapshotImage(w.d, "deb-1");
+    expect(s.stages.map((t) => t.stage)).toEqual([
+      "lease-ip",
+      "tap",
+      "rootfs",
+      "work-disk",
+      "inject",
+      "spawn-vmm",
+      "configure",
+      "start",
+      "wait-ssh",
+      "wait-services",
+      "channel-check",
+      "quiesce",
+      "snapshot",
+      "verify",
+    ]);
+    const dir = snapshotDirOf(w.d.config.imagesDir, "img1");
+    expect(s.dir).toBe(dir);
+    expect(readdirSync(dir).sort()).toEqual(["rootfs.ext4", "snapshot.json", "state.mig", "work.ext4"]);
+    const stored = (await readSnapshot(w.d.files, dir))!;
+    expect(stored.record.files.map((f) => f.role).sort()).toEqual(["rootfs", "state", "work"]);
+    expect(stored.hostPublicKey).toBe("ssh-ed25519 HOSTKEY banger");
+    // No NAT for the golden VM; the clone's kernel command line is the golden one.
+    expect(stored.bootArgs).toMatch(/ip=172\.30\.0\.2:/);
+    nothingLeft(w);
+    expect(w.execs).toEqual([expect.stringMatching(/^sync && echo 3 > \/proc\/sys\/vm\/drop_caches/)]);
+    expect(readdirSync(join(w.d.config.imagesDir, "img1")).filter((n) => n.includes(".part"))).toEqual([]);
+  });
+
+  it("a failed snapshot leaves nothing, and an older snapshot stays", async () => {
+    const ok = snapWorld();
+    await snapshotImage(ok.d, "deb-1");
+    const dir = snapshotDirOf(ok.d.config.imagesDir, "img1");
+    const before = (await readSnapshot(ok.d.files, dir))!.record.id;
+    ok.d.snapshots = () => fakeSnaps(true);
+    const err = (await snapshotImage(ok.d, "deb-1").catch((e: unknown) => e)) as BangerError;
+    expect(err.stage).toBe("snapshot");
+    expect(err.message).toMatch(/^snapshot of image deb-1 failed at stage snapshot: snapshot migration failed/);
+    nothingLeft(ok);
+    expect((await readSnapshot(ok.d.files, dir))!.record.id).toBe(before);
+    expect(readdirSync(join(ok.d.config.imagesDir, "img1")).filter((n) => n.includes(".part"))).toEqual([]);
+  });
+
+  it("an image whose guest has no channel is refused at channel-check, leaving nothing", async () => {
+    const w = snapWorld({ channel: false });
+    const err = (await snapshotImage(w.d, "deb-1").catch((e: unknown) => e)) as BangerError;
+    expect(err.stage).toBe("channel-check");
+    expect(err.hint).toMatch(/banger-channel/);
+    nothingLeft(w);
+    expect(existsSync(snapshotDirOf(w.d.config.imagesDir, "img1"))).toBe(false);
+  });
+
+  it("a VMM without a snapshot driver is refused before anything is acquired", async () => {
+    const w = world();
+    await expect(snapshotImage(w.d, "deb-1")).rejects.toMatchObject({ code: "BAD_REQUEST" });
+    nothingLeft(w);
+  });
+});
+
+describe("daemon start after a crash mid-snapshot", () => {
+  it("removes the unfinished snapshot.part-* directory and keeps the finished snapshot", async () => {
+    const w = snapWorld();
+    const imgDir = join(w.d.config.imagesDir, "img1");
+    mkdirSync(join(imgDir, "snapshot.part-1234abcd"), { recursive: true });
+    mkdirSync(join(imgDir, "snapshot"));
+    await new ImageService(w.d).reconcileQuick();
+    expect(readdirSync(imgDir)).toEqual(["snapshot"]);
+  });
+});
+
+describe("connect while creating", () => {
+  it("admits a creating VM only when asked (re-identity), never by default", async () => {
+    const w = snapWorld();
+    const now = new Date().toISOString();
+    w.store.insertVm({
+      id: "v1",
+      name: "c1",
+      imageId: "img1",
+      imageName: "deb-1",
+      state: "creating",
+      vmm: "qemu",
+      vcpus: 1,
+      memoryMib: 512,
+      workDiskGib: 1,
+      nat: false,
+      dir: join(w.cfg.paths.vmsDir, "v1"),
+      vsockCid: 3,
+      workSeedFallback: false,
+      createdAt: now,
+      updatedAt: now,
+    });
+    await expect(openGuestPort(w.d, "c1", "22")).rejects.toMatchObject({ code: "VM_STATE" });
+    const opened = await openGuestPort(w.d, "c1", "22", undefined, { creating: true });
+    expect(opened.via).toBe("virtio-serial");
+  });
+});

@@ -1,0 +1,208 @@
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { createVm } from "../../src/app/create.js";
+import { removeVm } from "../../src/app/lifecycle.js";
+import { imageChecksums, snapshotDirOf, writeSnapshot, type StoredSnapshot } from "../../src/app/snapshot-record.js";
+import { BangerError } from "../../src/domain/errors.js";
+import { identityProblems, reidentifyScript, type NewIdentity } from "../../src/domain/reidentify.js";
+import type { VmmSnapshots } from "../../src/ports/snapshots.js";
+import type { VmmSpec } from "../../src/ports/vmm.js";
+import { leases } from "../helpers/db.js";
+import { world } from "../helpers/app-world.js";
+
+const SHA = "0".repeat(64); // the world's Files port hashes every file to this
+
+/** A fake snapshot driver that records restores and can fail at one of its steps. */
+function fakeSnaps(failAt?: "restore" | "resume") {
+  const restored: VmmSpec[] = [];
+  let pid = 5000;
+  const snaps: VmmSnapshots = {
+    kind: "qemu",
+    snapshot: () => Promise.reject(new Error("unused")),
+    restore: async (spec) => {
+      if (failAt === "restore") throw new BangerError("VMM_FAILED", "incoming migration failed: bad magic");
+      restored.push(spec);
+      return { kind: "qemu", pid: pid++, pidStart: 1, controlSocket: join(spec.dir, "qmp.sock"), consoleLog: join(spec.dir, "console.log") };
+    },
+    resume: async () => {
+      if (failAt === "resume") throw new BangerError("VMM_FAILED", "guest did not resume");
+    },
+  };
+  return { snaps, restored };
+}
+
+type World = ReturnType<typeof world>;
+
+/** A golden snapshot of deb-1 on disk, as `image snapshot` would leave it. */
+function takeSnapshot(w: World, over: { version?: string; stateBytes?: number; workDiskGib?: number } = {}): StoredSnapshot {
+  const image = w.store.getImage("deb-1")!;
+  const dir = snapshotDirOf(w.d.config.imagesDir, image.id);
+  mkdirSync(dir, { recursive: true });
+  const files = [
+    { role: "state" as const, name: "state.mig", sizeBytes: 10 },
+    { role: "rootfs" as const, name: "rootfs.ext4", sizeBytes: 6 },
+    { role: "work" as const, name: "work.ext4", sizeBytes: 4 },
+  ];
+  for (const f of files) writeFileSync(join(dir, f.name), "x".repeat(f.name === "state.mig" ? (over.stateBytes ?? f.sizeBytes) : f.sizeBytes));
+  const s: StoredSnapshot = {
+    record: {
+      id: "snap-1",
+      imageId: image.id,
+      imageChecksums: imageChecksums(image),
+      vmm: { kind: "qemu", version: over.version ?? "fake" },
+      shape: { vcpus: w.d.config.vcpus, memoryMib: w.d.config.memoryMib },
+      files: files.map((f) => ({ ...f, sha256: SHA })),
+      createdAt: new Date().toISOString(),
+    },
+    hostPublicKey: "ssh-ed25519 GOLDEN golden",
+    ip: "172.30.0.9",
+    mac: "02:fc:ac:1e:00:09",
+    bootArgs: "console=ttyS0 ip=172.30.0.9::172.30.0.1:255.255.255.0:golden-x:eth0:off",
+    workDiskGib: over.workDiskGib ?? w.d.config.workDiskGib,
+    stages: [],
+  };
+  return s;
+}
+
+async function withSnapshot(w: World, over: Parameters<typeof takeSnapshot>[1] = {}) {
+  const s = takeSnapshot(w, over);
+  await writeSnapshot(w.d.files, snapshotDirOf(w.d.config.imagesDir, s.record.imageId), s);
+  return s;
+}
+
+const okStages = (w: World, vmId: string) =>
+  w.store
+    .events(vmId)
+    .filter((e) => e.outcome === "ok")
+    .map((e) => e.stage);
+const PROXY = ["/usr/bin/banger-vsock", "--socket", "/run/b.sock"];
+
+describe("create from a golden snapshot", () => {
+  it("restores, resumes and re-identifies over the channel, on the golden argv, and says so", async () => {
+    const { snaps, restored } = fakeSnaps();
+    const w = world(undefined, 0, { snapshots: snaps, channelProxy: PROXY, shell: () => ({ code: 0, lines: ["reidentified alp"] }) });
+    await withSnapshot(w);
+    const vm = await createVm(w.d, { image: "deb-1", name: "alp", nat: true });
+    expect(vm.bootSource).toBe("snapshot snap-1");
+    expect(okStages(w, vm.id)).toEqual(["lease-ip", "tap", "secret", "disks", "nat", "restore", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
+    expect(restored).toHaveLength(1);
+    // The golden MAC and command line go to QEMU (they travel in the stream anyway); the TAP and dir are the VM's.
+    expect(restored[0]).toMatchObject({ mac: "02:fc:ac:1e:00:09", bootArgs: expect.stringContaining("golden-x"), tap: vm.tap, dir: vm.dir });
+    expect(w.shellCalls).toHaveLength(1);
+    const script = w.shellCalls[0].input!;
+    expect(w.shellCalls[0].command).toBe("sh -s");
+    expect(script).toContain(`ip addr add ${vm.ip}/24 dev eth0`);
+    expect(script).toContain(`ip link set dev eth0 address ${vm.mac}`);
+    expect(script).toContain("nameserver 192.0.2.53");
+    expect(script).toContain("PRIV");
+    // The golden VM's opencode password is in the snapshot: the clone writes its own (the one bangerd
+    // stored for it, which readiness then uses) and restarts the service.
+    const stored = (await w.d.files.readText(`${w.d.config.secretsDir}/${vm.id}`)).trim();
+    expect(stored).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(script).toContain(`OPENCODE_SERVER_PASSWORD=${stored}`);
+    expect(script).toContain("try-restart opencode.service");
+  });
+
+  it.each([
+    ["no snapshot", undefined, /image deb-1 has no snapshot/],
+    ["another VMM version", { version: "qemu 9.0" }, /taken with qemu "qemu 9.0", this host runs "fake"/],
+    ["a truncated state file", { stateBytes: 3 }, /state file state.mig is 3 bytes, recorded 10/],
+    ["another /root size", { workDiskGib: 99 }, /99 GiB \/root disk/],
+  ])("%s: boots cold and records why", async (_what, over, reason) => {
+    const { snaps, restored } = fakeSnaps();
+    const w = world(undefined, 0, { snapshots: snaps, channelProxy: PROXY });
+    if (over) await withSnapshot(w, over);
+    const vm = await createVm(w.d, { image: "deb-1", name: "alp" });
+    expect(vm.bootSource).toMatch(/^cold: /);
+    expect(vm.bootSource).toMatch(reason);
+    expect(okStages(w, vm.id)).toContain("spawn-vmm");
+    expect(restored).toHaveLength(0);
+  });
+
+  it("--cold, no banger-vsock, or no snapshot driver: cold", async () => {
+    for (const [opts, cold, reason] of [
+      [{ channelProxy: PROXY }, true, /--cold/],
+      [{}, false, /banger-vsock is not installed/],
+      [{ channelProxy: PROXY, noSnaps: true }, false, /not wired into create/],
+    ] as const) {
+      const { snaps } = fakeSnaps();
+      const w = world(undefined, 0, {
+        snapshots: "noSnaps" in opts ? undefined : snaps,
+        channelProxy: "channelProxy" in opts ? [...opts.channelProxy] : undefined,
+      });
+      await withSnapshot(w);
+      const vm = await createVm(w.d, { image: "deb-1", name: "alp", cold });
+      expect(vm.bootSource).toMatch(reason);
+    }
+  });
+
+  it.each(["restore", "resume", "reidentify"] as const)("a failure at %s is undone and the same create boots cold", async (stage) => {
+    const { snaps } = fakeSnaps(stage === "reidentify" ? undefined : stage);
+    const w = world(undefined, 0, {
+      snapshots: snaps,
+      channelProxy: PROXY,
+      shell: () => ({ code: stage === "reidentify" ? 1 : 0, lines: ["ip: RTNETLINK answers: Operation not permitted"] }),
+    });
+    await withSnapshot(w);
+    const vm = await createVm(w.d, { image: "deb-1", name: "alp", nat: true });
+    expect(vm.state).toBe("running");
+    expect(vm.bootSource).toMatch(new RegExp(`^cold: restore from the snapshot failed at ${stage}: `));
+    expect(okStages(w, vm.id)).toEqual(expect.arrayContaining(["rootfs", "spawn-vmm", "start"]));
+    // Only the cold VM's resources are held: the failed restore's process, TAP and NAT went with its undo.
+    expect(w.held.procs.size).toBe(1);
+    expect(w.held.taps.size).toBe(1);
+    expect([...w.held.nat]).toEqual([vm.ip]);
+    expect(leases(w.store)).toEqual([{ ip: vm.ip, vmId: vm.id }]);
+    expect(w.store.listVms().map((v) => v.name)).toEqual(["alp"]);
+    await removeVm(w.d, "alp", true);
+    expect(w.held.procs.size + w.held.taps.size + w.held.nat.size).toBe(0);
+    expect(readdirSync(w.cfg.paths.vmsDir)).toEqual([]);
+  });
+
+  it("a failure after re-identity (wait-ssh) fails the create and leaves nothing: no cold retry", async () => {
+    const { snaps } = fakeSnaps();
+    const w = world("wait-ssh", 0, { snapshots: snaps, channelProxy: PROXY });
+    await withSnapshot(w);
+    const err = (await createVm(w.d, { image: "deb-1", name: "alp", nat: true }).catch((e: unknown) => e)) as BangerError;
+    expect(err.stage).toBe("wait-ssh");
+    expect(w.store.listVms()).toEqual([]);
+    expect(leases(w.store)).toEqual([]);
+    expect(w.held.procs.size + w.held.taps.size + w.held.nat.size).toBe(0);
+    expect(readdirSync(w.cfg.paths.vmsDir)).toEqual([]);
+  });
+});
+
+describe("re-identity script", () => {
+  const id: NewIdentity = {
+    name: "alp",
+    ip: "172.30.0.5",
+    prefix: 24,
+    gateway: "172.30.0.1",
+    mac: "02:fc:ac:1e:00:05",
+    nameservers: [],
+    hostKey: { privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nabc'def\n-----END OPENSSH PRIVATE KEY-----\n", publicKey: "ssh-ed25519 AAA alp" },
+    authorizedKeys: "ssh-ed25519 BBB user",
+    machineId: "a".repeat(32),
+    seedHex: "ab".repeat(64),
+    nowMs: 1_700_000_000_123,
+  };
+
+  it("sets every part of the identity, quoting what it writes", () => {
+    const s = reidentifyScript(id);
+    expect(s).toContain("date -u -s @1700000000.123");
+    expect(s).toContain("0x40085203"); // RNDADDENTROPY
+    expect(s).toContain("0x5207"); // RNDRESEEDCRNG
+    expect(s).toContain(`printf '%s\\n' '${"a".repeat(32)}' >/etc/machine-id`);
+    expect(s).toContain(`abc'\\''def`);
+    expect(s).toContain("kill -HUP");
+    expect(s).toContain("echo 'alp' >/proc/sys/kernel/hostname");
+    expect(s).toContain("# No nameserver: this VM has no NAT.");
+    expect(s).toContain("ip route replace default via 172.30.0.1 dev eth0");
+  });
+
+  it("refuses an identity that would not parse in the guest", () => {
+    expect(identityProblems({ ...id, mac: "02:FC:zz:1e:00:05", machineId: "x", seedHex: "ab", ip: "1.2.3", name: "A B" })).toHaveLength(5);
+    expect(() => reidentifyScript({ ...id, ip: "1.2.3" })).toThrow(/ip 1.2.3 is not IPv4/);
+  });
+});
