@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { guestSecretFiles, newSecret, removeSecret, storeSecret } from "./vm-secret.js";
 import { join } from "node:path";
 import { BangerError, asBangerError } from "../domain/errors.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
@@ -146,9 +147,14 @@ async function runSnapshot(d: SnapshotDeps, c: RunInput): Promise<SnapshotSummar
     { name: "work-disk", run: () => makeWorkDisk(d, image, files.work, vm.workDiskGib) },
     {
       name: "inject",
-      run: async () => {
+      run: async ({ onUndo }) => {
         // A host key only the golden VM and its clones' first seconds use: re-identity replaces it.
-        hostPublicKey = await injectIdentity(d, files.rootfs);
+        // So is its service password: opencode refuses to start without one, and wait-services
+        // checks it; every clone writes its own at re-identity and restarts the service.
+        const secret = newSecret();
+        onUndo("secret", () => removeSecret(d, vm));
+        await storeSecret(d, vm, secret);
+        hostPublicKey = await injectIdentity(d, files.rootfs, guestSecretFiles(secret));
         await d.files.writeText(files.knownHosts, `${knownHostsLine(vm.ip!, hostPublicKey)}\n`, 0o600);
       },
     },

@@ -57,10 +57,11 @@ function secretLines(files: { path: string; content: string }[]): string {
     lines.push(`mkdir -p ${q(f.path.slice(0, f.path.lastIndexOf("/")) || "/")}`);
     lines.push(`printf '%s' ${q(f.content)} >${q(f.path)}`);
   }
-  // --no-block: the unit comes back on its own; wait-services proves it answers with the new password.
+  // restart, not try-restart: a service that failed for want of a password starts now. --no-block:
+  // it comes back on its own, and wait-services proves it answers with the new password.
   lines.push(
     "umask 022",
-    "systemctl --no-block try-restart opencode.service 2>/dev/null || rc-service opencode restart >/dev/null 2>&1 || true",
+    "systemctl --no-block restart opencode.service 2>/dev/null || rc-service opencode restart >/dev/null 2>&1 || true",
     "mark secrets",
     "",
   );

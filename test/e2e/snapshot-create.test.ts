@@ -113,6 +113,16 @@ describe.skipIf(skip)(`e2e: create from a golden snapshot under QEMU${skip ? ` (
     // The golden VM's opencode password is in the snapshot; each clone holds its own, root-only,
     // and it is the one banger shows for that VM.
     expect(a.opencodeEnv).not.toBe(b.opencodeEnv);
+    // The golden opencode ran with the golden password; re-identity restarts it with the clone's.
+    let state = "";
+    for (let i = 0; i < 90 && state !== "active"; i++) {
+      state = (await d.cli(["vm", "ssh", "sa", "--", "systemctl is-active opencode"], { timeoutMs: 60_000 })).stdout.trim();
+      if (state !== "active") await new Promise((r) => setTimeout(r, 2_000));
+    }
+    expect(state).toBe("active");
+    // The running server holds the clone's password, not the golden one it was snapshotted with.
+    const env = await ssh("sa", "tr '\\0' '\\n' </proc/$(systemctl show -p MainPID --value opencode)/environ | grep ^OPENCODE_SERVER_PASSWORD=");
+    expect(a.opencodeEnv.split("\n")[0]).toBe(env);
     for (const f of [a, b]) {
       const pw = /OPENCODE_SERVER_PASSWORD=(\S+)/.exec(f.opencodeEnv)?.[1];
       expect(pw, f.opencodeEnv).toBeTruthy();

@@ -58,7 +58,17 @@ function nothingLeft(w: ReturnType<typeof world>) {
 describe("image snapshot", () => {
   it("boots a hidden golden VM, records the snapshot beside its files and tears the VM down", async () => {
     const w = snapWorld();
+    const injected: string[] = [];
+    const inject = w.d.disks.inject.bind(w.d.disks);
+    w.d.disks.inject = (img, files) => {
+      injected.push(...files.map((f) => f.path));
+      return inject(img, files);
+    };
     const s = await snapshotImage(w.d, "deb-1");
+    // The golden VM gets a service password of its own (opencode will not start without one);
+    // it goes with the golden VM, and every clone writes its own at re-identity.
+    expect(injected).toContain("/etc/banger/opencode.env");
+    expect(readdirSync(w.d.config.secretsDir)).toEqual([]);
     expect(s.stages.map((t) => t.stage)).toEqual([
       "lease-ip",
       "tap",

@@ -101,7 +101,7 @@ describe("create from a golden snapshot", () => {
     const stored = (await w.d.files.readText(`${w.d.config.secretsDir}/${vm.id}`)).trim();
     expect(stored).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(script).toContain(`OPENCODE_SERVER_PASSWORD=${stored}`);
-    expect(script).toContain("try-restart opencode.service");
+    expect(script).toContain("systemctl --no-block restart opencode.service");
   });
 
   it.each([
