@@ -73,22 +73,39 @@ say "the VM answers over SSH"
 # Plain POSIX sh: the same line works on Debian (systemd) and Alpine (OpenRC, busybox).
 in_ns "$BANGER" vm ssh demo -- 'echo "hostname: $(hostname)"; echo "os:       $(. /etc/os-release; echo "$PRETTY_NAME")"; echo "kernel:   $(uname -r)"; echo "/root on: $(awk '"'"'$2=="/root"{print $1}'"'"' /proc/mounts)"; echo "opencode: $(systemctl is-active opencode 2>/dev/null || rc-service opencode status 2>/dev/null | sed "s/.*: //")"'
 
-say "opencode answers from the host"
-ip=$("$BANGER" --json vm show demo | python3 -c 'import json,sys; print(json.load(sys.stdin)["vm"]["ip"])')
-in_ns python3 - "$ip" <<'PY'
+say "opencode answers from the host, with the VM's own password only"
+# The IP and the per-VM opencode password (root-only; docs/security-host.md, "Secrets").
+(umask 077 && "$BANGER" --json vm show demo --show-secret >"$DEMO/show.json")
+trap 'rm -f "$DEMO/show.json"' EXIT
+in_ns python3 - "$DEMO/show.json" <<'PY'
 # opencode listens before it finishes initialising; under TCG its first answer can take minutes.
-import sys, time, urllib.request
-url = f"http://{sys.argv[1]}:4096/config"
+import base64, json, sys, time, urllib.error, urllib.request
+show = json.load(open(sys.argv[1]))
+oc = next(s for s in show["services"] if s["service"] == "opencode")
+url = f"http://{show['vm']['ip']}:4096/config"
+auth = "Basic " + base64.b64encode(f"{oc['username']}:{oc['password']}".encode()).decode()
+def status(headers):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
 t0 = time.time()
 while True:
     try:
-        with urllib.request.urlopen(url, timeout=30) as r:
-            print(f"GET {url} -> HTTP {r.status} after {time.time() - t0:.0f} s")
+        code = status({"Authorization": auth})
+        if code == 200:
+            print(f"GET {url} with the password -> HTTP 200 after {time.time() - t0:.0f} s")
             break
     except Exception as e:
-        if time.time() - t0 > 300:
-            sys.exit(f"opencode did not answer {url} within 300 s: {e}")
-        time.sleep(2)
+        code = e
+    if time.time() - t0 > 300:
+        sys.exit(f"opencode did not answer {url} within 300 s: {code}")
+    time.sleep(2)
+code = status({})
+print(f"GET {url} without it -> HTTP {code}")
+if code != 401:
+    sys.exit("opencode answered without the password")
 PY
 
 say "vm show demo"
