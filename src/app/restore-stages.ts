@@ -6,7 +6,7 @@ import type { BootSource } from "./snapshot-source.js";
 import { specOf } from "./vm-boot.js";
 import { vmFiles } from "./vm-files.js";
 import { waitReady } from "./vm-ready.js";
-import { reidentify, type CloneExtras, type RestoreDeps } from "./reidentify-stage.js";
+import { cloneKeys, reidentify, servicesStage, type CloneExtras, type CloneKeys, type RestoreDeps } from "./reidentify-stage.js";
 
 export type { CloneExtras, RestoreDeps };
 
@@ -28,15 +28,17 @@ export function restoreStages(
   let handle: VmmHandle | undefined;
   const vm = () => c.vm();
   const files = () => vmFiles(vm().dir);
+  let keys: CloneKeys | undefined;
   return [
     {
       name: "disks",
       run: async ({ onUndo }) => {
         await d.files.mkdir(vm().dir);
         onUndo("vm-dir", () => d.files.remove(vm().dir));
+        // ssh-keygen for the clone's host key runs while the disks are copied.
+        keys = cloneKeys(d, extras.callerKey);
         // cp --reflink=auto --sparse=always: near-free on a reflink filesystem, a sparse copy elsewhere.
-        await d.files.copy(artifacts.rootfs, files().rootfs);
-        await d.files.copy(artifacts.work, files().work);
+        await Promise.all([d.files.copy(artifacts.rootfs, files().rootfs), d.files.copy(artifacts.work, files().work)]);
         // Until re-identity, the clone answers with the golden host key.
         await d.files.writeText(files().knownHosts, `${knownHostsLine(vm().ip!, snap.hostPublicKey)}\n`, 0o600);
         return `private copies of snapshot ${snap.record.id}'s disks`;
@@ -66,16 +68,22 @@ export function restoreStages(
           c.patch({ pid: undefined, pidStart: undefined });
         });
         c.patch({ pid: h.pid, pidStart: h.pidStart, bootSource: `snapshot ${snap.record.id}` });
+        // Unplugged until re-identity: the clone wakes up with the golden MAC and IP, which another VM may hold by now.
+        await snaps.setLink?.(h, false, signal);
         return `${vmm.kind} pid ${h.pid} from snapshot ${snap.record.id}`;
       },
     },
     { name: "resume", run: async ({ signal }) => snaps.resume(handle!, signal) },
-    { name: "reidentify", run: ({ signal }) => reidentify(d, vm(), extras, signal) },
-    ...(c.noWait
-      ? []
-      : [
-          { name: "wait-ssh", run: async ({ signal }) => (await waitReady(d, vm(), image, signal)).ssh() } satisfies Stage,
-          { name: "wait-services", run: async ({ signal }) => (await waitReady(d, vm(), image, signal)).services() } satisfies Stage,
-        ]),
+    {
+      name: "reidentify",
+      run: async ({ signal }) => {
+        const said = await reidentify(d, vm(), extras, keys ?? cloneKeys(d, extras.callerKey), signal);
+        await snaps.setLink?.(handle!, true, signal);
+        return said;
+      },
+    },
+    ...(c.noWait ? [] : [{ name: "wait-ssh", run: async ({ signal }) => (await waitReady(d, vm(), image, signal)).ssh() } satisfies Stage]),
+    servicesStage(d, vm),
+    ...(c.noWait ? [] : [{ name: "wait-services", run: async ({ signal }) => (await waitReady(d, vm(), image, signal)).services() } satisfies Stage]),
   ];
 }

@@ -43,31 +43,40 @@ export function identityProblems(id: NewIdentity): string[] {
   return p;
 }
 
-/**
- * The script, fed to `sh -s` on stdin (so the private host key never appears in a process list).
- * Order matters: the network last but one, so a failure before it leaves the clone unreachable on
- * the golden IP only briefly; sshd is reloaded after its keys changed (the session running this
- * script is not affected: it is already established, and over the channel, not the IP).
- */
-/** The golden VM's service password is in the snapshot: each clone writes its own and restarts the services. */
+/** The golden VM's service password is in the snapshot: each clone writes its own (builtins only). */
 function secretLines(files: { path: string; content: string }[]): string {
   if (files.length === 0) return "";
   const lines = ["umask 077"];
   for (const f of files) {
-    lines.push(`mkdir -p ${q(f.path.slice(0, f.path.lastIndexOf("/")) || "/")}`);
+    const dir = f.path.slice(0, f.path.lastIndexOf("/")) || "/";
+    lines.push(`[ -d ${q(dir)} ] || mkdir -p ${q(dir)}`);
     lines.push(`printf '%s' ${q(f.content)} >${q(f.path)}`);
   }
-  // restart, not try-restart: a service that failed for want of a password starts now. --no-block:
-  // it comes back on its own, and wait-services proves it answers with the new password.
-  lines.push(
-    "umask 022",
-    "systemctl --no-block restart opencode.service 2>/dev/null || rc-service opencode restart >/dev/null 2>&1 || true",
-    "mark secrets",
-    "",
-  );
+  lines.push("umask 022", "mark secrets", "");
   return lines.join("\n");
 }
 
+/**
+ * After SSH answers on the clone's own address: (re)start the protected services, which read the
+ * password written by the re-identity. Not before: under TCG their start-up competes for the CPU
+ * with the first SSH handshake. `restart`, not `try-restart`: a service that failed for want of a
+ * password starts now; --no-block and in the background, because wait-services proves it answers
+ * with the new password.
+ */
+export const RESTART_SERVICES_SCRIPT = `# In the background: systemctl's own start-up is not worth waiting for here.
+(systemctl --no-block restart opencode.service || rc-service opencode restart) </dev/null >/dev/null 2>&1 &
+echo "services restart requested"
+`;
+
+/**
+ * The script, fed to `sh` on stdin by banger-channel's RUN (or `sh -s` over SSH for images older
+ * than that), so the private host key never appears in a process list or a file other than its own.
+ * A restored guest under TCG pays dearly for each process it starts, so it uses shell builtins
+ * wherever they do: three programs in all (date, perl, ip). The network last: a failure before it
+ * leaves the clone reachable only over the channel. sshd is not signalled: it re-executes itself for
+ * every connection and reads the new host key then, and SIGHUP would make the listener refuse
+ * connections while it re-executes.
+ */
 export function reidentifyScript(id: NewIdentity): string {
   const problems = identityProblems(id);
   if (problems.length > 0) throw new Error(`bad identity for ${id.name}: ${problems.join("; ")}`);
@@ -76,9 +85,12 @@ export function reidentifyScript(id: NewIdentity): string {
     ? ["# written by banger at create from a snapshot", ...id.nameservers.map((n) => `nameserver ${n}`)].join("\n")
     : "# No nameserver: this VM has no NAT.";
   return `set -eu
-# Where the guest spends its time, reported on the last line (seconds of uptime between steps).
-t0=$(cut -d' ' -f1 /proc/uptime); times=""
-mark() { t=$(cut -d' ' -f1 /proc/uptime); times="$times $1=$(echo "$t $t0" | awk '{printf "%.2f", $1 - $2}')"; t0=$t; }
+# Where the guest spends its time, reported on the last line: milliseconds of uptime between steps
+# (/proc/uptime has centiseconds; the leading 1 keeps a fraction like 05 from reading as octal).
+# No $(...): each one forks a subshell.
+cs() { read -r up _ </proc/uptime; now=$(( \${up%.*} * 100 + 1\${up#*.} - 100 )); }
+cs; t0=$now; times=""
+mark() { cs; times="$times $1=$(( (now - t0) * 10 ))ms"; t0=$now; }
 # The clock first: it stood still while the snapshot waited on disk.
 date -u -s @${seconds} >/dev/null
 mark clock
@@ -92,44 +104,49 @@ if command -v perl >/dev/null 2>&1; then
 else
   printf '%s' ${q(id.seedHex)} >/dev/urandom
 fi
-rm -f /var/lib/systemd/random-seed
+[ ! -e /var/lib/systemd/random-seed ] || rm -f /var/lib/systemd/random-seed
 mark rng
 
 printf '%s\\n' ${q(id.machineId)} >/etc/machine-id
-[ -e /var/lib/dbus/machine-id ] && printf '%s\\n' ${q(id.machineId)} >/var/lib/dbus/machine-id || true
+[ ! -e /var/lib/dbus/machine-id ] || printf '%s\\n' ${q(id.machineId)} >/var/lib/dbus/machine-id
 
 umask 077
-printf '%s\\n' ${q(id.hostKey.privateKey.trim())} >/etc/ssh/ssh_host_ed25519_key.new
+printf '%s\\n' ${q(id.hostKey.privateKey.trim())} >/etc/ssh/ssh_host_ed25519_key
 umask 022
 printf '%s\\n' ${q(id.hostKey.publicKey.trim())} >/etc/ssh/ssh_host_ed25519_key.pub
-mv /etc/ssh/ssh_host_ed25519_key.new /etc/ssh/ssh_host_ed25519_key
-mkdir -p /etc/ssh/banger
+[ -d /etc/ssh/banger ] || mkdir -p /etc/ssh/banger
 printf '%s\\n' ${q(id.authorizedKeys.trim())} >/etc/ssh/banger/authorized_keys
-# sshd re-executes itself for each connection and reads the host key then; SIGHUP makes the
-# listener re-read its configuration too. Not systemctl: it waits on systemd, which a guest
-# that just woke up from a snapshot may keep busy for a while.
-kill -HUP "$(cat /run/sshd.pid 2>/dev/null)" 2>/dev/null || systemctl reload ssh.service
 mark keys
 ${secretLines(id.secretFiles ?? [])}
 echo ${q(id.name)} >/proc/sys/kernel/hostname
 echo ${q(id.name)} >/etc/hostname
-if grep -q '^127\\.0\\.1\\.1[[:space:]]' /etc/hosts; then
-  sed -i "s/^127\\.0\\.1\\.1[[:space:]].*/127.0.1.1\\t${id.name}/" /etc/hosts
-else
-  printf '127.0.1.1\\t%s\\n' ${q(id.name)} >>/etc/hosts
-fi
+hosts="" named=""
+while IFS= read -r line || [ -n "$line" ]; do
+  case "$line" in
+    127.0.1.1[[:space:]]*) line="127.0.1.1	${id.name}"; named=1 ;;
+  esac
+  hosts="$hosts$line
+"
+done </etc/hosts
+[ -n "$named" ] || hosts="\${hosts}127.0.1.1	${id.name}
+"
+printf '%s' "$hosts" >/etc/hosts
 printf '%s\\n' ${q(resolv)} >/etc/resolv.conf
 mark names
 
-# The NIC: down, new MAC, up; then the address and the default route on it.
-ip link set dev eth0 down
-ip link set dev eth0 address ${id.mac}
-ip addr flush dev eth0
-ip link set dev eth0 up
-ip addr add ${id.ip}/${id.prefix} dev eth0
-ip route replace default via ${id.gateway} dev eth0
+# The NIC, in one ip process: down, new MAC, up; then the address and the default route on it.
+ip -batch - <<'NET'
+link set dev eth0 down
+link set dev eth0 address ${id.mac}
+addr flush dev eth0
+link set dev eth0 up
+addr add ${id.ip}/${id.prefix} dev eth0
+route replace default via ${id.gateway} dev eth0
+NET
 mark net
 
-echo "reidentified $(cat /proc/sys/kernel/hostname) $(cat /sys/class/net/eth0/address) ${id.ip} (guest s:$times)"
+read -r host </proc/sys/kernel/hostname
+read -r mac </sys/class/net/eth0/address
+echo "reidentified $host $mac ${id.ip} (guest:$times)"
 `;
 }

@@ -33,4 +33,17 @@ export interface OpenedStream {
  */
 export interface GuestChannel {
   open(target: ChannelTarget, port: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OpenedStream>;
+  /**
+   * Run a root shell script in the guest through the channel itself, no SSH: bangerd's own use (a
+   * clone's re-identity, where a handshake would cost more than the work). The script runs whole or
+   * not at all. Rejects with CHANNEL_UNSUPPORTED where the transport or the guest's banger-channel
+   * cannot (Firecracker's vsock, vhost-vsock, images older than the verb): the caller falls back to SSH.
+   */
+  run(target: ChannelTarget, script: string, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<RunResult>;
+}
+
+export interface RunResult {
+  code: number;
+  /** The script's stdout and stderr, interleaved, by line (the last lines if it said a lot). */
+  lines: string[];
 }

@@ -45,4 +45,10 @@ export interface VmmSnapshots {
   restore(spec: VmmSpec, snap: SnapshotArtifacts, signal?: AbortSignal): Promise<VmmHandle>;
   /** Let a restored guest run. */
   resume(handle: VmmHandle, signal?: AbortSignal): Promise<void>;
+  /**
+   * Plug or unplug the guest's NIC (carrier), where the VMM can: a clone is unplugged from restore
+   * until it has its own MAC and IP, so nothing with the golden identity reaches the bridge. Plugging
+   * it back announces the NIC's current MAC, so the bridge learns the clone's port at once.
+   */
+  setLink?(handle: VmmHandle, up: boolean, signal?: AbortSignal): Promise<void>;
 }

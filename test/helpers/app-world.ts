@@ -210,6 +210,12 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     log,
     channel: {
       open: () => Promise.reject(new BangerError("CHANNEL_FAILED", "the unit-test world has no guest channel")),
+      // banger-channel's RUN, answered by the same fake as SSH commands, recorded as "channel:run".
+      run: async (_t, script) => {
+        shellCalls.push({ command: "channel:run", input: script });
+        const r = (await opts.shell?.("channel:run", script)) ?? { code: 0 };
+        return { code: r.code, lines: r.lines ?? [] };
+      },
     },
     console: new FileConsoleLogs(),
     names: new NameGenerator(seededRandom(1)),

@@ -43,7 +43,10 @@ function snapWorld(opts: { fail?: boolean; channel?: boolean } = {}) {
     { execs },
   );
   if (opts.channel !== false) {
-    w.d.channel = { open: async () => ({ stream: new PassThrough() as unknown as GuestStream, via: "virtio-serial" }) };
+    w.d.channel = {
+      open: async () => ({ stream: new PassThrough() as unknown as GuestStream, via: "virtio-serial" }),
+      run: () => Promise.reject(new Error("image snapshot runs no script over the channel")),
+    };
   }
   return w;
 }

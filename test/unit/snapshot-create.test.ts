@@ -1,4 +1,6 @@
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createVm } from "../../src/app/create.js";
@@ -16,6 +18,8 @@ const SHA = "0".repeat(64); // the world's Files port hashes every file to this
 /** A fake snapshot driver that records restores and can fail at one of its steps. */
 function fakeSnaps(failAt?: "restore" | "resume") {
   const restored: VmmSpec[] = [];
+  /** What the guest's NIC went through, in order: "down", "resume", "up". */
+  const link: string[] = [];
   let pid = 5000;
   const snaps: VmmSnapshots = {
     kind: "qemu",
@@ -27,9 +31,13 @@ function fakeSnaps(failAt?: "restore" | "resume") {
     },
     resume: async () => {
       if (failAt === "resume") throw new BangerError("VMM_FAILED", "guest did not resume");
+      link.push("resume");
+    },
+    setLink: async (_h, up) => {
+      link.push(up ? "up" : "down");
     },
   };
-  return { snaps, restored };
+  return { snaps, restored, link };
 }
 
 type World = ReturnType<typeof world>;
@@ -80,20 +88,42 @@ const PROXY = ["/usr/bin/banger-vsock", "--socket", "/run/b.sock"];
 
 describe("create from a golden snapshot", () => {
   it("restores, resumes and re-identifies over the channel, on the golden argv, and says so", async () => {
-    const { snaps, restored } = fakeSnaps();
-    const w = world(undefined, 0, { snapshots: snaps, channelProxy: PROXY, shell: () => ({ code: 0, lines: ["reidentified alp"] }) });
+    const { snaps, restored, link } = fakeSnaps();
+    const w = world(undefined, 0, {
+      snapshots: snaps,
+      channelProxy: PROXY,
+      shell: (_c, script) => {
+        // The NIC is unplugged while the guest still has the golden identity.
+        if (script?.includes("reidentified")) expect(link).toEqual(["down", "resume"]);
+        return { code: 0, lines: ["reidentified alp"] };
+      },
+    });
     await withSnapshot(w);
     const vm = await createVm(w.d, { image: "deb-1", name: "alp", nat: true });
     expect(vm.bootSource).toBe("snapshot snap-1");
-    expect(okStages(w, vm.id)).toEqual(["lease-ip", "tap", "secret", "disks", "nat", "restore", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
+    expect(link).toEqual(["down", "resume", "up"]);
+    expect(okStages(w, vm.id)).toEqual([
+      "lease-ip",
+      "tap",
+      "secret",
+      "disks",
+      "nat",
+      "restore",
+      "resume",
+      "reidentify",
+      "wait-ssh",
+      "services",
+      "wait-services",
+      "total",
+    ]);
     expect(restored).toHaveLength(1);
     // The golden MAC and command line go to QEMU (they travel in the stream anyway); the TAP and dir are the VM's.
     expect(restored[0]).toMatchObject({ mac: "02:fc:ac:1e:00:09", bootArgs: expect.stringContaining("golden-x"), tap: vm.tap, dir: vm.dir });
-    expect(w.shellCalls).toHaveLength(1);
+    // Both scripts go over the channel's RUN, not SSH: the re-identity, then the services' restart.
+    expect(w.shellCalls.map((c) => c.command)).toEqual(["channel:run", "channel:run"]);
     const script = w.shellCalls[0].input!;
-    expect(w.shellCalls[0].command).toBe("sh -s");
-    expect(script).toContain(`ip addr add ${vm.ip}/24 dev eth0`);
-    expect(script).toContain(`ip link set dev eth0 address ${vm.mac}`);
+    expect(script).toContain(`addr add ${vm.ip}/24 dev eth0`);
+    expect(script).toContain(`link set dev eth0 address ${vm.mac}`);
     expect(script).toContain("nameserver 192.0.2.53");
     expect(script).toContain("PRIV");
     // The golden VM's opencode password is in the snapshot: the clone writes its own (the one bangerd
@@ -101,7 +131,19 @@ describe("create from a golden snapshot", () => {
     const stored = (await w.d.files.readText(`${w.d.config.secretsDir}/${vm.id}`)).trim();
     expect(stored).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(script).toContain(`OPENCODE_SERVER_PASSWORD=${stored}`);
-    expect(script).toContain("systemctl --no-block restart opencode.service");
+    expect(script).not.toContain("systemctl");
+    expect(w.shellCalls[1].input).toContain("systemctl --no-block restart opencode.service");
+  });
+
+  it("re-identifies over SSH through the channel when the image's banger-channel has no RUN", async () => {
+    const { snaps } = fakeSnaps();
+    const w = world(undefined, 0, { snapshots: snaps, channelProxy: PROXY, shell: () => ({ code: 0, lines: ["reidentified alp"] }) });
+    w.d.channel.run = () => Promise.reject(new BangerError("CHANNEL_UNSUPPORTED", "old banger-channel"));
+    await withSnapshot(w);
+    const vm = await createVm(w.d, { image: "deb-1", name: "alp" });
+    expect(vm.bootSource).toBe("snapshot snap-1");
+    expect(w.shellCalls.map((c) => c.command)).toEqual(["sh -s", "sh -s"]);
+    expect(w.shellCalls[0].input).toContain(`addr add ${vm.ip}/24 dev eth0`);
   });
 
   it.each([
@@ -195,10 +237,46 @@ describe("re-identity script", () => {
     expect(s).toContain("0x5207"); // RNDRESEEDCRNG
     expect(s).toContain(`printf '%s\\n' '${"a".repeat(32)}' >/etc/machine-id`);
     expect(s).toContain(`abc'\\''def`);
-    expect(s).toContain("kill -HUP");
+    // sshd reads the host key per connection; a SIGHUP would make it refuse connections while it re-executes.
+    expect(s).not.toContain("kill -HUP");
     expect(s).toContain("echo 'alp' >/proc/sys/kernel/hostname");
     expect(s).toContain("# No nameserver: this VM has no NAT.");
-    expect(s).toContain("ip route replace default via 172.30.0.1 dev eth0");
+    expect(s).toContain("route replace default via 172.30.0.1 dev eth0");
+  });
+
+  it("runs under sh with three programs (date, perl, ip) and rewrites only the 127.0.1.1 line of /etc/hosts", () => {
+    const root = mkdtempSync(join(tmpdir(), "reid-"));
+    try {
+      for (const d of ["etc/ssh", "proc/sys/kernel", "sys/class/net/eth0", "var/lib/systemd", "bin"]) mkdirSync(join(root, d), { recursive: true });
+      writeFileSync(join(root, "etc/hosts"), "127.0.0.1\tlocalhost\n127.0.1.1\tgolden\n::1\tip6-localhost\n");
+      writeFileSync(join(root, "proc/sys/kernel/hostname"), "golden\n");
+      writeFileSync(join(root, "sys/class/net/eth0/address"), `${id.mac}\n`);
+      writeFileSync(join(root, "var/lib/systemd/random-seed"), "old");
+      const calls = join(root, "calls");
+      for (const prog of ["date", "perl", "ip"]) {
+        writeFileSync(join(root, "bin", prog), `#!/bin/sh\necho "${prog} $*" >>${calls}\n[ "$1" != -batch ] || cat >>${calls}\n`, { mode: 0o755 });
+      }
+      // Every absolute path the script touches, moved under the temporary root (/proc/uptime stays real).
+      const script = reidentifyScript({ ...id, secretFiles: [{ path: "/etc/banger/opencode.env", content: "OPENCODE_SERVER_PASSWORD=x\n" }] }).replace(
+        /(?<![\w.])\/(etc|proc\/sys|sys\/class|var\/lib)\//g,
+        `${root}/$1/`,
+      );
+      const out = execFileSync("sh", ["-s"], { input: script, env: { PATH: `${join(root, "bin")}:/usr/bin:/bin` } }).toString();
+      expect(out).toMatch(/^reidentified alp 02:fc:ac:1e:00:05 172.30.0.5 \(guest: clock=\d+ms rng=\d+ms keys=\d+ms secrets=\d+ms names=\d+ms net=\d+ms\)\n$/);
+      expect(readFileSync(join(root, "etc/hosts"), "utf8")).toBe("127.0.0.1\tlocalhost\n127.0.1.1\talp\n::1\tip6-localhost\n");
+      expect(readFileSync(join(root, "proc/sys/kernel/hostname"), "utf8")).toBe("alp\n");
+      expect(readFileSync(join(root, "etc/machine-id"), "utf8")).toBe(`${"a".repeat(32)}\n`);
+      expect(statSync(join(root, "etc/ssh/ssh_host_ed25519_key")).mode & 0o777).toBe(0o600);
+      expect(readFileSync(join(root, "etc/ssh/ssh_host_ed25519_key"), "utf8")).toContain("abc'def");
+      expect(statSync(join(root, "etc/banger/opencode.env")).mode & 0o777).toBe(0o600);
+      expect(existsSync(join(root, "var/lib/systemd/random-seed"))).toBe(false);
+      const log = readFileSync(calls, "utf8");
+      expect(log).toMatch(/^date -u -s @1700000000.123\nperl -e /);
+      expect(log).toContain("ip -batch -\nlink set dev eth0 down\nlink set dev eth0 address 02:fc:ac:1e:00:05\n");
+      expect(log.match(/^(date|perl|ip) /gm)).toEqual(["date ", "perl ", "ip "]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it("refuses an identity that would not parse in the guest", () => {

@@ -4,9 +4,10 @@ import { join } from "node:path";
 import { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { BangerError } from "../../domain/errors.js";
-import type { ChannelTarget, GuestChannel, OpenedStream } from "../../ports/channel.js";
+import type { ChannelTarget, GuestChannel, OpenedStream, RunResult } from "../../ports/channel.js";
 import { firecrackerSocket } from "../firecracker/layout.js";
 import { dialGuestPort } from "./handshake.js";
+import { readRunResult, wrapScript } from "./run.js";
 
 /** How long a second open of a virtio-serial channel waits for the session before it to end. */
 const SERIAL_BUSY_WAIT_MS = 2_000;
@@ -45,7 +46,28 @@ export class SocketGuestChannel implements GuestChannel {
     return { stream: await this.serial(t, port, dial), via: "virtio-serial" };
   }
 
-  private async serial(t: ChannelTarget, port: number, dial: { vm: string; timeoutMs: number; signal?: AbortSignal }): Promise<Duplex> {
+  async run(t: ChannelTarget, script: string, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<RunResult> {
+    if (t.vmm === "firecracker" || (this.o.vhostVsock ?? (() => existsSync(VHOST_VSOCK_DEV)))()) {
+      throw new BangerError("CHANNEL_UNSUPPORTED", `${t.name}'s channel carries streams to guest ports only (vsock)`, { hint: "reach the guest over SSH" });
+    }
+    const body = wrapScript(script);
+    const deadline = Date.now() + opts.timeoutMs;
+    let sock: Duplex;
+    try {
+      sock = await this.serial(t, 0, { vm: t.name, timeoutMs: opts.timeoutMs, signal: opts.signal, run: body.length });
+    } catch (e) {
+      // The answer of a banger-channel that predates RUN.
+      if (e instanceof BangerError && /malformed request/.test(e.message)) {
+        throw new BangerError("CHANNEL_UNSUPPORTED", `${t.name}'s banger-channel cannot run scripts (its image predates that)`, {
+          hint: "rebuild the image to get the current banger-channel",
+        });
+      }
+      throw e;
+    }
+    return readRunResult(sock, body, { vm: t.name, timeoutMs: Math.max(1, deadline - Date.now()), signal: opts.signal });
+  }
+
+  private async serial(t: ChannelTarget, port: number, dial: { vm: string; timeoutMs: number; signal?: AbortSignal; run?: number }): Promise<Duplex> {
     const held = this.serialHeld.get(t.dir);
     if (held) {
       const wait = this.o.serialBusyWaitMs ?? SERIAL_BUSY_WAIT_MS;

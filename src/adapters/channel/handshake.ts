@@ -18,7 +18,7 @@ const HELLO = Buffer.from("HELLO\n");
 export type Reply = { kind: "more" } | { kind: "ok"; rest: Buffer } | { kind: "refused"; why: string };
 
 /** What the bytes read so far say. Pure, for the unit tests. */
-export function parseReply(buf: Buffer, dialect: Dialect, port: number): Reply {
+export function parseReply(buf: Buffer, dialect: Dialect, port: number | "RUN"): Reply {
   let at = 0;
   if (dialect === "virtio-serial") {
     const hello = buf.indexOf(HELLO);
@@ -43,6 +43,8 @@ export function parseReply(buf: Buffer, dialect: Dialect, port: number): Reply {
 export interface DialOptions {
   /** For messages. */
   vm: string;
+  /** What to ask for instead of CONNECT (virtio-serial only): "RUN <bytes>", answered with "OK RUN". */
+  run?: number;
   timeoutMs: number;
   signal?: AbortSignal;
 }
@@ -51,7 +53,10 @@ export interface DialOptions {
  * Connects to a VMM's channel socket, asks for guest port `port` and resolves with the socket once
  * the guest side accepted; bytes that came with the answer are pushed back into it.
  */
-export function dialGuestPort(path: string, dialect: Dialect, port: number, o: DialOptions): Promise<Socket> {
+export function dialGuestPort(path: string, dialect: Dialect, guestPort: number, o: DialOptions): Promise<Socket> {
+  const port = o.run === undefined ? guestPort : "RUN";
+  const request = o.run === undefined ? `CONNECT ${guestPort}` : `RUN ${o.run}`;
+  const what = o.run === undefined ? `guest port ${guestPort}` : "a run request";
   return new Promise((resolve, reject) => {
     const sock = connect(path);
     let buf = Buffer.alloc(0);
@@ -68,11 +73,11 @@ export function dialGuestPort(path: string, dialect: Dialect, port: number, o: D
         reject(err);
       }
     };
-    const onAbort = () => finish(new BangerError("CANCELLED", `opening guest port ${port} of ${o.vm} was cancelled`));
+    const onAbort = () => finish(new BangerError("CANCELLED", `opening ${what} to ${o.vm} was cancelled`));
     const timer = setTimeout(
       () =>
         finish(
-          new BangerError("TIMEOUT", `guest port ${port} of ${o.vm} did not answer over ${dialect} within ${o.timeoutMs} ms`, {
+          new BangerError("TIMEOUT", `${what} to ${o.vm} was not answered over ${dialect} within ${o.timeoutMs} ms`, {
             hint: "the guest may still be booting, or its banger-channel service is not running (`systemctl status banger-channel` in the guest)",
           }),
         ),
@@ -82,7 +87,7 @@ export function dialGuestPort(path: string, dialect: Dialect, port: number, o: D
       buf = Buffer.concat([buf, chunk]);
       const r = parseReply(buf, dialect, port);
       if (r.kind === "more") return;
-      if (r.kind === "refused") return finish(new BangerError("CHANNEL_FAILED", `guest port ${port} of ${o.vm} over ${dialect}: ${r.why}`));
+      if (r.kind === "refused") return finish(new BangerError("CHANNEL_FAILED", `${what} to ${o.vm} over ${dialect}: ${r.why}`));
       sock.pause();
       finish();
       if (r.rest.length > 0) sock.unshift(r.rest);
@@ -90,7 +95,7 @@ export function dialGuestPort(path: string, dialect: Dialect, port: number, o: D
     };
     const onClose = () =>
       finish(
-        new BangerError("CHANNEL_FAILED", `nothing accepted guest port ${port} of ${o.vm} over ${dialect} (the channel closed the connection)`, {
+        new BangerError("CHANNEL_FAILED", `nothing accepted ${what} to ${o.vm} over ${dialect} (the channel closed the connection)`, {
           hint: `is a service listening on port ${port} in the guest, and is the image's banger-channel service running?`,
         }),
       );
@@ -98,7 +103,7 @@ export function dialGuestPort(path: string, dialect: Dialect, port: number, o: D
     if (o.signal?.aborted) return onAbort();
     sock.on("data", onData);
     sock.on("close", onClose);
-    sock.once("connect", () => sock.write(`CONNECT ${port}\n`));
+    sock.once("connect", () => sock.write(`${request}\n`));
     sock.on("error", (e: NodeJS.ErrnoException) => {
       if (e.code === "ENOENT" || e.code === "ECONNREFUSED") {
         finish(

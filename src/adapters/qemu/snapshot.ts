@@ -226,4 +226,18 @@ export class QemuSnapshots implements VmmSnapshots {
       QMP_TIMEOUT_MS,
     );
   }
+
+  async setLink(handle: VmmHandle, up: boolean, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    await withQmp(
+      handle.controlSocket,
+      async (q) => {
+        // net0 is the id the driver gives the TAP netdev (args.ts); QEMU drops every frame while it is down.
+        await q.execute("set_link", { name: "net0", up });
+        // The guest changed the NIC's MAC while it was down; QEMU's announcement uses the current one.
+        if (up) await q.execute("announce-self", ANNOUNCE);
+      },
+      QMP_TIMEOUT_MS,
+    );
+  }
 }
