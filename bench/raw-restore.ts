@@ -170,7 +170,8 @@ export async function rawRestore(opts: {
         } finally {
           q.close();
         }
-        await guest.waitSsh(target, 180_000);
+        // As banger waits on a restored guest: straight to the login, no banner probe first.
+        await guest.waitSsh(target, 180_000, undefined, { probe: false });
         restoreToSshMs.push(performance.now() - t);
       } finally {
         await terminate(child.pid!, undefined, 2_000);

@@ -10,12 +10,15 @@ export interface BangerCreates {
   coldMs: number[];
   /** "stage=median ms ..." of the creates from the snapshot. */
   stageMedians: string;
+  /** The reidentify stage's own account (the guest's step times), per create from the snapshot. */
+  reidentifyDetails: string[];
   snapshotTakeMs: number;
 }
 
 interface Ev {
   op: string;
   stage: string;
+  detail?: string;
   durationMs: number;
   outcome: string;
 }
@@ -31,6 +34,7 @@ export async function bangerCreates(d: TestDaemon, o: { label: string; img: Buil
   const snapshotMs: number[] = [];
   const coldMs: number[] = [];
   const stages: Record<string, number[]> = {};
+  const reidentifyDetails: string[] = [];
   for (let i = 0; i < o.runs; i++) {
     for (const cold of [false, true]) {
       const name = `bs${cold ? "c" : "s"}${i}`;
@@ -41,6 +45,7 @@ export async function bangerCreates(d: TestDaemon, o: { label: string; img: Buil
       const ok = out.events.filter((e) => e.op === "create" && e.outcome === "ok");
       (cold ? coldMs : snapshotMs).push(ok.find((e) => e.stage === "total")!.durationMs);
       if (!cold) for (const e of ok) (stages[e.stage] ??= []).push(e.durationMs);
+      if (!cold) reidentifyDetails.push(ok.find((e) => e.stage === "reidentify")?.detail ?? "");
       const rm = await d.cli(["vm", "rm", name, "--force"], { timeoutMs: 120_000 });
       if (rm.code !== 0) throw new Error(`vm rm ${name}: ${rm.stderr}`);
     }
@@ -49,5 +54,5 @@ export async function bangerCreates(d: TestDaemon, o: { label: string; img: Buil
     .filter(([s]) => s !== "total")
     .map(([s, v]) => `${s}=${Math.round(median(v))}ms`)
     .join(" ");
-  return { snapshotMs, coldMs, stageMedians, snapshotTakeMs };
+  return { snapshotMs, coldMs, stageMedians, reidentifyDetails, snapshotTakeMs };
 }

@@ -57,6 +57,7 @@ export async function snapshotBench(o: { ns: Netns; runs: number; images: { labe
     console.log(`  banger snapshot / raw restore  ${(median(b.snapshotMs) / r.restoreMedian).toFixed(2)}×`);
     console.log(`  banger cold / banger snapshot  ${(median(b.coldMs) / median(b.snapshotMs)).toFixed(1)}×`);
     console.log(`  banger snapshot stages (medians): ${b.stageMedians}`);
+    for (const line of b.reidentifyDetails) console.log(`    reidentify: ${line}`);
     console.log(
       `  golden boot ${fmt(r.restore.goldenBootMs)}, snapshot ${fmt(r.restore.snapshotMs)}, state file ${(r.restore.stateBytes / 1e6).toFixed(0)} MB`,
     );

@@ -178,9 +178,15 @@ async function runSnapshot(d: SnapshotDeps, c: RunInput): Promise<SnapshotSummar
     {
       name: "quiesce",
       run: async () => {
-        const r = await d.guest.exec(await sshTarget(d, vm), "sync && echo 3 > /proc/sys/vm/drop_caches && sync", QUIESCE_TIMEOUT_MS);
+        const target = await sshTarget(d, vm);
+        const r = await d.guest.exec(target, "sync && echo 3 > /proc/sys/vm/drop_caches && sync", QUIESCE_TIMEOUT_MS);
         if (r.code !== 0) throw new BangerError("GUEST_NOT_READY", `quiesce failed (exit ${r.code}): ${r.stderr.trim()}`, { hint: "see the guest console" });
-        return "synced, page cache dropped";
+        // Then the one path every clone runs in its first second, read back in: a fresh login (sshd
+        // re-executes, bash starts) running re-identity's programs. A clone restored with those pages
+        // gone reads them through virtio-blk under TCG, which doubled the first SSH login here.
+        const w = await d.guest.exec(target, "perl -e 1 && ip -V >/dev/null", QUIESCE_TIMEOUT_MS);
+        if (w.code !== 0) throw new BangerError("GUEST_NOT_READY", `warming the clone's first programs failed (exit ${w.code}): ${w.stderr.trim()}`);
+        return "synced, page cache dropped, first-login path read back";
       },
     },
     {

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { gatewayOf, prefixLen } from "../domain/addr.js";
 import { BangerError } from "../domain/errors.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
@@ -54,6 +54,7 @@ export async function reidentify(d: RestoreDeps, vm: Vm, extras: CloneExtras, ke
     authorizedKeys: keys.content.toString(),
     ...(secret ? { secretFiles: guestSecretFiles(secret).map((f) => ({ path: f.path, content: f.content.toString() })) } : {}),
     machineId: randomBytes(16).toString("hex"),
+    bootId: randomUUID(),
     seedHex: randomBytes(64).toString("hex"),
     nowMs: Date.now(),
   });

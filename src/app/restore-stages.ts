@@ -82,7 +82,7 @@ export function restoreStages(
         return said;
       },
     },
-    ...(c.noWait ? [] : [{ name: "wait-ssh", run: async ({ signal }) => (await waitReady(d, vm(), image, signal)).ssh() } satisfies Stage]),
+    ...(c.noWait ? [] : [{ name: "wait-ssh", run: async ({ signal }) => (await waitReady(d, vm(), image, signal, { restored: true })).ssh() } satisfies Stage]),
     servicesStage(d, vm),
     ...(c.noWait ? [] : [{ name: "wait-services", run: async ({ signal }) => (await waitReady(d, vm(), image, signal)).services() } satisfies Stage]),
   ];

@@ -77,8 +77,14 @@ type ReadyDeps = Pick<AppDeps, "keys" | "guest" | "files"> & {
  * whichever succeeds first (the other is cancelled). Without NAT the guest may have no usable
  * route at all, and the channel needs none. Resolves with the path that answered, for the stage detail.
  */
-async function waitSshAny(d: ReadyDeps, vm: Vm, target: SshTarget, signal: AbortSignal): Promise<string> {
+async function waitSshAny(d: ReadyDeps, vm: Vm, target: SshTarget, signal: AbortSignal, restored: boolean): Promise<string> {
   const proxy = d.config.channelProxy;
+  // A restored clone's network was just set by re-identity and its sshd has run since the golden
+  // boot: one login over the IP is the whole proof, and a second path would make sshd re-exec twice.
+  if (restored) {
+    await d.guest.waitSsh(target, d.config.sshTimeoutMs, signal, { probe: false });
+    return "via ip";
+  }
   if (vm.nat || !proxy) {
     await d.guest.waitSsh(target, d.config.sshTimeoutMs, signal);
     return "via ip";
@@ -112,10 +118,11 @@ export async function waitReady(
   vm: Vm,
   image: Image,
   signal: AbortSignal,
+  opts: { restored?: boolean } = {},
 ): Promise<{ ssh: () => Promise<string>; services: () => Promise<string> }> {
   const target = await sshTarget(d, vm);
   return {
-    ssh: () => waitSshAny(d, vm, target, signal),
+    ssh: () => waitSshAny(d, vm, target, signal, opts.restored ?? false),
     services: async () => {
       const others = image.guest.services.filter((s) => s.port !== 22);
       const secret = await readSecret(d, vm);

@@ -15,6 +15,8 @@ export interface NewIdentity {
   authorizedKeys: string;
   /** 32 lowercase hex digits, as /etc/machine-id holds them. */
   machineId: string;
+  /** A random UUID (lowercase, dashed), what the clone's /proc/sys/kernel/random/boot_id reads from now on. */
+  bootId: string;
   /** Fresh random bytes from the host, hex, credited to the guest's pool and followed by a CRNG reseed. */
   seedHex: string;
   /** The host's clock when the script is sent, in milliseconds since the epoch. */
@@ -38,6 +40,7 @@ export function identityProblems(id: NewIdentity): string[] {
   if (!Number.isInteger(id.prefix) || id.prefix < 1 || id.prefix > 32) p.push(`prefix ${id.prefix} out of range`);
   if (!MAC_RE.test(id.mac)) p.push(`mac ${id.mac} is not a lowercase MAC address`);
   if (!/^[0-9a-f]{32}$/.test(id.machineId)) p.push("machine-id is not 32 hex digits");
+  if (!/^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$/.test(id.bootId)) p.push("boot_id is not a lowercase UUID");
   if (!/^([0-9a-f]{2}){32,}$/.test(id.seedHex)) p.push("RNG seed is shorter than 32 bytes of hex");
   if (!/^[a-z0-9][a-z0-9-]*$/.test(id.name)) p.push(`hostname ${id.name} is not a plain host name`);
   return p;
@@ -72,7 +75,7 @@ echo "services restart requested"
  * The script, fed to `sh` on stdin by banger-channel's RUN (or `sh -s` over SSH for images older
  * than that), so the private host key never appears in a process list or a file other than its own.
  * A restored guest under TCG pays dearly for each process it starts, so it uses shell builtins
- * wherever they do: three programs in all (date, perl, ip). The network last: a failure before it
+ * wherever they do: two programs in all (perl, ip). The network last: a failure before it
  * leaves the clone reachable only over the channel. sshd is not signalled: it re-executes itself for
  * every connection and reads the new host key then, and SIGHUP would make the listener refuse
  * connections while it re-executes.
@@ -91,21 +94,33 @@ export function reidentifyScript(id: NewIdentity): string {
 cs() { read -r up _ </proc/uptime; now=$(( \${up%.*} * 100 + 1\${up#*.} - 100 )); }
 cs; t0=$now; times=""
 mark() { cs; times="$times $1=$(( (now - t0) * 10 ))ms"; t0=$now; }
-# The clock first: it stood still while the snapshot waited on disk.
-date -u -s @${seconds} >/dev/null
-mark clock
-
-# Entropy: credit fresh host bytes to the input pool (RNDADDENTROPY), then reseed the CRNG
-# (RNDRESEEDCRNG), so no two clones share RNG output (firecracker-docs random-for-clones.md).
+# The kernel's side: the clock (it stood still while the snapshot waited on disk); entropy, fresh
+# host bytes credited to the input pool (RNDADDENTROPY) and the CRNG reseeded (RNDRESEEDCRNG), so
+# no two clones share RNG output (firecracker-docs random-for-clones.md); and boot_id, which the
+# kernel picks once, at its first read, and refuses to rewrite, so every clone would report the
+# golden boot's: a file bound over it (as LXCFS does for /proc files) gives each clone its own for
+# every reader from now on (a process that read it before the snapshot keeps the old value).
+# One perl does all three, with x86_64 syscall numbers (banger's guests are x86_64): each program
+# a restored TCG guest starts costs it 0.1-0.3 s, most of it translating code it has not run yet.
+umask 022
+printf '%s\\n' ${q(id.bootId)} >/run/banger-boot_id
 if command -v perl >/dev/null 2>&1; then
-  perl -e 'open(my $f, "+<", "/dev/urandom") or die "urandom: $!"; my $b = pack("H*", $ARGV[0]);
+  perl -e 'my ($s, $ns, $seed) = @ARGV;
+    syscall(227, 0, pack("qq", $s, $ns)) == 0 or die "clock_settime: $!";
+    open(my $f, "+<", "/dev/urandom") or die "urandom: $!"; my $b = pack("H*", $seed);
     ioctl($f, 0x40085203, pack("ii", 8 * length($b), length($b)) . $b) or die "RNDADDENTROPY: $!";
-    ioctl($f, 0x5207, 0) or die "RNDRESEEDCRNG: $!";' ${q(id.seedHex)}
+    ioctl($f, 0x5207, 0) or die "RNDRESEEDCRNG: $!";
+    my ($src, $dst) = ("/run/banger-boot_id", "/proc/sys/kernel/random/boot_id"); # syscall() wants writable strings
+    syscall(165, $src, $dst, 0, 4096, 0) == 0 or die "mount --bind boot_id: $!";
+    unlink "/var/lib/systemd/random-seed";' ${Math.floor(id.nowMs / 1000)} ${(id.nowMs % 1000) * 1_000_000} ${q(id.seedHex)}
 else
+  # Without perl the pool is mixed but not credited, and the CRNG reseeds on its own schedule.
+  date -u -s @${seconds} >/dev/null
   printf '%s' ${q(id.seedHex)} >/dev/urandom
+  mount --bind /run/banger-boot_id /proc/sys/kernel/random/boot_id
+  rm -f /var/lib/systemd/random-seed
 fi
-[ ! -e /var/lib/systemd/random-seed ] || rm -f /var/lib/systemd/random-seed
-mark rng
+mark kernel
 
 printf '%s\\n' ${q(id.machineId)} >/etc/machine-id
 [ ! -e /var/lib/dbus/machine-id ] || printf '%s\\n' ${q(id.machineId)} >/var/lib/dbus/machine-id

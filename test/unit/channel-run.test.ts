@@ -12,11 +12,20 @@ describe("banger-channel RUN, host side", () => {
     expect(splitRunOutput("", "EXIT soon\n")).toEqual({ lines: ["EXIT soon"], pending: "" });
   });
 
-  it("wraps the script so a cut-short copy runs nothing", () => {
+  it("wraps the script so a cut-short copy runs nothing, and reports the status however it ends", () => {
     const whole = wrapScript("echo first\necho second");
-    expect(execFileSync("sh", ["-s"], { input: whole }).toString()).toBe("first\nsecond\n");
-    // Everything but the closing brace: sh refuses the unfinished group before running any of it.
-    const cut = whole.subarray(0, whole.length - 3);
+    // Whatever follows the wrapped script (the next session's bytes) is never read as commands.
+    expect(execFileSync("sh", ["-s"], { input: Buffer.concat([whole, Buffer.from("echo leaked\n")]) }).toString()).toBe("first\nsecond\nEXIT 0\n");
+    const failing = wrapScript("set -e\necho one\nfalse\necho never");
+    let failedOut = "";
+    try {
+      execFileSync("sh", ["-s"], { input: failing });
+    } catch (e) {
+      failedOut = String((e as { stdout?: Buffer }).stdout ?? "");
+    }
+    expect(failedOut).toBe("one\nEXIT 1\n");
+    // Cut inside the group: sh refuses the unfinished group before running any of it.
+    const cut = whole.subarray(0, whole.indexOf("echo second") + 4);
     let out = "";
     let failed = false;
     try {
@@ -26,6 +35,7 @@ describe("banger-channel RUN, host side", () => {
       out = String((e as { stdout?: Buffer }).stdout ?? "");
     }
     expect(failed).toBe(true);
-    expect(out).toBe("");
+    // The trap still reports (a syntax error is status 2), but no line of the script ran.
+    expect(out).toBe("EXIT 2\n");
   });
 });

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -226,6 +226,7 @@ describe("re-identity script", () => {
     hostKey: { privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nabc'def\n-----END OPENSSH PRIVATE KEY-----\n", publicKey: "ssh-ed25519 AAA alp" },
     authorizedKeys: "ssh-ed25519 BBB user",
     machineId: "a".repeat(32),
+    bootId: "0f0e0d0c-0b0a-4908-8706-050403020100",
     seedHex: "ab".repeat(64),
     nowMs: 1_700_000_000_123,
   };
@@ -244,43 +245,62 @@ describe("re-identity script", () => {
     expect(s).toContain("route replace default via 172.30.0.1 dev eth0");
   });
 
-  it("runs under sh with three programs (date, perl, ip) and rewrites only the 127.0.1.1 line of /etc/hosts", () => {
+  /** Runs the script under sh with every path it touches moved into a temporary root and stub programs. */
+  function runInFakeRoot(programs: string[], pathTail: string[]) {
     const root = mkdtempSync(join(tmpdir(), "reid-"));
     try {
-      for (const d of ["etc/ssh", "proc/sys/kernel", "sys/class/net/eth0", "var/lib/systemd", "bin"]) mkdirSync(join(root, d), { recursive: true });
+      // As in a golden guest: /etc/ssh/banger and /etc/banger exist, so no mkdir runs.
+      for (const d of ["etc/ssh/banger", "etc/banger", "proc/sys/kernel", "sys/class/net/eth0", "var/lib/systemd", "run", "bin"])
+        mkdirSync(join(root, d), { recursive: true });
       writeFileSync(join(root, "etc/hosts"), "127.0.0.1\tlocalhost\n127.0.1.1\tgolden\n::1\tip6-localhost\n");
       writeFileSync(join(root, "proc/sys/kernel/hostname"), "golden\n");
       writeFileSync(join(root, "sys/class/net/eth0/address"), `${id.mac}\n`);
       writeFileSync(join(root, "var/lib/systemd/random-seed"), "old");
       const calls = join(root, "calls");
-      for (const prog of ["date", "perl", "ip"]) {
-        writeFileSync(join(root, "bin", prog), `#!/bin/sh\necho "${prog} $*" >>${calls}\n[ "$1" != -batch ] || cat >>${calls}\n`, { mode: 0o755 });
+      for (const prog of programs) {
+        writeFileSync(join(root, "bin", prog), `#!/bin/sh\necho "run: ${prog} $*" >>${calls}\n[ "$1" != -batch ] || /bin/cat >>${calls}\n`, { mode: 0o755 });
       }
-      // Every absolute path the script touches, moved under the temporary root (/proc/uptime stays real).
+      // /proc/uptime stays real; everything the script writes lands under the root.
       const script = reidentifyScript({ ...id, secretFiles: [{ path: "/etc/banger/opencode.env", content: "OPENCODE_SERVER_PASSWORD=x\n" }] }).replace(
-        /(?<![\w.])\/(etc|proc\/sys|sys\/class|var\/lib)\//g,
+        /(?<![\w.])\/(etc|proc\/sys|sys\/class|var\/lib|run)\//g,
         `${root}/$1/`,
       );
-      const out = execFileSync("sh", ["-s"], { input: script, env: { PATH: `${join(root, "bin")}:/usr/bin:/bin` } }).toString();
-      expect(out).toMatch(/^reidentified alp 02:fc:ac:1e:00:05 172.30.0.5 \(guest: clock=\d+ms rng=\d+ms keys=\d+ms secrets=\d+ms names=\d+ms net=\d+ms\)\n$/);
-      expect(readFileSync(join(root, "etc/hosts"), "utf8")).toBe("127.0.0.1\tlocalhost\n127.0.1.1\talp\n::1\tip6-localhost\n");
-      expect(readFileSync(join(root, "proc/sys/kernel/hostname"), "utf8")).toBe("alp\n");
-      expect(readFileSync(join(root, "etc/machine-id"), "utf8")).toBe(`${"a".repeat(32)}\n`);
+      const out = execFileSync("/bin/sh", ["-s"], { input: script, env: { PATH: [join(root, "bin"), ...pathTail].join(":") } }).toString();
+      const read = (f: string) => readFileSync(join(root, f), "utf8");
+      expect(out).toMatch(/^reidentified alp 02:fc:ac:1e:00:05 172.30.0.5 \(guest: kernel=\d+ms keys=\d+ms secrets=\d+ms names=\d+ms net=\d+ms\)\n$/);
+      expect(read("etc/hosts")).toBe("127.0.0.1\tlocalhost\n127.0.1.1\talp\n::1\tip6-localhost\n");
+      expect(read("proc/sys/kernel/hostname")).toBe("alp\n");
+      expect(read("etc/machine-id")).toBe(`${"a".repeat(32)}\n`);
       expect(statSync(join(root, "etc/ssh/ssh_host_ed25519_key")).mode & 0o777).toBe(0o600);
-      expect(readFileSync(join(root, "etc/ssh/ssh_host_ed25519_key"), "utf8")).toContain("abc'def");
+      expect(read("etc/ssh/ssh_host_ed25519_key")).toContain("abc'def");
       expect(statSync(join(root, "etc/banger/opencode.env")).mode & 0o777).toBe(0o600);
-      expect(existsSync(join(root, "var/lib/systemd/random-seed"))).toBe(false);
-      const log = readFileSync(calls, "utf8");
-      expect(log).toMatch(/^date -u -s @1700000000.123\nperl -e /);
-      expect(log).toContain("ip -batch -\nlink set dev eth0 down\nlink set dev eth0 address 02:fc:ac:1e:00:05\n");
-      expect(log.match(/^(date|perl|ip) /gm)).toEqual(["date ", "perl ", "ip "]);
+      expect(read("run/banger-boot_id")).toBe(`${id.bootId}\n`);
+      const log = read("calls");
+      expect(log).toContain("run: ip -batch -\nlink set dev eth0 down\nlink set dev eth0 address 02:fc:ac:1e:00:05\n");
+      return { root, log };
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  }
+
+  it("with perl: two programs in all (perl for clock, entropy and boot_id; ip), and only the 127.0.1.1 line of /etc/hosts changes", () => {
+    const { root, log } = runInFakeRoot(["perl", "ip"], ["/usr/bin", "/bin"]);
+    expect(log.match(/^run: \S+/gm)).toEqual(["run: perl", "run: ip"]);
+    // The clock as seconds and nanoseconds, then the seed; the bind mount and the seed file are perl's.
+    expect(log).toMatch(/^run: perl -e .* 1700000000 123000000 (ab){64}\n/s);
+    expect(log).toContain(`syscall(165, $src, $dst, 0, 4096, 0)`);
+    expect(log).toContain(`("${root}/run/banger-boot_id", "${root}/proc/sys/kernel/random/boot_id")`);
+  });
+
+  it("without perl: date, mount, rm and ip do the same", () => {
+    const { root, log } = runInFakeRoot(["date", "mount", "rm", "ip"], []);
+    expect(log.match(/^run: \S+/gm)).toEqual(["run: date", "run: mount", "run: rm", "run: ip"]);
+    expect(log).toContain("run: date -u -s @1700000000.123\n");
+    expect(log).toContain(`run: mount --bind ${root}/run/banger-boot_id ${root}/proc/sys/kernel/random/boot_id\n`);
   });
 
   it("refuses an identity that would not parse in the guest", () => {
-    expect(identityProblems({ ...id, mac: "02:FC:zz:1e:00:05", machineId: "x", seedHex: "ab", ip: "1.2.3", name: "A B" })).toHaveLength(5);
+    expect(identityProblems({ ...id, mac: "02:FC:zz:1e:00:05", machineId: "x", seedHex: "ab", ip: "1.2.3", name: "A B", bootId: "x" })).toHaveLength(6);
     expect(() => reidentifyScript({ ...id, ip: "1.2.3" })).toThrow(/ip 1.2.3 is not IPv4/);
   });
 });

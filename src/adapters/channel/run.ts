@@ -3,18 +3,21 @@ import { BangerError } from "../../domain/errors.js";
 import type { RunResult } from "../../ports/channel.js";
 
 // The host end of banger-channel's RUN verb, after "OK RUN": send the script, read its output up
-// to "EXIT <code>". The guest pipes exactly the announced byte count into `sh -s`.
+// to "EXIT <code>".
 
 const MAX_LINES = 200;
 const MAX_LINE = 4096;
 const EXIT_RE = /^EXIT (\d{1,3})$/;
 
 /**
- * A brace group: sh parses a compound command whole before running any of it, so a script cut
- * short (the host went away mid-send, the guest read EOF) is a syntax error, never half a re-identity.
+ * What banger-channel's `sh -s` reads off the port. The EXIT trap reports the status however the
+ * shell ends (`set -e` included); `exit` stops it before it would wait for more input. The script is
+ * a brace group: sh parses a compound command whole before running any of it, so a copy cut short
+ * (the host went away mid-send, the guest read EOF) is a syntax error, never half a re-identity.
+ * Its stdin is /dev/null: the programs it runs must not eat the port's bytes.
  */
 export function wrapScript(script: string): Buffer {
-  return Buffer.from(`{\n${script.endsWith("\n") ? script : `${script}\n`}}\n`);
+  return Buffer.from(`trap 'echo "EXIT $?"' EXIT\n{\n${script.endsWith("\n") ? script : `${script}\n`}} </dev/null\nexit\n`);
 }
 
 /** Pure: the lines so far and, once the EXIT line came, the code. Pending is the unterminated tail. */

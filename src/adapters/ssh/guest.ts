@@ -114,7 +114,7 @@ export class SshGuest implements Guest {
     }
   }
 
-  async waitSsh(target: SshTarget, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  async waitSsh(target: SshTarget, timeoutMs: number, signal?: AbortSignal, opts: { probe?: boolean } = {}): Promise<void> {
     const port = target.port ?? 22;
     const started = Date.now();
     const deadline = started + timeoutMs;
@@ -124,7 +124,7 @@ export class SshGuest implements Guest {
       signal?.throwIfAborted();
       try {
         // Through a proxy the address plays no part; the ssh run below is the whole probe.
-        if (!target.proxyCommand) await probeBanner(target.host, port, signal);
+        if (!target.proxyCommand && opts.probe !== false) await probeBanner(target.host, port, signal);
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
         const attemptMs = Math.min(remaining, SSH_ATTEMPT_TIMEOUT_MS);
