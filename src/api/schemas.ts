@@ -24,6 +24,7 @@ export const registerImageBody = z
     defaultVcpus: z.number().int().min(1).max(32).optional(),
     defaultMemoryMib: z.number().int().min(128).optional(),
     defaultWorkDiskGib: z.number().int().min(1).optional(),
+    snapshot: z.boolean().optional(),
   })
   .strict();
 

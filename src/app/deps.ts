@@ -23,6 +23,8 @@ import type { VmOps } from "./vm-ops.js";
  */
 export interface AppConfig {
   vmm: VmmKind;
+  /** `snapshot = true`: every image's golden snapshot is kept current in the background (snapshot-keeper.ts). */
+  autoSnapshot: boolean;
   subnet: string;
   vcpus: number;
   memoryMib: number;

@@ -22,6 +22,8 @@ export interface RegisterInput {
   bootArgs?: string;
   os?: string;
   services?: GuestService[];
+  /** Keep a golden snapshot of it current in the background. */
+  snapshot?: boolean;
   defaultVcpus?: number;
   defaultMemoryMib?: number;
   defaultWorkDiskGib?: number;
@@ -116,7 +118,7 @@ export class ImageService {
         defaultVcpus: input.defaultVcpus,
         defaultMemoryMib: input.defaultMemoryMib,
         defaultWorkDiskGib: input.defaultWorkDiskGib,
-        guest: { os: input.os ?? "linux", services },
+        guest: { os: input.os ?? "linux", services, ...(input.snapshot ? { snapshot: true } : {}) },
         artifacts,
         ...(input.build ? { build: input.build } : {}),
       });

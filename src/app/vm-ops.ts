@@ -91,6 +91,13 @@ export class VmOps {
     return this.begin(name, op);
   }
 
+  /** How many operations of this kind are in progress; background work waits for creates to settle. */
+  count(op: VmOp): number {
+    let n = 0;
+    for (const h of this.held.values()) if (h.ticket.op === op) n++;
+    return n;
+  }
+
   current(name: string): { op: VmOp; startedAt: Date } | undefined {
     const h = this.held.get(name);
     return h && { op: h.ticket.op, startedAt: h.ticket.startedAt };

@@ -50,6 +50,7 @@ export const configSchema = z
     log_level: z.enum(["trace", "debug", "info", "warn", "error"]),
     events_keep_ops: z.number().int().min(1).max(10000),
     console_log_max_mib: z.number().int().min(1).max(4096),
+    snapshot: z.boolean(),
     web: webSchema,
     nat: natSchema,
   })
@@ -78,6 +79,7 @@ export const STATIC_DEFAULTS = {
   log_level: "info",
   events_keep_ops: 20,
   console_log_max_mib: 8,
+  snapshot: false,
   web: { listen: "127.0.0.1:7780", enabled: true, allow_remote: false },
   nat: { allow: [] as string[] },
 } satisfies Partial<Config>;
@@ -108,6 +110,8 @@ export const KEY_DOCS: Record<string, string> = {
   log_level: "bangerd log level",
   events_keep_ops: "lifecycle operations (create/start/stop) whose events are kept per VM",
   console_log_max_mib: "size at which a VM's console.log is rotated to console.log.1",
+  snapshot:
+    "keep a golden snapshot of every image current in the background (as `banger image snapshot` does), so creates restore instead of booting; per image: `image register --snapshot`",
   "web.listen": "host:port of the web UI, empty to disable",
   "web.enabled": "serve the web UI and the browser flavour of the API on web.listen",
   "web.allow_remote": "allow web.listen on a non-loopback address (plain HTTP: put TLS in front)",

@@ -9,6 +9,7 @@ import { connectUpgrade } from "../api/connect.js";
 import { apiRoutes } from "../api/routes.js";
 import { ImageService } from "../app/images.js";
 import { EventBus } from "../app/event-bus.js";
+import { SnapshotKeeper } from "../app/snapshot-keeper.js";
 import { LivenessWatcher } from "../app/liveness.js";
 import { reconcile } from "../app/reconcile.js";
 import { rotateConsoles } from "../app/retention.js";
@@ -82,6 +83,8 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   // Keep disks warm for what users create from: promoted images.
   for (const img of deps.store.listImages()) if (img.aliases.length > 0) deps.diskPool.refill(img);
   log.info({ stage: "startup", ms: Math.round(performance.now() - t0), ...report }, "host reconciled");
+  // Golden snapshots wanted by the config or an image, taken in the background between creates.
+  const keeper = new SnapshotKeeper(deps);
   const liveness = new LivenessWatcher(deps, LIVENESS_INTERVAL_MS);
   liveness.start();
 
@@ -95,6 +98,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     server?.close();
     await web?.close().catch(() => undefined);
     await liveness.stop();
+    keeper.close();
     // Creates and starts are cancelled and undo themselves; stops and deletes finish. All of it
     // before the store closes, so no rollback is cut off half way.
     const stuck = await deps.ops.drain(SHUTDOWN_DRAIN_MS);
@@ -137,6 +141,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   if (gid !== undefined) chownSync(cfg.paths.socket, process.getuid?.() ?? 0, gid);
   else log.warn({ api_group: cfg.config.api_group }, "api_group does not exist: only root can use the socket (`banger doctor --fix` creates it)");
   log.info({ socket: cfg.paths.socket, version: VERSION, vmm: cfg.config.vmm }, "bangerd listening");
+  keeper.start(bus);
 
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void shutdown(sig));
   // Full checksums are too slow for start-up; verify in the background and mark broken images.

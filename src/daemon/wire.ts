@@ -70,6 +70,7 @@ export function appConfig(cfg: LoadedConfig): AppConfig {
     subnet: c.subnet,
     vcpus: c.vcpus,
     memoryMib: c.memory_mib,
+    autoSnapshot: c.snapshot,
     workDiskGib: c.work_disk_gib,
     sshTimeoutMs: c.ssh_timeout_s * 1000,
     serviceTimeoutMs: c.service_timeout_s * 1000,

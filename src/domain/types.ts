@@ -23,6 +23,8 @@ export interface GuestService {
 export interface GuestMeta {
   os: string;
   services: GuestService[];
+  /** Keep a golden snapshot of this image current (`image register --snapshot`); the config's `snapshot` does it for all. */
+  snapshot?: boolean;
 }
 
 export type ImageStatus = "ok" | "broken";

@@ -29,6 +29,7 @@ function showImage(img: Image): string {
       ["aliases", img.aliases.join(", ") || "-"],
       ["os", img.guest.os],
       ["services", img.guest.services.map((s) => `${s.name}:${s.port}`).join(", ")],
+      ...(img.guest.snapshot ? [["snapshot", "kept current by bangerd (registered with --snapshot)"] as [string, string]] : []),
       ["boot args", img.bootArgs],
       ["work-seed", img.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (VMs get an empty /root: fallback path)"],
       ["created", img.createdAt],
@@ -70,6 +71,7 @@ export function registerImage(program: Command, ctx: CliContext): void {
     .option("--vcpus <n>", "default vCPUs", positiveInt)
     .option("--memory <mib>", "default memory (MiB)", positiveInt)
     .option("--work-disk <gib>", "default /root disk size (GiB)", positiveInt)
+    .option("--snapshot", "keep a golden snapshot of it current: bangerd takes one in the background when it has none that fits")
     .action(async (o) => {
       const services: GuestService[] = o.service ?? [];
       if (!services.some((s) => s.port === 22)) services.unshift({ name: "ssh", port: 22 });
@@ -88,6 +90,7 @@ export function registerImage(program: Command, ctx: CliContext): void {
           defaultVcpus: o.vcpus,
           defaultMemoryMib: o.memory,
           defaultWorkDiskGib: o.workDisk,
+          ...(o.snapshot ? { snapshot: true } : {}),
         },
         600_000,
       );
