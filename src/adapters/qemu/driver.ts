@@ -57,6 +57,11 @@ export class QemuVmm implements Vmm {
   private verdict: Promise<AccelVerdict> | undefined;
   private readonly runner: ExecRunner;
 
+  /** The account QEMU runs as, for what it must reach beyond its VM directory (a snapshot's migration socket). */
+  get vmmUser(): VmmUser | undefined {
+    return this.opts.user;
+  }
+
   constructor(private readonly opts: QemuVmmOptions) {
     this.runner = opts.runner ?? new ExecRunner();
   }

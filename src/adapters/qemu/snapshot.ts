@@ -1,5 +1,5 @@
 import { createWriteStream, existsSync } from "node:fs";
-import { mkdtemp, rename, rm } from "node:fs/promises";
+import { chown, mkdtemp, rename, rm } from "node:fs/promises";
 import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -45,10 +45,16 @@ const ANNOUNCE = { initial: 50, max: 550, rounds: 3, step: 100 };
  * is complete exactly when the stream has ended and the write stream has flushed and closed; it
  * appears under its final name only then.
  */
-export async function streamReceiver(file: string): Promise<{ uri: string; written: Promise<void>; close(): Promise<void> }> {
+export async function streamReceiver(
+  file: string,
+  opts: { owner?: { uid: number; gid: number } } = {},
+): Promise<{ uri: string; written: Promise<void>; close(): Promise<void> }> {
   // A short socket path whatever the snapshot directory is (sun_path holds 107 bytes).
   const sockDir = await mkdtemp(join(tmpdir(), "banger-snapmig-"));
   const sock = join(sockDir, "m.sock");
+  // A QEMU running as vmm_user must reach the socket (search on the 0700 dir, write on the socket);
+  // nobody else may, since the first connection is taken as the stream.
+  if (opts.owner) await chown(sockDir, opts.owner.uid, opts.owner.gid);
   const part = `${file}.part`;
   let conn: Socket | undefined;
   const server = createServer();
@@ -70,6 +76,7 @@ export async function streamReceiver(file: string): Promise<{ uri: string; writt
     server.once("error", reject);
     server.listen(sock);
   });
+  if (opts.owner) await chown(sock, opts.owner.uid, opts.owner.gid);
   return {
     uri: `unix:${sock}`,
     written,
@@ -134,7 +141,7 @@ export class QemuSnapshots implements VmmSnapshots {
     if (!existsSync(dir)) throw new BangerError("DISK_FAILED", `snapshot directory ${dir} does not exist`, { hint: "create it before taking the snapshot" });
     const t0 = performance.now();
     let t1 = t0;
-    const receiver = await streamReceiver(artifacts.state);
+    const receiver = await streamReceiver(artifacts.state, { owner: this.opts.vmm.vmmUser });
     try {
       await withQmp(
         handle.controlSocket,
