@@ -91,6 +91,11 @@ export class VmOps {
     return this.begin(name, op);
   }
 
+  /** Names holding the lock for this operation now: background work that must not compete with a boot checks it. */
+  inFlight(op: VmOp): string[] {
+    return [...this.held.values()].filter((h) => h.ticket.op === op).map((h) => h.ticket.name);
+  }
+
   current(name: string): { op: VmOp; startedAt: Date } | undefined {
     const h = this.held.get(name);
     return h && { op: h.ticket.op, startedAt: h.ticket.startedAt };
