@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { join } from "node:path";
-import { asBangerError } from "../domain/errors.js";
+import { BangerError, asBangerError } from "../domain/errors.js";
 import { artifactOf, type Image, type Vm } from "../domain/types.js";
 import type { AppConfig, ClaimedMember, PausedPool, PausedPoolStats } from "./deps.js";
 import { explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
@@ -100,7 +100,7 @@ export class VmPool implements PausedPool {
   async close(): Promise<void> {
     this.closed = true;
     // A member being restored is cancelled: its plan undoes it.
-    this.abort.abort();
+    this.abort.abort(new BangerError("CANCELLED", "bangerd is shutting down; the paused pool is discarded"));
     await this.job;
     for (const id of [...this.ready.keys()]) {
       const list = this.ready.get(id) ?? [];
