@@ -11,6 +11,8 @@ export interface BangerCreates {
   /** "stage=median ms ..." of the creates from the snapshot. */
   stageMedians: string;
   snapshotTakeMs: number;
+  /** The image's name in banger, for the pool row that reuses its snapshot. */
+  image: string;
 }
 
 interface Ev {
@@ -49,5 +51,5 @@ export async function bangerCreates(d: TestDaemon, o: { label: string; img: Buil
     .filter(([s]) => s !== "total")
     .map(([s, v]) => `${s}=${Math.round(median(v))}ms`)
     .join(" ");
-  return { snapshotMs, coldMs, stageMedians, snapshotTakeMs };
+  return { snapshotMs, coldMs, stageMedians, snapshotTakeMs, image };
 }
