@@ -100,6 +100,8 @@ export async function createVm(d: CreateDeps, input: CreateInput, opts: { signal
   const forwards = checkForwards(input.forwards ?? []);
   // Held from before the row exists until the plan has settled, undo included.
   const ticket = d.ops.begin(name, "create", { signal: opts.signal, deadlineMs: cfg.opTimeoutMs });
+  // A restore in the background would slow this boot down; the pool refills once the create is done.
+  d.vmPool.interrupt();
   try {
     const attempt: Attempt = { path: "cold" };
     let noPool = false;

@@ -117,6 +117,8 @@ export interface PausedPool {
   take(imageId: string, want: { snapshotId: string; vcpus: number; memoryMib: number; workDiskGib: number }): ClaimedMember | undefined;
   /** Top every image's pool up in the background, one member at a time; a no-op while a create is in flight. */
   refill(): void;
+  /** A create has begun: cancel the member being restored (undone), so it does not compete with that boot. */
+  interrupt(): void;
   /** Wait for the refill in progress (tests, the benchmark). */
   settled(): Promise<void>;
   /** Discard the image's members (its snapshot was removed or replaced). */

@@ -41,6 +41,8 @@ export class VmPool implements PausedPool {
   private job: Promise<void> | undefined;
   private filling: string | undefined;
   private readonly abort = new AbortController();
+  /** Cancels the member being restored now. */
+  private current: AbortController | undefined;
   private closed = false;
   private capped = false;
 
@@ -84,6 +86,10 @@ export class VmPool implements PausedPool {
         this.job = undefined;
         this.filling = undefined;
       });
+  }
+
+  interrupt(): void {
+    this.current?.abort(new BangerError("CANCELLED", "a create started; the pool refills after it"));
   }
 
   async settled(): Promise<void> {
@@ -198,7 +204,8 @@ export class VmPool implements PausedPool {
     this.filling = vm.name;
     try {
       d.store.insertVm(vm);
-      const signal = AbortSignal.any([ticket.signal, this.abort.signal]);
+      this.current = new AbortController();
+      const signal = AbortSignal.any([ticket.signal, this.abort.signal, this.current.signal]);
       const plan = new Plan(d.store, d.log, vm, "pool-fill", signal, d.config.eventsKeepOps);
       const patch = (p: Partial<Vm>) => {
         vm = d.store.updateVm(vm.id, p);
@@ -212,8 +219,11 @@ export class VmPool implements PausedPool {
       } catch (e) {
         const err = asBangerError(e);
         if (plan.undoFailures > 0) settleFailed(d, vm, e, "failed");
-        // Never a create's failure: the next trigger tries again.
-        d.log.warn({ vm: vm.name, stage: err.stage ?? "pool-fill", image: image.name, code: err.code, err: err.message }, "paused pool refill failed");
+        // Never a create's failure: the next trigger tries again. Cancelled for a create is routine.
+        d.log[err.code === "CANCELLED" ? "info" : "warn"](
+          { vm: vm.name, stage: err.stage ?? "pool-fill", image: image.name, code: err.code, err: err.message },
+          "paused pool refill failed",
+        );
         return false;
       }
       plan.commit();
@@ -225,6 +235,7 @@ export class VmPool implements PausedPool {
       return true;
     } finally {
       this.filling = undefined;
+      this.current = undefined;
       ticket.release();
     }
   }

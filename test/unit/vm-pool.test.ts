@@ -207,6 +207,36 @@ describe("paused-VM pool", () => {
     expect((await filled(w)).members).toEqual({ img1: 1 });
   });
 
+  it("a create that begins while a member is being restored cancels that restore (undone); the pool refills after the create", async () => {
+    let release!: () => void;
+    const blocked = new Promise<void>((r) => (release = r));
+    let first = true;
+    const gate = async (stage: string) => {
+      if (stage === "tap" && first) {
+        first = false;
+        await blocked;
+      }
+    };
+    const { w, restored } = poolWorld("vm_pool_size = 1\n", { gate });
+    await takeSnapshot(w);
+    w.d.vmPool.refill();
+    await new Promise((r) => setTimeout(r, 20));
+    const cancelled = w.d.vmPool.stats().filling;
+    expect(cancelled).toMatch(/^pool-/);
+    const creating = createVm(w.d, { image: "deb-1", name: "alp" });
+    release();
+    const vm = await creating;
+    expect(vm.bootSource).toBe("snapshot snap-1");
+    await w.d.vmPool.settled();
+    // The cancelled member never reached restore; the refill after the create made one.
+    expect(restored).toHaveLength(2);
+    expect(w.d.vmPool.stats().members).toEqual({ img1: 1 });
+    expect(w.store.getVm(cancelled!)).toBeUndefined();
+    expect(poolRows(w).map((v) => v.name)).not.toContain(cancelled);
+    expect(w.held.taps.size).toBe(2);
+    expect(leases(w.store)).toHaveLength(2);
+  });
+
   it("stops at vm_pool_max_memory_mib and at the host's MemAvailable headroom", async () => {
     const capped = poolWorld("vm_pool_size = 2\nvm_pool_max_memory_mib = 1500\n").w;
     await takeSnapshot(capped);
