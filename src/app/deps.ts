@@ -106,6 +106,8 @@ export interface PausedPoolStats {
   maxMemoryMib: number;
   /** The member being restored now, if any. */
   filling?: string;
+  /** Why the last refill stopped short at a memory limit, while it still does. */
+  capped?: string;
 }
 
 /** Paused VMs restored from golden snapshots (src/app/vm-pool.ts); what the use cases ask of it. */

@@ -44,7 +44,7 @@ export class VmPool implements PausedPool {
   /** Cancels the member being restored now. */
   private current: AbortController | undefined;
   private closed = false;
-  private capped = false;
+  private capped: string | undefined;
 
   constructor(private readonly d: VmPoolDeps) {}
 
@@ -123,6 +123,7 @@ export class VmPool implements PausedPool {
       memoryMib: all.reduce((n, m) => n + m.vm.memoryMib, 0),
       maxMemoryMib: this.d.config.vmPoolMaxMemoryMib,
       ...(this.filling ? { filling: this.filling } : {}),
+      ...(this.capped ? { capped: this.capped } : {}),
     };
   }
 
@@ -181,13 +182,13 @@ export class VmPool implements PausedPool {
       why = `MemAvailable is ${available} MiB; a ${memoryMib} MiB member would leave less than ${HEADROOM_FACTOR}x its memory`;
     }
     if (!why) {
-      this.capped = false;
+      this.capped = undefined;
       return true;
     }
     // Once per stretch at the cap, not on every trigger.
     if (!this.capped)
       this.d.log.warn({ stage: "vm-pool", image: image.name, usedMib: used, memoryMib, availableMib: available }, `paused pool not refilled: ${why}`);
-    this.capped = true;
+    this.capped = why;
     return false;
   }
 

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { createVm } from "../../src/app/create.js";
+import { vmPoolCheck } from "../../src/app/doctor.js";
 import { removeVm } from "../../src/app/lifecycle.js";
 import { reconcile } from "../../src/app/reconcile.js";
 import { imageChecksums, snapshotDirOf, writeSnapshot } from "../../src/app/snapshot-record.js";
@@ -241,12 +242,18 @@ describe("paused-VM pool", () => {
     const capped = poolWorld("vm_pool_size = 2\nvm_pool_max_memory_mib = 1500\n").w;
     await takeSnapshot(capped);
     expect((await filled(capped)).members).toEqual({ img1: 1 }); // 1024 fits, 2048 does not
+    expect(vmPoolCheck(capped.d)).toMatchObject({
+      name: "vm-pool",
+      status: "WARN",
+      detail: expect.stringContaining("deb-1 1 of 2 per image; 1024 MiB of 1500 MiB"),
+    });
     const lowMem = poolWorld("vm_pool_size = 1\n", { memAvailableMib: 3000 }).w;
     await takeSnapshot(lowMem);
     expect((await filled(lowMem)).members).toEqual({}); // 3000 - 1024 < 2 x 1024
     const enough = poolWorld("vm_pool_size = 1\nvm_pool_max_memory_mib = 0\n", { memAvailableMib: 3100 }).w;
     await takeSnapshot(enough);
     expect((await filled(enough)).members).toEqual({ img1: 1 });
+    expect(vmPoolCheck(enough.d)).toMatchObject({ status: "PASS", detail: "deb-1 1 of 1 per image; 1024 MiB, no cap" });
   });
 
   it("a failed refill is logged with vm and stage, leaves nothing, and never fails a create", async () => {
