@@ -3,6 +3,7 @@ import { join } from "node:path";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import { createVm } from "../../src/app/create.js";
+import { ImageService } from "../../src/app/images.js";
 import { vmPoolCheck } from "../../src/app/doctor.js";
 import { removeVm } from "../../src/app/lifecycle.js";
 import { reconcile } from "../../src/app/reconcile.js";
@@ -283,6 +284,15 @@ describe("paused-VM pool", () => {
     expect(w.held.procs.size + w.held.taps.size).toBe(0);
     expect(leases(w.store)).toEqual([]);
     expect(readdirSync(w.cfg.paths.vmsDir)).toEqual([]);
+
+    // image rm: the members are the pool's, not users of the image; they go first, then the image.
+    const third = poolWorld("vm_pool_size = 1\n").w;
+    await takeSnapshot(third);
+    await filled(third);
+    await new ImageService(third.d).remove("deb-1");
+    expect(third.store.listVms()).toEqual([]);
+    expect(third.store.getImage("deb-1")).toBeUndefined();
+    expect(third.held.procs.size + third.held.taps.size).toBe(0);
 
     const second = poolWorld("vm_pool_size = 1\n").w;
     await takeSnapshot(second);
