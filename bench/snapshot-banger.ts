@@ -13,6 +13,8 @@ export interface BangerCreates {
   /** The reidentify stage's own account (the guest's step times), per create from the snapshot. */
   reidentifyDetails: string[];
   snapshotTakeMs: number;
+  /** The image's name in banger, for the pool row that reuses its snapshot. */
+  image: string;
 }
 
 interface Ev {
@@ -54,5 +56,5 @@ export async function bangerCreates(d: TestDaemon, o: { label: string; img: Buil
     .filter(([s]) => s !== "total")
     .map(([s, v]) => `${s}=${Math.round(median(v))}ms`)
     .join(" ");
-  return { snapshotMs, coldMs, stageMedians, reidentifyDetails, snapshotTakeMs };
+  return { snapshotMs, coldMs, stageMedians, reidentifyDetails, snapshotTakeMs, image };
 }

@@ -28,7 +28,7 @@ export function redact(config: HostInfo["config"]): HostInfo["config"] {
  * `GET /v1/events` (Server-Sent Events: every VM change and lifecycle stage as it is recorded)
  * and `GET /v1/host` (what the host page and `banger host` show).
  */
-export function liveRoutes(api: Hono<ApiEnv>, d: Pick<AppDeps, "network" | "diskPool" | "store" | "config">, bus: EventBus, host?: HostInfo): void {
+export function liveRoutes(api: Hono<ApiEnv>, d: Pick<AppDeps, "network" | "diskPool" | "vmPool" | "store" | "config">, bus: EventBus, host?: HostInfo): void {
   api.get("/events", (c) => {
     c.header("X-Accel-Buffering", "no");
     return streamSSE(c, async (stream) => {
@@ -93,7 +93,21 @@ export function liveRoutes(api: Hono<ApiEnv>, d: Pick<AppDeps, "network" | "disk
               capped: names(disks.capped),
             }
           : undefined,
+        vms: vmPoolView(d),
       },
     });
   });
+}
+
+/** The paused-VM pool for `GET /v1/host`: members per image name, and the memory they hold. */
+function vmPoolView(d: Pick<AppDeps, "vmPool" | "store">) {
+  const s = d.vmPool.stats();
+  const name = (id: string) => d.store.getImageById(id)?.name ?? id;
+  return {
+    size: s.size,
+    members: Object.fromEntries(Object.entries(s.members).map(([id, n]) => [name(id), n])),
+    memoryMib: s.memoryMib,
+    maxMemoryMib: s.maxMemoryMib,
+    ...(s.filling ? { filling: s.filling } : {}),
+  };
 }

@@ -9,7 +9,7 @@ import { settleFailed, transition } from "./vm-transitions.js";
 import { imageNotFound } from "./images.js";
 import { Plan, type Stage } from "./plan.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext, type BootDeps } from "./boot-stages.js";
-import type { PreparedDisks } from "./deps.js";
+import type { ClaimedMember, PreparedDisks } from "./deps.js";
 import { vmFiles } from "./vm-files.js";
 import { authorizedKeys, cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
 import { guestSecretFiles, newSecret, removeSecret, storeSecret } from "./vm-secret.js";
@@ -18,7 +18,9 @@ import { leaseStage } from "./lease-stage.js";
 import { checkAddress, type ForwardSpec } from "../domain/forwards.js";
 import { forwardsStage, peersStage, resolvePeers } from "./vm-net.js";
 import { chooseBootSource, type BootSource } from "./snapshot-source.js";
-import { restoreStages, type RestoreDeps } from "./restore-stages.js";
+import { finishStages, natStage, restoreStages, type RestoreDeps } from "./restore-stages.js";
+import { claimStage, claimedPeersStage } from "./pool-claim.js";
+import { handleOf } from "./vm-boot.js";
 
 /** Refused before anything is acquired: a bad port or a port given twice. */
 function checkForwards(list: readonly ForwardSpec[]): ForwardSpec[] {
@@ -35,7 +37,7 @@ function checkForwards(list: readonly ForwardSpec[]): ForwardSpec[] {
 /** What a create touches; start, stop and rm take a subset of the same (lifecycle.ts). */
 export type CreateDeps = BootDeps &
   RestoreDeps &
-  Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "disks" | "files" | "names" | "log" | "forwarder" | "snapshots"> & {
+  Pick<AppDeps, "store" | "ops" | "vmm" | "diskPool" | "vmPool" | "disks" | "files" | "names" | "log" | "forwarder" | "snapshots"> & {
     config: Pick<
       AppConfig,
       | "vmm"
@@ -98,32 +100,46 @@ export async function createVm(d: CreateDeps, input: CreateInput, opts: { signal
   const forwards = checkForwards(input.forwards ?? []);
   // Held from before the row exists until the plan has settled, undo included.
   const ticket = d.ops.begin(name, "create", { signal: opts.signal, deadlineMs: cfg.opTimeoutMs });
+  // A restore in the background would slow this boot down; the pool refills once the create is done.
+  d.vmPool.interrupt();
   try {
-    try {
-      return await runCreate(d, input, { image, name, vmm, signal: ticket.signal, peerIds, forwards });
-    } catch (e) {
-      // A snapshot that passed the shallow check but would not restore (corrupted inside, a guest
-      // without re-identity): everything is undone by then, so the same create boots cold instead.
-      const err = e as BangerError;
-      if (!(err instanceof BangerError) || !err.stage || !RESTORE_STAGES.has(err.stage) || ticket.signal.aborted || d.store.getVm(name)) throw e;
-      d.log.warn({ vm: name, stage: err.stage, err: err.message }, "restore from snapshot failed; booting cold");
-      return await runCreate(d, input, {
-        image,
-        name,
-        vmm,
-        signal: ticket.signal,
-        peerIds,
-        forwards,
-        fallback: `restore from the snapshot failed at ${err.stage}: ${err.message}`,
-      });
+    const attempt: Attempt = { path: "cold" };
+    let noPool = false;
+    let fallback: string | undefined;
+    for (;;) {
+      try {
+        return await runCreate(d, input, { image, name, vmm, signal: ticket.signal, peerIds, forwards, noPool, fallback, attempt });
+      } catch (e) {
+        // A snapshot that passed the shallow check but would not restore (corrupted inside, a guest
+        // without re-identity), or a paused member that would not wake: everything is undone by then,
+        // so the same create restores afresh (after a pool member) or boots cold (after a restore).
+        const err = e as BangerError;
+        if (!(err instanceof BangerError) || !err.stage || !RESTORE_STAGES.has(err.stage) || ticket.signal.aborted || d.store.getVm(name)) throw e;
+        if (attempt.path === "pool") {
+          d.log.warn({ vm: name, stage: err.stage, err: err.message }, "paused pool member failed; restoring from the snapshot");
+          noPool = true;
+        } else if (attempt.path === "snapshot") {
+          d.log.warn({ vm: name, stage: err.stage, err: err.message }, "restore from snapshot failed; booting cold");
+          fallback = `restore from the snapshot failed at ${err.stage}: ${err.message}`;
+        } else {
+          throw e;
+        }
+      }
     }
   } finally {
     ticket.release();
+    // After the create, never during it: a refill restores a guest and would steal CPU from this one's boot.
+    d.vmPool.refill();
   }
 }
 
-/** Stages of a create from a snapshot whose failure falls back to a cold boot. */
-const RESTORE_STAGES = new Set(["secret", "disks", "restore", "resume", "reidentify"]);
+/** Stages of a create from a snapshot (or a paused member) whose failure falls back to the next way up. */
+const RESTORE_STAGES = new Set(["claim", "secret", "disks", "restore", "resume", "reidentify"]);
+
+/** Which way the last try went: the fallback after a failure depends on it. */
+interface Attempt {
+  path: "pool" | "snapshot" | "cold";
+}
 
 interface CreateCtx {
   image: Image;
@@ -134,6 +150,9 @@ interface CreateCtx {
   forwards: ForwardSpec[];
   /** Set when a restore failed and this is the cold retry: why. */
   fallback?: string;
+  /** A claimed pool member failed: restore afresh instead. */
+  noPool: boolean;
+  attempt: Attempt;
 }
 
 async function runCreate(d: CreateDeps, input: CreateInput, c: CreateCtx): Promise<Vm> {
@@ -142,7 +161,7 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: CreateCtx): Promi
   const seed = artifactOf(image, "work_seed");
   const id = randomUUID();
   const now = new Date().toISOString();
-  let vm: Vm = {
+  const draft: Vm = {
     id,
     name,
     imageId: image.id,
@@ -159,33 +178,71 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: CreateCtx): Promi
     updatedAt: now,
     ...(input.owner ? { ownerUid: input.owner.uid, ownerName: input.owner.name } : {}),
   };
+  const source: BootSource = c.fallback ? { kind: "cold", reason: c.fallback } : await chooseBootSource(d, image, draft, vmm, { cold: input.cold });
+  const member =
+    source.kind === "snapshot" && !c.noPool
+      ? d.vmPool.take(image.id, { snapshotId: source.snap.record.id, vcpus: draft.vcpus, memoryMib: draft.memoryMib, workDiskGib: draft.workDiskGib })
+      : undefined;
+  c.attempt.path = member ? "pool" : source.kind;
   try {
-    d.store.insertVm(vm);
-  } catch (e) {
-    if (d.store.nameTaken(name)) throw new BangerError("VM_EXISTS", `a VM named ${name} already exists`, { hint: "pick another --name" });
-    throw e;
+    return await createFrom(d, input, c, { draft, source, member });
+  } finally {
+    member?.ticket.release();
+  }
+}
+
+async function createFrom(d: CreateDeps, input: CreateInput, c: CreateCtx, from: { draft: Vm; source: BootSource; member?: ClaimedMember }): Promise<Vm> {
+  const cfg = d.config;
+  const { image, name, vmm } = c;
+  const { source, member } = from;
+  const seed = artifactOf(image, "work_seed");
+  let vm: Vm = member ? member.vm : from.draft;
+  const id = vm.id;
+  if (!member) {
+    try {
+      d.store.insertVm(vm);
+    } catch (e) {
+      if (d.store.nameTaken(name)) throw new BangerError("VM_EXISTS", `a VM named ${name} already exists`, { hint: "pick another --name" });
+      throw e;
+    }
   }
 
-  const plan = new Plan(d.store, d.log, vm, "create", c.signal, cfg.eventsKeepOps);
+  // A claimed member's row keeps its id and its fill's events; this plan records under the new name.
+  const plan = new Plan(d.store, d.log, { id, name }, "create", c.signal, cfg.eventsKeepOps);
   const patch = (p: Partial<Vm>) => {
     vm = d.store.updateVm(id, p);
   };
   const files = vmFiles(vm.dir);
-  const source: BootSource = c.fallback ? { kind: "cold", reason: c.fallback } : await chooseBootSource(d, image, vm, vmm, { cold: input.cold });
   if (source.kind === "cold") patch({ bootSource: `cold: ${source.reason}` });
   let prepared: PreparedDisks | undefined;
   let secret: string | undefined;
   const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: input.noWait };
+  const extras = { secret: () => secret, callerKey: input.sshPublicKey };
 
-  const stages: Stage[] = [
-    leaseStage(d, plan, id, patch),
-    ...(c.forwards.length > 0 ? [forwardsStage(d, () => vm, c.forwards)] : []),
-    ...(c.peerIds.length > 0 ? [peersStage(d, () => vm, c.peerIds)] : []),
-    tapStage(boot),
-    ...(source.kind === "snapshot"
-      ? [secretStage(), ...restoreStages({ ...boot, d }, source, { secret: () => secret, callerKey: input.sshPublicKey })]
-      : coldStages()),
-  ];
+  const stages: Stage[] =
+    member && source.kind === "snapshot"
+      ? [
+          claimStage({ ...boot, d }, plan, member, { name, nat: input.nat ?? false, owner: input.owner }),
+          secretStage(),
+          ...(input.nat ? [natStage(boot)] : []),
+          ...(c.forwards.length > 0 ? [forwardsStage(d, () => vm, c.forwards)] : []),
+          ...(c.peerIds.length > 0
+            ? [
+                claimedPeersStage(
+                  d,
+                  peersStage(d, () => vm, c.peerIds),
+                ),
+              ]
+            : []),
+          ...finishStages({ ...boot, d }, source.snaps, () => handleOf(vm, vmm)!, extras),
+        ]
+      : [
+          leaseStage(d, plan, id, patch),
+          ...(c.forwards.length > 0 ? [forwardsStage(d, () => vm, c.forwards)] : []),
+          ...(c.peerIds.length > 0 ? [peersStage(d, () => vm, c.peerIds)] : []),
+          tapStage(boot),
+          ...(source.kind === "snapshot" ? [secretStage(), ...restoreStages({ ...boot, d }, source, extras)] : coldStages()),
+        ];
   /** The service password of a clone: stored here, written into the guest by `reidentify`. */
   function secretStage(): Stage {
     return {

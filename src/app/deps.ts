@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { NameGenerator } from "../domain/names.js";
-import type { Image, VmmKind } from "../domain/types.js";
+import type { Image, Vm, VmmKind } from "../domain/types.js";
 import type { GuestChannel } from "../ports/channel.js";
 import type { ConsoleLogs } from "../ports/console.js";
 import type { Disks } from "../ports/disks.js";
@@ -14,7 +14,7 @@ import type { Forwarder } from "../ports/forwarder.js";
 import type { Store } from "../ports/store.js";
 import type { Vmm } from "../ports/vmm.js";
 import type { VmmSnapshots } from "../ports/snapshots.js";
-import type { VmOps } from "./vm-ops.js";
+import type { OpTicket, VmOps } from "./vm-ops.js";
 
 /**
  * The config values use cases read, resolved once by src/daemon/wire.ts.
@@ -36,6 +36,10 @@ export interface AppConfig {
   eventsKeepOps: number;
   consoleLogMaxBytes: number;
   tapPoolSize: number;
+  /** Paused clones kept per image (vm_pool_size); 0 turns the pool off. */
+  vmPoolSize: number;
+  /** vm_pool_max_memory_mib: the pool's guest memory, all images together; 0 means no cap. */
+  vmPoolMaxMemoryMib: number;
   /** banger's own files: API callers may not name paths under it. */
   stateDir: string;
   imagesDir: string;
@@ -84,6 +88,50 @@ export interface WarmDisks {
   usage(): Promise<PoolUsage>;
 }
 
+/** A paused clone a create has taken from the pool: its row (role "pool") and the lock on its name. */
+export interface ClaimedMember {
+  vm: Vm;
+  ticket: OpTicket;
+  snapshotId: string;
+  /** When its restore finished, and how long filling it took (what `claim` reports). */
+  readyAt: number;
+  fillMs: number;
+}
+
+export interface PausedPoolStats {
+  /** Paused members per image id. */
+  members: Record<string, number>;
+  size: number;
+  /** Guest memory of every member, all images together. */
+  memoryMib: number;
+  /** 0 means no cap. */
+  maxMemoryMib: number;
+  /** The member being restored now, if any. */
+  filling?: string;
+  /** Why the last refill stopped short at a memory limit, while it still does. */
+  capped?: string;
+}
+
+/** Paused VMs restored from golden snapshots (src/app/vm-pool.ts); what the use cases ask of it. */
+export interface PausedPool {
+  /**
+   * A member restored from this snapshot at this shape, taken out of the pool with its name locked, or
+   * undefined. Synchronous, so two creates can never take the same one.
+   */
+  take(imageId: string, want: { snapshotId: string; vcpus: number; memoryMib: number; workDiskGib: number }): ClaimedMember | undefined;
+  /** Top every image's pool up in the background, one member at a time; a no-op while a create is in flight. */
+  refill(): void;
+  /** A create has begun: cancel the member being restored (undone), so it does not compete with that boot. */
+  interrupt(): void;
+  /** Wait for the refill in progress (tests, the benchmark). */
+  settled(): Promise<void>;
+  /** Discard the image's members (its snapshot was removed or replaced). */
+  drop(imageId: string): Promise<void>;
+  /** Daemon shutdown: stop refilling and discard every member. */
+  close(): Promise<void>;
+  stats(): PausedPoolStats;
+}
+
 /** The SSH identities: banger's own key for reaching guests, and a fresh host key per VM. */
 export interface Keys {
   /** Path of the private key (config ssh_key or the auto-managed default); `.pub` beside it. */
@@ -109,6 +157,8 @@ export interface AppDeps {
   /** Host → guest port forwards that bangerd relays. */
   forwarder: Forwarder;
   diskPool: WarmDisks;
+  /** Paused clones per image (vm_pool_size), claimed by creates from a snapshot. */
+  vmPool: PausedPool;
   disks: Disks;
   files: Files;
   host: HostFacts;

@@ -107,7 +107,9 @@ async function imageChecks(images: ImageService): Promise<Check[]> {
   });
 }
 
-type DoctorDeps = Pick<AppDeps, "host" | "network" | "store" | "diskPool" | "forwarder"> & { config: Pick<AppConfig, "tapPoolSize" | "socket" | "hostCheck"> };
+type DoctorDeps = Pick<AppDeps, "host" | "network" | "store" | "diskPool" | "vmPool" | "forwarder"> & {
+  config: Pick<AppConfig, "tapPoolSize" | "socket" | "hostCheck">;
+};
 
 async function networkChecks(d: DoctorDeps): Promise<Check[]> {
   try {
@@ -196,6 +198,25 @@ export async function diskPoolCheck(d: Pick<DoctorDeps, "diskPool" | "store">): 
     : { name: "disk-pool", status: "PASS", detail };
 }
 
+/** The paused-VM pool: members per image against vm_pool_size; WARN while a memory limit holds refills back. */
+export function vmPoolCheck(d: Pick<DoctorDeps, "vmPool" | "store">): Check {
+  const s = d.vmPool.stats();
+  if (s.size === 0) return { name: "vm-pool", status: "PASS", detail: "off (vm_pool_size = 0)" };
+  const members =
+    Object.entries(s.members)
+      .map(([id, n]) => `${d.store.getImageById(id)?.name ?? id} ${n}`)
+      .join(", ") || "no members (images need a snapshot: `banger image snapshot`)";
+  const detail = `${members} of ${s.size} per image; ${s.memoryMib} MiB${s.maxMemoryMib ? ` of ${s.maxMemoryMib} MiB (vm_pool_max_memory_mib)` : ", no cap"}`;
+  return s.capped
+    ? {
+        name: "vm-pool",
+        status: "WARN",
+        detail: `${detail}; not refilling: ${s.capped}`,
+        fix: "raise `vm_pool_max_memory_mib` or free host memory, or lower `vm_pool_size`; creates without a paused member restore from the snapshot",
+      }
+    : { name: "vm-pool", status: "PASS", detail };
+}
+
 export async function runDoctor(d: DoctorDeps, images: ImageService): Promise<DoctorReport> {
   const checks = [
     ...(await hostChecks(d.config.hostCheck, d.host)),
@@ -203,6 +224,7 @@ export async function runDoctor(d: DoctorDeps, images: ImageService): Promise<Do
     ...(await imageChecks(images)),
     ...(await networkChecks(d)),
     await diskPoolCheck(d),
+    vmPoolCheck(d),
   ];
   return { checks, ok: checks.every((c) => c.status !== "FAIL") };
 }

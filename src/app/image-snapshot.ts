@@ -86,6 +86,7 @@ export async function snapshotImage(d: SnapshotDeps, ref: string, opts: { signal
   } finally {
     vmTicket.release();
     imageTicket.release();
+    d.vmPool.refill();
   }
 }
 
@@ -235,6 +236,8 @@ async function runSnapshot(d: SnapshotDeps, c: RunInput): Promise<SnapshotSummar
     await writeSnapshot(d.files, partDir, stored!);
     await d.files.remove(finalDir);
     await d.files.rename(partDir, finalDir);
+    // Members restored from the snapshot just replaced must never run; the refill after this op restores new ones.
+    await d.vmPool.drop(image.id);
   } finally {
     // Success or not, the golden VM goes (its VMM is already off; this releases TAP, lease, dir, row and a leftover partial dir).
     await plan.rollback();

@@ -7,7 +7,7 @@ import type { Artifact, ArtifactRole, GuestService, Image } from "../domain/type
 import type { PinnedFile } from "../ports/files.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 
-type ImageDeps = Pick<AppDeps, "store" | "disks" | "files" | "diskPool" | "log"> & { config: Pick<AppConfig, "imagesDir" | "stateDir"> };
+type ImageDeps = Pick<AppDeps, "store" | "disks" | "files" | "diskPool" | "vmPool" | "log"> & { config: Pick<AppConfig, "imagesDir" | "stateDir"> };
 import { checkExt4, checkInitrd, checkKernel, checkPlainFile } from "./artifact-checks.js";
 import { pinImageSources } from "./image-sources.js";
 
@@ -158,6 +158,8 @@ export class ImageService {
       }
       throw imageNotFound(name);
     }
+    // Paused pool members are the pool's, not users of the image: they go with its snapshot.
+    await this.d.vmPool.drop(img.id);
     const users = this.d.store.vmsUsingImage(img.id);
     if (users.length > 0) {
       throw new BangerError("IMAGE_IN_USE", `image ${name} is used by VM ${users.map((v) => v.name).join(", ")}`, {

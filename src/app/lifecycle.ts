@@ -12,8 +12,8 @@ import { closeForwards } from "./vm-net.js";
 import { sshTarget } from "./vm-ready.js";
 import { releaseHostSide, settleFailed, transition } from "./vm-transitions.js";
 
-/** Start, stop and rm use the same parts as a create (nothing more), minus the names and the pool. */
-export type LifecycleDeps = Omit<CreateDeps, "names" | "diskPool" | "disks">;
+/** Start, stop and rm use the same parts as a create (nothing more), minus the names and the pools. */
+export type LifecycleDeps = Omit<CreateDeps, "names" | "diskPool" | "vmPool" | "disks">;
 
 const STOP_TIMEOUT_MS = 30_000;
 /** The in-guest command over SSH: enough to connect and hand the command over, not to wait for the shutdown. */

@@ -9,6 +9,8 @@ export interface ReconcileReport {
   adopted: string[];
   markedStopped: string[];
   purgedCreates: string[];
+  /** Paused pool members left by the previous daemon (app/vm-pool.ts): always discarded. */
+  discardedPool: string[];
   removedDirs: string[];
   /** Stored forwards that could not listen again (their port is taken); `doctor` reports them too. */
   forwardsFailed?: string[];
@@ -21,14 +23,20 @@ export interface ReconcileReport {
  * cleaned. Each action is logged.
  */
 export async function reconcile(d: LifecycleDeps): Promise<ReconcileReport> {
-  const report: ReconcileReport = { adopted: [], markedStopped: [], purgedCreates: [], removedDirs: [] };
+  const report: ReconcileReport = { adopted: [], markedStopped: [], purgedCreates: [], discardedPool: [], removedDirs: [] };
   const log = d.log.child({ stage: "reconcile" });
 
   for (const vm of d.store.listVms()) {
     const vmm = d.vmm(vm.vmm);
     const h = handleOf(vm, vmm);
     const alive = h ? vmm.isAlive(h) : false;
-    if (vm.state === "creating" || vm.state === "deleting") {
+    if (vm.role === "pool") {
+      // A paused pool member is discarded, never adopted: whether its restore had completed cannot be
+      // known from here, and a new one costs a restore. destroyVm kills its VMM by pid and start time.
+      await destroyVm(d, vm.state === "deleting" || vm.state === "failed" ? vm : transition(d, vm, "deleting"), "paused pool member at daemon start");
+      report.discardedPool.push(vm.name);
+      log.info({ vm: vm.name, pid: vm.pid, alive }, "discarded paused pool member");
+    } else if (vm.state === "creating" || vm.state === "deleting") {
       // A create or delete that the daemon did not finish: a half-built VM is worth nothing, so remove all of it.
       await destroyVm(d, vm.state === "creating" ? transition(d, vm, "deleting") : vm, `unfinished ${vm.state} at daemon start`);
       report.purgedCreates.push(vm.name);

@@ -1,4 +1,5 @@
 import { knownHostsLine } from "../domain/known-hosts.js";
+import type { VmmSnapshots } from "../ports/snapshots.js";
 import type { VmmHandle } from "../ports/vmm.js";
 import type { BootContext } from "./boot-stages.js";
 import type { Stage } from "./plan.js";
@@ -23,20 +24,41 @@ export function restoreStages(
   source: Extract<BootSource, { kind: "snapshot" }>,
   extras: CloneExtras = { secret: () => undefined },
 ): Stage[] {
+  let handle: VmmHandle | undefined;
+  return [...acquireStages(c, source, (h) => (handle = h)), ...finishStages(c, source.snaps, () => handle!, extras)];
+}
+
+/** NAT for the VM's IP, undone with the plan. */
+export function natStage(c: BootContext): Stage {
+  return {
+    name: "nat",
+    run: async ({ onUndo }) => {
+      const ip = c.vm().ip!;
+      await c.d.network.enableNat(ip);
+      onUndo("nat", () => c.d.network.disableNat(ip));
+    },
+  };
+}
+
+/**
+ * The first half of a restore, up to a paused guest: the disks, NAT and `restore`. A paused-pool
+ * member (app/vm-pool.ts) runs only this half ahead of time; `restored` gets the VMM's handle.
+ */
+export function acquireStages(
+  c: BootContext & { d: RestoreDeps },
+  source: Extract<BootSource, { kind: "snapshot" }>,
+  restored: (h: VmmHandle) => void,
+): Stage[] {
   const { d, vmm, image } = c;
   const { snap, artifacts, snaps } = source;
-  let handle: VmmHandle | undefined;
   const vm = () => c.vm();
   const files = () => vmFiles(vm().dir);
-  let keys: CloneKeys | undefined;
   return [
     {
       name: "disks",
       run: async ({ onUndo }) => {
         await d.files.mkdir(vm().dir);
         onUndo("vm-dir", () => d.files.remove(vm().dir));
-        // ssh-keygen for the clone's host key runs while the disks are copied.
-        keys = cloneKeys(d, extras.callerKey);
         // cp --reflink=auto --sparse=always: near-free on a reflink filesystem, a sparse copy elsewhere.
         await Promise.all([d.files.copy(artifacts.rootfs, files().rootfs), d.files.copy(artifacts.work, files().work)]);
         // Until re-identity, the clone answers with the golden host key.
@@ -44,25 +66,14 @@ export function restoreStages(
         return `private copies of snapshot ${snap.record.id}'s disks`;
       },
     },
-    ...(vm().nat
-      ? [
-          {
-            name: "nat",
-            run: async ({ onUndo }) => {
-              const ip = vm().ip!;
-              await d.network.enableNat(ip);
-              onUndo("nat", () => d.network.disableNat(ip));
-            },
-          } satisfies Stage,
-        ]
-      : []),
+    ...(vm().nat ? [natStage(c)] : []),
     {
       name: "restore",
       run: async ({ onUndo, signal }) => {
         // The golden VM's argv: its MAC and kernel command line travel in the migration stream anyway.
         const spec = { ...specOf(d, vm(), image), bootArgs: snap.bootArgs, mac: snap.mac };
         const h = await snaps.restore(spec, artifacts, signal);
-        handle = h;
+        restored(h);
         onUndo("vmm", async () => {
           await vmm.kill(h);
           c.patch({ pid: undefined, pidStart: undefined });
@@ -73,12 +84,28 @@ export function restoreStages(
         return `${vmm.kind} pid ${h.pid} from snapshot ${snap.record.id}`;
       },
     },
-    { name: "resume", run: async ({ signal }) => snaps.resume(handle!, signal) },
+  ];
+}
+
+/** The second half: let the paused guest run, re-identify it, then readiness over its own IP. */
+export function finishStages(c: BootContext & { d: RestoreDeps }, snaps: VmmSnapshots, handle: () => VmmHandle, extras: CloneExtras): Stage[] {
+  const { d, image } = c;
+  const vm = () => c.vm();
+  let keys: CloneKeys | undefined;
+  return [
+    {
+      name: "resume",
+      run: async ({ signal }) => {
+        // ssh-keygen for the clone's host key runs while the guest wakes up.
+        keys = cloneKeys(d, extras.callerKey);
+        await snaps.resume(handle(), signal);
+      },
+    },
     {
       name: "reidentify",
       run: async ({ signal }) => {
         const said = await reidentify(d, vm(), extras, keys ?? cloneKeys(d, extras.callerKey), signal);
-        await snaps.setLink?.(handle!, true, signal);
+        await snaps.setLink?.(handle(), true, signal);
         return said;
       },
     },

@@ -86,7 +86,7 @@ export class SnapshotKeeper {
       if (!why) continue;
       const mark = JSON.stringify(listed.artifacts.map((a) => a.sha256));
       if (this.failed.get(listed.id) === mark) continue;
-      while (this.d.ops.count("create") > 0) {
+      while (this.d.ops.inFlight("create").length > 0) {
         if (this.closed) return;
         await new Promise((r) => setTimeout(r, IDLE_POLL_MS).unref());
       }

@@ -13,7 +13,10 @@ export function getVm(d: { store: Store }, name: string): Vm {
   return vm;
 }
 
-/** A build's builder VM is the build's own business while it runs; one left `failed` is listed so `vm rm` can find it. */
+/**
+ * A build's builder VM is the build's own business while it runs, and a paused pool member is the pool's until a
+ * create claims it; one left `failed` is listed so `vm rm` can find it.
+ */
 export function listVms(d: { store: Store }): Vm[] {
-  return d.store.listVms().filter((v) => v.role !== "builder" || v.state === "failed");
+  return d.store.listVms().filter((v) => v.role === undefined || v.state === "failed");
 }

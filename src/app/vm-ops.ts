@@ -91,11 +91,9 @@ export class VmOps {
     return this.begin(name, op);
   }
 
-  /** How many operations of this kind are in progress; background work waits for creates to settle. */
-  count(op: VmOp): number {
-    let n = 0;
-    for (const h of this.held.values()) if (h.ticket.op === op) n++;
-    return n;
+  /** Names holding the lock for this operation now: background work that must not compete with a boot checks it. */
+  inFlight(op: VmOp): string[] {
+    return [...this.held.values()].filter((h) => h.ticket.op === op).map((h) => h.ticket.name);
   }
 
   current(name: string): { op: VmOp; startedAt: Date } | undefined {

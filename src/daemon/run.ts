@@ -82,6 +82,8 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   await deps.diskPool.adopt(deps.store.listImages());
   // Keep disks warm for what users create from: promoted images.
   for (const img of deps.store.listImages()) if (img.aliases.length > 0) deps.diskPool.refill(img);
+  // Reconcile discarded the previous daemon's paused members; restore new ones in the background.
+  deps.vmPool.refill();
   log.info({ stage: "startup", ms: Math.round(performance.now() - t0), ...report }, "host reconciled");
   // Golden snapshots wanted by the config or an image, taken in the background between creates.
   const keeper = new SnapshotKeeper(deps);
@@ -99,6 +101,9 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     await web?.close().catch(() => undefined);
     await liveness.stop();
     keeper.close();
+    // Paused members are discarded now rather than left to the next start: they hold memory, and no
+    // daemon would resume them. Before the drain, which refuses the locks a discard takes.
+    await deps.vmPool.close().catch((e: unknown) => log.error({ stage: "vm-pool", err: (e as Error).message }, "could not discard the paused pool"));
     // Creates and starts are cancelled and undo themselves; stops and deletes finish. All of it
     // before the store closes, so no rollback is cut off half way.
     const stuck = await deps.ops.drain(SHUTDOWN_DRAIN_MS);

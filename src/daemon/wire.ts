@@ -28,6 +28,7 @@ import { NodeFiles } from "../adapters/fs/node-files.js";
 import { lookupVmmUser, type VmmUser } from "../adapters/exec/privilege.js";
 import { hostCheckConfig, hostFacts } from "../adapters/host/facts.js";
 import { DiskPool } from "../app/disk-pool.js";
+import { VmPool } from "../app/vm-pool.js";
 import { VmOps } from "../app/vm-ops.js";
 import type { EventBus } from "../app/event-bus.js";
 import { observedStore } from "../app/observed-store.js";
@@ -78,6 +79,8 @@ export function appConfig(cfg: LoadedConfig): AppConfig {
     eventsKeepOps: c.events_keep_ops,
     consoleLogMaxBytes: c.console_log_max_mib * MIB,
     tapPoolSize: c.tap_pool_size,
+    vmPoolSize: c.vm_pool_size,
+    vmPoolMaxMemoryMib: c.vm_pool_max_memory_mib,
     stateDir: cfg.paths.stateDir,
     imagesDir: cfg.paths.imagesDir,
     secretsDir: join(cfg.paths.stateDir, "secrets"),
@@ -162,7 +165,7 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
   };
   let qemuSnaps: QemuSnapshots | undefined;
   const seed = process.env.BANGER_NAME_SEED ? Number(process.env.BANGER_NAME_SEED) : undefined;
-  return {
+  const parts = {
     config,
     store,
     ops: new VmOps(),
@@ -200,4 +203,6 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
     channel: new SocketGuestChannel({ log: log.child({ component: "channel" }), firecrackerChrootBase: cfg.paths.jailDir }),
     keys,
   };
+  // Built last: its members are restored with the same parts a create uses.
+  return { ...parts, vmPool: new VmPool(parts) };
 }

@@ -70,8 +70,11 @@ export interface Vm {
   vsockCid?: number;
   /** True when the work disk was made empty because the image has no work-seed. */
   workSeedFallback: boolean;
-  /** "builder": the throw-away VM of an image build; `vm ls` leaves it out while the build runs. */
-  role?: "builder";
+  /**
+   * "builder": the throw-away VM of an image build or golden snapshot; `vm ls` leaves it out while it runs.
+   * "pool": a paused clone waiting in the paused-VM pool (app/vm-pool.ts) for a create to claim it; never listed.
+   */
+  role?: "builder" | "pool";
   /** How the last create brought the guest up: "snapshot <id>", or "cold: <why no snapshot was used>". */
   bootSource?: string;
   createdAt: string;

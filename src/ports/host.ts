@@ -54,4 +54,6 @@ export interface HostFacts {
   /** Creates the directory when needed and checks it is writable; undefined when fine. */
   dirProblem(path: string): string | undefined;
   privilege(): Promise<PrivilegeFacts>;
+  /** MemAvailable from /proc/meminfo in MiB; undefined when it cannot be read. The paused-VM pool keeps clear of it. */
+  memAvailableMib(): number | undefined;
 }

@@ -4,7 +4,8 @@ import type { Image, ImageStatus, LifecycleEvent, Vm, VmState } from "../domain/
 /** What registration supplies; status, aliases and the timestamp are the store's. */
 export type NewImage = Omit<Image, "status" | "statusDetail" | "aliases" | "createdAt">;
 
-export type VmPatch = Partial<Omit<Vm, "id" | "name" | "imageId" | "imageName" | "createdAt">>;
+/** `name` changes only when a create claims a paused pool member (app/vm-pool.ts), under both names' locks. */
+export type VmPatch = Partial<Omit<Vm, "id" | "imageId" | "imageName" | "createdAt">>;
 
 export interface Store {
   // images

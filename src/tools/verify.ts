@@ -26,7 +26,11 @@ interface VmRow {
   pid: number | null;
   nat: number;
   ip: string | null;
+  role: string | null;
 }
+
+/** A running VM, or a paused pool member (role 'pool', state creating): both hold a VMM process and a TAP. */
+const holdsVmm = (v: VmRow) => v.state === "running" || (v.role === "pool" && v.state === "creating");
 
 const runner = new ExecRunner();
 
@@ -110,7 +114,7 @@ async function checkStateDir(vmsDir: string, dbFile: string, socket: string, poo
   if (existsSync(dbFile)) {
     const db = new Database(dbFile, { readonly: true, fileMustExist: true });
     try {
-      vms = db.prepare("select id, name, state, tap, pid, nat, ip from vms").all() as VmRow[];
+      vms = db.prepare("select id, name, state, tap, pid, nat, ip, role from vms").all() as VmRow[];
       leases = db.prepare("select ip, vm_id from ip_leases").all() as { ip: string; vm_id: string }[];
       const hasForwards = db.prepare("select 1 from sqlite_master where name = 'port_forwards'").get() !== undefined;
       if (hasForwards) forwards = db.prepare("select vm_id, host_address, host_port from port_forwards").all() as ForwardRow[];
@@ -134,10 +138,10 @@ async function checkStateDir(vmsDir: string, dbFile: string, socket: string, poo
     const m = new RegExp(`${vmsDir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}/([0-9a-f-]{36})/`).exec(p.cmdline);
     if (!m) continue; // another state dir's VMM, or not banger's
     const owner = vms.find((v) => v.id === m[1]);
-    if (!owner || owner.pid !== p.pid || owner.state !== "running")
+    if (!owner || owner.pid !== p.pid || !holdsVmm(owner))
       leaks.push({ kind: "vmm-process", what: `pid ${p.pid} (${owner ? `vm ${owner.name} is ${owner.state}` : `no vm ${m[1]}`})` });
   }
-  const owned = new Set(vms.filter((v) => v.state === "running" && v.tap).map((v) => v.tap!));
+  const owned = new Set(vms.filter((v) => holdsVmm(v) && v.tap).map((v) => v.tap!));
   const taps = await bangerTaps();
   const idlePool = taps.filter((t) => t.startsWith("tap-pool-") && !owned.has(t));
   for (const t of taps) {

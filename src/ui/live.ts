@@ -2,6 +2,9 @@ import type { LifecycleEvent, Vm } from "../domain/types.js";
 
 type Listener = () => void;
 
+/** Paused pool members are bangerd's, not anyone's VMs, until a create claims (and renames) one; a failed one is shown so it can be removed. */
+const shown = (v: Vm) => v.role !== "pool" || v.state === "failed";
+
 /**
  * The page's copy of the daemon's VMs, kept current by GET /v1/events: a snapshot on connect
  * (`hello`), then each change as bangerd records it, whoever caused it (this tab, another tab,
@@ -22,13 +25,16 @@ class LiveState {
     this.source = es;
     es.addEventListener("hello", (m) => {
       const { vms } = JSON.parse((m as MessageEvent<string>).data) as { vms: Vm[] };
-      this.vms = new Map(vms.map((v) => [v.name, v]));
+      this.vms = new Map(vms.filter(shown).map((v) => [v.name, v]));
       this.connected = true;
       this.emit();
     });
     es.addEventListener("vm", (m) => {
       const { vm } = JSON.parse((m as MessageEvent<string>).data) as { vm: Vm };
-      this.vms.set(vm.name, vm);
+      // A claimed pool member changes its name: the entry under the old one goes.
+      for (const [name, old] of this.vms) if (old.id === vm.id && name !== vm.name) this.vms.delete(name);
+      if (shown(vm)) this.vms.set(vm.name, vm);
+      else this.vms.delete(vm.name);
       this.emit();
     });
     es.addEventListener("vm-removed", (m) => {

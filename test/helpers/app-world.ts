@@ -7,6 +7,7 @@ import { TcpProxy } from "../../src/adapters/net/tcp-proxy.js";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
+import { VmPool } from "../../src/app/vm-pool.js";
 import { NodeFiles } from "../../src/adapters/fs/node-files.js";
 import { appConfig } from "../../src/daemon/wire.js";
 import type { HostFacts } from "../../src/ports/host.js";
@@ -40,6 +41,8 @@ export interface WorldOptions {
   snapshots?: VmmSnapshots;
   /** banger-vsock's argv, which re-identity needs; absent: none. */
   channelProxy?: string[];
+  /** MemAvailable the host reports, in MiB (the paused pool's headroom check); default 64 GiB. */
+  memAvailableMib?: number;
 }
 
 /** Port fakes that record what is held, so every failure path can be checked for leaks. */
@@ -190,12 +193,13 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     accelVerdict: async () => ({ accel: "tcg", reason: "test" }),
     sshKeyProblem: async () => undefined,
     nameservers: () => ["192.0.2.53"],
+    memAvailableMib: () => opts.memAvailableMib ?? 64 * 1024,
     which: (t) => `/usr/bin/${t}`,
     kvm: () => ({ ok: false, detail: "test" }),
     dirProblem: () => undefined,
     privilege: async () => ({ root: true, vmmUid: 999, vmmInKvm: true, apiGid: 998, qemuSandbox: true, setpriv: "/usr/bin/setpriv", tunOpen: true }),
   };
-  const d: AppDeps = {
+  const base: Omit<AppDeps, "vmPool"> = {
     config,
     store,
     ops: new VmOps(),
@@ -224,6 +228,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     snapshots: () => opts.snapshots,
     diskPool: new DiskPool({ store, disks, files, keys, log, config }, { dir: join(dir, "pool"), size: poolSize, maxGib: 0 }),
   };
+  const d: AppDeps = { ...base, vmPool: new VmPool(base) };
   const imgDir = join(dir, "img");
   mkdirSync(imgDir);
   store.insertImage({

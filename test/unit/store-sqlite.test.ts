@@ -470,6 +470,35 @@ describe("SqliteStore schema and migrations", () => {
     expect(codeOf(() => open())).toBe("SCHEMA_TOO_NEW");
   });
 
+  it("migration 9 rebuilds vms keeping every row, column and reference; role 'pool' is accepted", () => {
+    const s = open();
+    s.insertImage(newImage("deb"));
+    s.insertVm(newVm("golden", "img-deb", { role: "builder", ownerUid: 1000, ownerName: "ann", bootSource: "cold: test" }));
+    s.insertVm(newVm("b", "img-deb"));
+    s.allocateLease("vm-golden", ["172.30.0.2"]);
+    s.addPeers("vm-golden", ["vm-b"]);
+    s.addForward({ vmId: "vm-b", hostAddress: "127.0.0.1", hostPort: 18080, guestPort: 80 });
+    const before = s.listVms();
+    s.close();
+    // Run the rebuild again on a database holding rows, as an upgrade from version 8 would.
+    const raw = new Database(file);
+    try {
+      raw.pragma("user_version = 8");
+      expect(migrate(raw, file)).toBe(LATEST_VERSION);
+    } finally {
+      raw.close();
+    }
+    const after = open();
+    expect(after.listVms()).toEqual(before);
+    expect(leases(after)).toEqual([{ ip: "172.30.0.2", vmId: "vm-golden" }]);
+    after.insertVm(newVm("pool-1", "img-deb", { role: "pool" }));
+    expect(after.getVm("pool-1")?.role).toBe("pool");
+    // References from other tables still cascade to the rebuilt table.
+    after.deleteVm("vm-b");
+    expect(after.peerPairs()).toEqual([]);
+    expect(after.listForwards()).toEqual([]);
+  });
+
   it("reports a file that is not a database as an error with a hint", () => {
     const bad = join(dir, "bad.db");
     writeFileSync(bad, "this is not an SQLite file, only text long enough to cover a header. ".repeat(20));

@@ -35,6 +35,14 @@ export function hostFacts(cfg: LoadedConfig, drivers?: { firecracker(): Vmm; qem
       }
     },
     nameservers: () => hostNameservers(),
+    memAvailableMib() {
+      try {
+        const kib = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync("/proc/meminfo", "utf8"))?.[1];
+        return kib === undefined ? undefined : Math.floor(Number(kib) / 1024);
+      } catch {
+        return undefined;
+      }
+    },
     which: (tool) => which(tool),
     kvm() {
       try {

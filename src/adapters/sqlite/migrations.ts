@@ -219,6 +219,45 @@ ALTER TABLE vms ADD COLUMN owner_name TEXT;
 ALTER TABLE vms ADD COLUMN boot_source TEXT;
 `,
   },
+  {
+    // The paused-VM pool (app/vm-pool.ts): its members are rows like any VM, marked role 'pool'. SQLite cannot widen a
+    // column's CHECK in place, so the table is rebuilt with the same columns in the same order.
+    version: 9,
+    rebuildsTables: true,
+    sql: `
+CREATE TABLE vms_next (
+  id                 TEXT PRIMARY KEY,
+  name               TEXT NOT NULL UNIQUE,
+  image_id           TEXT NOT NULL REFERENCES images(id) ON DELETE RESTRICT,
+  image_name         TEXT NOT NULL,
+  state              TEXT NOT NULL CHECK (state IN ('creating', 'starting', 'running', 'stopping', 'stopped', 'failed', 'deleting')),
+  vmm                TEXT NOT NULL CHECK (vmm IN ('firecracker', 'qemu')),
+  vcpus              INTEGER NOT NULL,
+  memory_mib         INTEGER NOT NULL,
+  work_disk_gib      INTEGER NOT NULL,
+  nat                INTEGER NOT NULL CHECK (nat IN (0, 1)),
+  ip                 TEXT,
+  mac                TEXT,
+  tap                TEXT,
+  pid                INTEGER,
+  pid_start          INTEGER,
+  dir                TEXT NOT NULL,
+  vsock_cid          INTEGER,
+  work_seed_fallback INTEGER NOT NULL CHECK (work_seed_fallback IN (0, 1)),
+  created_at         TEXT NOT NULL,
+  updated_at         TEXT NOT NULL,
+  last_error         TEXT,
+  role               TEXT CHECK (role IS NULL OR role IN ('builder', 'pool')),
+  owner_uid          INTEGER,
+  owner_name         TEXT,
+  boot_source        TEXT
+);
+INSERT INTO vms_next SELECT * FROM vms;
+DROP TABLE vms;
+ALTER TABLE vms_next RENAME TO vms;
+CREATE INDEX vms_image ON vms(image_id);
+`,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -209,7 +209,7 @@ export function rowToVm(r: VmRow): Vm {
   setOpt(vm, "vsockCid", r.vsock_cid);
   setOpt(vm, "lastError", r.last_error);
   setOpt(vm, "bootSource", r.boot_source);
-  if (r.role === "builder") vm.role = "builder";
+  if (r.role === "builder" || r.role === "pool") vm.role = r.role;
   setOpt(vm, "ownerUid", r.owner_uid);
   setOpt(vm, "ownerName", r.owner_name);
   return vm;

@@ -13,6 +13,7 @@ interface HostReply {
   pool: {
     taps?: { idle: number; size: number; total: number };
     disks?: { sets: Record<string, number>; bytes: number; maxBytes: number; capped: string[] };
+    vms?: { size: number; members: Record<string, number>; memoryMib: number; maxMemoryMib: number; filling?: string };
   };
 }
 
@@ -48,6 +49,7 @@ export function registerWeb(program: Command, ctx: CliContext): void {
                   }; ${bytes(dk.bytes)}${dk.maxBytes ? ` of ${bytes(dk.maxBytes)}` : ""}`
                 : "unknown",
             ],
+            ["paused pool", pausedPool(h.pool.vms)],
           ]) +
           "\n\n" +
           table(
@@ -57,4 +59,15 @@ export function registerWeb(program: Command, ctx: CliContext): void {
         h,
       );
     });
+}
+
+/** The paused-VM pool in one line: members per image, the memory they hold, the cap. */
+function pausedPool(p: NonNullable<HostReply["pool"]["vms"]> | undefined): string {
+  if (!p) return "unknown";
+  if (p.size === 0) return "off (vm_pool_size = 0)";
+  const members =
+    Object.entries(p.members)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(", ") || "no members";
+  return `${members} of ${p.size} per image; ${p.memoryMib} MiB${p.maxMemoryMib ? ` of ${p.maxMemoryMib} MiB` : " (no cap)"}${p.filling ? `; restoring ${p.filling}` : ""}`;
 }

@@ -20,6 +20,7 @@ interface HostReply {
   pool: {
     taps?: { idle: number; size: number; total: number };
     disks?: { sets: Record<string, number>; bytes: number; maxBytes: number; capped: string[] };
+    vms?: { size: number; members: Record<string, number>; memoryMib: number; maxMemoryMib: number; filling?: string };
   };
 }
 
@@ -57,6 +58,7 @@ export const hostPage: Page = (main) => {
             ? `${sets}; ${bytes(d.bytes)}${d.maxBytes ? ` of ${bytes(d.maxBytes)}` : " (no cap)"}${d.capped.length ? `; capped: ${d.capped.join(", ")}` : ""}`
             : "unknown",
         ],
+        ["Paused VMs", pausedPool(r.pool.vms)],
       ].flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]),
     );
     replace(
@@ -124,3 +126,14 @@ export const hostPage: Page = (main) => {
     alive = false;
   };
 };
+
+/** The paused-VM pool in one line: members per image, the memory they hold, the cap. */
+function pausedPool(p: NonNullable<HostReply["pool"]["vms"]> | undefined): string {
+  if (!p) return "unknown";
+  if (p.size === 0) return "off (vm_pool_size = 0)";
+  const members =
+    Object.entries(p.members)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(", ") || "no members";
+  return `${members} of ${p.size} per image; ${p.memoryMib} MiB${p.maxMemoryMib ? ` of ${p.maxMemoryMib} MiB` : " (no cap)"}${p.filling ? `; restoring ${p.filling}` : ""}`;
+}
