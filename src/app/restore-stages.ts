@@ -109,8 +109,12 @@ export function finishStages(c: BootContext & { d: RestoreDeps }, snaps: VmmSnap
         return said;
       },
     },
-    ...(c.noWait ? [] : [{ name: "wait-ssh", run: async ({ signal }) => (await waitReady(d, vm(), image, signal, { restored: true })).ssh() } satisfies Stage]),
-    servicesStage(d, vm),
-    ...(c.noWait ? [] : [{ name: "wait-services", run: async ({ signal }) => (await waitReady(d, vm(), image, signal)).services() } satisfies Stage]),
+    // wait-ssh's login restarts the services; without it (--no-wait), a session of their own does.
+    ...(c.noWait
+      ? [servicesStage(d, vm)]
+      : [
+          { name: "wait-ssh", run: async ({ signal }) => (await waitReady(d, vm(), image, signal, { restored: true })).ssh() } satisfies Stage,
+          { name: "wait-services", run: async ({ signal }) => (await waitReady(d, vm(), image, signal)).services() } satisfies Stage,
+        ]),
   ];
 }

@@ -1,5 +1,6 @@
 import { BangerError } from "../domain/errors.js";
 import { proxyCommandLine } from "../domain/proxy-command.js";
+import { RESTART_SERVICES_SCRIPT } from "../domain/reidentify.js";
 import type { Image, Vm } from "../domain/types.js";
 import type { SshTarget } from "../ports/guest.js";
 import type { AppConfig, AppDeps } from "./deps.js";
@@ -81,9 +82,11 @@ async function waitSshAny(d: ReadyDeps, vm: Vm, target: SshTarget, signal: Abort
   const proxy = d.config.channelProxy;
   // A restored clone's network was just set by re-identity and its sshd has run since the golden
   // boot: one login over the IP is the whole proof, and a second path would make sshd re-exec twice.
+  // That login also restarts its services with the password re-identity wrote (RESTART_SERVICES_SCRIPT
+  // says why only now), which saves the guest a session of its own.
   if (restored) {
-    await d.guest.waitSsh(target, d.config.sshTimeoutMs, signal, { probe: false });
-    return "via ip";
+    await d.guest.waitSsh(target, d.config.sshTimeoutMs, signal, { probe: false, command: RESTART_SERVICES_SCRIPT });
+    return "via ip; services restarted";
   }
   if (vm.nat || !proxy) {
     await d.guest.waitSsh(target, d.config.sshTimeoutMs, signal);

@@ -79,7 +79,7 @@ describe.skipIf(skip)(`e2e: create from a golden snapshot under QEMU${skip ? ` (
       const { vm, events } = await create(name);
       expect(vm.bootSource).toBe(`snapshot ${snapshotId}`);
       const ok = events.filter((e) => e.op === "create" && e.outcome === "ok").map((e) => e.stage);
-      expect(ok).toEqual(["lease-ip", "tap", "secret", "disks", "nat", "restore", "resume", "reidentify", "wait-ssh", "services", "wait-services", "total"]);
+      expect(ok).toEqual(["lease-ip", "tap", "secret", "disks", "nat", "restore", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
       // The re-identity went over the channel's RUN verb, not SSH.
       expect(events.find((e) => e.stage === "reidentify" && e.outcome === "ok")?.detail).toMatch(/via channel$/);
       expect((await d.cli(["vm", "show", name])).stdout).toContain(`from snapshot ${snapshotId}`);

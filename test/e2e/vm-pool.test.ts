@@ -102,7 +102,7 @@ describe.skipIf(skip)(`e2e: the paused-VM pool under QEMU${skip ? ` (skipped: ${
     const out = r.json<{ vm: { id: string; ip: string; bootSource: string }; events: { op: string; stage: string; outcome: string; durationMs: number }[] }>();
     const create = out.events.filter((e) => e.op === "create" && e.outcome === "ok");
     console.log(`pa: ${create.map((e) => `${e.stage}=${Math.round(e.durationMs)}ms`).join(" ")}`);
-    expect(create.map((e) => e.stage)).toEqual(["claim", "secret", "nat", "resume", "reidentify", "wait-ssh", "services", "wait-services", "total"]);
+    expect(create.map((e) => e.stage)).toEqual(["claim", "secret", "nat", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
     expect(out.vm.id).toBe(m.id);
     expect(out.vm.ip).toBe(m.ip);
     expect(out.vm.bootSource).toBe(`snapshot ${snapshotId} (pool)`);

@@ -99,28 +99,21 @@ describe("create from a golden snapshot", () => {
       },
     });
     await withSnapshot(w);
+    const logins: (string | undefined)[] = [];
+    const waitSsh = w.d.guest.waitSsh.bind(w.d.guest);
+    w.d.guest.waitSsh = (t, ms, signal, o) => {
+      logins.push(o?.probe === false ? o.command : "probe first");
+      return waitSsh(t, ms, signal, o);
+    };
     const vm = await createVm(w.d, { image: "deb-1", name: "alp", nat: true });
     expect(vm.bootSource).toBe("snapshot snap-1");
     expect(link).toEqual(["down", "resume", "up"]);
-    expect(okStages(w, vm.id)).toEqual([
-      "lease-ip",
-      "tap",
-      "secret",
-      "disks",
-      "nat",
-      "restore",
-      "resume",
-      "reidentify",
-      "wait-ssh",
-      "services",
-      "wait-services",
-      "total",
-    ]);
+    expect(okStages(w, vm.id)).toEqual(["lease-ip", "tap", "secret", "disks", "nat", "restore", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
     expect(restored).toHaveLength(1);
     // The golden MAC and command line go to QEMU (they travel in the stream anyway); the TAP and dir are the VM's.
     expect(restored[0]).toMatchObject({ mac: "02:fc:ac:1e:00:09", bootArgs: expect.stringContaining("golden-x"), tap: vm.tap, dir: vm.dir });
-    // Both scripts go over the channel's RUN, not SSH: the re-identity, then the services' restart.
-    expect(w.shellCalls.map((c) => c.command)).toEqual(["channel:run", "channel:run"]);
+    // The re-identity goes over the channel's RUN, not SSH.
+    expect(w.shellCalls.map((c) => c.command)).toEqual(["channel:run"]);
     const script = w.shellCalls[0].input!;
     expect(script).toContain(`addr add ${vm.ip}/24 dev eth0`);
     expect(script).toContain(`link set dev eth0 address ${vm.mac}`);
@@ -132,6 +125,18 @@ describe("create from a golden snapshot", () => {
     expect(stored).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(script).toContain(`OPENCODE_SERVER_PASSWORD=${stored}`);
     expect(script).not.toContain("systemctl");
+    // One login proves SSH over the new identity, straight away (no banner probe), and restarts the services with it.
+    expect(logins).toHaveLength(1);
+    expect(logins[0]).toContain("systemctl --no-block restart opencode.service");
+  });
+
+  it("--no-wait: the services restart gets a channel session of its own", async () => {
+    const { snaps } = fakeSnaps();
+    const w = world(undefined, 0, { snapshots: snaps, channelProxy: PROXY, shell: () => ({ code: 0, lines: ["ok"] }) });
+    await withSnapshot(w);
+    const vm = await createVm(w.d, { image: "deb-1", name: "alp", noWait: true });
+    expect(okStages(w, vm.id)).toEqual(["lease-ip", "tap", "secret", "disks", "restore", "resume", "reidentify", "services", "total"]);
+    expect(w.shellCalls.map((c) => c.command)).toEqual(["channel:run", "channel:run"]);
     expect(w.shellCalls[1].input).toContain("systemctl --no-block restart opencode.service");
   });
 
@@ -142,7 +147,7 @@ describe("create from a golden snapshot", () => {
     await withSnapshot(w);
     const vm = await createVm(w.d, { image: "deb-1", name: "alp" });
     expect(vm.bootSource).toBe("snapshot snap-1");
-    expect(w.shellCalls.map((c) => c.command)).toEqual(["sh -s", "sh -s"]);
+    expect(w.shellCalls.map((c) => c.command)).toEqual(["sh -s"]);
     expect(w.shellCalls[0].input).toContain(`addr add ${vm.ip}/24 dev eth0`);
   });
 

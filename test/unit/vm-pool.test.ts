@@ -138,7 +138,7 @@ describe("paused-VM pool", () => {
     });
     expect(vm.role).toBeUndefined();
     expect(vm.ip).toBe(member.ip);
-    expect(opStages(w, vm.id, "create")).toEqual(["claim", "secret", "nat", "resume", "reidentify", "wait-ssh", "services", "wait-services", "total"]);
+    expect(opStages(w, vm.id, "create")).toEqual(["claim", "secret", "nat", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
     expect(resumed).toEqual([member.pid]);
     expect([...w.held.nat]).toEqual([vm.ip]);
     // The clone's own password was written by re-identity, not the pool.

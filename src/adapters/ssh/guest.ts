@@ -114,7 +114,7 @@ export class SshGuest implements Guest {
     }
   }
 
-  async waitSsh(target: SshTarget, timeoutMs: number, signal?: AbortSignal, opts: { probe?: boolean } = {}): Promise<void> {
+  async waitSsh(target: SshTarget, timeoutMs: number, signal?: AbortSignal, opts: { probe?: boolean; command?: string } = {}): Promise<void> {
     const port = target.port ?? 22;
     const started = Date.now();
     const deadline = started + timeoutMs;
@@ -128,7 +128,7 @@ export class SshGuest implements Guest {
         const remaining = deadline - Date.now();
         if (remaining <= 0) break;
         const attemptMs = Math.min(remaining, SSH_ATTEMPT_TIMEOUT_MS);
-        const res = await this.runSsh(target, "true", { timeoutMs: attemptMs, signal }, "GUEST_NOT_READY");
+        const res = await this.runSsh(target, opts.command ?? "true", { timeoutMs: attemptMs, signal }, "GUEST_NOT_READY");
         if (res?.code === 0) {
           this.opts.log.debug({ host: target.host, ms: Date.now() - started }, "ssh ready");
           return;
