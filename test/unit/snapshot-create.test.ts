@@ -5,15 +5,13 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createVm } from "../../src/app/create.js";
 import { removeVm } from "../../src/app/lifecycle.js";
-import { imageChecksums, snapshotDirOf, writeSnapshot, type StoredSnapshot } from "../../src/app/snapshot-record.js";
 import { BangerError } from "../../src/domain/errors.js";
 import { identityProblems, reidentifyScript, type NewIdentity } from "../../src/domain/reidentify.js";
 import type { VmmSnapshots } from "../../src/ports/snapshots.js";
 import type { VmmSpec } from "../../src/ports/vmm.js";
 import { leases } from "../helpers/db.js";
+import { withSnapshot } from "../helpers/snap-world.js";
 import { world } from "../helpers/app-world.js";
-
-const SHA = "0".repeat(64); // the world's Files port hashes every file to this
 
 /** A fake snapshot driver that records restores and can fail at one of its steps. */
 function fakeSnaps(failAt?: "restore" | "resume") {
@@ -41,43 +39,6 @@ function fakeSnaps(failAt?: "restore" | "resume") {
 }
 
 type World = ReturnType<typeof world>;
-
-/** A golden snapshot of deb-1 on disk, as `image snapshot` would leave it. */
-function takeSnapshot(w: World, over: { version?: string; stateBytes?: number; workDiskGib?: number } = {}): StoredSnapshot {
-  const image = w.store.getImage("deb-1")!;
-  const dir = snapshotDirOf(w.d.config.imagesDir, image.id);
-  mkdirSync(dir, { recursive: true });
-  const files = [
-    { role: "state" as const, name: "state.mig", sizeBytes: 10 },
-    { role: "rootfs" as const, name: "rootfs.ext4", sizeBytes: 6 },
-    { role: "work" as const, name: "work.ext4", sizeBytes: 4 },
-  ];
-  for (const f of files) writeFileSync(join(dir, f.name), "x".repeat(f.name === "state.mig" ? (over.stateBytes ?? f.sizeBytes) : f.sizeBytes));
-  const s: StoredSnapshot = {
-    record: {
-      id: "snap-1",
-      imageId: image.id,
-      imageChecksums: imageChecksums(image),
-      vmm: { kind: "qemu", version: over.version ?? "fake" },
-      shape: { vcpus: w.d.config.vcpus, memoryMib: w.d.config.memoryMib },
-      files: files.map((f) => ({ ...f, sha256: SHA })),
-      createdAt: new Date().toISOString(),
-    },
-    hostPublicKey: "ssh-ed25519 GOLDEN golden",
-    ip: "172.30.0.9",
-    mac: "02:fc:ac:1e:00:09",
-    bootArgs: "console=ttyS0 ip=172.30.0.9::172.30.0.1:255.255.255.0:golden-x:eth0:off",
-    workDiskGib: over.workDiskGib ?? w.d.config.workDiskGib,
-    stages: [],
-  };
-  return s;
-}
-
-async function withSnapshot(w: World, over: Parameters<typeof takeSnapshot>[1] = {}) {
-  const s = takeSnapshot(w, over);
-  await writeSnapshot(w.d.files, snapshotDirOf(w.d.config.imagesDir, s.record.imageId), s);
-  return s;
-}
 
 const okStages = (w: World, vmId: string) =>
   w.store

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
@@ -7,15 +7,14 @@ import { ImageService } from "../../src/app/images.js";
 import { vmPoolCheck } from "../../src/app/doctor.js";
 import { removeVm } from "../../src/app/lifecycle.js";
 import { reconcile } from "../../src/app/reconcile.js";
-import { imageChecksums, snapshotDirOf, writeSnapshot } from "../../src/app/snapshot-record.js";
 import { listVms } from "../../src/app/vm-lookup.js";
 import { BangerError } from "../../src/domain/errors.js";
 import type { VmmSnapshots } from "../../src/ports/snapshots.js";
 import type { VmmSpec } from "../../src/ports/vmm.js";
 import { leases } from "../helpers/db.js";
 import { world, type WorldOptions } from "../helpers/app-world.js";
+import { withSnapshot } from "../helpers/snap-world.js";
 
-const SHA = "0".repeat(64); // the world's Files port hashes every file to this
 const PROXY = ["/usr/bin/banger-vsock", "--socket", "/run/b.sock"];
 
 type World = ReturnType<typeof world>;
@@ -59,36 +58,6 @@ function poolWorld(toml: string, opts: WorldOptions & { failResume?: number; fai
   return { w, restored, resumed };
 }
 
-/** A golden snapshot of deb-1 on disk at the world's default shape, as `image snapshot` leaves it. */
-async function takeSnapshot(w: World, id = "snap-1") {
-  const image = w.store.getImage("deb-1")!;
-  const dir = snapshotDirOf(w.d.config.imagesDir, image.id);
-  mkdirSync(dir, { recursive: true });
-  const files = [
-    { role: "state" as const, name: "state.mig", sizeBytes: 10 },
-    { role: "rootfs" as const, name: "rootfs.ext4", sizeBytes: 6 },
-    { role: "work" as const, name: "work.ext4", sizeBytes: 4 },
-  ];
-  for (const f of files) writeFileSync(join(dir, f.name), "x".repeat(f.sizeBytes));
-  await writeSnapshot(w.d.files, dir, {
-    record: {
-      id,
-      imageId: image.id,
-      imageChecksums: imageChecksums(image),
-      vmm: { kind: "qemu", version: "fake" },
-      shape: { vcpus: w.d.config.vcpus, memoryMib: w.d.config.memoryMib },
-      files: files.map((f) => ({ ...f, sha256: SHA })),
-      createdAt: new Date().toISOString(),
-    },
-    hostPublicKey: "ssh-ed25519 GOLDEN golden",
-    ip: "172.30.0.9",
-    mac: "02:fc:ac:1e:00:09",
-    bootArgs: "console=ttyS0 ip=172.30.0.9::172.30.0.1:255.255.255.0:golden-x:eth0:off",
-    workDiskGib: w.d.config.workDiskGib,
-    stages: [],
-  });
-}
-
 async function filled(w: World) {
   w.d.vmPool.refill();
   await w.d.vmPool.settled();
@@ -106,7 +75,7 @@ const poolRows = (w: World) => w.store.listVms().filter((v) => v.role === "pool"
 describe("paused-VM pool", () => {
   it("is off by default: no refill, every create restores itself", async () => {
     const { w, restored } = poolWorld("");
-    await takeSnapshot(w);
+    await withSnapshot(w);
     expect((await filled(w)).members).toEqual({});
     const vm = await createVm(w.d, { image: "deb-1", name: "alp" });
     expect(vm.bootSource).toBe("snapshot snap-1");
@@ -117,7 +86,7 @@ describe("paused-VM pool", () => {
 
   it("fills a paused member, hidden from vm ls; a create claims it and runs only the finishing stages; the pool refills", async () => {
     const { w, restored, resumed } = poolWorld("vm_pool_size = 1\n");
-    await takeSnapshot(w);
+    await withSnapshot(w);
     expect((await filled(w)).members).toEqual({ img1: 1 });
     const [member] = poolRows(w);
     expect(member).toMatchObject({ state: "creating", role: "pool", nat: false, bootSource: "snapshot snap-1" });
@@ -152,12 +121,12 @@ describe("paused-VM pool", () => {
 
   it("a create at another shape, with --cold, or with the snapshot replaced does not take the member; a stale member is discarded", async () => {
     const { w } = poolWorld("vm_pool_size = 1\n");
-    await takeSnapshot(w);
+    await withSnapshot(w);
     await filled(w);
     const [member] = poolRows(w);
     const cold = await createVm(w.d, { image: "deb-1", name: "c1", cold: true });
     expect(cold.bootSource).toMatch(/^cold: --cold/);
-    await takeSnapshot(w, "snap-2");
+    await withSnapshot(w, { id: "snap-2" });
     const vm = await createVm(w.d, { image: "deb-1", name: "c2" });
     expect(vm.bootSource).toBe("snapshot snap-2");
     await w.d.vmPool.settled();
@@ -171,7 +140,7 @@ describe("paused-VM pool", () => {
 
   it("two creates at once never get the same member", async () => {
     const { w } = poolWorld("vm_pool_size = 1\n");
-    await takeSnapshot(w);
+    await withSnapshot(w);
     await filled(w);
     const [a, b] = await Promise.all([createVm(w.d, { image: "deb-1", name: "a" }), createVm(w.d, { image: "deb-1", name: "b" })]);
     expect([a.bootSource, b.bootSource].sort()).toEqual(["snapshot snap-1", "snapshot snap-1 (pool)"]);
@@ -180,7 +149,7 @@ describe("paused-VM pool", () => {
 
   it("a member that fails at resume is destroyed and the same create restores afresh", async () => {
     const { w, restored } = poolWorld("vm_pool_size = 1\n", { failResume: 1 });
-    await takeSnapshot(w);
+    await withSnapshot(w);
     await filled(w);
     const [member] = poolRows(w);
     const vm = await createVm(w.d, { image: "deb-1", name: "alp", nat: true });
@@ -202,7 +171,7 @@ describe("paused-VM pool", () => {
 
   it("does not refill while a create is in flight", async () => {
     const { w } = poolWorld("vm_pool_size = 1\n");
-    await takeSnapshot(w);
+    await withSnapshot(w);
     const t = w.d.ops.begin("someone", "create");
     expect((await filled(w)).members).toEqual({});
     t.release();
@@ -220,7 +189,7 @@ describe("paused-VM pool", () => {
       }
     };
     const { w, restored } = poolWorld("vm_pool_size = 1\n", { gate });
-    await takeSnapshot(w);
+    await withSnapshot(w);
     w.d.vmPool.refill();
     await new Promise((r) => setTimeout(r, 20));
     const cancelled = w.d.vmPool.stats().filling;
@@ -241,7 +210,7 @@ describe("paused-VM pool", () => {
 
   it("stops at vm_pool_max_memory_mib and at the host's MemAvailable headroom", async () => {
     const capped = poolWorld("vm_pool_size = 2\nvm_pool_max_memory_mib = 1500\n").w;
-    await takeSnapshot(capped);
+    await withSnapshot(capped);
     expect((await filled(capped)).members).toEqual({ img1: 1 }); // 1024 fits, 2048 does not
     expect(vmPoolCheck(capped.d)).toMatchObject({
       name: "vm-pool",
@@ -249,10 +218,10 @@ describe("paused-VM pool", () => {
       detail: expect.stringContaining("deb-1 1 of 2 per image; 1024 MiB of 1500 MiB"),
     });
     const lowMem = poolWorld("vm_pool_size = 1\n", { memAvailableMib: 3000 }).w;
-    await takeSnapshot(lowMem);
+    await withSnapshot(lowMem);
     expect((await filled(lowMem)).members).toEqual({}); // 3000 - 1024 < 2 x 1024
     const enough = poolWorld("vm_pool_size = 1\nvm_pool_max_memory_mib = 0\n", { memAvailableMib: 3100 }).w;
-    await takeSnapshot(enough);
+    await withSnapshot(enough);
     expect((await filled(enough)).members).toEqual({ img1: 1 });
     expect(vmPoolCheck(enough.d)).toMatchObject({ status: "PASS", detail: "deb-1 1 of 1 per image; 1024 MiB, no cap" });
   });
@@ -261,7 +230,7 @@ describe("paused-VM pool", () => {
     const lines: Record<string, unknown>[] = [];
     const log = pino({ level: "warn" }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) });
     const { w } = poolWorld("vm_pool_size = 1\n", { failRestore: true, log });
-    await takeSnapshot(w);
+    await withSnapshot(w);
     expect((await filled(w)).members).toEqual({});
     const warn = lines.find((l) => l.msg === "paused pool refill failed");
     expect(warn).toMatchObject({ stage: "restore", image: "deb-1" });
@@ -274,7 +243,7 @@ describe("paused-VM pool", () => {
 
   it("reconcile at daemon start discards members (never adopts them); image rm and close discard theirs", async () => {
     const { w } = poolWorld("vm_pool_size = 1\n");
-    await takeSnapshot(w);
+    await withSnapshot(w);
     await filled(w);
     const [member] = poolRows(w);
     // As after kill -9: the row and the paused VMM are still there, the pool object is new.
@@ -287,7 +256,7 @@ describe("paused-VM pool", () => {
 
     // image rm: the members are the pool's, not users of the image; they go first, then the image.
     const third = poolWorld("vm_pool_size = 1\n").w;
-    await takeSnapshot(third);
+    await withSnapshot(third);
     await filled(third);
     await new ImageService(third.d).remove("deb-1");
     expect(third.store.listVms()).toEqual([]);
@@ -295,7 +264,7 @@ describe("paused-VM pool", () => {
     expect(third.held.procs.size + third.held.taps.size).toBe(0);
 
     const second = poolWorld("vm_pool_size = 1\n").w;
-    await takeSnapshot(second);
+    await withSnapshot(second);
     await filled(second);
     await second.d.vmPool.drop("img1");
     expect(poolRows(second)).toEqual([]);

@@ -1,3 +1,4 @@
+import { pausedPoolLine, type PausedPoolView } from "../../domain/pool-summary.js";
 import type { Command } from "commander";
 import type { CliContext } from "../context.js";
 import { bytes, keyValues, table } from "../output.js";
@@ -13,7 +14,7 @@ interface HostReply {
   pool: {
     taps?: { idle: number; size: number; total: number };
     disks?: { sets: Record<string, number>; bytes: number; maxBytes: number; capped: string[] };
-    vms?: { size: number; members: Record<string, number>; memoryMib: number; maxMemoryMib: number; filling?: string };
+    vms?: PausedPoolView;
   };
 }
 
@@ -49,7 +50,7 @@ export function registerWeb(program: Command, ctx: CliContext): void {
                   }; ${bytes(dk.bytes)}${dk.maxBytes ? ` of ${bytes(dk.maxBytes)}` : ""}`
                 : "unknown",
             ],
-            ["paused pool", pausedPool(h.pool.vms)],
+            ["paused pool", pausedPoolLine(h.pool.vms)],
           ]) +
           "\n\n" +
           table(
@@ -59,15 +60,4 @@ export function registerWeb(program: Command, ctx: CliContext): void {
         h,
       );
     });
-}
-
-/** The paused-VM pool in one line: members per image, the memory they hold, the cap. */
-function pausedPool(p: NonNullable<HostReply["pool"]["vms"]> | undefined): string {
-  if (!p) return "unknown";
-  if (p.size === 0) return "off (vm_pool_size = 0)";
-  const members =
-    Object.entries(p.members)
-      .map(([k, n]) => `${k} ${n}`)
-      .join(", ") || "no members";
-  return `${members} of ${p.size} per image; ${p.memoryMib} MiB${p.maxMemoryMib ? ` of ${p.maxMemoryMib} MiB` : " (no cap)"}${p.filling ? `; restoring ${p.filling}` : ""}`;
 }

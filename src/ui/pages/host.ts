@@ -1,3 +1,4 @@
+import { pausedPoolLine, type PausedPoolView } from "../../domain/pool-summary.js";
 import { api } from "../api.js";
 import { bytes, h, replace } from "../dom.js";
 import type { Page } from "../page.js";
@@ -20,7 +21,7 @@ interface HostReply {
   pool: {
     taps?: { idle: number; size: number; total: number };
     disks?: { sets: Record<string, number>; bytes: number; maxBytes: number; capped: string[] };
-    vms?: { size: number; members: Record<string, number>; memoryMib: number; maxMemoryMib: number; filling?: string };
+    vms?: PausedPoolView;
   };
 }
 
@@ -58,7 +59,7 @@ export const hostPage: Page = (main) => {
             ? `${sets}; ${bytes(d.bytes)}${d.maxBytes ? ` of ${bytes(d.maxBytes)}` : " (no cap)"}${d.capped.length ? `; capped: ${d.capped.join(", ")}` : ""}`
             : "unknown",
         ],
-        ["Paused VMs", pausedPool(r.pool.vms)],
+        ["Paused VMs", pausedPoolLine(r.pool.vms)],
       ].flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v)]),
     );
     replace(
@@ -126,14 +127,3 @@ export const hostPage: Page = (main) => {
     alive = false;
   };
 };
-
-/** The paused-VM pool in one line: members per image, the memory they hold, the cap. */
-function pausedPool(p: NonNullable<HostReply["pool"]["vms"]> | undefined): string {
-  if (!p) return "unknown";
-  if (p.size === 0) return "off (vm_pool_size = 0)";
-  const members =
-    Object.entries(p.members)
-      .map(([k, n]) => `${k} ${n}`)
-      .join(", ") || "no members";
-  return `${members} of ${p.size} per image; ${p.memoryMib} MiB${p.maxMemoryMib ? ` of ${p.maxMemoryMib} MiB` : " (no cap)"}${p.filling ? `; restoring ${p.filling}` : ""}`;
-}
