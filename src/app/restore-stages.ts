@@ -15,10 +15,10 @@ export type { CloneExtras, RestoreDeps };
  * A create from a golden snapshot, after the lease and the TAP: private copies of the snapshot's
  * disks, NAT, `restore` (a new VMM on the snapshot, guest paused), `resume`, then `reidentify`
  * over the guest channel (the clone still holds the golden IP, so the network cannot be trusted
- * to reach the right guest), and SSH over the VM's own IP and new host key as the proof.
- * `resume` comes before `reidentify` because re-identity is done by the guest itself.
+ * to reach the right guest, so its NIC stays unplugged until then), and SSH over the VM's own IP
+ * and new host key as the proof. `resume` comes before `reidentify` because re-identity is done by
+ * the guest itself.
  */
-
 export function restoreStages(
   c: BootContext & { d: RestoreDeps },
   source: Extract<BootSource, { kind: "snapshot" }>,
