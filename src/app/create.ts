@@ -17,7 +17,7 @@ import { knownHostsLine } from "../domain/known-hosts.js";
 import { leaseStage } from "./lease-stage.js";
 import { checkAddress, type ForwardSpec } from "../domain/forwards.js";
 import { forwardsStage, peersStage, resolvePeers } from "./vm-net.js";
-import { chooseBootSource, type BootSource } from "./snapshot-source.js";
+import { chooseBootSource, snapshotDisks, type BootSource } from "./snapshot-source.js";
 import { finishStages, natStage, restoreStages, type RestoreDeps } from "./restore-stages.js";
 import { claimStage, claimedPeersStage } from "./pool-claim.js";
 import { handleOf } from "./vm-boot.js";
@@ -307,6 +307,7 @@ async function createFrom(d: CreateDeps, input: CreateInput, c: CreateCtx, from:
   } finally {
     // After the boot, not during it: a refill copies a rootfs and would steal CPU from the guest.
     d.diskPool.refill(image);
+    if (source.kind === "snapshot") d.diskPool.refill(image, snapshotDisks(source.snap, source.artifacts));
   }
   plan.commit();
   vm = transition(d, vm, "running");

@@ -74,13 +74,26 @@ export interface PoolUsage {
 }
 
 /** Warm per-VM disk sets (src/app/disk-pool.ts); what the use cases ask of it. */
+/** A golden snapshot's disks, as the warm disk pool copies them for creates that restore it. */
+export interface SnapshotDisks {
+  id: string;
+  rootfs: string;
+  work: string;
+  workGib: number;
+  /** The golden VM's host key: a clone answers with it until re-identity. */
+  hostPublicKey: string;
+}
+
 export interface WarmDisks {
   adopt(images: Image[]): Promise<void>;
   /** A set for this image and work-disk size, or undefined. Never blocks. */
   take(image: Image, workGib: number): PreparedDisks | undefined;
+  /** Private copies of this snapshot's disks, or undefined; sets of an older snapshot are discarded. Never blocks. */
+  takeSnapshot(image: Image, snapshotId: string): PreparedDisks | undefined;
   /** Make a taken set the VM's directory (one rename). */
   claim(p: PreparedDisks, vmDir: string): Promise<void>;
-  refill(image: Image): void;
+  /** Top the image's sets up in the background: cold-boot sets, or copies of `snapshot`'s disks. */
+  refill(image: Image, snapshot?: SnapshotDisks): void;
   settled(): Promise<void>;
   drop(imageId: string): Promise<void>;
   close(): Promise<void>;

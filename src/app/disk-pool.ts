@@ -3,7 +3,7 @@ import { dirname, join } from "node:path";
 import { errnoError } from "../domain/errors.js";
 import { artifactOf, type Image } from "../domain/types.js";
 import type { Files } from "../ports/files.js";
-import type { AppConfig, AppDeps, PoolUsage, PreparedDisks, WarmDisks } from "./deps.js";
+import type { AppConfig, AppDeps, PoolUsage, PreparedDisks, SnapshotDisks, WarmDisks } from "./deps.js";
 import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
 
 interface Meta {
@@ -13,6 +13,11 @@ interface Meta {
   hostPublicKey: string;
   /** Every disk file of the set and its byte size, so adopt can tell a complete set from a damaged one. */
   files: Record<string, number>;
+  /**
+   * Set for private copies of a golden snapshot's disks (no identity injected: a restored clone is
+   * re-identified by its guest). userKey is empty and workGib is the snapshot's.
+   */
+  snapshotId?: string;
 }
 
 type Expected = Pick<Meta, "imageSha" | "userKey" | "workGib">;
@@ -110,8 +115,9 @@ export class DiskPool implements WarmDisks {
       for (const entry of entries) {
         const dir = join(path, entry);
         const found = entry.startsWith(TMP_PREFIX) ? "incomplete build" : await readSet(this.d.files, dir, want);
+        const sameKind = (m: Meta) => kept.filter((k) => (k.meta.snapshotId ?? "") === (m.snapshotId ?? "")).length;
         if (typeof found === "string") await this.discard(dir, found);
-        else if (kept.length >= this.size) await this.discard(dir, "more sets than disk_pool_size");
+        else if (sameKind(found) >= this.size) await this.discard(dir, "more sets than disk_pool_size");
         else kept.push({ dir, meta: found });
       }
       if (kept.length > 0) this.setBytes.set(imageId, await allocatedBytes(this.d.files, kept[0].dir));
@@ -123,7 +129,27 @@ export class DiskPool implements WarmDisks {
   /** A set for this image and work-disk size, or undefined (the caller builds disks itself). Never blocks. */
   take(image: Image, workGib: number): PreparedDisks | undefined {
     const entries = this.ready.get(image.id) ?? [];
-    const idx = entries.findIndex((e) => e.meta.workGib === workGib);
+    const idx = entries.findIndex((e) => !e.meta.snapshotId && e.meta.workGib === workGib);
+    if (idx < 0) return undefined;
+    const [{ dir, meta }] = entries.splice(idx, 1);
+    return { dir, workGib: meta.workGib, hostPublicKey: meta.hostPublicKey };
+  }
+
+  /** Copies of a replaced snapshot would restore against the wrong memory state: removed, never handed out. */
+  private pruneSnapshots(entries: { dir: string; meta: Meta }[], current: string): void {
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const e = entries[i];
+      if (e.meta.snapshotId && e.meta.snapshotId !== current) {
+        entries.splice(i, 1);
+        void this.discard(e.dir, `snapshot ${e.meta.snapshotId} was replaced by ${current}`);
+      }
+    }
+  }
+
+  takeSnapshot(image: Image, snapshotId: string): PreparedDisks | undefined {
+    const entries = this.ready.get(image.id) ?? [];
+    this.pruneSnapshots(entries, snapshotId);
+    const idx = entries.findIndex((e) => e.meta.snapshotId === snapshotId);
     if (idx < 0) return undefined;
     const [{ dir, meta }] = entries.splice(idx, 1);
     return { dir, workGib: meta.workGib, hostPublicKey: meta.hostPublicKey };
@@ -145,26 +171,32 @@ export class DiskPool implements WarmDisks {
       .catch((e) => this.d.log.warn({ stage: "disk-pool", vmDir, err: (e as Error).message }, "cannot remove pool meta.json"));
   }
 
-  /** Top the image's pool up in the background; at most one refill per image at a time. */
-  refill(image: Image): void {
-    if (this.size === 0 || this.closed || image.status !== "ok" || this.filling.has(image.id)) return;
-    const job = this.fill(image)
+  /** Top the image's pool up in the background; at most one refill per image and kind at a time. */
+  refill(image: Image, snapshot?: SnapshotDisks): void {
+    const key = `${image.id}:${snapshot?.id ?? "cold"}`;
+    if (this.size === 0 || this.closed || image.status !== "ok" || this.filling.has(key)) return;
+    const job = this.fill(image, snapshot)
       .catch((e) => {
         // Disk work from the pool can fail on the host's side (ENOSPC from mkfs, say); the pool dir is where to look.
         const err = errnoError(e, { path: this.dir, action: "refilling the warm disk pool" });
         this.d.log.warn({ stage: "disk-pool", image: image.name, code: err.code, err: err.message, hint: err.hint }, "disk pool refill failed");
       })
-      .finally(() => this.filling.delete(image.id));
-    this.filling.set(image.id, job);
+      .finally(() => this.filling.delete(key));
+    this.filling.set(key, job);
   }
 
-  private async fill(image: Image): Promise<void> {
+  /** Up to `size` sets of each kind: cold-boot sets, and copies of the image's current snapshot. */
+  private async fill(image: Image, snapshot?: SnapshotDisks): Promise<void> {
     const want = await this.expected(image);
     const entries = this.ready.get(image.id) ?? [];
     this.ready.set(image.id, entries);
-    const more = () => !this.closed && entries.length < this.size && this.d.store.getImageById(image.id) !== undefined;
+    if (snapshot) this.pruneSnapshots(entries, snapshot.id);
+    const kind = (e: { meta: Meta }) => (snapshot ? e.meta.snapshotId === snapshot.id : !e.meta.snapshotId);
+    const more = () => !this.closed && entries.filter(kind).length < this.size && this.d.store.getImageById(image.id) !== undefined;
     while (more()) {
-      const built = await this.serial(async () => (more() && (await this.roomFor(image)) ? this.build(image, want) : undefined));
+      const built = await this.serial(async () =>
+        more() && (await this.roomFor(image)) ? (snapshot ? this.buildSnapshotSet(image, want, snapshot) : this.build(image, want)) : undefined,
+      );
       if (!built) return;
       entries.push({ dir: built.dir, meta: built.meta });
       this.setBytes.set(image.id, built.bytes);
@@ -228,13 +260,34 @@ export class DiskPool implements WarmDisks {
     }
   }
 
+  /** Private copies of a golden snapshot's disks, exactly as they were (a restore needs them unchanged). */
+  private async buildSnapshotSet(image: Image, want: Expected, snap: SnapshotDisks): Promise<{ dir: string; meta: Meta; bytes: number; ms: number }> {
+    const t0 = performance.now();
+    const tmp = join(this.imageDir(image.id), `${TMP_PREFIX}${randomUUID()}`);
+    try {
+      await this.d.files.mkdir(tmp);
+      await Promise.all([this.d.files.copy(snap.rootfs, join(tmp, "rootfs.ext4")), this.d.files.copy(snap.work, join(tmp, "work.ext4"))]);
+      const files: Record<string, number> = {};
+      for (const f of SET_FILES) files[f] = (await this.d.files.stat(join(tmp, f)))?.size ?? 0;
+      const meta: Meta = { imageSha: want.imageSha, userKey: "", workGib: snap.workGib, hostPublicKey: snap.hostPublicKey, files, snapshotId: snap.id };
+      await this.d.files.writeText(join(tmp, META), JSON.stringify(meta));
+      const bytes = await allocatedBytes(this.d.files, tmp);
+      const dir = join(this.imageDir(image.id), randomUUID());
+      await this.d.files.rename(tmp, dir);
+      return { dir, meta, bytes, ms: Math.round(performance.now() - t0) };
+    } catch (e) {
+      await this.d.files.remove(tmp).catch(() => undefined);
+      throw e;
+    }
+  }
+
   /** Wait for running refills; tests and the benchmark use it to measure a steady state. */
   async settled(): Promise<void> {
     await Promise.all([...this.filling.values()]);
   }
 
   async drop(imageId: string): Promise<void> {
-    await this.filling.get(imageId);
+    await Promise.all([...this.filling].filter(([k]) => k.startsWith(`${imageId}:`)).map(([, job]) => job));
     this.ready.delete(imageId);
     this.setBytes.delete(imageId);
     this.capped.delete(imageId);
@@ -264,8 +317,9 @@ async function readSet(files: Files, dir: string, want: Expected): Promise<Meta 
     return "meta.json missing or unreadable";
   }
   if (meta.imageSha !== want.imageSha) return "image changed";
-  if (meta.userKey !== want.userKey) return "banger key changed";
-  if (meta.workGib !== want.workGib) return `work disk is ${meta.workGib} GiB, the default is now ${want.workGib} GiB`;
+  // A snapshot's copies carry no banger key and its own /root size; whether the snapshot is still current is for takeSnapshot.
+  if (!meta.snapshotId && meta.userKey !== want.userKey) return "banger key changed";
+  if (!meta.snapshotId && meta.workGib !== want.workGib) return `work disk is ${meta.workGib} GiB, the default is now ${want.workGib} GiB`;
   if (typeof meta.hostPublicKey !== "string" || typeof meta.files !== "object" || !meta.files) return "meta.json incomplete";
   for (const f of new Set([...SET_FILES, ...Object.keys(meta.files)])) {
     if (typeof meta.files[f] !== "number") return `meta.json does not list ${f}`;

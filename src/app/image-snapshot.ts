@@ -13,7 +13,7 @@ import { leaseStage } from "./lease-stage.js";
 import { Plan, type Stage } from "./plan.js";
 import { checkSnapshot, recordSnapshot } from "./snapshot-files.js";
 import { imageChecksums, readSnapshot, snapshotContext, snapshotDirOf, writeSnapshot, type StoredSnapshot } from "./snapshot-record.js";
-import { vmmVersion } from "./snapshot-source.js";
+import { vmmVersion, warmSnapshotDisks } from "./snapshot-source.js";
 import { handleOf, specOf } from "./vm-boot.js";
 import { cloneRootfs, injectIdentity, makeWorkDisk } from "./vm-disks.js";
 import { vmFiles } from "./vm-files.js";
@@ -82,7 +82,12 @@ export async function snapshotImage(d: SnapshotDeps, ref: string, opts: { signal
   const name = `golden-${id.slice(0, 8)}`;
   const vmTicket = d.ops.begin(name, "create", { signal: imageTicket.signal });
   try {
-    return await runSnapshot(d, { image, vmm, snaps, id, name, signal: vmTicket.signal });
+    const summary = await runSnapshot(d, { image, vmm, snaps, id, name, signal: vmTicket.signal });
+    // In the background, like every refill: copies of the new snapshot's disks for the next creates.
+    await warmSnapshotDisks(d, image, vmm.kind).catch((e: Error) =>
+      d.log.warn({ stage: "disk-pool", image: image.name, err: e.message }, "cannot warm snapshot disks"),
+    );
+    return summary;
   } finally {
     vmTicket.release();
     imageTicket.release();

@@ -13,7 +13,7 @@ import { sshTarget } from "./vm-ready.js";
 import { authorizedKeys } from "./vm-disks.js";
 import { guestSecretFiles } from "./vm-secret.js";
 
-export type RestoreDeps = Pick<AppDeps, "files" | "disks" | "shell" | "keys" | "network" | "host" | "guest" | "console" | "channel"> & {
+export type RestoreDeps = Pick<AppDeps, "files" | "disks" | "shell" | "keys" | "network" | "host" | "guest" | "console" | "channel" | "diskPool"> & {
   config: Pick<AppConfig, "subnet" | "sshTimeoutMs" | "serviceTimeoutMs" | "channelProxy" | "secretsDir">;
 };
 

@@ -57,13 +57,20 @@ export function acquireStages(
     {
       name: "disks",
       run: async ({ onUndo }) => {
-        await d.files.mkdir(vm().dir);
-        onUndo("vm-dir", () => d.files.remove(vm().dir));
-        // cp --reflink=auto --sparse=always: near-free on a reflink filesystem, a sparse copy elsewhere.
-        await Promise.all([d.files.copy(artifacts.rootfs, files().rootfs), d.files.copy(artifacts.work, files().work)]);
+        const removeDir = () => d.files.remove(vm().dir);
+        const warm = d.diskPool.takeSnapshot(image, snap.record.id);
+        if (warm) {
+          await d.diskPool.claim(warm, vm().dir); // the set's dir becomes the VM dir
+          onUndo("vm-dir", removeDir);
+        } else {
+          await d.files.mkdir(vm().dir);
+          onUndo("vm-dir", removeDir);
+          // cp --reflink=auto --sparse=always: near-free on a reflink filesystem, a sparse copy elsewhere.
+          await Promise.all([d.files.copy(artifacts.rootfs, files().rootfs), d.files.copy(artifacts.work, files().work)]);
+        }
         // Until re-identity, the clone answers with the golden host key.
         await d.files.writeText(files().knownHosts, `${knownHostsLine(vm().ip!, snap.hostPublicKey)}\n`, 0o600);
-        return `private copies of snapshot ${snap.record.id}'s disks`;
+        return `private copies of snapshot ${snap.record.id}'s disks${warm ? " (warm pool)" : ""}`;
       },
     },
     ...(vm().nat ? [natStage(c)] : []),

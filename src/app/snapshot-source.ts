@@ -1,7 +1,7 @@
 import type { Image, Vm } from "../domain/types.js";
 import type { SnapshotArtifacts, VmmSnapshots } from "../ports/snapshots.js";
 import type { Vmm } from "../ports/vmm.js";
-import type { AppConfig, AppDeps } from "./deps.js";
+import type { AppConfig, AppDeps, SnapshotDisks } from "./deps.js";
 import { checkSnapshot } from "./snapshot-files.js";
 import { artifactsOf, readSnapshot, snapshotContext, snapshotDirOf, type StoredSnapshot } from "./snapshot-record.js";
 
@@ -49,4 +49,20 @@ export async function chooseBootSource(d: SourceDeps, image: Image, vm: Vm, vmm:
   });
   if (!verdict.usable) return { kind: "cold", reason: verdict.reason };
   return { kind: "snapshot", snap, artifacts: artifactsOf(vmm.kind, dir, snap.record), snaps };
+}
+
+/** What the warm disk pool copies for creates that restore this snapshot. */
+export function snapshotDisks(snap: StoredSnapshot, artifacts: SnapshotArtifacts): SnapshotDisks {
+  return { id: snap.record.id, rootfs: artifacts.rootfs, work: artifacts.work, workGib: snap.workDiskGib, hostPublicKey: snap.hostPublicKey };
+}
+
+/** After `image snapshot`: warm copies of the new snapshot's disks, so the first create need not copy them. */
+export async function warmSnapshotDisks(
+  d: Pick<AppDeps, "files" | "diskPool"> & { config: Pick<AppConfig, "imagesDir"> },
+  image: Image,
+  kind: Vmm["kind"],
+): Promise<void> {
+  const dir = snapshotDirOf(d.config.imagesDir, image.id);
+  const snap = await readSnapshot(d.files, dir);
+  if (snap) d.diskPool.refill(image, snapshotDisks(snap, artifactsOf(kind, dir, snap.record)));
 }

@@ -8,7 +8,7 @@ import { leaseStage } from "./lease-stage.js";
 import { destroyVm, type LifecycleDeps } from "./lifecycle.js";
 import { Plan } from "./plan.js";
 import { acquireStages, type RestoreDeps } from "./restore-stages.js";
-import { chooseBootSource, type SourceDeps } from "./snapshot-source.js";
+import { chooseBootSource, snapshotDisks, type SourceDeps } from "./snapshot-source.js";
 import { handleOf } from "./vm-boot.js";
 import { settleFailed, transition } from "./vm-transitions.js";
 
@@ -232,6 +232,8 @@ export class VmPool implements PausedPool {
       const list = this.ready.get(image.id) ?? [];
       this.ready.set(image.id, list);
       list.push({ vm, snapshotId: source.snap.record.id, readyAt: Date.now(), fillMs });
+      // The member may have taken the warm copies of the snapshot's disks; the disk pool makes more.
+      d.diskPool.refill(image, snapshotDisks(source.snap, source.artifacts));
       d.log.info({ vm: vm.name, stage: "vm-pool", image: image.name, members: list.length, ms: fillMs }, "paused pool member ready");
       return true;
     } finally {

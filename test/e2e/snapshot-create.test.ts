@@ -82,6 +82,9 @@ describe.skipIf(skip)(`e2e: create from a golden snapshot under QEMU${skip ? ` (
       expect(ok).toEqual(["lease-ip", "tap", "secret", "disks", "nat", "restore", "resume", "reidentify", "wait-ssh", "wait-services", "total"]);
       // The re-identity went over the channel's RUN verb, not SSH.
       expect(events.find((e) => e.stage === "reidentify" && e.outcome === "ok")?.detail).toMatch(/via channel$/);
+      // The warm disk pool keeps copies of the snapshot's disks (refilled after image snapshot and after each
+      // create); by the second create, seconds later, one is ready.
+      if (name === "sb") expect(events.find((e) => e.stage === "disks" && e.outcome === "ok")?.detail).toMatch(/\(warm pool\)$/);
       expect((await d.cli(["vm", "show", name])).stdout).toContain(`from snapshot ${snapshotId}`);
       // vm ssh checks the VM's known_hosts strictly: the new host key is the one answering.
       expect(await ssh(name, "hostname; cat /etc/hostname")).toBe(`${name}\n${name}`);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
@@ -205,5 +205,52 @@ describe("errnoError", () => {
     expect(errnoError(new Error("plain"), { path: "/p", action: "moving" }).code).toBe("INTERNAL");
     const kept = new BangerError("VMM_FAILED", "x");
     expect(errnoError(kept, { path: "/p", action: "moving" })).toBe(kept);
+  });
+});
+
+describe("warm disk pool: copies of a golden snapshot's disks", () => {
+  function snapshotFiles(w: ReturnType<typeof world>, id: string) {
+    // The unit world's copy is a no-op; these tests read what was copied.
+    w.d.files.copy = async (src, dst) => copyFileSync(src, dst);
+    const dir = join(w.poolDir, "..", `snap-${id}`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "rootfs.ext4"), `golden rootfs ${id}`);
+    writeFileSync(join(dir, "work.ext4"), `golden work ${id}`);
+    return { id, rootfs: join(dir, "rootfs.ext4"), work: join(dir, "work.ext4"), workGib: 2, hostPublicKey: `ssh-ed25519 GOLDEN ${id}` };
+  }
+
+  it("keeps snapshot sets apart from cold sets: each kind has its own disk_pool_size and its own take", async () => {
+    const w = world({ size: 1 });
+    const img = w.image("deb");
+    const s1 = snapshotFiles(w, "s1");
+    w.d.diskPool.refill(img);
+    w.d.diskPool.refill(img, s1);
+    await w.d.diskPool.settled();
+    expect(w.d.diskPool.stats()).toEqual({ [img.id]: 2 });
+    // A cold create never gets the snapshot's copies, whatever their size.
+    expect(w.d.diskPool.take(img, 2)).toBeUndefined();
+    const set = w.d.diskPool.takeSnapshot(img, "s1")!;
+    expect(set.hostPublicKey).toBe("ssh-ed25519 GOLDEN s1");
+    // Byte for byte the snapshot's disks: no identity is injected into a restore's copies.
+    expect(readFileSync(join(set.dir, "rootfs.ext4"), "utf8")).toBe("golden rootfs s1");
+    expect(readFileSync(join(set.dir, "work.ext4"), "utf8")).toBe("golden work s1");
+    expect(w.d.diskPool.takeSnapshot(img, "s1")).toBeUndefined();
+    expect(w.d.diskPool.take(img, w.cfg.config.work_disk_gib)).toBeDefined();
+  });
+
+  it("copies of a replaced snapshot are discarded, never handed out; adopt keeps complete ones", async () => {
+    const w = world({ size: 1 });
+    const img = w.image("deb");
+    w.d.diskPool.refill(img, snapshotFiles(w, "s1"));
+    await w.d.diskPool.settled();
+    // A restart keeps the set (whether s1 is still current is for takeSnapshot to say).
+    const pool = w.newPool(1);
+    await pool.adopt(w.store.listImages());
+    expect(pool.stats()).toEqual({ [img.id]: 1 });
+    expect(pool.takeSnapshot(img, "s2")).toBeUndefined();
+    expect(pool.stats()).toEqual({ [img.id]: 0 });
+    await new Promise((r) => setTimeout(r, 50)); // the discard runs in the background
+    expect(readdirSync(join(w.poolDir, img.id))).toEqual([]);
+    expect(w.logs.some((l) => l.msg === "discarding warm disks" && l.why === "snapshot s1 was replaced by s2")).toBe(true);
   });
 });
