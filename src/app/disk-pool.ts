@@ -33,7 +33,10 @@ export function defaultWorkGib(config: Pick<AppConfig, "workDiskGib">, image: Im
 }
 
 /** What the pool needs: nothing of the lifecycle, so it can be built before the use cases that take from it. */
-export type PoolDeps = Pick<AppDeps, "store" | "disks" | "files" | "keys" | "log"> & { config: Pick<AppConfig, "workDiskGib"> };
+export type PoolDeps = Pick<AppDeps, "store" | "disks" | "files" | "keys" | "log"> & Partial<Pick<AppDeps, "ops">> & { config: Pick<AppConfig, "workDiskGib"> };
+
+/** How often a refill waiting for creates to finish looks again. */
+const IDLE_POLL_MS = 250;
 
 export interface PoolOptions {
   dir: string;
@@ -194,6 +197,10 @@ export class DiskPool implements WarmDisks {
     const kind = (e: { meta: Meta }) => (snapshot ? e.meta.snapshotId === snapshot.id : !e.meta.snapshotId);
     const more = () => !this.closed && entries.filter(kind).length < this.size && this.d.store.getImageById(image.id) !== undefined;
     while (more()) {
+      // Never while a create is in flight (its own included, until it lets go of its lock): a copy
+      // or an mkfs takes the CPU and disk its guest boots on.
+      while (!this.closed && (this.d.ops?.inFlight("create").length ?? 0) > 0) await new Promise((r) => setTimeout(r, IDLE_POLL_MS));
+      if (!more()) return;
       const built = await this.serial(async () =>
         more() && (await this.roomFor(image)) ? (snapshot ? this.buildSnapshotSet(image, want, snapshot) : this.build(image, want)) : undefined,
       );

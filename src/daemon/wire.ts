@@ -139,8 +139,9 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
     },
     hostKey: () => generateHostKey(cfg.paths.stateDir),
   };
+  const ops = new VmOps();
   const diskPool = new DiskPool(
-    { store, disks, files, keys, log, config },
+    { store, disks, files, keys, log, config, ops },
     {
       dir: join(cfg.paths.stateDir, "pool"),
       size: c.disk_pool_size,
@@ -168,7 +169,7 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
   const parts = {
     config,
     store,
-    ops: new VmOps(),
+    ops,
     log,
     names: new NameGenerator(seed === undefined ? Math.random : seededRandom(seed)),
     vmm: (kind: VmmKind): Vmm => (kind === "firecracker" ? drivers.firecracker() : drivers.qemu()),

@@ -208,6 +208,21 @@ describe("errnoError", () => {
   });
 });
 
+describe("warm disk pool: when refills run", () => {
+  it("waits while a create is in flight, then fills", async () => {
+    const w = world();
+    const img = w.image("deb");
+    const pool = new DiskPool({ ...w.d, ops: w.d.ops }, { dir: w.poolDir, size: 1, maxGib: 0 });
+    const ticket = w.d.ops.begin("booting", "create");
+    pool.refill(img);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(pool.stats()).toEqual({ [img.id]: 0 });
+    ticket.release();
+    await pool.settled();
+    expect(pool.stats()).toEqual({ [img.id]: 1 });
+  });
+});
+
 describe("warm disk pool: copies of a golden snapshot's disks", () => {
   function snapshotFiles(w: ReturnType<typeof world>, id: string) {
     // The unit world's copy is a no-op; these tests read what was copied.
