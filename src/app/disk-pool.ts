@@ -21,6 +21,7 @@ interface Meta {
 }
 
 type Expected = Pick<Meta, "imageSha" | "userKey" | "workGib">;
+type Built = { dir: string; meta: Meta; bytes: number; ms: number };
 
 const META = "meta.json";
 const SET_FILES = ["rootfs.ext4", "work.ext4"];
@@ -245,38 +246,36 @@ export class DiskPool implements WarmDisks {
     return sum;
   }
 
-  private async build(image: Image, want: Expected): Promise<{ dir: string; meta: Meta; bytes: number; ms: number }> {
-    const t0 = performance.now();
-    const tmp = join(this.imageDir(image.id), `${TMP_PREFIX}${randomUUID()}`);
-    try {
-      await this.d.files.mkdir(tmp);
+  /** A cold-boot set: a rootfs copy with a fresh host key and the banger key, and /root grown from the work-seed. */
+  private build(image: Image, want: Expected): Promise<Built> {
+    return this.buildSet(image, async (tmp) => {
       await cloneRootfs(this.d, image, join(tmp, "rootfs.ext4"));
       await makeWorkDisk(this.d, image, join(tmp, "work.ext4"), want.workGib);
-      const hostPublicKey = await injectIdentity(this.d, join(tmp, "rootfs.ext4"));
-      const files: Record<string, number> = {};
-      for (const f of SET_FILES) files[f] = (await this.d.files.stat(join(tmp, f)))?.size ?? 0;
-      const meta: Meta = { ...want, hostPublicKey, files };
-      await this.d.files.writeText(join(tmp, META), JSON.stringify(meta));
-      const bytes = await allocatedBytes(this.d.files, tmp);
-      const dir = join(this.imageDir(image.id), randomUUID());
-      await this.d.files.rename(tmp, dir);
-      return { dir, meta, bytes, ms: Math.round(performance.now() - t0) };
-    } catch (e) {
-      await this.d.files.remove(tmp).catch(() => undefined);
-      throw e;
-    }
+      return { ...want, hostPublicKey: await injectIdentity(this.d, join(tmp, "rootfs.ext4")) };
+    });
   }
 
   /** Private copies of a golden snapshot's disks, exactly as they were (a restore needs them unchanged). */
-  private async buildSnapshotSet(image: Image, want: Expected, snap: SnapshotDisks): Promise<{ dir: string; meta: Meta; bytes: number; ms: number }> {
+  private buildSnapshotSet(image: Image, want: Expected, snap: SnapshotDisks): Promise<Built> {
+    return this.buildSet(image, async (tmp) => {
+      await Promise.all([this.d.files.copy(snap.rootfs, join(tmp, "rootfs.ext4")), this.d.files.copy(snap.work, join(tmp, "work.ext4"))]);
+      return { imageSha: want.imageSha, userKey: "", workGib: snap.workGib, hostPublicKey: snap.hostPublicKey, snapshotId: snap.id };
+    });
+  }
+
+  /**
+   * Writes a set's disks into a temp dir, records their sizes in meta.json, and renames it into
+   * place: a crash leaves a complete set or a temp dir that adopt removes.
+   */
+  private async buildSet(image: Image, write: (tmp: string) => Promise<Omit<Meta, "files">>): Promise<Built> {
     const t0 = performance.now();
     const tmp = join(this.imageDir(image.id), `${TMP_PREFIX}${randomUUID()}`);
     try {
       await this.d.files.mkdir(tmp);
-      await Promise.all([this.d.files.copy(snap.rootfs, join(tmp, "rootfs.ext4")), this.d.files.copy(snap.work, join(tmp, "work.ext4"))]);
+      const described = await write(tmp);
       const files: Record<string, number> = {};
       for (const f of SET_FILES) files[f] = (await this.d.files.stat(join(tmp, f)))?.size ?? 0;
-      const meta: Meta = { imageSha: want.imageSha, userKey: "", workGib: snap.workGib, hostPublicKey: snap.hostPublicKey, files, snapshotId: snap.id };
+      const meta: Meta = { ...described, files };
       await this.d.files.writeText(join(tmp, META), JSON.stringify(meta));
       const bytes = await allocatedBytes(this.d.files, tmp);
       const dir = join(this.imageDir(image.id), randomUUID());
