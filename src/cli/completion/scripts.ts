@@ -97,7 +97,8 @@ autoload -U +X bashcompinit && bashcompinit
 ${bash(specs).split("\n").slice(1).join("\n")}`;
 }
 
-const fishCond = (path: string) => `__banger_at ${q(path)}`;
+/** A fish condition, double-quoted around the single-quoted path. */
+const fishCond = (path: string, extra = "") => `"__banger_at ${q(path)}${extra}"`;
 
 /** fish: one `complete` line per subcommand and flag, each guarded by the command path typed so far. */
 function fish(specs: CmdSpec[]): string {
@@ -106,14 +107,14 @@ function fish(specs: CmdSpec[]): string {
   const lines: string[] = [];
   const fromDaemon = (k: ValueKind) => (k === "vms" || k === "images" ? `-f -a '(banger __complete ${k} 2>/dev/null)'` : k === "files" ? "-F" : "-f");
   for (const s of specs) {
-    for (const sub of s.subs) lines.push(`complete -c banger -n ${q(fishCond(s.path))} -f -a ${q(sub)}`);
+    for (const sub of s.subs) lines.push(`complete -c banger -n ${fishCond(s.path)} -f -a ${q(sub)}`);
     for (const f of s.flags) {
       const kind = s.values[f];
       const name = f.startsWith("--") ? `-l ${f.slice(2)}` : `-s ${f.slice(1)}`;
-      lines.push(`complete -c banger -n ${q(fishCond(s.path))} ${name}${kind ? ` -r ${fromDaemon(kind)}` : ""}`);
+      lines.push(`complete -c banger -n ${fishCond(s.path)} ${name}${kind ? ` -r ${fromDaemon(kind)}` : ""}`);
     }
     s.args.forEach((k, i) => {
-      if (k !== "none") lines.push(`complete -c banger -n ${q(`${fishCond(s.path)}; and __banger_argc ${i}`)} ${fromDaemon(k)}`);
+      if (k !== "none") lines.push(`complete -c banger -n ${fishCond(s.path, `; and __banger_argc ${i}`)} ${fromDaemon(k)}`);
     });
   }
   return `# banger shell completion (fish). Load it with: banger completion fish | source
