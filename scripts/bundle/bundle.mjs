@@ -111,5 +111,12 @@ const [lazy, daemon] = await Promise.all([
 // What went into each output, by input file (kept out of the package).
 writeFileSync(
   join(root, "build/bundle-meta.json"),
-  JSON.stringify({ errors: errors.metafile, cli: cli.metafile, complete: complete.metafile, vsock: vsock.metafile, lazy: lazy.metafile, daemon: daemon.metafile }),
+  JSON.stringify({
+    errors: errors.metafile,
+    cli: cli.metafile,
+    complete: complete.metafile,
+    vsock: vsock.metafile,
+    lazy: lazy.metafile,
+    daemon: daemon.metafile,
+  }),
 );

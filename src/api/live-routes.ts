@@ -29,7 +29,12 @@ export function redact(config: HostInfo["config"]): HostInfo["config"] {
  * `GET /v1/events` (Server-Sent Events: every VM change and lifecycle stage as it is recorded)
  * and `GET /v1/host` (what the host page and `banger host` show).
  */
-export function liveRoutes(api: Hono<ApiEnv>, d: Pick<AppDeps, "network" | "diskPool" | "vmPool" | "store" | "config" | "host">, bus: EventBus, host?: HostInfo): void {
+export function liveRoutes(
+  api: Hono<ApiEnv>,
+  d: Pick<AppDeps, "network" | "diskPool" | "vmPool" | "store" | "config" | "host">,
+  bus: EventBus,
+  host?: HostInfo,
+): void {
   api.get("/events", (c) => {
     c.header("X-Accel-Buffering", "no");
     return streamSSE(c, async (stream) => {

@@ -27,7 +27,7 @@ function whatToDo(vm: Vm): string {
       return "it is being removed; `banger vm ls` lists the VMs that remain";
     case "failed":
       return `\`banger vm show ${n}\` says what went wrong; \`banger vm rm ${n}\` removes it`;
-    default:
+    case "running":
       return `\`banger vm show ${n}\` shows its state`;
   }
 }

@@ -76,8 +76,22 @@ describe.skipIf(skip)(`banger top and shell completion${skip ? ` (skipped: ${ski
 
       // A resize redraws to the new width.
       tmux("resize-window", "-t", "top", "-x", "60", "-y", "20");
-      for (let i = 0; i < 50 && screen().split("\n").some((l) => l.length > 60); i++) await sleep(100);
-      expect(Math.max(...screen().split("\n").map((l) => l.length))).toBeLessThanOrEqual(60);
+      for (
+        let i = 0;
+        i < 50 &&
+        screen()
+          .split("\n")
+          .some((l) => l.length > 60);
+        i++
+      )
+        await sleep(100);
+      expect(
+        Math.max(
+          ...screen()
+            .split("\n")
+            .map((l) => l.length),
+        ),
+      ).toBeLessThanOrEqual(60);
 
       tmux("send-keys", "-t", "top", "q");
       for (let i = 0; i < 100 && !existsSync(status); i++) await sleep(100);

@@ -17,11 +17,9 @@ export function registerCompletion(program: Command, ctx: CliContext): void {
 
   // What the scripts call for names. The bundled CLI answers it from banger-complete.cjs before
   // this tree is even built; this is the same answer for the unbundled build.
-  program
-    .command("__complete <kind>", { hidden: true })
-    .action(async (kind: string) => {
-      if (kind !== "vms" && kind !== "images") return;
-      const names = await completionNames(kind, ctx.opts);
-      if (names.length) process.stdout.write(`${names.join("\n")}\n`);
-    });
+  program.command("__complete <kind>", { hidden: true }).action(async (kind: string) => {
+    if (kind !== "vms" && kind !== "images") return;
+    const names = await completionNames(kind, ctx.opts);
+    if (names.length) process.stdout.write(`${names.join("\n")}\n`);
+  });
 }

@@ -121,7 +121,9 @@ async function live(ctx: CliContext): Promise<void> {
 export function registerTop(program: Command, ctx: CliContext): void {
   program
     .command("top")
-    .description("live view of VMs (state, uptime, vCPU, memory) and the host's pools and memory, driven by bangerd's event stream; q quits. Without a terminal: one table (--json: JSON)")
+    .description(
+      "live view of VMs (state, uptime, vCPU, memory) and the host's pools and memory, driven by bangerd's event stream; q quits. Without a terminal: one table (--json: JSON)",
+    )
     .action(async () => {
       if (ctx.json || !process.stdout.isTTY || !process.stdin.isTTY) return snapshot(ctx);
       // Fail as any other command does when the daemon is down, before taking over the screen.

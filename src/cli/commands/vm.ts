@@ -299,7 +299,10 @@ export function registerVm(program: Command, ctx: CliContext): void {
       for (;;) {
         const r = await ctx
           .client()
-          .call<{ offset: number; size: number; data: string; running: boolean }>("GET", `/vms/${enc(name)}/logs?offset=${offset}${follow ? "&follow=true" : ""}`);
+          .call<{ offset: number; size: number; data: string; running: boolean }>(
+            "GET",
+            `/vms/${enc(name)}/logs?offset=${offset}${follow ? "&follow=true" : ""}`,
+          );
         follow = false;
         process.stdout.write(r.data);
         offset = r.offset;

@@ -86,7 +86,7 @@ export function renderTop(s: TopState, size: { cols: number; rows: number }, now
   const rows = Math.max(4, size.rows);
   const head = [...hostLines(s.host, s), ""];
   const table = s.vms.size === 0 ? ["no VMs; create one with `banger vm create --image debian`"] : columns(VM_HEADERS, vmRows(s, now));
-  const footer = `${new Date(now).toISOString().slice(11, 19)}  ${s.connected ? "live" : "connecting…"}${s.note ? `  ${s.note}` : ""}   q quits`;
+  const footer = `${new Date(now).toTimeString().slice(0, 8)}  ${s.connected ? "live" : "connecting…"}${s.note ? `  ${s.note}` : ""}   q quits`;
   const room = rows - head.length - 1;
   let body = table;
   if (body.length > room) {
