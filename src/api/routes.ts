@@ -20,6 +20,7 @@ import { createVmBody, forwardBody, promoteBody, registerImageBody, startVmBody 
 import { addPort, listPorts, removePort } from "../app/vm-net.js";
 import type { EventBus } from "../app/event-bus.js";
 import { liveRoutes, type HostInfo } from "./live-routes.js";
+import { requireReachable } from "../domain/vm-reach.js";
 
 const MAX_LOG_CHUNK = 256 * 1024;
 /** Every request body is a small JSON object; anything larger is refused before it is buffered. */
@@ -132,10 +133,13 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
   api.get("/vms/:name/events", (c) => c.json({ events: vmEvents(d, c.req.param("name")) }));
   api.get("/vms/:name/ssh", async (c) => {
     const vm = ownedVm(c, "ssh into");
+    requireReachable(vm, c.req.query("for") === "exec" ? "exec" : "ssh");
     return c.json({ target: await sshTarget(d, vm), knownHosts: await d.files.readText(vmFiles(vm.dir).knownHosts) });
   });
   api.get("/vms/:name/logs", async (c) => {
     const vm = ownedVm(c, "read the console of");
+    // Reading what a VM printed is fine in any state; following it needs one that is still printing.
+    if (c.req.query("follow") === "true") requireReachable(vm, "follow");
     // Offsets count from the VM's first console byte and survive rotation; one older than what is kept reads from `start`.
     const { offset, size, data, start } = await d.console.read(vm.dir, Number(c.req.query("offset") ?? 0) || 0, MAX_LOG_CHUNK);
     return c.json({ offset, size, data, start, running: vm.state === "running" });

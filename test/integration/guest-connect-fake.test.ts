@@ -89,6 +89,6 @@ describe.skipIf(skip)(`guest streams through bangerd and the fake firecracker's 
 
   it("a stopped VM has no stream", async () => {
     expect((await d.cli(["vm", "stop", "fc1"], { timeoutMs: 120_000 })).code).toBe(0);
-    expect(await upgrade(d.socket, "/v1/vms/fc1/connect?port=22")).toEqual({ status: 409, code: "VM_STATE" });
+    expect(await upgrade(d.socket, "/v1/vms/fc1/connect?port=22")).toEqual({ status: 409, code: "VM_NOT_RUNNING" });
   });
 });
