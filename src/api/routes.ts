@@ -19,6 +19,7 @@ import type { ApiEnv } from "./env.js";
 import { createVmBody, forwardBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
 import { addPort, listPorts, removePort } from "../app/vm-net.js";
 import type { EventBus } from "../app/event-bus.js";
+import type { Check } from "../app/doctor.js";
 import { liveRoutes, type HostInfo } from "./live-routes.js";
 import { requireReachable } from "../domain/vm-reach.js";
 
@@ -44,6 +45,8 @@ export interface ApiHooks {
   host?: HostInfo;
   /** Socket flavour only: a one-time login link for the web UI (`banger web`); absent when the UI is off. */
   webLogin?: () => { url: string; expiresAt: string };
+  /** Doctor checks of listeners the daemon runs beside the API (the metrics listener). */
+  checks?: () => Check;
   /** The browser flavour has no shutdown and no login-link route: those need the Unix socket. */
   flavour?: "socket" | "browser";
 }
@@ -161,9 +164,9 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
   accessRoutes(api, d, ownedVm);
   api.get("/doctor", async (c) => {
     const report = await runDoctor(d, images);
-    const web = hooks.host?.web();
-    if (!web) return c.json(report);
-    const checks = [...report.checks, web];
+    const extra = [hooks.host?.web(), hooks.checks?.()].filter((x): x is Check => x !== undefined);
+    if (extra.length === 0) return c.json(report);
+    const checks = [...report.checks, ...extra];
     return c.json({ checks, ok: checks.every((x) => x.status !== "FAIL") });
   });
   if (hooks.bus) liveRoutes(api, d, hooks.bus, hooks.host);

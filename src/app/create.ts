@@ -208,7 +208,8 @@ async function createFrom(d: CreateDeps, input: CreateInput, c: CreateCtx, from:
   }
 
   // A claimed member's row keeps its id and its fill's events; this plan records under the new name.
-  const plan = new Plan(d.store, d.log, { id, name }, "create", c.signal, cfg.eventsKeepOps);
+  const plan = new Plan(d.store, d.log, { id, name, vmm: vmm.kind }, "create", c.signal, cfg.eventsKeepOps);
+  plan.path = member ? "pool" : source.kind;
   const patch = (p: Partial<Vm>) => {
     vm = d.store.updateVm(id, p);
   };

@@ -98,6 +98,8 @@ export interface WarmDisks {
   drop(imageId: string): Promise<void>;
   close(): Promise<void>;
   stats(): Record<string, number>;
+  /** Takes that found no ready set while the pool is enabled. */
+  readonly misses: number;
   usage(): Promise<PoolUsage>;
 }
 
@@ -123,6 +125,8 @@ export interface PausedPoolStats {
   filling?: string;
   /** Why the last refill stopped short at a memory limit, while it still does. */
   capped?: string;
+  /** Creates from a snapshot that found no matching member while the pool is enabled. */
+  misses: number;
 }
 
 /** Paused VMs restored from golden snapshots (src/app/vm-pool.ts); what the use cases ask of it. */

@@ -45,7 +45,7 @@ function describeIssue(issue: z.core.$ZodIssue, file: string): string {
 }
 
 /** Config keys that are TOML tables, merged key by key over their defaults. */
-const TABLES = new Set(["web", "nat"]);
+const TABLES = new Set(["web", "metrics", "nat"]);
 
 export interface LoadOptions {
   configFlag?: string;
@@ -84,6 +84,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     sources[k] = "default";
   }
   for (const k of Object.keys(STATIC_DEFAULTS.web)) sources[`web.${k}`] = "default";
+  for (const k of Object.keys(STATIC_DEFAULTS.metrics)) sources[`metrics.${k}`] = "default";
   sources["nat.allow"] = "default";
   for (const [k, v] of Object.entries(fileValues)) {
     if (TABLES.has(k) && typeof v === "object" && v && !Array.isArray(v)) {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { cidrProblem } from "../domain/cidr.js";
+import { metricsBindVerdict } from "../domain/metrics-bind.js";
 
 /**
  * The config file schema. Every key is documented in docs/config.md; keep the
@@ -16,6 +17,21 @@ export const webSchema = z
     allow_remote: z.boolean(),
   })
   .strict();
+
+/** Refused here, at load, so a daemon never starts exposing its metrics beyond loopback by accident. */
+export const metricsSchema = z
+  .object({
+    listen: z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:]+\]|[^:]+):\d{1,5}$/, "expected host:port, e.g. 127.0.0.1:9464, or an empty string to disable")
+      .or(z.literal("")),
+    allow_remote: z.boolean(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    const v = metricsBindVerdict({ listen: m.listen, allowRemote: m.allow_remote });
+    if (v.refused) ctx.addIssue({ code: "custom", path: ["listen"], message: `${v.refused}; ${v.fix}` });
+  });
 
 export const natSchema = z
   .object({
@@ -54,6 +70,7 @@ export const configSchema = z
     console_log_max_mib: z.number().int().min(1).max(4096),
     snapshot: z.boolean(),
     web: webSchema,
+    metrics: metricsSchema,
     nat: natSchema,
   })
   .strict();
@@ -85,6 +102,7 @@ export const STATIC_DEFAULTS = {
   console_log_max_mib: 8,
   snapshot: false,
   web: { listen: "127.0.0.1:7780", enabled: true, allow_remote: false },
+  metrics: { listen: "", allow_remote: false },
   nat: { allow: [] as string[] },
 } satisfies Partial<Config>;
 
@@ -121,5 +139,7 @@ export const KEY_DOCS: Record<string, string> = {
   "web.listen": "host:port of the web UI, empty to disable",
   "web.enabled": "serve the web UI and the browser flavour of the API on web.listen",
   "web.allow_remote": "allow web.listen on a non-loopback address (plain HTTP: put TLS in front)",
+  "metrics.listen": "host:port of a TCP listener serving GET /metrics (Prometheus text format), empty to disable; the socket serves it always",
+  "metrics.allow_remote": "allow metrics.listen on a non-loopback address (the endpoint has no authentication)",
   "nat.allow": 'private or link-local IPv4 ranges NAT guests may reach anyway, e.g. ["10.1.2.0/24"]; empty denies them all',
 };

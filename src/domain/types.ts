@@ -87,6 +87,9 @@ export interface Vm {
 
 export type StageOutcome = "ok" | "failed" | "undone";
 
+/** How a create got its guest: a cold boot, a restore of the golden snapshot, or a paused pool member. */
+export type BootPath = "cold" | "snapshot" | "pool";
+
 export interface LifecycleEvent {
   vmId: string;
   vmName: string;
@@ -98,6 +101,13 @@ export interface LifecycleEvent {
   durationMs: number;
   outcome: StageOutcome;
   detail?: string;
+  /**
+   * Carried on `GET /v1/events` only, not kept in the store: the VMM, the boot path of a create,
+   * start or restore, and the error code of a failed stage (what the metrics count by).
+   */
+  vmm?: VmmKind;
+  path?: BootPath;
+  code?: string;
 }
 
 export function artifactOf(image: Image, role: ArtifactRole): Artifact | undefined {

@@ -71,6 +71,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   let nextPid = 1000;
   const network: Network = {
     ensureHost: async () => undefined,
+    poolStats: () => ({ idle: 0, size: 0, misses: 0 }),
     acquireTap: async () => {
       await gate("tap");
       const t = `tap-pool-${nextTap++}`;
