@@ -18,7 +18,9 @@ import { acquireDaemonLock } from "./lock.js";
 import type { Socket } from "node:net";
 import { PeerCredentials } from "../adapters/peer/peer-cred.js";
 import { ExecRunner } from "../adapters/exec/runner.js";
-import { wire } from "./wire.js";
+import { hostPrepareConfig, wire } from "./wire.js";
+import { prepareHost } from "../app/host-prepare.js";
+import { LinuxHostSetup } from "../adapters/host/setup.js";
 import { startWebListener, type WebHandle } from "./web.js";
 import { startMetrics } from "./metrics.js";
 import { metricsRoute, requestTiming } from "../api/metrics-route.js";
@@ -74,7 +76,9 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   );
   const releaseLock = await acquireDaemonLock(cfg.paths.lockFile, cfg.paths.socket);
   const bus = new EventBus();
-  const deps = wire(cfg, log, bus);
+  // Before wire: it resolves vmm_user, which this may have just created.
+  const setup = await prepareHost(new LinuxHostSetup(new ExecRunner()), hostPrepareConfig(cfg), log);
+  const deps = wire(cfg, log, bus, setup);
   // Subscribed before anything runs a plan: startup's pool refills are counted too.
   const metrics = await startMetrics(cfg, log, deps, bus);
   const t0 = performance.now();

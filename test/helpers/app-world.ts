@@ -198,7 +198,16 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     which: (t) => `/usr/bin/${t}`,
     kvm: () => ({ ok: false, detail: "test" }),
     dirProblem: () => undefined,
-    privilege: async () => ({ root: true, vmmUid: 999, vmmInKvm: true, apiGid: 998, qemuSandbox: true, setpriv: "/usr/bin/setpriv", tunOpen: true }),
+    privilege: async () => ({
+      root: true,
+      vmmUid: 999,
+      vmmInKvm: true,
+      apiGid: 998,
+      qemuSandbox: true,
+      setpriv: "/usr/bin/setpriv",
+      tun: { present: true, ok: true, via: "an ACL entry" },
+      kvm: { present: true, ok: true, via: "group kvm" },
+    }),
   };
   const base: Omit<AppDeps, "vmPool"> = {
     config,

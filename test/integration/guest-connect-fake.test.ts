@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,6 +62,10 @@ describe.skipIf(skip)(`guest streams through bangerd and the fake firecracker's 
       s.pipe(s);
     });
     await new Promise<void>((r) => echo.listen(echoPath, r));
+    // The fake firecracker runs as vmm_user (banger-vmm, which the root daemon creates), and it
+    // plays the guest's side of this socket: it must pass the dir and connect, as a real guest would.
+    chmodSync(art, 0o711);
+    chmodSync(echoPath, 0o666);
     d = await startTestDaemon({
       config: { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 1 },
       env: { ...FAKE_FC_ENV, FAKE_FC_VSOCK_LISTEN: `22=unix:${echoPath}` },
