@@ -2,7 +2,7 @@
 // CRUD verbs, optimistic concurrency, strict schema checks from Kubernetes' OpenAPI document, the status
 // subresource, patches, finalizers and ownerReference garbage collection.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiextensionsV1Api, type V1CustomResourceDefinition, type V1Pod, loadYaml } from "@kubernetes/client-node";
+import { ApiextensionsV1Api, type V1CustomResourceDefinition, type V1Pod, Watch, loadYaml } from "@kubernetes/client-node";
 import {
   MICROVM_CRD,
   MVM,
@@ -163,6 +163,34 @@ describe("fake kube-apiserver: custom resources, status, finalizers, garbage col
     const body = loadYaml<V1CustomResourceDefinition>(JSON.stringify(MICROVM_CRD));
     const crd = await kit.kc.makeApiClient(ApiextensionsV1Api).createCustomResourceDefinition({ body });
     expect(crd.status?.conditions?.find((c) => c.type === "Established")?.status).toBe("True");
+  });
+
+  it("refuses a CRD the real server refuses", async () => {
+    const wrongName = { ...MICROVM_CRD, metadata: { name: "vms.banger.dev" } };
+    const r = await raw(kit, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", wrongName);
+    expect(r.code).toBe(422);
+    expect(r.body.details.causes[0].field).toBe("metadata.name");
+    const noSpec = await raw(kit, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", { metadata: { name: "x.banger.dev" } });
+    expect(noSpec.code).toBe(422);
+  });
+
+  it("watches custom resources like built-ins", async () => {
+    const events: string[] = [];
+    const ctl = await new Watch(kit.kc).watch(
+      "/apis/banger.dev/v1alpha1/namespaces/default/microvms",
+      { resourceVersion: String(kit.server.store.revision) },
+      (type, obj: { kind?: string; metadata?: { name?: string } }) => events.push(`${type} ${obj.kind} ${obj.metadata?.name}`),
+      () => undefined,
+    );
+    await kit.custom.createNamespacedCustomObject({
+      ...MVM,
+      namespace: "default",
+      body: { apiVersion: "banger.dev/v1alpha1", kind: "MicroVM", metadata: { name: "watched" }, spec: { image: "x" } },
+    });
+    await kit.custom.patchNamespacedCustomObjectStatus({ ...MVM, namespace: "default", name: "watched", body: { status: { phase: "Running" } } }, mergePatch);
+    await until("two events", () => events.length >= 2);
+    expect(events).toEqual(["ADDED MicroVM watched", "MODIFIED MicroVM watched"]);
+    ctl.abort();
   });
 
   it("serves the CRD's resource with defaults, and rejects what its openAPIV3Schema rejects", async () => {

@@ -92,6 +92,13 @@ describe("fake kube-apiserver: watch", () => {
     plain.abort();
   });
 
+  it("ends a watch after timeoutSeconds, as the real server does", async () => {
+    const w = await watch("/api/v1/namespaces/default/pods", { resourceVersion: String(kit.server.store.revision), timeoutSeconds: 1 });
+    expect(await w.done).toBe("closed");
+    expect(w.events).toEqual([]);
+    expect(kit.server.watches.count).toBe(0);
+  });
+
   it("answers a watch from a compacted resourceVersion with an ERROR event, Status 410, and ends it", async () => {
     const before = (await kit.core.listNamespacedPod({ namespace: "default" })).metadata!.resourceVersion!;
     await kit.core.createNamespacedPod({ namespace: "default", body: pod("old-1") });

@@ -94,7 +94,7 @@ export class Api {
     } else delete meta.namespace;
     if (!meta.name && meta.generateName) meta.name = `${meta.generateName}${randomUUID().replace(/-/g, "").slice(0, 5)}`;
     for (const k of ["uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"]) delete meta[k];
-    this.admission.admit(rt, obj, ctx, rt.kind === "CustomResourceDefinition" && obj.spec ? crdCauses(obj) : []);
+    this.admission.admit(rt, obj, ctx, rt.kind === "CustomResourceDefinition" ? crdCauses : undefined);
     if (this.store.get(rt, meta.namespace, meta.name!)) throw alreadyExists(rt.group, rt.plural, meta.name!);
     prepareForCreate(rt, obj);
     meta.uid = randomUUID();
@@ -153,7 +153,7 @@ export class Api {
   private write(rt: ResourceType, old: KObj, next: KObj, ctx: WriteCtx, sub?: "status"): KObj {
     const out = prepareForUpdate(rt, old, next, sub);
     if (rt.kind === "CustomResourceDefinition") {
-      this.admission.admit(rt, out, ctx, out.spec ? crdCauses(out) : []);
+      this.admission.admit(rt, out, ctx, crdCauses);
       const oldSpec = old.spec as { group: string; names: { plural: string }; scope: string };
       const newSpec = out.spec as { group: string; names: { plural: string }; scope: string };
       if (oldSpec.group !== newSpec.group || oldSpec.names.plural !== newSpec.names.plural || oldSpec.scope !== newSpec.scope) {

@@ -31,6 +31,7 @@ function toAjv(node: S): S {
 /** Checks the CRD rules the real server enforces beyond the CRD's own swagger definition. */
 export function crdCauses(crd: KObj): Cause[] {
   const causes: Cause[] = [];
+  if (!crd.spec) return [{ reason: "FieldValueRequired", field: "spec", message: "Required value" }];
   const spec = crd.spec as { group: string; names: { plural: string }; versions: { name: string; storage: boolean; schema?: { openAPIV3Schema?: S } }[] };
   const want = `${spec.names.plural}.${spec.group}`;
   if (crd.metadata.name !== want)

@@ -125,7 +125,7 @@ export class Admission {
   ) {}
 
   /** Checks obj (mutating it: defaults, canonical quantities, stripped unknown fields under Warn/Ignore); throws ApiError. */
-  admit(rt: ResourceType, obj: KObj, ctx: WriteCtx, extraCauses: Cause[] = []): void {
+  admit(rt: ResourceType, obj: KObj, ctx: WriteCtx, extraCauses: (obj: KObj) => Cause[] = () => []): void {
     const want = apiVersionOf(rt);
     if (obj.apiVersion !== undefined && obj.apiVersion !== want)
       throw badRequest(`the API version in the data (${obj.apiVersion}) does not match the expected API version (${want})`);
@@ -160,7 +160,8 @@ export class Admission {
         `${rt.kind} in version "${rt.version}" cannot be handled as a ${rt.kind}: json: cannot unmarshal into Go struct field .${typeErr.field}: ${typeErr.message}`,
       );
     }
-    const causes = [...result.causes, ...nameCauses(rt, obj.metadata.name), ...extraCauses];
+    // Kind-specific rules run only on an object of the right shape, as the real validation runs after decoding.
+    const causes = [...result.causes, ...nameCauses(rt, obj.metadata.name), ...(result.causes.length === 0 ? extraCauses(obj) : [])];
     if (causes.length === 0) {
       causes.push(...quantityCauses(obj));
       if (rt.kind === "Pod") causes.push(...podCauses(obj));
