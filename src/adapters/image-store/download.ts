@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { closeSync, createReadStream, openSync, writeSync } from "node:fs";
 import { rename, rm, stat } from "node:fs/promises";
-import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { BangerError } from "../../domain/errors.js";
 import { header, transferError, type Http } from "./http.js";
@@ -104,21 +103,30 @@ async function transfer(http: Http, o: BlobDownload, have: number): Promise<void
     throw transferError(new Error(`unexpected Content-Range ${header(res, "content-range")}`), `GET ${o.url}`, o.signal);
   }
   let written = resumed ? have : 0;
-  const count = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      written += chunk.length;
-      if (written > o.size) {
-        cb(new BangerError("IMAGE_DIGEST_MISMATCH", `blob ${o.digest}: the source sent more than its ${o.size} bytes`, { hint: "the source is damaged" }));
-        return;
-      }
-      o.onProgress?.(written);
-      cb(null, chunk);
-    },
-  });
+  // Each chunk goes to disk as it arrives (synchronously, in flowing mode): a stream piped through buffers
+  // would lose what it held when the connection breaks, and the next Range request would start short.
+  const fd = openSync(o.partial, resumed ? "a" : "w");
+  const onAbort = () => res.body.destroy(new Error("cancelled"));
+  o.signal.addEventListener("abort", onAbort, { once: true });
   try {
-    await pipeline(res.body, count, createWriteStream(o.partial, { flags: resumed ? "a" : "w" }), { signal: o.signal });
+    await new Promise<void>((resolve, reject) => {
+      res.body.on("data", (chunk: Buffer) => {
+        written += chunk.length;
+        if (written > o.size) {
+          res.body.destroy(new BangerError("IMAGE_DIGEST_MISMATCH", `blob ${o.digest}: the source sent more than its ${o.size} bytes`, { hint: "the source is damaged" }));
+          return;
+        }
+        writeSync(fd, chunk);
+        o.onProgress?.(written);
+      });
+      res.body.once("end", resolve);
+      res.body.once("error", reject);
+    });
   } catch (e) {
     if (e instanceof BangerError && e.code === "IMAGE_DIGEST_MISMATCH") await rm(o.partial, { force: true });
     throw transferError(e, `GET ${o.url}`, o.signal);
+  } finally {
+    o.signal.removeEventListener("abort", onAbort);
+    closeSync(fd);
   }
 }
