@@ -6,11 +6,18 @@ import type { ImageService } from "../app/images.js";
 import type { ApiEnv } from "./env.js";
 
 const ref = z.string().min(1).max(2048);
-export const pullBody = z.object({ source: ref.optional(), digest: z.string().max(80).optional(), name: z.string().max(128).optional(), insecure: z.boolean().optional() }).strict();
+export const pullBody = z
+  .object({ source: ref.optional(), digest: z.string().max(80).optional(), name: z.string().max(128).optional(), insecure: z.boolean().optional() })
+  .strict();
 export const pushBody = z.object({ dest: ref, insecure: z.boolean().optional() }).strict();
 
 /** Images by digest: `POST /images/pull` and `POST /images/:name/push`. The client going away cancels either. */
-export function imageStoreRoutes(api: Hono<ApiEnv>, d: AppDeps, images: ImageService, parseBody: (c: { req: { json(): Promise<unknown> } }) => Promise<unknown>): void {
+export function imageStoreRoutes(
+  api: Hono<ApiEnv>,
+  d: AppDeps,
+  images: ImageService,
+  parseBody: (c: { req: { json(): Promise<unknown> } }) => Promise<unknown>,
+): void {
   api.post("/images/pull", async (c) => {
     const { insecure, ...input } = pullBody.parse(await parseBody(c));
     const out = await imageDistribution(d, images).pull(input, { signal: c.req.raw.signal, insecure });

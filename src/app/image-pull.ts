@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { BangerError, isCode } from "../domain/errors.js";
 import { canonicalManifest, isImageDigest, manifestOf, parseManifest } from "../domain/image-digest.js";
 import type { ArtifactRole, Image } from "../domain/types.js";
-import type { ImageStore, RemoteImage } from "../ports/image-store.js";
+import type { RemoteImage } from "../ports/image-store.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 import { imageNotFound, type ImageService } from "./images.js";
 
@@ -75,9 +75,15 @@ export class ImageDistribution {
 
   async pull(input: PullInput, opts: PullOptions): Promise<PullResult> {
     if (input.digest !== undefined && !isImageDigest(input.digest)) {
-      throw new BangerError("BAD_REQUEST", `${input.digest} is not an image digest`, { field: "digest", hint: "write it as sha256:<64 lowercase hex digits>, as `banger image ls` shows it" });
+      throw new BangerError("BAD_REQUEST", `${input.digest} is not an image digest`, {
+        field: "digest",
+        hint: "write it as sha256:<64 lowercase hex digits>, as `banger image ls` shows it",
+      });
     }
-    if (!input.source && !input.digest) throw new BangerError("BAD_REQUEST", "pull needs a source or a digest", { hint: "`banger image pull oci://host/repo:tag` or `banger image pull sha256:<hex>`" });
+    if (!input.source && !input.digest)
+      throw new BangerError("BAD_REQUEST", "pull needs a source or a digest", {
+        hint: "`banger image pull oci://host/repo:tag` or `banger image pull sha256:<hex>`",
+      });
     const stages: StageTime[] = [];
     if (input.digest) {
       const here = this.d.store.getImage(input.digest);
@@ -234,16 +240,25 @@ export class ImageDistribution {
   }
 
   /** Publish an image: checksums verified first, so a changed file is never pushed under the recorded digest. */
-  async push(ref: string, dest: string, opts: { signal: AbortSignal; insecure?: boolean }): Promise<{ reference: string; manifestDigest: string; digest: string }> {
+  async push(
+    ref: string,
+    dest: string,
+    opts: { signal: AbortSignal; insecure?: boolean },
+  ): Promise<{ reference: string; manifestDigest: string; digest: string }> {
     const img = this.images.get(ref);
     const problem = (await this.images.verifyChecksums(img)).get(img.name);
     if (problem) {
-      throw new BangerError("IMAGE_BROKEN", `image ${img.name} is broken (${problem}); refusing to push it`, { hint: "re-register the image from its build output" });
+      throw new BangerError("IMAGE_BROKEN", `image ${img.name} is broken (${problem}); refusing to push it`, {
+        hint: "re-register the image from its build output",
+      });
     }
     const manifestText = canonicalManifest(manifestOf(img));
     const digest = img.digest!;
     const files = img.artifacts.map((a) => ({ role: a.role, path: a.path, sha256: a.sha256, size: a.sizeBytes }));
-    const out = await this.d.imageStore.push({ digest, manifestText, name: img.name, files }, dest, { signal: opts.signal, insecure: opts.insecure || this.d.config.imageInsecure });
+    const out = await this.d.imageStore.push({ digest, manifestText, name: img.name, files }, dest, {
+      signal: opts.signal,
+      insecure: opts.insecure || this.d.config.imageInsecure,
+    });
     this.d.log.info({ image: img.name, digest, dest: out.reference }, "image pushed");
     return { ...out, digest };
   }

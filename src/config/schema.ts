@@ -30,7 +30,10 @@ export const imagesSchema = z
       .array(
         z
           .string()
-          .regex(/^(oci:\/\/[^/\s]+\/\S+|https?:\/\/\S+|file:\/\/\/\S*|\/\S*)$/, "expected oci://host[:port]/repo, https://host/layout/ or an absolute layout directory"),
+          .regex(
+            /^(oci:\/\/[^/\s]+\/\S+|https?:\/\/\S+|file:\/\/\/\S*|\/\S*)$/,
+            "expected oci://host[:port]/repo, https://host/layout/ or an absolute layout directory",
+          ),
       )
       .max(32),
     store_max_gib: z.number().min(0).max(65536),

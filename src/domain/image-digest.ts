@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { BangerError } from "./errors.js";
 import type { ArtifactRole, GuestService, Image } from "./types.js";
 
@@ -25,11 +24,13 @@ export function isImageDigest(s: string): boolean {
 }
 
 export function manifestOf(img: Pick<Image, "guest" | "bootArgs" | "artifacts">): BootSetManifest {
+  // Rows written by early versions may lack guest fields; they hash as absent, never fail.
+  const guest: Partial<Image["guest"]> = img.guest ?? {};
   return {
     schema: MANIFEST_SCHEMA,
-    os: img.guest.os,
+    os: guest.os ?? "",
     bootArgs: img.bootArgs,
-    services: img.guest.services,
+    services: guest.services ?? [],
     files: img.artifacts.map((a) => ({ role: a.role, size: a.sizeBytes, sha256: a.sha256 })),
   };
 }
@@ -49,13 +50,19 @@ export function canonicalManifest(m: BootSetManifest): string {
   });
 }
 
-export function digestOfManifest(m: BootSetManifest): string {
-  return `sha256:${createHash("sha256").update(canonicalManifest(m)).digest("hex")}`;
+/**
+ * Hex sha256 of a UTF-8 string. The domain does no hashing of its own (it imports nothing, not even
+ * node:crypto): callers pass node:crypto's, so the digest stays a pure function of its inputs.
+ */
+export type Sha256Hex = (text: string) => string;
+
+export function digestOfManifest(m: BootSetManifest, sha256: Sha256Hex): string {
+  return `sha256:${sha256(canonicalManifest(m))}`;
 }
 
 /** `sha256:<hex>` over the image's canonical manifest; also the OCI config blob's digest when pushed. */
-export function imageDigest(img: Pick<Image, "guest" | "bootArgs" | "artifacts">): string {
-  return digestOfManifest(manifestOf(img));
+export function imageDigest(img: Pick<Image, "guest" | "bootArgs" | "artifacts">, sha256: Sha256Hex): string {
+  return digestOfManifest(manifestOf(img), sha256);
 }
 
 function bad(problem: string): BangerError {

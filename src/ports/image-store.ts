@@ -48,7 +48,11 @@ export interface ImageStore {
    * Interrupted transfers continue from their partial file (HTTP Range), within this call and in a later one;
    * a cancelled call removes its partials.
    */
-  fetch(remote: RemoteImage, dir: string, opts: TransferOptions & { onProgress?: (role: ArtifactRole, bytes: number) => void }): Promise<Map<ArtifactRole, string>>;
+  fetch(
+    remote: RemoteImage,
+    dir: string,
+    opts: TransferOptions & { onProgress?: (role: ArtifactRole, bytes: number) => void },
+  ): Promise<Map<ArtifactRole, string>>;
   /** Publish a boot set at `dest`; answers the reference written and the OCI manifest's digest. */
   push(set: LocalBootSet, dest: string, opts: TransferOptions): Promise<{ reference: string; manifestDigest: string }>;
 }

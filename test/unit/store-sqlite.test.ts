@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { LATEST_VERSION, MIGRATIONS, migrate } from "../../src/adapters/sqlite/migrations.js";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
 import { imageDigest } from "../../src/domain/image-digest.js";
+import { sha256Hex } from "../../src/adapters/sqlite/hash.js";
 import { BangerError } from "../../src/domain/errors.js";
 import type { Artifact, LifecycleEvent, Vm } from "../../src/domain/types.js";
 import type { NewImage } from "../../src/ports/store.js";
@@ -118,7 +119,7 @@ describe("SqliteStore images", () => {
       ],
       aliases: ["debian", "stable"],
       createdAt: T0.toISOString(),
-      digest: imageDigest({ guest: newImage("deb").guest, bootArgs: "console=ttyS0 root=/dev/vda", artifacts: artifacts("deb") }),
+      digest: imageDigest({ guest: newImage("deb").guest, bootArgs: "console=ttyS0 root=/dev/vda", artifacts: artifacts("deb") }, sha256Hex),
       lastUsedAt: T0.toISOString(),
     };
     // The same boot set under another id and name (paths differ too) has the same digest, found by it.
@@ -493,7 +494,13 @@ describe("SqliteStore schema and migrations", () => {
     try {
       raw.pragma("user_version = 8");
       // Only the rebuild: the later steps' columns are already there.
-      expect(migrate(raw, file, MIGRATIONS.filter((m) => m.version <= 9))).toBe(9);
+      expect(
+        migrate(
+          raw,
+          file,
+          MIGRATIONS.filter((m) => m.version <= 9),
+        ),
+      ).toBe(9);
       raw.pragma(`user_version = ${LATEST_VERSION}`);
     } finally {
       raw.close();

@@ -40,7 +40,12 @@ export function ociManifest(set: LocalBootSet): string {
     mediaType: MEDIA.manifest,
     artifactType: MEDIA.artifact,
     config: { mediaType: MEDIA.config, digest: set.digest, size: Buffer.byteLength(set.manifestText) },
-    layers: files.map((f) => ({ mediaType: layerMediaType(f.role), digest: `sha256:${f.sha256}`, size: f.size, annotations: { [ANNOTATION_TITLE]: TITLES[f.role] } })),
+    layers: files.map((f) => ({
+      mediaType: layerMediaType(f.role),
+      digest: `sha256:${f.sha256}`,
+      size: f.size,
+      annotations: { [ANNOTATION_TITLE]: TITLES[f.role] },
+    })),
     annotations: { [ANNOTATION_DIGEST]: set.digest, [ANNOTATION_NAME]: set.name },
   });
 }
@@ -52,7 +57,11 @@ function invalid(source: string, problem: string): BangerError {
 }
 
 /** The OCI manifest's own checks: a banger artifact, and (when asked for one) the banger digest wanted. */
-export function readOciManifest(bytes: Buffer, source: string, want?: string): { configDigest: string; configSize: number; layers: Descriptor[]; name?: string } {
+export function readOciManifest(
+  bytes: Buffer,
+  source: string,
+  want?: string,
+): { configDigest: string; configSize: number; layers: Descriptor[]; name?: string } {
   let m: { mediaType?: string; artifactType?: string; config?: Descriptor; layers?: Descriptor[]; annotations?: Record<string, string> };
   try {
     m = JSON.parse(bytes.toString("utf8")) as typeof m;

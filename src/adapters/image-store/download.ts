@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { closeSync, createReadStream, openSync, writeSync } from "node:fs";
 import { rename, rm, stat } from "node:fs/promises";
-import { pipeline } from "node:stream/promises";
 import { BangerError } from "../../domain/errors.js";
 import { header, transferError, type Http } from "./http.js";
 
@@ -28,9 +27,7 @@ export function digestMismatch(what: string, want: string, got: string): BangerE
 
 async function sha256Of(path: string): Promise<string> {
   const h = createHash("sha256");
-  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), async function* (src) {
-    for await (const c of src) h.update(c as Buffer);
-  });
+  for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(c as Buffer);
   return `sha256:${h.digest("hex")}`;
 }
 
@@ -113,7 +110,9 @@ async function transfer(http: Http, o: BlobDownload, have: number): Promise<void
       res.body.on("data", (chunk: Buffer) => {
         written += chunk.length;
         if (written > o.size) {
-          res.body.destroy(new BangerError("IMAGE_DIGEST_MISMATCH", `blob ${o.digest}: the source sent more than its ${o.size} bytes`, { hint: "the source is damaged" }));
+          res.body.destroy(
+            new BangerError("IMAGE_DIGEST_MISMATCH", `blob ${o.digest}: the source sent more than its ${o.size} bytes`, { hint: "the source is damaged" }),
+          );
           return;
         }
         writeSync(fd, chunk);

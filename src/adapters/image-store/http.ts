@@ -104,6 +104,10 @@ export function transferError(e: unknown, what: string, signal: AbortSignal, dea
     e instanceof undiciErrors.ConnectTimeoutError ||
     e instanceof undiciErrors.HeadersTimeoutError ||
     e instanceof undiciErrors.BodyTimeoutError;
-  if (timedOut) return new BangerError("TIMEOUT", `${what}: no answer in time (${(e as Error).message})`, { hint: "check that the source is up; a retried pull resumes where it stopped", cause: e });
+  if (timedOut)
+    return new BangerError("TIMEOUT", `${what}: no answer in time (${(e as Error).message})`, {
+      hint: "check that the source is up; a retried pull resumes where it stopped",
+      cause: e,
+    });
   return sourceFailed(`${what}: ${(e as Error).message}`, undefined, e);
 }

@@ -73,7 +73,10 @@ export class Layout {
     }
     const url = new URL(rel, this.ref.base).toString();
     const { res, bytes } = await this.http.fetchBytes("GET", url, { signal });
-    if (res.status === 404) throw new BangerError("IMAGE_NOT_FOUND", `${url}: not found`, { hint: "check the URL: it must point at an OCI image layout (the directory holding index.json)" });
+    if (res.status === 404)
+      throw new BangerError("IMAGE_NOT_FOUND", `${url}: not found`, {
+        hint: "check the URL: it must point at an OCI image layout (the directory holding index.json)",
+      });
     if (res.status !== 200) throw sourceFailed(`GET ${url}: HTTP ${res.status}`);
     return bytes;
   }
@@ -127,7 +130,10 @@ export class Layout {
     const manifestDigest = sha256Digest(manifest);
     await put(manifestDigest, manifest.length, (tmp) => writeFile(tmp, manifest));
     const tag = this.ref.tag ?? set.name;
-    const old = await readFile(join(dir, "index.json")).then((b) => parseIndex(b, this.ref.display), () => undefined);
+    const old = await readFile(join(dir, "index.json")).then(
+      (b) => parseIndex(b, this.ref.display),
+      () => undefined,
+    );
     const manifests = (old?.manifests ?? []).filter((m) => m.annotations?.[ANNOTATION_REF] !== tag);
     manifests.push({
       mediaType: MEDIA.manifest,
@@ -151,5 +157,7 @@ function parseIndex(bytes: Buffer, display: string): Index {
   } catch {
     // reported below
   }
-  throw new BangerError("INVALID_IMAGE_MANIFEST", `${display}: index.json is not an OCI image index`, { hint: "point the source at an OCI image layout written by `banger image push`" });
+  throw new BangerError("INVALID_IMAGE_MANIFEST", `${display}: index.json is not an OCI image index`, {
+    hint: "point the source at an OCI image layout written by `banger image push`",
+  });
 }

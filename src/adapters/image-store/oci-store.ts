@@ -37,7 +37,11 @@ export class OciImageStore implements ImageStore {
     const at = this.open(source, opts.insecure);
     if ("registry" in at) {
       const reg = at.registry;
-      const manifest = readOciManifest(await reg.manifest(opts.digest ? digestTag(opts.digest) : (reg.ref.tag ?? "latest"), opts.signal), reg.ref.display, opts.digest);
+      const manifest = readOciManifest(
+        await reg.manifest(opts.digest ? digestTag(opts.digest) : (reg.ref.tag ?? "latest"), opts.signal),
+        reg.ref.display,
+        opts.digest,
+      );
       const { res, bytes } = await this.http.fetchBytes("GET", reg.blobUrl(manifest.configDigest), { signal: opts.signal });
       if (res.status !== 200) throw sourceFailed(`${reg.ref.display}: config blob ${manifest.configDigest}: HTTP ${res.status}`);
       return remoteImage(reg.ref.display, manifest, bytes);
@@ -75,7 +79,15 @@ export class OciImageStore implements ImageStore {
               onProgress: (n) => opts.onProgress?.(f.role, n),
             });
           } else if (at.layout.ref.remote) {
-            await downloadBlob(this.http, { url: at.layout.blobLocation(f.digest), digest: f.digest, size: f.size, partial, dest, signal: opts.signal, attempts: this.opts.attempts });
+            await downloadBlob(this.http, {
+              url: at.layout.blobLocation(f.digest),
+              digest: f.digest,
+              size: f.size,
+              partial,
+              dest,
+              signal: opts.signal,
+              attempts: this.opts.attempts,
+            });
           } else {
             await copyFile(at.layout.blobLocation(f.digest), partial).catch((e: Error) => {
               throw sourceFailed(`${remote.source}: cannot read blob ${f.digest}: ${e.message}`, "the layout is incomplete: push the image there again");

@@ -1,6 +1,7 @@
 // The only place that knows how domain objects are laid out in SQLite.
 import type { BuildInfo } from "../../domain/build.js";
 import type { Artifact, ArtifactRole, GuestMeta, Image, ImageStatus, LifecycleEvent, StageOutcome, Vm, VmmKind, VmState } from "../../domain/types.js";
+import { sha256Hex } from "./hash.js";
 import { imageDigest } from "../../domain/image-digest.js";
 import type { NewImage, VmPatch } from "../../ports/store.js";
 
@@ -94,7 +95,7 @@ export function imageToRow(img: NewImage, status: ImageStatus, createdAt: string
     guest_json: JSON.stringify(img.guest),
     created_at: createdAt,
     build_json: img.build ? JSON.stringify(img.build) : null,
-    digest: imageDigest(img),
+    digest: imageDigest(img, sha256Hex),
     pulled_from: img.pulledFrom ?? null,
     last_used_at: createdAt,
   };

@@ -4,6 +4,7 @@ import Database from "better-sqlite3";
 import { BangerError } from "../../domain/errors.js";
 import type { Image, ImageStatus, LifecycleEvent, Vm, VmState } from "../../domain/types.js";
 import type { NewImage, Store, VmPatch } from "../../ports/store.js";
+import { sha256Hex } from "./hash.js";
 import { imageDigest, isImageDigest } from "../../domain/image-digest.js";
 import { migrate } from "./migrations.js";
 import {
@@ -164,7 +165,12 @@ export class SqliteStore implements Store {
     const missing = this.read(() => this.all<ImageRow>("SELECT * FROM images WHERE digest IS NULL").map((r) => this.loadImage(r)));
     if (missing.length === 0) return;
     this.write(() => {
-      for (const img of missing) this.run("UPDATE images SET digest = ?, last_used_at = COALESCE(last_used_at, created_at) WHERE id = ? AND digest IS NULL", imageDigest(img), img.id);
+      for (const img of missing)
+        this.run(
+          "UPDATE images SET digest = ?, last_used_at = COALESCE(last_used_at, created_at) WHERE id = ? AND digest IS NULL",
+          imageDigest(img, sha256Hex),
+          img.id,
+        );
     });
   }
 

@@ -13,7 +13,12 @@ export function registerImageStore(im: Command, ctx: CliContext): void {
     .action(async (name: string, dest: string, o: { insecure?: boolean }) => {
       const out = await ctx
         .client()
-        .call<{ reference: string; manifestDigest: string; digest: string }>("POST", `/images/${encodeURIComponent(name)}/push`, { dest, ...(o.insecure ? { insecure: true } : {}) }, LONG_MS);
+        .call<{ reference: string; manifestDigest: string; digest: string }>(
+          "POST",
+          `/images/${encodeURIComponent(name)}/push`,
+          { dest, ...(o.insecure ? { insecure: true } : {}) },
+          LONG_MS,
+        );
       ctx.out(`pushed ${name} (${out.digest}) to ${out.reference}\nmanifest ${out.manifestDigest}`, out);
     });
 
