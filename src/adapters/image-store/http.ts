@@ -1,4 +1,4 @@
-import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici";
+import { Agent, errors as undiciErrors, type Dispatcher } from "undici";
 import { BangerError } from "../../domain/errors.js";
 
 export interface HttpTimeouts {
@@ -50,7 +50,9 @@ export class Http {
     for (let hop = 0; ; hop++) {
       let res: Dispatcher.ResponseData;
       try {
-        res = await request(at, { method, headers: o.headers, body: o.body, signal, dispatcher: this.agent });
+        // The agent's own request() (not undici's top-level one): the bundle ships only the dispatchers it uses.
+        const u = new URL(at);
+        res = await this.agent.request({ origin: u.origin, path: `${u.pathname}${u.search}`, method, headers: o.headers, body: o.body, signal });
       } catch (e) {
         throw transferError(e, `${method} ${at}`, o.signal, deadline);
       }
