@@ -4,6 +4,7 @@ import type { AppDeps } from "../app/deps.js";
 import { createVm } from "../app/create.js";
 import { runDoctor } from "../app/doctor.js";
 import { ImageService } from "../app/images.js";
+import { imageStoreRoutes } from "./image-store-routes.js";
 import { removeVm, startVm, stopVm, vmEvents } from "../app/lifecycle.js";
 import { getVm, listVms } from "../app/vm-lookup.js";
 import { sshTarget } from "../app/vm-ready.js";
@@ -94,6 +95,7 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
   api.post("/images", async (c) => c.json({ image: await images.register(registerImageBody.parse(await body(c))) }, 201));
   buildRoute(api, d, images, body);
   snapshotRoutes(api, d, images);
+  imageStoreRoutes(api, d, images, body);
   api.delete("/images/:name", async (c) => {
     await images.remove(c.req.param("name"));
     return c.json({ removed: c.req.param("name") });

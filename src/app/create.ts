@@ -79,6 +79,8 @@ export interface CreateInput {
 export function resolveImage(d: Pick<AppDeps, "store">, ref: string): Image {
   const image = d.store.getImage(ref);
   if (!image) throw imageNotFound(ref);
+  // Pulled images are evicted least recently used first (app/image-pull.ts); a create is a use.
+  d.store.touchImage(image.id);
   if (image.status === "broken") {
     throw new BangerError("IMAGE_BROKEN", `image ${image.name} is broken: ${image.statusDetail}`, {
       hint: "re-register it from its build output, or promote another build (`banger image promote`)",

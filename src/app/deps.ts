@@ -12,6 +12,7 @@ import type { HostCheckConfig, HostFacts } from "../ports/host.js";
 import type { Network } from "../ports/network.js";
 import type { Forwarder } from "../ports/forwarder.js";
 import type { Store } from "../ports/store.js";
+import type { ImageStore } from "../ports/image-store.js";
 import type { Vmm } from "../ports/vmm.js";
 import type { VmmSnapshots } from "../ports/snapshots.js";
 import type { OpTicket, VmOps } from "./vm-ops.js";
@@ -53,6 +54,14 @@ export interface AppConfig {
    */
   channelProxy?: string[];
   hostCheck: HostCheckConfig;
+  /** Partial downloads and sets being pulled (`<state_dir>/pulls`). */
+  pullsDir: string;
+  /** images.store_max_gib in bytes: the budget of pulled images; 0 means none. */
+  imageStoreMaxBytes: number;
+  /** images.sources: where a digest this node lacks is looked for, in order. */
+  imageSources: string[];
+  /** images.insecure: plain HTTP to non-loopback sources. */
+  imageInsecure: boolean;
 }
 
 /** A ready-made set of per-VM disks for one image: a directory holding rootfs.ext4 and work.ext4. */
@@ -189,6 +198,8 @@ export interface AppDeps {
   /** Byte streams to guest ports over vsock / virtio-serial, independent of the guest network. */
   channel: GuestChannel;
   keys: Keys;
+  /** Images kept elsewhere by digest: OCI registries and layouts (pull, push). */
+  imageStore: ImageStore;
   names: NameGenerator;
   log: Logger;
 }

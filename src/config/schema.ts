@@ -39,6 +39,24 @@ export const natSchema = z
   })
   .strict();
 
+/** Where `banger image pull` looks for a digest, and the budget of pulled images (docs/images.md, "Images by digest"). */
+export const imagesSchema = z
+  .object({
+    sources: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^(oci:\/\/[^/\s]+\/\S+|https?:\/\/\S+|file:\/\/\/\S*|\/\S*)$/,
+            "expected oci://host[:port]/repo, https://host/layout/ or an absolute layout directory",
+          ),
+      )
+      .max(32),
+    store_max_gib: z.number().min(0).max(65536),
+    insecure: z.boolean(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     vmm: z.enum(["firecracker", "qemu"]),
@@ -73,6 +91,7 @@ export const configSchema = z
     web: webSchema,
     metrics: metricsSchema,
     nat: natSchema,
+    images: imagesSchema,
   })
   .strict();
 
@@ -106,6 +125,7 @@ export const STATIC_DEFAULTS = {
   web: { listen: "127.0.0.1:7780", enabled: true, allow_remote: false },
   metrics: { listen: "", allow_remote: false },
   nat: { allow: [] as string[] },
+  images: { sources: [] as string[], store_max_gib: 0, insecure: false },
 } satisfies Partial<Config>;
 
 export const KEY_DOCS: Record<string, string> = {
@@ -145,5 +165,8 @@ export const KEY_DOCS: Record<string, string> = {
   "web.allow_remote": "allow web.listen on a non-loopback address (plain HTTP: put TLS in front)",
   "metrics.listen": "host:port of a TCP listener serving GET /metrics (Prometheus text format), empty to disable; the socket serves it always",
   "metrics.allow_remote": "allow metrics.listen on a non-loopback address (the endpoint has no authentication)",
+  "images.sources": 'where a digest this node lacks is pulled from, tried in order, e.g. ["oci://registry.lan:5000/banger"]',
+  "images.store_max_gib": "disk budget of pulled images in GiB; a pull evicts least recently used pulled images no VM or alias uses; 0 means no budget",
+  "images.insecure": "allow plain HTTP to image sources that are not loopback (digests are still checked, tags are not protected)",
   "nat.allow": 'private or link-local IPv4 ranges NAT guests may reach anyway, e.g. ["10.1.2.0/24"]; empty denies them all',
 };

@@ -20,6 +20,7 @@ import { SshShell } from "../adapters/ssh/shell.js";
 import { Ext4BuildDisks } from "../adapters/disk/build-disks.js";
 import { checkKey, ensureDefaultKey, generateHostKey } from "../adapters/ssh/keys.js";
 import { SqliteStore } from "../adapters/sqlite/store.js";
+import { OciImageStore } from "../adapters/image-store/oci-store.js";
 import { NameGenerator, seededRandom } from "../domain/names.js";
 import type { VmmKind } from "../domain/types.js";
 import type { Vmm } from "../ports/vmm.js";
@@ -108,6 +109,10 @@ export function appConfig(cfg: LoadedConfig): AppConfig {
     socket: cfg.paths.socket,
     hostCheck: hostCheckConfig(cfg),
     channelProxy: channelProxy(cfg.paths.socket),
+    pullsDir: join(cfg.paths.stateDir, "pulls"),
+    imageStoreMaxBytes: c.images.store_max_gib * 1024 ** 3,
+    imageSources: c.images.sources,
+    imageInsecure: c.images.insecure,
   };
 }
 
@@ -223,6 +228,7 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus, setup?: Hos
     buildDisks: new Ext4BuildDisks({ runner, disks }),
     channel: new SocketGuestChannel({ log: log.child({ component: "channel" }), firecrackerChrootBase: cfg.paths.jailDir }),
     keys,
+    imageStore: new OciImageStore({ partialsDir: join(config.pullsDir, "blobs") }),
   };
   // Built last: its members are restored with the same parts a create uses.
   return { ...parts, vmPool: new VmPool(parts) };

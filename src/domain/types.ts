@@ -45,6 +45,12 @@ export interface Image {
   createdAt: string;
   /** Set on images made by `banger image build`: parent, step digests, stage times. */
   build?: BuildInfo;
+  /** `sha256:<hex>` of the canonical boot-set manifest (domain/image-digest.ts); set by the store on every image. */
+  digest?: string;
+  /** Where `image pull` got it; only pulled images are evicted under `images.store_max_gib`. */
+  pulledFrom?: string;
+  /** Last pull, create or ensure that named it (LRU eviction order). */
+  lastUsedAt?: string;
 }
 
 export type { VmState };

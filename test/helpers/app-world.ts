@@ -5,6 +5,7 @@ import pino, { type Logger } from "pino";
 import { FileConsoleLogs } from "../../src/adapters/console/files.js";
 import { TcpProxy } from "../../src/adapters/net/tcp-proxy.js";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
+import { OciImageStore } from "../../src/adapters/image-store/oci-store.js";
 import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
 import { VmPool } from "../../src/app/vm-pool.js";
@@ -222,6 +223,8 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     buildDisks,
     keys,
     log,
+    // The real adapter: these worlds never pull, and it touches nothing until asked.
+    imageStore: new OciImageStore({ partialsDir: join(dir, "state", "pulls", "blobs") }),
     channel: {
       open: () => Promise.reject(new BangerError("CHANNEL_FAILED", "the unit-test world has no guest channel")),
       // banger-channel's RUN, answered by the same fake as SSH commands, recorded as "channel:run".
