@@ -5,6 +5,9 @@
  * - bangerd's settled idle RSS with the web UI off (the baseline) and on, in the same run, each
  *   a fresh daemon with 5 VM records; with the UI on, again after the page loads below (the
  *   event streams they opened are closed by then);
+ * - bangerd's idle RSS as a host runs it (bench/idle.ts): UI on, TAP and disk pools warm with a
+ *   registered image, a fresh daemon each time, median of `--idle-runs` (5), beside a bare Node
+ *   process's RSS read in the same run;
  * - the first-page load of the VMs page in Chromium against the warm daemon, `runs` times:
  *   from navigation to the VM table filled from the event stream's snapshot, with the browser's
  *   cache cleared before each load (a fresh visitor, logged in). Median, min and max.
@@ -20,9 +23,14 @@ import { REPO, startTestDaemon, testConfig, type TestDaemon } from "../test/help
 import { chromiumSkipReason, launchIn, webConfig } from "../test/helpers/browser.js";
 import { benchNamespace, median, runMain, writeReport } from "./common.js";
 import { api, daemonMemory, type Memory } from "./cli-lib.js";
+import { idleRss } from "./idle.js";
 
-const { values } = parseArgs({ args: process.argv.slice(2).filter((a) => a !== "--"), options: { runs: { type: "string", default: "10" } } });
+const { values } = parseArgs({
+  args: process.argv.slice(2).filter((a) => a !== "--"),
+  options: { runs: { type: "string", default: "10" }, "idle-runs": { type: "string", default: "5" } },
+});
 const runs = Number(values.runs);
+const idleRuns = Number(values["idle-runs"]);
 const here = benchNamespace("web.ts", "bench-web");
 const FAKE_FC = join(REPO, "test/fakes/firecracker/firecracker.mjs");
 const SETTLE_MS = 15_000;
@@ -59,6 +67,12 @@ async function teardown(x: { d: TestDaemon; art: string }): Promise<void> {
 async function main(): Promise<void> {
   const skip = chromiumSkipReason();
   if (skip) throw new Error(skip);
+
+  console.log(`bangerd idle RSS, UI on, TAP and disk pools warm, ${idleRuns} fresh daemons:`);
+  const idle = await idleRss(here, idleRuns, console.log);
+  console.log(
+    `bangerd idle RSS: median ${mib(idle.medianRss)} (target <= 60 MiB); bare node ${mib(idle.medianBaselineRss)}; ratio ${idle.medianRatio.toFixed(2)}`,
+  );
 
   const off = await daemon(false);
   const rssOff = await settled(off.pid);
@@ -100,6 +114,7 @@ async function main(): Promise<void> {
   const report = {
     runs,
     vms: VMS,
+    idleWarmPools: idle,
     idleRss: { webOff: rssOff, webOn: rssOn, webOnAfterLoads: rssAfter, ratioOnOff: rssOn.rss / rssOff.rss },
     firstPageLoad: {
       medianToTableMs: median(t),

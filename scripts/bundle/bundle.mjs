@@ -22,11 +22,17 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const out = join(root, "build/bundle");
 const src = join(root, "src");
 
-/** "undici" itself (not its subpaths, which the shim imports) resolves to the shim. */
-const undiciClientOnly = {
-  name: "undici-client-only",
+/**
+ * zod's namespace re-exports every locale (`z.locales`, ~300 KB of source over 40 languages) while
+ * its messages come from English alone, which zod imports directly. Nothing in banger reads
+ * `z.locales`; bundled, the rest only cost bangerd's heap the source text and its compilation.
+ */
+const zodEnglishOnly = {
+  name: "zod-english-only",
   setup(b) {
-    b.onResolve({ filter: /^undici$/ }, () => ({ path: join(root, "scripts/bundle/undici-client.mjs") }));
+    b.onResolve({ filter: /\/locales\/index\.js$/ }, (args) =>
+      /[\\/]node_modules[\\/]zod[\\/]/.test(args.importer) ? { path: join(root, "scripts/bundle/zod-locales.mjs") } : undefined,
+    );
   },
 };
 
@@ -77,7 +83,7 @@ const common = {
   metafile: true,
   logLevel: "warning",
 };
-// Bundled CommonJS packages (commander, pino, undici) call require() for Node built-ins.
+// Bundled CommonJS packages (commander, pino) call require() for Node built-ins.
 const esm = {
   ...common,
   format: "esm",
@@ -104,9 +110,9 @@ const cli = await build({
 const complete = await build({ ...cjs, entryPoints: { "banger-complete": "src/cli/completion/main.ts" } });
 const vsock = await build({ ...cjs, entryPoints: { "banger-vsock": "src/cli/vsock.ts" } });
 const [lazy, daemon] = await Promise.all([
-  build({ ...esm, entryPoints: lazyEntries, splitting: true, chunkNames: "lazy-[hash]", plugins: [sharedErrors, undiciClientOnly] }),
+  build({ ...esm, entryPoints: lazyEntries, splitting: true, chunkNames: "lazy-[hash]", plugins: [sharedErrors, zodEnglishOnly] }),
   // The web UI's server is a chunk of its own, loaded only when web.enabled (src/daemon/web.ts).
-  build({ ...esm, entryPoints: { bangerd: "src/daemon/main.ts" }, splitting: true, chunkNames: "bangerd-[hash]", plugins: [undiciClientOnly] }),
+  build({ ...esm, entryPoints: { bangerd: "src/daemon/main.ts" }, splitting: true, chunkNames: "bangerd-[hash]", plugins: [zodEnglishOnly] }),
 ]);
 // What went into each output, by input file (kept out of the package).
 writeFileSync(

@@ -1,12 +1,12 @@
 import { chmodSync, chownSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { getRequestListener } from "@hono/node-server";
 import { Hono } from "hono";
 import pino from "pino";
 import type { LoadedConfig } from "../config/load.js";
 import { connectUpgrade } from "../api/connect.js";
 import { apiRoutes } from "../api/routes.js";
+import { honoListener, type NodeBindings } from "../api/node-listener.js";
 import { ImageService } from "../app/images.js";
 import { EventBus } from "../app/event-bus.js";
 import { SnapshotKeeper } from "../app/snapshot-keeper.js";
@@ -132,7 +132,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   const app = new Hono();
   const peers = new PeerCredentials(new ExecRunner());
   const apiGroup = { name: cfg.config.api_group, gid: groupId(cfg.config.api_group) };
-  const identify = (env: unknown) => peers.of((env as { incoming: IncomingMessage }).incoming.socket as Socket);
+  const identify = (env: unknown) => peers.of((env as NodeBindings).incoming.socket as Socket);
   // Before the routes: a middleware times only what is registered after it.
   app.use("*", requestTiming(metrics.metrics));
   metricsRoute(app, metrics.metrics, { identify, apiGroup });
@@ -149,7 +149,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     }),
   );
   mkdirSync(dirname(cfg.paths.socket), { recursive: true, mode: 0o755 });
-  server = createServer(withServerTiming(getRequestListener(app.fetch)));
+  server = createServer(withServerTiming(honoListener(app.fetch)));
   // A create waits for a guest boot; the default 5-minute request timeout would cut long TCG boots short.
   server.requestTimeout = 0;
   // Guest streams (GET /v1/vms/:name/connect) leave HTTP by an Upgrade; Node hands those here.

@@ -1,11 +1,11 @@
 import { createServer, type Server } from "node:http";
-import { getRequestListener } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import type { ApiEnv } from "../api/env.js";
 import type { Logger } from "pino";
 import { BangerError } from "../domain/errors.js";
 import type { WebBind } from "../domain/web-bind.js";
 import { errorResponse } from "../api/errors.js";
+import { honoListener } from "../api/node-listener.js";
 import { Assets } from "./assets.js";
 import { SESSION_COOKIE, WebAuth, readCookie } from "./auth.js";
 import { GuestProxies, type GuestTarget } from "./guest-proxy.js";
@@ -138,7 +138,7 @@ export async function startWeb(o: WebOptions): Promise<WebServer> {
   const proxies = new GuestProxies({ host: o.bind.host, auth, log: o.log });
   o.onVmStopped?.((vmId) => proxies.closeVm(vmId));
   const app = webApp(o, auth, assets, proxies);
-  const server: Server = createServer(getRequestListener(app.fetch));
+  const server: Server = createServer(honoListener(app.fetch));
   // Long creates and the event stream stay open far past the default request timeout.
   server.requestTimeout = 0;
   server.headersTimeout = 30_000;

@@ -1,5 +1,5 @@
+import { Agent, request } from "node:http";
 import { dirname } from "node:path";
-import { Client, errors as undiciErrors } from "undici";
 import { BangerError } from "../../domain/errors.js";
 import type { ApiRequest } from "./schemas.js";
 
@@ -16,28 +16,39 @@ function faultMessage(text: string): string {
 }
 
 /**
- * HTTP/1.1 over Firecracker's API socket. Every call carries a deadline:
- * a wedged VMM must surface as an error, never as a hung create.
+ * HTTP/1.1 over Firecracker's API socket, with node:http: bangerd's server already loads it, where
+ * an HTTP client library would add its own parser and dispatcher to the daemon's resident memory
+ * (docs/architecture.md, "CLI and daemon footprint"). Every call carries a deadline that covers
+ * connecting, the answer's head and its body: a wedged VMM must surface as an error, never as a
+ * hung create.
  */
 export class FirecrackerClient {
-  private readonly client: Client;
+  /** One kept-alive connection, one request at a time: Firecracker's API thread serialises them anyway. */
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
   constructor(
     readonly socketPath: string,
     private readonly timeoutMs = DEFAULT_API_TIMEOUT_MS,
-  ) {
-    this.client = new Client("http://localhost", {
-      socketPath,
-      connect: { timeout: timeoutMs },
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      // One request at a time: Firecracker's API thread serialises them anyway.
-      pipelining: 1,
-    });
-  }
+  ) {}
 
   private hint(): string {
     return `see firecracker.log and console.log in ${dirname(this.socketPath)}`;
+  }
+
+  private exchange(method: string, path: string, body: string | undefined, signal: AbortSignal): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string> =
+        body === undefined ? { accept: "application/json" } : { accept: "application/json", "content-type": "application/json" };
+      const req = request({ socketPath: this.socketPath, agent: this.agent, method, path, headers, signal }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }));
+        res.on("error", reject);
+        res.on("aborted", () => reject(new Error("the answer was cut off")));
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
   }
 
   private async call(method: string, path: string, body: unknown, signal?: AbortSignal): Promise<{ status: number; text: string }> {
@@ -45,24 +56,11 @@ export class FirecrackerClient {
     const combined = signal ? AbortSignal.any([signal, deadline]) : deadline;
     const what = `${method} ${path}`;
     try {
-      const res = await this.client.request({
-        method: method as "GET" | "PUT" | "PATCH",
-        path,
-        headers: body === undefined ? { accept: "application/json" } : { accept: "application/json", "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: combined,
-      });
-      const text = await res.body.text();
-      return { status: res.statusCode, text };
+      return await this.exchange(method, path, body === undefined ? undefined : JSON.stringify(body), combined);
     } catch (e) {
       if (signal?.aborted) throw signal.reason ?? e;
       const err = e as NodeJS.ErrnoException;
-      if (
-        deadline.aborted ||
-        err instanceof undiciErrors.HeadersTimeoutError ||
-        err instanceof undiciErrors.BodyTimeoutError ||
-        err instanceof undiciErrors.ConnectTimeoutError
-      ) {
+      if (deadline.aborted) {
         throw new BangerError("TIMEOUT", `firecracker API did not answer ${what} within ${this.timeoutMs} ms`, { hint: this.hint(), cause: e });
       }
       throw new BangerError("VMM_FAILED", `cannot reach the firecracker API at ${this.socketPath} for ${what}: ${err.code ?? err.message}`, {
@@ -93,8 +91,9 @@ export class FirecrackerClient {
     });
   }
 
-  async close(): Promise<void> {
-    await this.client.close().catch(() => this.client.destroy());
+  close(): Promise<void> {
+    this.agent.destroy();
+    return Promise.resolve();
   }
 }
 

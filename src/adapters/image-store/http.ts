@@ -1,4 +1,7 @@
-import { Agent, errors as undiciErrors, type Dispatcher } from "undici";
+import { request as httpRequest, Agent as HttpAgent, type IncomingMessage, type OutgoingHttpHeaders } from "node:http";
+import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
+import { pipeline } from "node:stream/promises";
+import type { Readable } from "node:stream";
 import { BangerError } from "../../domain/errors.js";
 
 export interface HttpTimeouts {
@@ -13,17 +16,30 @@ export interface HttpTimeouts {
 
 export const DEFAULT_TIMEOUTS: HttpTimeouts = { connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 60_000, smallMs: 60_000 };
 
+export type HttpMethod = "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+/** A response body: the node stream, plus the two helpers the store uses to finish with it. */
+export interface ResponseBody extends AsyncIterable<Buffer> {
+  on(event: "data", listener: (chunk: Buffer) => void): this;
+  once(event: "end", listener: () => void): this;
+  once(event: "error", listener: (e: Error) => void): this;
+  destroy(error?: Error): this;
+  /** Read and drop the rest, so the connection goes back to the pool. */
+  dump(): Promise<void>;
+  text(): Promise<string>;
+}
+
 export interface HttpResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Dispatcher.ResponseData["body"];
+  body: ResponseBody;
   /** The URL that answered, after redirects. */
   url: string;
 }
 
 export interface CallOptions {
   headers?: Record<string, string>;
-  body?: Dispatcher.DispatchOptions["body"];
+  body?: Buffer | Readable;
   signal: AbortSignal;
   /** Bound the whole exchange (small documents); streams rely on the idle timeout instead. */
   whole?: boolean;
@@ -34,52 +50,94 @@ export const header = (r: HttpResponse, name: string): string | undefined => {
   return Array.isArray(v) ? v[0] : v;
 };
 
-/** HTTP for image transfers: one undici agent with connect/headers/idle timeouts; errors named with the URL. */
-export class Http {
-  private readonly agent: Agent;
+/** Thrown inside a request when one of the three per-phase timeouts fires. */
+class PhaseTimeout extends Error {}
 
-  constructor(readonly timeouts: HttpTimeouts = DEFAULT_TIMEOUTS) {
-    this.agent = new Agent({ connectTimeout: timeouts.connectMs, headersTimeout: timeouts.headersMs, bodyTimeout: timeouts.bodyIdleMs });
-  }
+/**
+ * HTTP for image transfers over node:http/https (bangerd runs with --lite-mode: no WebAssembly, so
+ * no undici), keep-alive agents, connect/headers/idle timeouts, errors named with the URL.
+ */
+export class Http {
+  private readonly agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };
+
+  constructor(readonly timeouts: HttpTimeouts = DEFAULT_TIMEOUTS) {}
 
   /** GET and HEAD follow up to 5 redirects (registries may send blobs to object storage). */
-  async call(method: Dispatcher.HttpMethod, url: string, o: CallOptions): Promise<HttpResponse> {
+  async call(method: HttpMethod, url: string, o: CallOptions): Promise<HttpResponse> {
     const deadline = o.whole ? AbortSignal.timeout(this.timeouts.smallMs) : undefined;
     const signal = deadline ? AbortSignal.any([o.signal, deadline]) : o.signal;
     let at = url;
     for (let hop = 0; ; hop++) {
-      let res: Dispatcher.ResponseData;
+      let res: IncomingMessage;
       try {
-        // The agent's own request() (not undici's top-level one): the bundle ships only the dispatchers it uses.
-        const u = new URL(at);
-        res = await this.agent.request({ origin: u.origin, path: `${u.pathname}${u.search}`, method, headers: o.headers, body: o.body, signal });
+        res = await this.once(method, new URL(at), o, signal);
       } catch (e) {
         throw transferError(e, `${method} ${at}`, o.signal, deadline);
       }
       const location = res.headers.location;
-      if ((method === "GET" || method === "HEAD") && [301, 302, 303, 307, 308].includes(res.statusCode) && typeof location === "string" && hop < 5) {
-        await res.body.dump();
+      if ((method === "GET" || method === "HEAD") && [301, 302, 303, 307, 308].includes(res.statusCode ?? 0) && typeof location === "string" && hop < 5) {
+        res.resume();
         at = new URL(location, at).toString();
         continue;
       }
-      return { status: res.statusCode, headers: res.headers, body: res.body, url: at };
+      return { status: res.statusCode ?? 0, headers: res.headers, body: withHelpers(res), url: at };
     }
   }
 
+  private once(method: HttpMethod, u: URL, o: CallOptions, signal: AbortSignal): Promise<IncomingMessage> {
+    const t = this.timeouts;
+    const tls = u.protocol === "https:";
+    return new Promise((resolve, reject) => {
+      const req = (tls ? httpsRequest : httpRequest)(u, {
+        method,
+        headers: o.headers as OutgoingHttpHeaders,
+        agent: tls ? this.agents.https : this.agents.http,
+        signal,
+      });
+      const fail = (e: Error) => {
+        clearTimeout(timer);
+        req.destroy(e);
+        reject(e);
+      };
+      // Connect, then headers: one timer re-armed at each phase; the body's silence is the socket's idle timeout.
+      let timer = setTimeout(() => fail(new PhaseTimeout(`connect timeout after ${t.connectMs} ms`)), t.connectMs);
+      req.once("socket", (s) => {
+        const armHeaders = () => {
+          clearTimeout(timer);
+          timer = setTimeout(() => fail(new PhaseTimeout(`no response headers after ${t.headersMs} ms`)), t.headersMs);
+        };
+        if (s.connecting) s.once(tls ? "secureConnect" : "connect", armHeaders);
+        else armHeaders();
+      });
+      req.once("error", (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+      req.once("response", (res) => {
+        clearTimeout(timer);
+        res.setTimeout(t.bodyIdleMs, () => res.destroy(new PhaseTimeout(`body idle for ${t.bodyIdleMs} ms`)));
+        resolve(res);
+      });
+      if (o.body === undefined) req.end();
+      else if (Buffer.isBuffer(o.body)) req.end(o.body);
+      else pipeline(o.body, req).catch((e: Error) => fail(e));
+    });
+  }
+
   /** A small document, whole: bytes and status. */
-  async fetchBytes(method: Dispatcher.HttpMethod, url: string, o: CallOptions & { maxBytes?: number }): Promise<{ res: HttpResponse; bytes: Buffer }> {
+  async fetchBytes(method: HttpMethod, url: string, o: CallOptions & { maxBytes?: number }): Promise<{ res: HttpResponse; bytes: Buffer }> {
     const res = await this.call(method, url, { ...o, whole: true });
     const max = o.maxBytes ?? 4 * 1024 * 1024;
     const chunks: Buffer[] = [];
     let n = 0;
     try {
       for await (const c of res.body) {
-        n += (c as Buffer).length;
+        n += c.length;
         if (n > max) {
           res.body.destroy();
           throw sourceFailed(`${method} ${url}: the answer is over ${max} bytes`, "the source is not a banger image store");
         }
-        chunks.push(c as Buffer);
+        chunks.push(c);
       }
     } catch (e) {
       if (e instanceof BangerError) throw e;
@@ -89,8 +147,23 @@ export class Http {
   }
 
   close(): Promise<void> {
-    return this.agent.close();
+    this.agents.http.destroy();
+    this.agents.https.destroy();
+    return Promise.resolve();
   }
+}
+
+function withHelpers(res: IncomingMessage): ResponseBody {
+  const body = res as IncomingMessage & ResponseBody;
+  body.dump = async () => {
+    for await (const chunk of res) void chunk;
+  };
+  body.text = async () => {
+    const chunks: Buffer[] = [];
+    for await (const c of res) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString("utf8");
+  };
+  return body;
 }
 
 export function sourceFailed(message: string, hint = "check the source URL and that the registry or server is reachable", cause?: unknown): BangerError {
@@ -101,12 +174,7 @@ export function sourceFailed(message: string, hint = "check the source URL and t
 export function transferError(e: unknown, what: string, signal: AbortSignal, deadline?: AbortSignal): BangerError {
   if (e instanceof BangerError) return e;
   if (signal.aborted) return new BangerError("CANCELLED", `${what}: cancelled`, { hint: "nothing was kept; run it again to retry", cause: e });
-  const timedOut =
-    deadline?.aborted ||
-    e instanceof undiciErrors.ConnectTimeoutError ||
-    e instanceof undiciErrors.HeadersTimeoutError ||
-    e instanceof undiciErrors.BodyTimeoutError;
-  if (timedOut)
+  if (deadline?.aborted || e instanceof PhaseTimeout)
     return new BangerError("TIMEOUT", `${what}: no answer in time (${(e as Error).message})`, {
       hint: "check that the source is up; a retried pull resumes where it stopped",
       cause: e,
