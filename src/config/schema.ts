@@ -39,6 +39,18 @@ export const natSchema = z
   })
   .strict();
 
+/** A named cluster for `banger --context NAME` (docs/scale-out.md): MicroVMs through a Kubernetes API server. */
+export const contextSchema = z
+  .object({
+    kubeconfig: z.string().min(1).optional(),
+    kube_context: z.string().min(1).optional(),
+    namespace: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "expected a Kubernetes namespace name")
+      .optional(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     vmm: z.enum(["firecracker", "qemu"]),
@@ -73,6 +85,7 @@ export const configSchema = z
     web: webSchema,
     metrics: metricsSchema,
     nat: natSchema,
+    contexts: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "expected a context name of a-z, 0-9, _ and -"), contextSchema).optional(),
   })
   .strict();
 
@@ -145,5 +158,7 @@ export const KEY_DOCS: Record<string, string> = {
   "web.allow_remote": "allow web.listen on a non-loopback address (plain HTTP: put TLS in front)",
   "metrics.listen": "host:port of a TCP listener serving GET /metrics (Prometheus text format), empty to disable; the socket serves it always",
   "metrics.allow_remote": "allow metrics.listen on a non-loopback address (the endpoint has no authentication)",
+  contexts:
+    'named clusters for `banger --context NAME vm create|ls|rm`: [contexts.NAME] with kubeconfig (file; default $KUBECONFIG or ~/.kube/config), kube_context, namespace; `--context k8s` works without one',
   "nat.allow": 'private or link-local IPv4 ranges NAT guests may reach anyway, e.g. ["10.1.2.0/24"]; empty denies them all',
 };
