@@ -159,6 +159,6 @@ export const KEY_DOCS: Record<string, string> = {
   "metrics.listen": "host:port of a TCP listener serving GET /metrics (Prometheus text format), empty to disable; the socket serves it always",
   "metrics.allow_remote": "allow metrics.listen on a non-loopback address (the endpoint has no authentication)",
   contexts:
-    'named clusters for `banger --context NAME vm create|ls|rm`: [contexts.NAME] with kubeconfig (file; default $KUBECONFIG or ~/.kube/config), kube_context, namespace; `--context k8s` works without one',
+    "named clusters for `banger --context NAME vm create|ls|rm`: [contexts.NAME] with kubeconfig (file; default $KUBECONFIG or ~/.kube/config), kube_context, namespace; `--context k8s` works without one",
   "nat.allow": 'private or link-local IPv4 ranges NAT guests may reach anyway, e.g. ["10.1.2.0/24"]; empty denies them all',
 };

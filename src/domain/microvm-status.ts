@@ -25,7 +25,12 @@ export function withCondition(conds: MicroVmCondition[] | undefined, c: CondInpu
 }
 
 function same(a: MicroVmStatus, b: MicroVmStatus): boolean {
-  const norm = (s: MicroVmStatus) => JSON.stringify(Object.entries(s).filter(([, v]) => v !== undefined).sort(([x], [y]) => x.localeCompare(y)));
+  const norm = (s: MicroVmStatus) =>
+    JSON.stringify(
+      Object.entries(s)
+        .filter(([, v]) => v !== undefined)
+        .sort(([x], [y]) => x.localeCompare(y)),
+    );
   return norm(a) === norm(b);
 }
 

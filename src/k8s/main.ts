@@ -40,7 +40,12 @@ async function main(): Promise<number> {
     .option("--server <url>", "API server URL, with --token-file (instead of a kubeconfig)")
     .option("--token-file <file>", "bearer token for --server")
     .option("--ca-file <file>", "CA certificate of --server")
-    .option("--node-lost-grace <s>", "seconds a node may be NotReady before its MicroVMs are NodeLost and placed again", seconds, DEFAULT_POLICY.nodeLostGraceMs / 1000)
+    .option(
+      "--node-lost-grace <s>",
+      "seconds a node may be NotReady before its MicroVMs are NodeLost and placed again",
+      seconds,
+      DEFAULT_POLICY.nodeLostGraceMs / 1000,
+    )
     .option("--resync <s>", "seconds between passes over all MicroVMs without an event", seconds, DEFAULT_POLICY.resyncMs / 1000)
     .option("--request-timeout <s>", "deadline of each API request", seconds, 15)
     .option("--priority-class <name>", "PriorityClass of placeholder Pods (default: none)")

@@ -26,7 +26,11 @@ export async function startWorld(): Promise<Kit> {
 }
 
 export async function addNode(kit: Kit, name: string, alloc: { cpu: string; memory: string; microvms: string }, ready = true) {
-  const body = nodeBody(name, { cpu: alloc.cpu, memory: alloc.memory, "banger.dev/microvm": alloc.microvms, pods: "110" }, { labels: { "banger.dev/node": "true" }, taints: [{ key: "banger.dev/microvm", effect: "NoSchedule" }], ready });
+  const body = nodeBody(
+    name,
+    { cpu: alloc.cpu, memory: alloc.memory, "banger.dev/microvm": alloc.microvms, pods: "110" },
+    { labels: { "banger.dev/node": "true" }, taints: [{ key: "banger.dev/microvm", effect: "NoSchedule" }], ready },
+  );
   await kit.core.createNode({ body: body as never });
 }
 
@@ -74,11 +78,7 @@ export interface Running {
   logs: LogLines;
 }
 
-export function startController(
-  kit: Kit,
-  policy: Partial<ControllerPolicy> = {},
-  wrap: (c: ClusterControl) => ClusterControl = (c) => c,
-): Running {
+export function startController(kit: Kit, policy: Partial<ControllerPolicy> = {}, wrap: (c: ClusterControl) => ClusterControl = (c) => c): Running {
   const logs = new LogLines();
   const ac = new AbortController();
   const control = wrap(new KubeClusterControl(kubeClients(kit.kc, 5000), logs.log));

@@ -76,7 +76,15 @@ describe("banger-k8s controller", () => {
 
     // The node agent, having removed the VM, takes the finalizer off (as ClusterEngine.release does).
     await kit.custom.patchNamespacedCustomObject(
-      { ...MVM, namespace: "default", name: "gone", body: [{ op: "test", path: "/metadata/finalizers/0", value: "banger.dev/vm-cleanup" }, { op: "remove", path: "/metadata/finalizers/0" }] },
+      {
+        ...MVM,
+        namespace: "default",
+        name: "gone",
+        body: [
+          { op: "test", path: "/metadata/finalizers/0", value: "banger.dev/vm-cleanup" },
+          { op: "remove", path: "/metadata/finalizers/0" },
+        ],
+      },
       jsonPatch,
     );
     await until("MicroVM gone", async () => (await getVm(kit, "gone")) === undefined);

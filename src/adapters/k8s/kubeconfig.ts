@@ -62,7 +62,16 @@ export function loadKube(src: KubeSource): LoadedKube {
     fail(`cannot read the kubeconfig ${file}: ${(e as Error).message}`, "check the file with `kubectl config view`", e);
   }
   if (src.context) {
-    if (!kc.getContextObject(src.context)) fail(`no context ${src.context} in ${file}`, `pick one of: ${kc.getContexts().map((c) => c.name).join(", ") || "(none)"}`);
+    if (!kc.getContextObject(src.context))
+      fail(
+        `no context ${src.context} in ${file}`,
+        `pick one of: ${
+          kc
+            .getContexts()
+            .map((c) => c.name)
+            .join(", ") || "(none)"
+        }`,
+      );
     kc.setCurrentContext(src.context);
   }
   if (!kc.getCurrentCluster()) fail(`the kubeconfig ${file} has no current cluster`, "set current-context in it, or name a context");

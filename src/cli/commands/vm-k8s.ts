@@ -146,7 +146,8 @@ export async function k8sRemove(ctx: CliContext, context: string, name: string, 
   try {
     await t.clients.custom.deleteNamespacedCustomObject({ ...MVM, namespace: t.namespace, name });
   } catch (e) {
-    if (statusOf(e) === 404) throw new BangerError("VM_NOT_FOUND", `no MicroVM named ${name} in ${t.namespace}`, { hint: `see \`banger --context ${context} vm ls\`` });
+    if (statusOf(e) === 404)
+      throw new BangerError("VM_NOT_FOUND", `no MicroVM named ${name} in ${t.namespace}`, { hint: `see \`banger --context ${context} vm ls\`` });
     throw clusterError(`deleting MicroVM ${t.namespace}/${name}`, e);
   }
   if (o.wait !== false) {
