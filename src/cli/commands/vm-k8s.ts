@@ -122,7 +122,7 @@ export async function k8sList(ctx: CliContext, context: string): Promise<void> {
   ctx.out(
     () =>
       items.length === 0
-        ? `no MicroVMs in ${t.namespace}; create one with \`banger --context ${context} vm create --image debian\``
+        ? `no MicroVMs in ${t.namespace}; create one with \`vm create --image debian\` and the same --context`
         : table(
             ["NAME", "PHASE", "NODE", "IMAGE", "IP", "VCPUS", "MEMORY", "NAT", "CREATED"],
             items.map((x) => [
