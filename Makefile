@@ -26,7 +26,8 @@ build: node_modules/.package-lock.json
 	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger.cjs" "$$@"\n' "$(CURDIR)" > build/bin/banger
 	@printf '#!/bin/sh\nexec node $(BANGERD_NODE_FLAGS) "%s/build/bundle/bangerd.js" "$$@"\n' "$(CURDIR)" > build/bin/bangerd
 	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger-vsock.cjs" "$$@"\n' "$(CURDIR)" > build/bin/banger-vsock
-	@chmod +x build/bin/banger build/bin/bangerd build/bin/banger-vsock
+	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger-k8s.js" "$$@"\n' "$(CURDIR)" > build/bin/banger-k8s
+	@chmod +x build/bin/banger build/bin/bangerd build/bin/banger-vsock build/bin/banger-k8s
 
 # Type-check everything (tests, bench, image tooling too), type-aware lint, formatting, and the
 # layering rules in .dependency-cruiser.cjs (no cycles, app only through ports).

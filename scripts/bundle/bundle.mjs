@@ -11,6 +11,7 @@
 //   banger-vsock.cjs  the ssh ProxyCommand companion: one small CommonJS file of its own
 //   bangerd.js      the daemon, one ESM file (bangerd-*.js: the web UI's server, imported only
 //                   when the UI is on)
+//   banger-k8s.js   the scale-out controller (docs/scale-out.md), one ESM file with the Kubernetes client
 // All sit in one directory: src/version.ts finds package.json two levels up from its file.
 // better-sqlite3 stays external: it loads a native addon from its own directory.
 import { rmSync, writeFileSync } from "node:fs";
@@ -109,10 +110,11 @@ const cli = await build({
 });
 const complete = await build({ ...cjs, entryPoints: { "banger-complete": "src/cli/completion/main.ts" } });
 const vsock = await build({ ...cjs, entryPoints: { "banger-vsock": "src/cli/vsock.ts" } });
-const [lazy, daemon] = await Promise.all([
+const [lazy, daemon, k8s] = await Promise.all([
   build({ ...esm, entryPoints: lazyEntries, splitting: true, chunkNames: "lazy-[hash]", plugins: [sharedErrors, zodEnglishOnly] }),
   // The web UI's server is a chunk of its own, loaded only when web.enabled (src/daemon/web.ts).
   build({ ...esm, entryPoints: { bangerd: "src/daemon/main.ts" }, splitting: true, chunkNames: "bangerd-[hash]", plugins: [zodEnglishOnly] }),
+  build({ ...esm, entryPoints: { "banger-k8s": "src/k8s/main.ts" } }),
 ]);
 // What went into each output, by input file (kept out of the package).
 writeFileSync(
@@ -124,5 +126,6 @@ writeFileSync(
     vsock: vsock.metafile,
     lazy: lazy.metafile,
     daemon: daemon.metafile,
+    k8s: k8s.metafile,
   }),
 );

@@ -7,6 +7,8 @@ export interface GlobalOpts {
   json?: boolean;
   socket?: string;
   config?: string;
+  /** A Kubernetes cluster instead of the local bangerd (docs/scale-out.md): `k8s`, or a [contexts.NAME] entry. */
+  context?: string;
 }
 
 /** Per-invocation state: config is loaded once and only when a command needs it. */
@@ -18,6 +20,12 @@ export class CliContext {
 
   get opts(): GlobalOpts {
     return this.program.opts<GlobalOpts>();
+  }
+
+  /** Set when `--context` names a cluster: vm create|ls|rm then go to its API server. */
+  get clusterContext(): string | undefined {
+    const c = this.opts.context;
+    return c && c !== "local" ? c : undefined;
   }
 
   get json(): boolean {

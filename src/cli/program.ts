@@ -18,6 +18,7 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
     .option("--json", "machine-readable output")
     .option("--socket <path>", "bangerd socket (default from config)")
     .option("--config <file>", "config file (default $XDG_CONFIG_HOME/banger/config.toml, or BANGER_CONFIG)")
+    .option("--context <name>", "vm create|ls|rm on a Kubernetes cluster: `k8s` (default kubeconfig) or a [contexts.NAME] entry; `local` is bangerd")
     .showHelpAfterError()
     .exitOverride();
   const ctx = new CliContext(program);

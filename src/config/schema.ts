@@ -57,6 +57,18 @@ export const imagesSchema = z
   })
   .strict();
 
+/** A named cluster for `banger --context NAME` (docs/scale-out.md): MicroVMs through a Kubernetes API server. */
+export const contextSchema = z
+  .object({
+    kubeconfig: z.string().min(1).optional(),
+    kube_context: z.string().min(1).optional(),
+    namespace: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "expected a Kubernetes namespace name")
+      .optional(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     vmm: z.enum(["firecracker", "qemu"]),
@@ -92,6 +104,7 @@ export const configSchema = z
     metrics: metricsSchema,
     nat: natSchema,
     images: imagesSchema,
+    contexts: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "expected a context name of a-z, 0-9, _ and -"), contextSchema).optional(),
   })
   .strict();
 
@@ -168,5 +181,7 @@ export const KEY_DOCS: Record<string, string> = {
   "images.sources": 'where a digest this node lacks is pulled from, tried in order, e.g. ["oci://registry.lan:5000/banger"]',
   "images.store_max_gib": "disk budget of pulled images in GiB; a pull evicts least recently used pulled images no VM or alias uses; 0 means no budget",
   "images.insecure": "allow plain HTTP to image sources that are not loopback (digests are still checked, tags are not protected)",
+  contexts:
+    "named clusters for `banger --context NAME vm create|ls|rm`: [contexts.NAME] with kubeconfig (file; default $KUBECONFIG or ~/.kube/config), kube_context, namespace; `--context k8s` works without one",
   "nat.allow": 'private or link-local IPv4 ranges NAT guests may reach anyway, e.g. ["10.1.2.0/24"]; empty denies them all',
 };

@@ -174,6 +174,8 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("--peers <vms>", "comma-separated existing VMs this one may reach, and be reached by")
     .option("--cold", "boot even when the image has a snapshot")
     .action(async (o) => {
+      const cluster = ctx.clusterContext;
+      if (cluster) return (await import("./vm-k8s.js")).k8sCreate(ctx, cluster, o);
       const body = {
         peers: peersOf(o.peers),
         forwards: forwardsOf(o.publish, o.publishAddress),
@@ -198,6 +200,8 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("--mine", "only the VMs you created")
     .option("--all", "every user's VMs (the default)")
     .action(async (o: { mine?: boolean }) => {
+      const cluster = ctx.clusterContext;
+      if (cluster) return (await import("./vm-k8s.js")).k8sList(ctx, cluster);
       const { vms } = await ctx.client().call<{ vms: Vm[] }>("GET", o.mine ? "/vms?mine=true" : "/vms");
       ctx.out(
         () =>
@@ -264,7 +268,10 @@ export function registerVm(program: Command, ctx: CliContext): void {
   v.command("rm <name>")
     .description("remove a VM and everything it owns")
     .option("--force", "kill it if it is running, cancelling a create or start in progress")
-    .action(async (name: string, o: { force?: boolean }) => {
+    .option("--no-wait", "with --context: return once the deletion is accepted")
+    .action(async (name: string, o: { force?: boolean; wait?: boolean }) => {
+      const cluster = ctx.clusterContext;
+      if (cluster) return (await import("./vm-k8s.js")).k8sRemove(ctx, cluster, name, o);
       const res = await ctx
         .client()
         .call<{ removed: string; cancelled?: string }>("DELETE", `/vms/${enc(name)}${o.force ? "?force=true" : ""}`, undefined, LONG_MS);
