@@ -2,10 +2,11 @@
 SHELL := /bin/bash
 NODE ?= node
 # A 1 MiB young generation instead of up to 16 MiB: bangerd allocates little, and the larger
-# one only held garbage. --lite-mode runs its JavaScript in V8's interpreter only (no optimising
-# compilers, no WebAssembly): ~6 MiB less resident idle, more with many VMs, for a few per cent
-# more server time per request (docs/architecture.md, "CLI and daemon footprint").
-BANGERD_NODE_FLAGS := --max-semi-space-size=1 --lite-mode
+# one only held garbage. No optimising or baseline compilers and V8's size-over-speed choices
+# (--no-opt --no-maglev --no-sparkplug --optimize-for-size): ~5 MiB less resident idle, more with
+# many VMs, for a few per cent more server time per request; unlike --lite-mode it keeps
+# WebAssembly, which Node's fetch() needs (docs/architecture.md, "CLI and daemon footprint").
+BANGERD_NODE_FLAGS := --max-semi-space-size=1 --no-opt --no-maglev --no-sparkplug --optimize-for-size
 
 .PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-build bench-channel bench-web demo demo-clean clean
 

@@ -54,8 +54,9 @@ export const header = (r: HttpResponse, name: string): string | undefined => {
 class PhaseTimeout extends Error {}
 
 /**
- * HTTP for image transfers over node:http/https (bangerd runs with --lite-mode: no WebAssembly, so
- * no undici), keep-alive agents, connect/headers/idle timeouts, errors named with the URL.
+ * HTTP for image transfers over node:http/https, which bangerd loads anyway (undici stays out of the
+ * daemon for its resident size: docs/architecture.md, "CLI and daemon footprint"); keep-alive
+ * agents, connect/headers/idle timeouts, errors named with the URL.
  */
 export class Http {
   private readonly agents = { http: new HttpAgent({ keepAlive: true }), https: new HttpsAgent({ keepAlive: true }) };

@@ -15,7 +15,7 @@ declare const BANGER_BUNDLED: boolean | undefined;
 const DAEMON_MAIN = fileURLToPath(new URL(typeof BANGER_BUNDLED === "boolean" ? "./bangerd.js" : "../../daemon/main.js", import.meta.url));
 
 /** Node flags for bangerd, as in the Makefile's BANGERD_NODE_FLAGS and bin/bangerd.js. */
-const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1", "--lite-mode"];
+const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1", "--no-opt", "--no-maglev", "--no-sparkplug", "--optimize-for-size"];
 
 interface VersionInfo {
   version: string;
