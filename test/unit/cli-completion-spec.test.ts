@@ -26,7 +26,7 @@ describe("completion derived from the command tree", () => {
   });
 
   it("writes each shell's script from the same tree", () => {
-    expect(completionScript("bash", specs)).toContain(`'vm logs') subs=''; flags='--json --socket --config --follow -f --help -h'`);
+    expect(completionScript("bash", specs)).toContain(`'vm logs') subs=''; flags='--json --socket --config --context --follow -f --help -h'`);
     expect(completionScript("zsh", specs)).toMatch(/^#compdef banger\n[\s\S]*bashcompinit[\s\S]*complete -F _banger banger\n$/);
     expect(completionScript("fish", specs)).toContain(`complete -c banger -n "__banger_at 'vm'; and __banger_argc 0"`.replace("'vm'", "'vm ssh'"));
   });
