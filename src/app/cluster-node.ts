@@ -123,7 +123,11 @@ export class ClusterNode {
         } while (this.again.has(uid));
       } finally {
         this.running.delete(uid);
-        if (this.running.size === 0) for (const f of [...this.idle]) (this.idle.delete(f), f());
+        if (this.running.size === 0) {
+          const waiting = [...this.idle];
+          this.idle.clear();
+          for (const f of waiting) f();
+        }
       }
     })();
   }

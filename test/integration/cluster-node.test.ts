@@ -10,6 +10,16 @@ import { apiClient } from "../helpers/api.js";
 import { FAKE_FC, FAKE_FC_ENV } from "../fakes/firecracker/testkit.js";
 import { MVM, nodeBody, placeholderPod, startKit, until, type Kit } from "../fakes/kube-apiserver/testkit.js";
 import { bridgeIntoNetns, MICROVM_CRD_FULL } from "../helpers/kube-bridge.js";
+import { request as httpRequest, type IncomingMessage } from "node:http";
+
+/** A streaming GET on bangerd's socket (SSE); the caller aborts it. */
+function fetchUnix(socketPath: string, path: string, signal: AbortSignal): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ socketPath, path, signal, timeout: 30_000 }, resolve);
+    req.on("error", (e) => (signal.aborted ? undefined : reject(e)));
+    req.end();
+  });
+}
 
 const skip = netnsSkipReason() ?? built();
 const NODE = "node-a";
@@ -201,6 +211,30 @@ describe.skipIf(skip)(`node agent against the fake API server${skip ? ` (skipped
   });
 
   it("events resume after a token; a token of another boot is 410 EVENTS_EXPIRED", async () => {
+    // Read a stream until `until` matches what arrived, then drop the connection.
+    const read = async (path: string, until: RegExp): Promise<string> => {
+      // Bounded: a stream that never shows what is awaited fails the test instead of hanging it.
+      const ac = new AbortController();
+      const deadline = setTimeout(() => ac.abort(), 30_000);
+      const res = await fetchUnix(d.socket, path, ac.signal);
+      let text = "";
+      for await (const chunk of res) {
+        text += String(chunk);
+        if (until.test(text)) break;
+      }
+      clearTimeout(deadline);
+      ac.abort();
+      if (!until.test(text)) throw new Error(`stream ${path} ended without ${until}:\n${text.slice(-2000)}`);
+      return text;
+    };
+    const hello = await read("/v1/events", /event: hello\ndata: .*\nid: \S+/);
+    const token = /event: hello\ndata: .*\nid: (\S+)/.exec(hello)![1];
+    expect((await api.call("PUT", "/vms/by-external-id/job-2", { image: "fake-1", noWait: true, name: "ext-2" })).status).toBe(201);
+    // Everything since the token is replayed, without a new hello: the create's row and its stages.
+    const replay = await read(`/v1/events?since=${token}`, /"stage":"start"/);
+    expect(replay).not.toMatch(/event: hello/);
+    expect(replay).toMatch(/event: vm\ndata: .*"name":"ext-2".*\nid: \S+/);
+    expect((await api.call("DELETE", "/vms/by-external-id/job-2")).body).toEqual({ removed: "ext-2" });
     const stale = await api.call("GET", "/events?since=00000000.5");
     expect(stale.status).toBe(410);
     expect(stale.body.error.code).toBe("EVENTS_EXPIRED");
