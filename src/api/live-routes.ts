@@ -3,7 +3,8 @@ import type { Hono } from "hono";
 import type { ApiEnv } from "./env.js";
 import { streamSSE } from "hono/streaming";
 import type { AppDeps } from "../app/deps.js";
-import type { EventBus, Sequenced } from "../app/event-bus.js";
+import { EVENT_HISTORY, type EventBus, type Sequenced } from "../app/event-bus.js";
+import { BangerError } from "../domain/errors.js";
 import type { Check } from "../app/doctor.js";
 import { VERSION } from "../version.js";
 
@@ -36,6 +37,14 @@ export function liveRoutes(
   host?: HostInfo,
 ): void {
   api.get("/events", (c) => {
+    // Resume after a token: what the daemon still holds, or a clear 410 to start over from a snapshot.
+    const since = c.req.query("since");
+    const replay = since === undefined ? undefined : bus.since(since);
+    if (since !== undefined && !replay) {
+      throw new BangerError("EVENTS_EXPIRED", `events after ${since} are no longer held (the daemon restarted or more than ${EVENT_HISTORY} events passed)`, {
+        hint: "reconnect without ?since: the hello event carries the current VMs and a fresh token",
+      });
+    }
     c.header("X-Accel-Buffering", "no");
     return streamSSE(c, async (stream) => {
       const queue: Sequenced[] = [];
@@ -57,8 +66,14 @@ export function liveRoutes(
       });
       const beat = setInterval(() => wake?.(), HEARTBEAT_MS);
       try {
-        // The snapshot a client needs to start from; later changes follow as events.
-        await stream.writeSSE({ event: "hello", data: JSON.stringify({ version: VERSION, vms: d.store.listVms() }) });
+        // Read again now that the listener is on: nothing published in between is missed, and the queue dedupes.
+        const back = since === undefined ? undefined : bus.since(since);
+        // Expired in the instant since the check: the client starts over, as after a lag.
+        if (since !== undefined && !back) overflow = true;
+        if (back) queue.unshift(...back.filter((e) => !queue.some((q) => q.seq === e.seq)));
+        // The snapshot a client needs to start from, and the token it resumes after; later changes follow as events.
+        if (since === undefined)
+          await stream.writeSSE({ event: "hello", id: bus.latest, data: JSON.stringify({ version: VERSION, vms: d.store.listVms(), token: bus.latest }) });
         while (!done && !overflow) {
           if (queue.length === 0) {
             await new Promise<void>((r) => (wake = r));
@@ -68,7 +83,7 @@ export function liveRoutes(
           }
           const e = queue.shift()!;
           const { seq, type, ...rest } = e;
-          await stream.writeSSE({ event: type, id: String(seq), data: JSON.stringify(rest) });
+          await stream.writeSSE({ event: type, id: bus.token(seq), data: JSON.stringify(rest) });
         }
         if (overflow) await stream.writeSSE({ event: "overflow", data: "{}" });
       } finally {

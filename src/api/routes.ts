@@ -23,6 +23,8 @@ import type { EventBus } from "../app/event-bus.js";
 import type { Check } from "../app/doctor.js";
 import { liveRoutes, type HostInfo } from "./live-routes.js";
 import { requireReachable } from "../domain/vm-reach.js";
+import type { ExternalVms } from "../app/external-vms.js";
+import { remoteRoutes } from "./remote-routes.js";
 
 const MAX_LOG_CHUNK = 256 * 1024;
 /** Every request body is a small JSON object; anything larger is refused before it is buffered. */
@@ -46,10 +48,12 @@ export interface ApiHooks {
   host?: HostInfo;
   /** Socket flavour only: a one-time login link for the web UI (`banger web`); absent when the UI is off. */
   webLogin?: () => { url: string; expiresAt: string };
-  /** Doctor checks of listeners the daemon runs beside the API (the metrics listener). */
-  checks?: () => Check;
-  /** The browser flavour has no shutdown and no login-link route: those need the Unix socket. */
-  flavour?: "socket" | "browser";
+  /** Doctor checks of listeners and agents the daemon runs beside the API (metrics, remote, cluster). */
+  checks?: () => Check[];
+  /** The browser and remote flavours have no shutdown and no login-link route: those need the Unix socket. */
+  flavour?: "socket" | "browser" | "remote";
+  /** VMs by external id (app/external-vms.ts), one instance per daemon; absent: no by-external-id routes. */
+  external?: ExternalVms;
 }
 
 export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
@@ -89,6 +93,8 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
 
   api.get("/version", (c) => c.json({ version: VERSION, api: "v1", vmm: d.config.vmm, pid: process.pid, stateDir: d.config.hostCheck.stateDir }));
 
+  // Before /vms/:name/…: "by-external-id" is a literal segment, not a VM name.
+  if (hooks.external) remoteRoutes(api, d, hooks.external, body);
   api.get("/images", (c) => c.json({ images: images.list() }));
   api.on(["POST", "DELETE"], ["/images", "/images/*"], rootOnly("change images"));
   api.post("/shutdown", rootOnly("stop bangerd"));
@@ -166,13 +172,13 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
   accessRoutes(api, d, ownedVm);
   api.get("/doctor", async (c) => {
     const report = await runDoctor(d, images);
-    const extra = [hooks.host?.web(), hooks.checks?.()].filter((x): x is Check => x !== undefined);
+    const extra = [hooks.host?.web(), ...(hooks.checks?.() ?? [])].filter((x): x is Check => x !== undefined);
     if (extra.length === 0) return c.json(report);
     const checks = [...report.checks, ...extra];
     return c.json({ checks, ok: checks.every((x) => x.status !== "FAIL") });
   });
   if (hooks.bus) liveRoutes(api, d, hooks.bus, hooks.host);
-  if (hooks.flavour === "browser") return api;
+  if (hooks.flavour === "browser" || hooks.flavour === "remote") return api;
 
   api.post("/shutdown", (c) => {
     setImmediate(() => hooks.shutdown());

@@ -74,6 +74,8 @@ export interface CreateInput {
   sshPublicKey?: string;
   /** Boot even when the image has a usable snapshot. */
   cold?: boolean;
+  /** A remote caller's own id for this VM and the canonical spec it asked for (app/external-vms.ts). */
+  external?: { id: string; spec: string };
 }
 
 export function resolveImage(d: Pick<AppDeps, "store">, ref: string): Image {
@@ -179,6 +181,7 @@ async function runCreate(d: CreateDeps, input: CreateInput, c: CreateCtx): Promi
     createdAt: now,
     updatedAt: now,
     ...(input.owner ? { ownerUid: input.owner.uid, ownerName: input.owner.name } : {}),
+    ...(input.external ? { externalId: input.external.id, externalSpec: input.external.spec } : {}),
   };
   const source: BootSource = c.fallback ? { kind: "cold", reason: c.fallback } : await chooseBootSource(d, image, draft, vmm, { cold: input.cold });
   const member =
@@ -225,7 +228,7 @@ async function createFrom(d: CreateDeps, input: CreateInput, c: CreateCtx, from:
   const stages: Stage[] =
     member && source.kind === "snapshot"
       ? [
-          claimStage({ ...boot, d }, plan, member, { name, nat: input.nat ?? false, owner: input.owner }),
+          claimStage({ ...boot, d }, plan, member, { name, nat: input.nat ?? false, owner: input.owner, external: input.external }),
           secretStage(),
           ...(input.nat ? [natStage(boot)] : []),
           ...(c.forwards.length > 0 ? [forwardsStage(d, () => vm, c.forwards)] : []),

@@ -35,6 +35,7 @@ export function observedStore(store: Store, bus: EventBus): Store {
       bus.publish({ type: "vm", vm: s.getVm(vm.name) ?? vm });
     },
     getVm: s.getVm.bind(s),
+    getVmByExternalId: s.getVmByExternalId.bind(s),
     listVms: s.listVms.bind(s),
     updateVm: vmChanged(s.updateVm.bind(s)),
     transitionVm: vmChanged(s.transitionVm.bind(s)),

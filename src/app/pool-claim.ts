@@ -10,6 +10,7 @@ export interface ClaimTarget {
   name: string;
   nat: boolean;
   owner?: { uid: number; name: string };
+  external?: { id: string; spec: string };
 }
 
 /**
@@ -50,6 +51,8 @@ export function claimStage(c: BootContext & { d: NetDeps }, plan: Pick<Plan, "un
         ownerUid: target.owner?.uid,
         ownerName: target.owner?.name,
         bootSource: `snapshot ${member.snapshotId} (pool)`,
+        externalId: target.external?.id,
+        externalSpec: target.external?.spec,
       };
       c.patch(patch);
       const waited = Math.round((Date.now() - member.readyAt) / 1000);

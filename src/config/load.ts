@@ -45,7 +45,7 @@ function describeIssue(issue: z.core.$ZodIssue, file: string): string {
 }
 
 /** Config keys that are TOML tables, merged key by key over their defaults. */
-const TABLES = new Set(["web", "metrics", "nat", "images"]);
+const TABLES = new Set(["web", "metrics", "nat", "images", "remote", "cluster"]);
 
 export interface LoadOptions {
   configFlag?: string;
@@ -85,6 +85,8 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   }
   for (const k of Object.keys(STATIC_DEFAULTS.web)) sources[`web.${k}`] = "default";
   for (const k of Object.keys(STATIC_DEFAULTS.metrics)) sources[`metrics.${k}`] = "default";
+  for (const k of Object.keys(STATIC_DEFAULTS.remote)) sources[`remote.${k}`] = "default";
+  for (const k of Object.keys(STATIC_DEFAULTS.cluster)) sources[`cluster.${k}`] = "default";
   sources["nat.allow"] = "default";
   for (const k of Object.keys(STATIC_DEFAULTS.images)) sources[`images.${k}`] = "default";
   for (const [k, v] of Object.entries(fileValues)) {

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { cidrProblem } from "../domain/cidr.js";
 import { metricsBindVerdict } from "../domain/metrics-bind.js";
+import { remoteBindVerdict } from "../domain/remote-bind.js";
 
 /**
  * The config file schema. Every key is documented in docs/config.md; keep the
@@ -32,6 +33,37 @@ export const metricsSchema = z
     const v = metricsBindVerdict({ listen: m.listen, allowRemote: m.allow_remote });
     if (v.refused) ctx.addIssue({ code: "custom", path: ["listen"], message: `${v.refused}; ${v.fix}` });
   });
+
+const listenSchema = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^:]+):\d{1,5}$/, "expected host:port, e.g. 127.0.0.1:7781, or an empty string to disable")
+  .or(z.literal(""));
+
+/** Like metrics: a remote API beyond loopback without allow_remote is refused at load. */
+export const remoteSchema = z
+  .object({ listen: listenSchema, allow_remote: z.boolean(), token_file: z.string() })
+  .strict()
+  .superRefine((r, ctx) => {
+    const v = remoteBindVerdict({ listen: r.listen, allowRemote: r.allow_remote });
+    if (v.refused) ctx.addIssue({ code: "custom", path: ["listen"], message: `${v.refused}; ${v.fix}` });
+  });
+
+/** The node agent (docs/scale-out.md "Node agent"). */
+export const clusterSchema = z
+  .object({
+    enabled: z.boolean(),
+    kubeconfig: z.string(),
+    server: z.string().regex(/^(https?:\/\/[^\s]+)?$/, "expected an https:// URL of the API server, or empty"),
+    token_file: z.string(),
+    ca_file: z.string(),
+    node_name: z
+      .string()
+      .regex(/^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$/, "expected a Kubernetes node name (lowercase DNS subdomain), or empty for the hostname"),
+    microvms: z.number().int().min(0).max(1024),
+    wait_ssh: z.boolean(),
+    resync_s: z.number().int().min(5).max(3600),
+  })
+  .strict();
 
 export const natSchema = z
   .object({
@@ -105,6 +137,8 @@ export const configSchema = z
     nat: natSchema,
     images: imagesSchema,
     contexts: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "expected a context name of a-z, 0-9, _ and -"), contextSchema).optional(),
+    remote: remoteSchema,
+    cluster: clusterSchema,
   })
   .strict();
 
@@ -139,6 +173,8 @@ export const STATIC_DEFAULTS = {
   metrics: { listen: "", allow_remote: false },
   nat: { allow: [] as string[] },
   images: { sources: [] as string[], store_max_gib: 0, insecure: false },
+  remote: { listen: "", allow_remote: false, token_file: "" },
+  cluster: { enabled: false, kubeconfig: "", server: "", token_file: "", ca_file: "", node_name: "", microvms: 8, wait_ssh: true, resync_s: 30 },
 } satisfies Partial<Config>;
 
 export const KEY_DOCS: Record<string, string> = {
@@ -183,5 +219,17 @@ export const KEY_DOCS: Record<string, string> = {
   "images.insecure": "allow plain HTTP to image sources that are not loopback (digests are still checked, tags are not protected)",
   contexts:
     "named clusters for `banger --context NAME vm create|ls|rm`: [contexts.NAME] with kubeconfig (file; default $KUBECONFIG or ~/.kube/config), kube_context, namespace; `--context k8s` works without one",
+  "remote.listen": "host:port of the remote API (the /v1 API over TCP with a bearer token), empty to disable",
+  "remote.allow_remote": "allow remote.listen on a non-loopback address (plain HTTP: put TLS in front)",
+  "remote.token_file": "file holding the remote API's bearer token; empty means <state_dir>/remote-token, created 0600 when missing",
+  "cluster.enabled": "run the Kubernetes node agent: register this node and run the MicroVMs bound to it",
+  "cluster.kubeconfig": "kubeconfig file the node agent uses; empty: cluster.server + cluster.token_file, else the in-cluster service account",
+  "cluster.server": "API server URL when no kubeconfig is given",
+  "cluster.token_file": "bearer token file for cluster.server",
+  "cluster.ca_file": "CA bundle for cluster.server; empty uses the system's",
+  "cluster.node_name": "this node's name in the cluster; empty means the hostname",
+  "cluster.microvms": "how many MicroVMs this node takes (the banger.dev/microvm extended resource)",
+  "cluster.wait_ssh": "a MicroVM is Running once SSH answers (false: once its VMM started, as vm create --no-wait)",
+  "cluster.resync_s": "how often the node agent re-checks every MicroVM it runs and retries failed creates",
   "nat.allow": 'private or link-local IPv4 ranges NAT guests may reach anyway, e.g. ["10.1.2.0/24"]; empty denies them all',
 };

@@ -24,6 +24,10 @@ import { LinuxHostSetup } from "../adapters/host/setup.js";
 import { startWebListener, type WebHandle } from "./web.js";
 import { startMetrics } from "./metrics.js";
 import { metricsRoute, requestTiming } from "../api/metrics-route.js";
+import { ExternalVms } from "../app/external-vms.js";
+import { REMOTE_CALLER, startRemote, type RemoteHandle } from "./remote.js";
+import { startCluster, type ClusterHandle } from "./cluster.js";
+import { imageDistribution } from "../app/image-pull.js";
 
 /** How often the reconciler looks for VMM processes that ended on their own. */
 const LIVENESS_INTERVAL_MS = 1_000;
@@ -98,14 +102,20 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   const liveness = new LivenessWatcher(deps, LIVENESS_INTERVAL_MS);
   liveness.start();
 
+  // One per daemon: the socket, the remote listener and the node agent join each other's creates by external id.
+  const external = new ExternalVms(deps);
   let server: Server | undefined;
   let web: WebHandle | undefined;
+  let remote: RemoteHandle | undefined;
+  let cluster: ClusterHandle | undefined;
   let stopping = false;
   const shutdown = async (why: string) => {
     if (stopping) return;
     stopping = true;
     log.info({ why }, "bangerd shutting down; VMs keep running and are adopted at next start");
     server?.close();
+    await cluster?.close().catch(() => undefined);
+    await remote?.close().catch(() => undefined);
     await web?.close().catch(() => undefined);
     await metrics.close().catch(() => undefined);
     await liveness.stop();
@@ -128,7 +138,11 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   };
 
   const stop = () => void shutdown("api request");
-  web = await startWebListener(cfg, log, (host) => apiRoutes(deps, { shutdown: stop, bus, host, flavour: "browser" }), { deps, bus });
+  web = await startWebListener(cfg, log, (host) => apiRoutes(deps, { shutdown: stop, bus, host, flavour: "browser", external }), { deps, bus });
+  const checks = () => [metrics.check(), remote?.check(), cluster?.check()].filter((c) => c !== undefined);
+  remote = await startRemote(cfg, log, () =>
+    apiRoutes(deps, { shutdown: stop, bus, host: web?.info, identify: () => Promise.resolve(REMOTE_CALLER), checks, flavour: "remote", external }),
+  );
   const app = new Hono();
   const peers = new PeerCredentials(new ExecRunner());
   const apiGroup = { name: cfg.config.api_group, gid: groupId(cfg.config.api_group) };
@@ -145,7 +159,8 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
       webLogin: web.login,
       identify,
       apiGroup,
-      checks: metrics.check,
+      checks,
+      external,
     }),
   );
   mkdirSync(dirname(cfg.paths.socket), { recursive: true, mode: 0o755 });
@@ -161,6 +176,9 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   else log.warn({ api_group: cfg.config.api_group }, "api_group does not exist: only root can use the socket (`banger doctor --fix` creates it)");
   log.info({ socket: cfg.paths.socket, version: VERSION, vmm: cfg.config.vmm }, "bangerd listening");
   keeper.start(bus);
+  // After the socket: the agent's first pass may create VMs, and `banger` should already answer.
+  // Images a MicroVM names by digest are pulled from images.sources when this node lacks them.
+  cluster = startCluster(cfg, log, deps, external, bus, (ref, o) => imageDistribution(deps, images).ensureImage(ref, o));
 
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void shutdown(sig));
   // Full checksums are too slow for start-up; verify in the background and mark broken images.

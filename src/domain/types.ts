@@ -89,6 +89,12 @@ export interface Vm {
   /** Who created it (the API caller); unset for VMs made before ownership was recorded: root's. */
   ownerUid?: number;
   ownerName?: string;
+  /**
+   * The id a remote caller gave this VM (`PUT /v1/vms/by-external-id/:id`; the node agent's `k8s:<uid>`),
+   * unique among VMs, and the canonical JSON of the spec it asked for (a retry with another spec is a conflict).
+   */
+  externalId?: string;
+  externalSpec?: string;
 }
 
 export type StageOutcome = "ok" | "failed" | "undone";

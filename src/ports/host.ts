@@ -68,4 +68,8 @@ export interface HostFacts {
   privilege(): Promise<PrivilegeFacts>;
   /** MemAvailable from /proc/meminfo in MiB; undefined when it cannot be read. The paused-VM pool keeps clear of it. */
   memAvailableMib(): number | undefined;
+  /** The machine's size, for `GET /v1/node` and the node agent's Node capacity (absent in tests' fakes). */
+  machine?(): { cpus: number; memTotalMib: number };
+  /** Free space of the file system holding `path`, in MiB; undefined when it cannot be read. */
+  diskFreeMib?(path: string): number | undefined;
 }

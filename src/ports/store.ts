@@ -24,6 +24,8 @@ export interface Store {
   // vms
   insertVm(vm: Vm): void;
   getVm(name: string): Vm | undefined;
+  /** The VM a remote caller named by its own id (`k8s:<uid>` for the node agent). */
+  getVmByExternalId(externalId: string): Vm | undefined;
   listVms(): Vm[];
   updateVm(id: string, patch: VmPatch): Vm;
   /** State compare-and-swap (`UPDATE … WHERE state IN from`); undefined when the VM was not in `from`. */

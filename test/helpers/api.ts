@@ -13,7 +13,7 @@ export function apiClient(socket: string) {
   // One connection per request in flight: a single connection would queue them.
   const client = new Pool("http://bangerd", { socketPath: socket, connections: 128 });
   return {
-    async call<T = any>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown, signal?: AbortSignal): Promise<ApiReply<T>> {
+    async call<T = any>(method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: unknown, signal?: AbortSignal): Promise<ApiReply<T>> {
       const res = await client.request({
         method,
         path: `/v1${path}`,

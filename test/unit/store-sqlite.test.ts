@@ -492,6 +492,8 @@ describe("SqliteStore schema and migrations", () => {
     // Run the rebuild again on a database holding rows, as an upgrade from version 8 would.
     const raw = new Database(file);
     try {
+      // A version-8 database has none of the columns later migrations add (11: external id).
+      raw.exec("DROP INDEX vms_external_id; ALTER TABLE vms DROP COLUMN external_spec; ALTER TABLE vms DROP COLUMN external_id;");
       raw.pragma("user_version = 8");
       // Only the rebuild: the later steps' columns are already there.
       expect(
@@ -514,6 +516,25 @@ describe("SqliteStore schema and migrations", () => {
     after.deleteVm("vm-b");
     expect(after.peerPairs()).toEqual([]);
     expect(after.listForwards()).toEqual([]);
+  });
+
+  it("migration 11: external ids are stored, found, and unique", () => {
+    const s = open();
+    s.insertImage(newImage("deb"));
+    s.insertVm(newVm("e1", "img-deb", { externalId: "k8s:uid-1", externalSpec: '{"image":"deb"}' }));
+    expect(s.getVmByExternalId("k8s:uid-1")).toMatchObject({ name: "e1", externalSpec: '{"image":"deb"}' });
+    expect(s.getVmByExternalId("k8s:none")).toBeUndefined();
+    expect(codeOf(() => s.insertVm(newVm("e2", "img-deb", { externalId: "k8s:uid-1" })))).toBe("VM_EXISTS");
+    // Many VMs without one: NULLs never collide.
+    s.insertVm(newVm("plain-1", "img-deb"));
+    s.insertVm(newVm("plain-2", "img-deb"));
+    expect(
+      s
+        .listVms()
+        .filter((v) => v.externalId === undefined)
+        .map((v) => v.name),
+    ).toEqual(["plain-1", "plain-2"]);
+    s.close();
   });
 
   it("reports a file that is not a database as an error with a hint", () => {

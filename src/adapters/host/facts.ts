@@ -1,4 +1,5 @@
-import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
+import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, statSync, statfsSync } from "node:fs";
+import { availableParallelism, totalmem } from "node:os";
 import { groupGid, lookupVmmUser, type VmmUser } from "../exec/privilege.js";
 import type { DeviceAccess } from "../../ports/host.js";
 import type { Runner } from "../../ports/runner.js";
@@ -42,6 +43,15 @@ export function hostFacts(cfg: LoadedConfig, drivers?: { firecracker(): Vmm; qem
       try {
         const kib = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync("/proc/meminfo", "utf8"))?.[1];
         return kib === undefined ? undefined : Math.floor(Number(kib) / 1024);
+      } catch {
+        return undefined;
+      }
+    },
+    machine: () => ({ cpus: availableParallelism(), memTotalMib: Math.floor(totalmem() / 1048576) }),
+    diskFreeMib(path) {
+      try {
+        const st = statfsSync(path);
+        return Math.floor((st.bavail * st.bsize) / 1048576);
       } catch {
         return undefined;
       }

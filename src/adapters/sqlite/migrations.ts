@@ -170,6 +170,18 @@ CREATE INDEX vms_image ON vms(image_id);
 `,
   },
   {
+    // Scale-out (docs/scale-out.md): a VM made for a caller that names it by its own id (a MicroVM's uid,
+    // `k8s:<uid>`) carries that id, unique among VMs, so a retried or duplicated create finds the VM it
+    // already made; external_spec is the canonical JSON of what was asked, to tell a retry from a conflict.
+    // Version 10 is the image store's (digests); this one is independent of it.
+    version: 11,
+    sql: `
+ALTER TABLE vms ADD COLUMN external_id TEXT;
+ALTER TABLE vms ADD COLUMN external_spec TEXT;
+CREATE UNIQUE INDEX vms_external_id ON vms(external_id) WHERE external_id IS NOT NULL;
+`,
+  },
+  {
     // image build: the builder VM is a row like any other (leases, TAPs, reconcile work the same), marked by its role;
     // a built image records its parent, step digests and stage times.
     version: 4,
@@ -268,6 +280,17 @@ ALTER TABLE images ADD COLUMN digest TEXT CHECK (digest IS NULL OR digest GLOB '
 ALTER TABLE images ADD COLUMN pulled_from TEXT;
 ALTER TABLE images ADD COLUMN last_used_at TEXT;
 CREATE INDEX images_digest ON images(digest);
+`,
+  },
+  {
+    // Scale-out (docs/scale-out.md): a VM made for a caller that names it by its own id (a MicroVM's uid,
+    // `k8s:<uid>`) carries that id, unique among VMs, so a retried or duplicated create finds the VM it
+    // already made; external_spec is the canonical JSON of what was asked, to tell a retry from a conflict.
+    version: 11,
+    sql: `
+ALTER TABLE vms ADD COLUMN external_id TEXT;
+ALTER TABLE vms ADD COLUMN external_spec TEXT;
+CREATE UNIQUE INDEX vms_external_id ON vms(external_id) WHERE external_id IS NOT NULL;
 `,
   },
 ];

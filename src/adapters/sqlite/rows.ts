@@ -58,6 +58,8 @@ export interface VmRow {
   owner_uid: number | null;
   owner_name: string | null;
   boot_source: string | null;
+  external_id: string | null;
+  external_spec: string | null;
 }
 
 export interface EventRow {
@@ -162,6 +164,8 @@ const VM_COLUMNS: { [K in VmField]-?: { col: keyof VmRow; toDb: (v: Vm[K] | unde
   lastError: { col: "last_error", toDb: (v) => v ?? null, nullable: true },
   ownerUid: { col: "owner_uid", toDb: (v) => v ?? null, nullable: true },
   ownerName: { col: "owner_name", toDb: (v) => v ?? null, nullable: true },
+  externalId: { col: "external_id", toDb: (v) => v ?? null, nullable: true },
+  externalSpec: { col: "external_spec", toDb: (v) => v ?? null, nullable: true },
 };
 
 function columnValue<K extends VmField>(key: K, v: Vm[K] | undefined): [string, SqlValue] {
@@ -223,6 +227,8 @@ export function rowToVm(r: VmRow): Vm {
   if (r.role === "builder" || r.role === "pool") vm.role = r.role;
   setOpt(vm, "ownerUid", r.owner_uid);
   setOpt(vm, "ownerName", r.owner_name);
+  setOpt(vm, "externalId", r.external_id);
+  setOpt(vm, "externalSpec", r.external_spec);
   return vm;
 }
 

@@ -204,6 +204,8 @@ export class SqliteStore implements Store {
         const c = constraintOf(e);
         if (isDuplicate(c, "vms.name"))
           throw new BangerError("VM_EXISTS", `a VM named ${vm.name} already exists`, { hint: "pick another --name, or omit it for a generated one" });
+        if (isDuplicate(c, "vms.external_id"))
+          throw new BangerError("VM_EXISTS", `a VM with external id ${vm.externalId} already exists`, { hint: "GET /v1/vms/by-external-id/<id> returns it" });
         if (isDuplicate(c, "vms.id"))
           throw new BangerError("VM_EXISTS", `a VM with id ${vm.id} already exists`, { hint: "retry; VM ids are generated per create" });
         if (c?.kind === "foreignkey") throw imageNotFound(vm.imageId);
@@ -215,6 +217,13 @@ export class SqliteStore implements Store {
   getVm(name: string): Vm | undefined {
     return this.read(() => {
       const row = this.get<VmRow>("SELECT * FROM vms WHERE name = ?", name);
+      return row && rowToVm(row);
+    });
+  }
+
+  getVmByExternalId(externalId: string): Vm | undefined {
+    return this.read(() => {
+      const row = this.get<VmRow>("SELECT * FROM vms WHERE external_id = ?", externalId);
       return row && rowToVm(row);
     });
   }

@@ -1,0 +1,108 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createConnection, createServer, type Server } from "node:net";
+import { join } from "node:path";
+import type { Netns } from "./netns.js";
+
+/**
+ * The fake API server runs in the test process (root namespace, loopback); bangerd runs in its
+ * own network namespace, which cannot reach that loopback. A Unix socket is shared through the
+ * file system, so: socat listens on the namespace's loopback and relays to a Unix socket the test
+ * process serves, which relays to the fake. No interface or route is touched anywhere.
+ */
+export async function bridgeIntoNetns(
+  ns: Netns,
+  dir: string,
+  target: { host: string; port: number },
+  nsPort: number,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const path = join(dir, "kube-bridge.sock");
+  const server: Server = createServer((c) => {
+    const up = createConnection(target.port, target.host);
+    c.pipe(up).pipe(c);
+    const end = () => (c.destroy(), up.destroy());
+    c.on("error", end);
+    up.on("error", end);
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  const relay: ChildProcess = spawn("ip", ["netns", "exec", ns.name, "socat", `TCP-LISTEN:${nsPort},bind=127.0.0.1,fork,reuseaddr`, `UNIX-CONNECT:${path}`], {
+    stdio: "ignore",
+  });
+  // Wait until the namespace's port answers (socat is up).
+  for (let i = 0; i < 100; i++) {
+    const r = await ns.exec("sh", ["-c", `exec 3<>/dev/tcp/127.0.0.1/${nsPort} 2>/dev/null && echo up || true`], { allowFailure: true });
+    if (r.stdout.includes("up")) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  return {
+    url: `http://127.0.0.1:${nsPort}`,
+    async close() {
+      relay.kill("SIGKILL");
+      server.close();
+    },
+  };
+}
+
+/** The MicroVM CRD with the status bangerd's node agent writes (src/domain/microvm.ts). */
+export const MICROVM_CRD_FULL = {
+  apiVersion: "apiextensions.k8s.io/v1",
+  kind: "CustomResourceDefinition",
+  metadata: { name: "microvms.banger.dev" },
+  spec: {
+    group: "banger.dev",
+    scope: "Namespaced",
+    names: { plural: "microvms", singular: "microvm", kind: "MicroVM" },
+    versions: [
+      {
+        name: "v1alpha1",
+        served: true,
+        storage: true,
+        subresources: { status: {} },
+        schema: {
+          openAPIV3Schema: {
+            type: "object",
+            properties: {
+              spec: {
+                type: "object",
+                required: ["image"],
+                properties: {
+                  image: { type: "string" },
+                  vcpus: { type: "integer", minimum: 1 },
+                  memoryMib: { type: "integer", minimum: 64 },
+                  nat: { type: "boolean" },
+                  ports: { type: "array", items: { type: "string" } },
+                  peers: { type: "array", items: { type: "string" } },
+                  ttlSeconds: { type: "integer" },
+                },
+              },
+              status: {
+                type: "object",
+                properties: {
+                  phase: { type: "string", enum: ["Pending", "Placed", "Pulling", "Creating", "Running", "Failed", "Deleting", "NodeLost"] },
+                  node: { type: "string" },
+                  ip: { type: "string" },
+                  vmName: { type: "string" },
+                  stages: { type: "array", items: { type: "object", properties: { name: { type: "string" }, ms: { type: "integer" } } } },
+                  conditions: {
+                    type: "array",
+                    items: {
+                      type: "object",
+                      properties: {
+                        type: { type: "string" },
+                        status: { type: "string" },
+                        reason: { type: "string" },
+                        message: { type: "string" },
+                        lastTransitionTime: { type: "string" },
+                      },
+                    },
+                  },
+                  lastError: { type: "string" },
+                  observedGeneration: { type: "integer" },
+                },
+              },
+            },
+          },
+        },
+      },
+    ],
+  },
+};
