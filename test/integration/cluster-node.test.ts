@@ -105,13 +105,17 @@ describe.skipIf(skip)(`node agent against the fake API server${skip ? ` (skipped
   });
 
   it("registers the node: label, microvm capacity and allocatable, images annotation; the kubelet's cpu stays", async () => {
+    const shown = await d.cli(["--json", "image", "show", "fake-1"]);
+    const digest = shown.json<{ image: { digest: string } }>().image.digest;
+    expect(digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    // The image was registered after the agent started: registering it re-advertises the node.
     const node = await until("node registered", async () => {
       const n = await kit.core.readNode({ name: NODE });
-      return n.metadata?.labels?.["banger.dev/node"] === "true" && n.status?.allocatable?.["banger.dev/microvm"] === "8" ? n : undefined;
+      const ok = n.metadata?.labels?.["banger.dev/node"] === "true" && n.status?.allocatable?.["banger.dev/microvm"] === "8";
+      return ok && n.metadata?.annotations?.["banger.dev/images"] === digest ? n : undefined;
     });
     expect(node.status?.capacity?.["banger.dev/microvm"]).toBe("8");
     expect(node.status?.allocatable?.cpu).toBe("4");
-    expect(node.metadata?.annotations?.["banger.dev/images"]).toBe("");
   });
 
   it("a bound MicroVM gets exactly one VM and status Running with ip, vmName, stages and Ready", async () => {
