@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(qemu-system-x86 debootstrap busybox-static e2fsprogs cpio lz4 zstd xz-utils iproute2 nftables
       openssh-client openssh-server socat file python3 ca-certificates kmod dpkg-dev
-      chromium curl)
+      chromium curl musl-tools)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
