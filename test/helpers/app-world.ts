@@ -220,6 +220,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
         const r = (await opts.shell?.("channel:run", script)) ?? { code: 0 };
         return { code: r.code, lines: r.lines ?? [] };
       },
+      ready: () => Promise.reject(new BangerError("CHANNEL_UNSUPPORTED", "the unit-test world pushes no readiness")),
     },
     console: new FileConsoleLogs(),
     names: new NameGenerator(seededRandom(1)),

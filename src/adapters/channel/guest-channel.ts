@@ -72,7 +72,11 @@ export class SocketGuestChannel implements GuestChannel {
       }
       throw e;
     }
-    return readRunResult(sock, sock instanceof MuxStream ? Buffer.alloc(0) : body, { vm: t.name, timeoutMs: Math.max(1, deadline - Date.now()), signal: opts.signal });
+    return readRunResult(sock, sock instanceof MuxStream ? Buffer.alloc(0) : body, {
+      vm: t.name,
+      timeoutMs: Math.max(1, deadline - Date.now()),
+      signal: opts.signal,
+    });
   }
 
   /**

@@ -2,7 +2,7 @@ import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { BangerError } from "../../domain/errors.js";
-import { FRAME, FrameError, FrameParser, MAX_PAYLOAD, WINDOW, encodeFrame, windowPayload, type Frame } from "./frames.js";
+import { FRAME, FrameParser, MAX_PAYLOAD, WINDOW, encodeFrame, windowPayload, type Frame } from "./frames.js";
 
 // The host end of banger-agent's virtio-serial multiplex (docs/agent.md): one session per VM over
 // its agent.sock, handing out a Duplex per stream with credit-based flow control both ways.
@@ -241,7 +241,7 @@ export class MuxSession {
     try {
       items = this.parser.push(chunk);
     } catch (e) {
-      return this.end(this.gone(`protocol error: ${(e as FrameError).message}`));
+      return this.end(this.gone(`protocol error: ${(e as Error).message}`));
     }
     for (const it of items) {
       if (this.ended) return;
