@@ -22,6 +22,8 @@ export interface GuestChannelOptions {
   serialBusyWaitMs?: number;
   /** banger-agent sessions: streams per VM, keepalive (tests shorten them). */
   mux?: { maxStreams?: number; pingMs?: number; deadMs?: number; idleMs?: number };
+  /** The virtio-serial port's host socket (default `<dir>/agent.sock`, QEMU's chardev; the fake Firecracker names its own). */
+  serialPath?: (t: ChannelTarget) => string;
   /** Where Firecracker jails are built; a jailed VM's vsock socket is inside its jail. */
   firecrackerChrootBase?: string;
 }
@@ -89,7 +91,13 @@ export class SocketGuestChannel implements GuestChannel {
       throw new BangerError("CHANNEL_UNSUPPORTED", `${t.name}: readiness over vsock is not wired yet`, { hint: "poll the guest instead" });
     }
     try {
-      return readyEvents(await this.serial(t, 0, { vm: t.name, timeoutMs: opts.timeoutMs, signal: opts.signal }, undefined, `READY ${ports.join(" ")}`));
+      const s = await this.serial(t, 0, { vm: t.name, timeoutMs: opts.timeoutMs, signal: opts.signal }, undefined, `READY ${ports.join(" ")}`);
+      // The wait outlives the open: the caller's signal also ends the stream (and so the iteration).
+      const stop = () => s.destroy();
+      if (opts.signal?.aborted) stop();
+      opts.signal?.addEventListener("abort", stop, { once: true });
+      s.once("close", () => opts.signal?.removeEventListener("abort", stop));
+      return readyEvents(s);
     } catch (e) {
       // The legacy channel was asked "CONNECT 0" instead, and refused it.
       if (e instanceof BangerError && /malformed request/.test(e.message)) {
@@ -138,7 +146,7 @@ export class SocketGuestChannel implements GuestChannel {
     let settle!: () => void;
     this.dialing.set(t.dir, new Promise<void>((r) => (settle = r)));
     try {
-      const d = await dialSerial(join(t.dir, "agent.sock"), port, dial);
+      const d = await dialSerial(this.o.serialPath?.(t) ?? join(t.dir, "agent.sock"), port, dial);
       if (d.kind === "agent") {
         free();
         const session: MuxSession = new MuxSession(d.sock, d.rest, {
