@@ -44,6 +44,9 @@ int connect_local(int port);
 /* verbs.c: strictly parses a decimal port 1-65535; -1 if it is not one. */
 int parse_port(const char *s);
 
+/* identity.c: `banger-agent identity ...`, the kernel's half of a clone's re-identity. */
+int identity_main(int argc, char **argv);
+
 /* mux.c: serves the framed multiplex on a connected port fd until the host end goes away. */
 void mux_session(int port_fd);
 

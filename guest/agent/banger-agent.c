@@ -21,6 +21,9 @@
  *   --vsock-port N      the vsock control port (default 1024)
  *   --help              this text
  *
+ * `banger-agent identity SECONDS NANOSECONDS SEEDHEX` is not the service: the re-identity script
+ * runs it once in a restored clone (identity.c).
+ *
  * Every device node it uses is root-only; it speaks nothing but its verbs (verbs.c).
  */
 #define _GNU_SOURCE
@@ -218,6 +221,8 @@ int main(int argc, char **argv)
 	const char *port = NULL, *unix_path = NULL;
 	int serial = 1, vsock = 1;
 	long ctl_port = 1024;
+	if (argc > 1 && strcmp(argv[1], "identity") == 0)
+		return identity_main(argc, argv);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (strcmp(a, "--port") == 0 && v)

@@ -87,7 +87,7 @@ describe.skipIf(skip)(`e2e: banger-agent in a Debian guest${skip ? ` (skipped: $
 
   it("registration found the agent, and wait-ssh waited for its READY instead of polling", async () => {
     const img = await d.cli(["--json", "image", "show", "debian-agent-1"], { timeoutMs: 60_000 });
-    expect(img.json<{ guest: { agent?: boolean } }>().guest.agent).toBe(true);
+    expect(img.json<{ image: { guest: { agent?: boolean } } }>().image.guest.agent).toBe(true);
     expect(waitSshDetail).toMatch(/; pushed by banger-agent in \d+ ms$/);
   });
 

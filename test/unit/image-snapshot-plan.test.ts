@@ -79,7 +79,7 @@ describe("image snapshot", () => {
     const w = snapWorld({ channel: false });
     const err = (await snapshotImage(w.d, "deb-1").catch((e: unknown) => e)) as BangerError;
     expect(err.stage).toBe("channel-check");
-    expect(err.hint).toMatch(/banger-channel/);
+    expect(err.hint).toMatch(/banger-agent/);
     nothingLeft(w);
     expect(existsSync(snapshotDirOf(w.d.config.imagesDir, "img1"))).toBe(false);
   });

@@ -21,6 +21,13 @@ export interface MuxOptions {
 }
 
 export const MUX_MAX_STREAMS = 64;
+/**
+ * Silence that ends a session with streams. An agent that died and was restarted says HELLO again
+ * within its restart delay, which ends the session at once; silence only has to catch an agent that
+ * stays gone. Not shorter: a TCG guest on a loaded host was seen silent for over 1.6 s while a
+ * CPU-bound program ran in it, and a false CHANNEL_UNAVAILABLE kills every stream of the VM.
+ */
+const DEAD_MS = 6_000;
 
 /** One stream. Handed out paused once the agent's reply line said OK. */
 export class MuxStream extends Duplex {
@@ -286,7 +293,7 @@ export class MuxSession {
       if (now - this.idleSince >= (this.o.idleMs ?? 10_000)) this.end(undefined);
       return;
     }
-    if (now - this.lastRx > (this.o.deadMs ?? 1_600)) return this.end(this.gone(`no answer to keepalive pings for ${now - this.lastRx} ms`));
+    if (now - this.lastRx > (this.o.deadMs ?? DEAD_MS)) return this.end(this.gone(`no answer to keepalive pings for ${now - this.lastRx} ms`));
     this.send(FRAME.PING, 0, Buffer.from("k"));
   }
 
