@@ -4,7 +4,7 @@
  * Runs inside a private network namespace (bench/run.sh makes it). One bangerd with the fake
  * Firecracker (no guests, so the figures are the CLI's and the daemon's own), and:
  * - CLI wall times against `node -e 0` measured in the same run, interleaved: `banger --help`,
- *   `banger --json vm ls` with 10 VMs, and `banger vm create --no-wait`, whose own cost is its
+ *   `banger --json vm ls` with 10 VMs, `banger __complete vms` (shell completion's name lookup), and `banger vm create --no-wait`, whose own cost is its
  *   wall time minus `node -e 0` minus the time it waited on the daemon (BANGER_TIMING=1 makes the
  *   CLI report that, and the daemon's Server-Timing total, on stderr);
  * - bangerd's RSS idle with the TAP and disk pools warm, and with 50 VM records of which 5 run,
@@ -138,6 +138,8 @@ async function main(): Promise<void> {
         "banger --help": [BANGER, "--help"],
         "banger --json vm ls": [BANGER, "--json", "vm", "ls"],
         "node bin/banger.js --json vm ls": [process.execPath, BIN_JS, "--json", "vm", "ls"],
+        // What a shell runs at each Tab for VM names (src/cli/completion/names.ts).
+        "banger __complete vms": [BANGER, "__complete", "vms"],
       },
       env,
     );
@@ -172,7 +174,14 @@ async function main(): Promise<void> {
       console.log(`  ${label.padEnd(36)} ${fmt(ms).padStart(10)}  ${(ms / node).toFixed(2)}× node -e 0   ${target}`);
     console.log(`\n== CLI wall time, median of ${runs} (interleaved; node ${process.version})`);
     for (const [k, ts] of Object.entries(times)) {
-      const target = k === "banger --help" ? "(target ≤ 80 ms)" : k === "banger --json vm ls" ? "(target ≤ 100 ms and ≤ 2.0×)" : "";
+      const target =
+        k === "banger --help"
+          ? "(target ≤ 80 ms)"
+          : k === "banger --json vm ls"
+            ? "(target ≤ 100 ms and ≤ 2.0×)"
+            : k === "banger __complete vms"
+              ? "(target ≤ 100 ms)"
+              : "";
       row(k, median(ts.map((t) => t.ms)), target);
     }
     const own = create.map((c) => (c.waitMs === undefined ? NaN : c.wallMs - c.waitMs - node));

@@ -6,6 +6,8 @@
 //   lazy-*.js       what only some commands need (the config validator, `daemon start
 //                   --foreground`, the offline doctor): ESM with shared chunks, imported on use
 //   errors.cjs      BangerError, shared by both, so `instanceof` holds across them
+//   banger-complete.cjs  `banger __complete vms|images` for shell completion: names from the
+//                   daemon without loading the command tree (banger.cjs hands over at its first line)
 //   banger-vsock.cjs  the ssh ProxyCommand companion: one small CommonJS file of its own
 //   bangerd.js      the daemon, one ESM file (bangerd-*.js: the web UI's server, imported only
 //                   when the UI is on)
@@ -91,7 +93,15 @@ const cjs = {
 
 const errors = await build({ ...cjs, entryPoints: { errors: "src/domain/errors.ts" } });
 // The CLI first: it names the lazy entries.
-const cli = await build({ ...cjs, entryPoints: { banger: "src/cli/main.ts" }, plugins: [sharedErrors, lazyImports] });
+// `banger __complete` (a shell's Tab) leaves at the first line for its own small bundle: the rest
+// of banger.cjs is then parsed but never run. A CommonJS module may return at its top level.
+const cli = await build({
+  ...cjs,
+  entryPoints: { banger: "src/cli/main.ts" },
+  plugins: [sharedErrors, lazyImports],
+  banner: { js: `if (process.argv[2] === "__complete") return void require("./banger-complete.cjs");\n${cjs.banner.js}` },
+});
+const complete = await build({ ...cjs, entryPoints: { "banger-complete": "src/cli/completion/main.ts" } });
 const vsock = await build({ ...cjs, entryPoints: { "banger-vsock": "src/cli/vsock.ts" } });
 const [lazy, daemon] = await Promise.all([
   build({ ...esm, entryPoints: lazyEntries, splitting: true, chunkNames: "lazy-[hash]", plugins: [sharedErrors, undiciClientOnly] }),
@@ -101,5 +111,12 @@ const [lazy, daemon] = await Promise.all([
 // What went into each output, by input file (kept out of the package).
 writeFileSync(
   join(root, "build/bundle-meta.json"),
-  JSON.stringify({ errors: errors.metafile, cli: cli.metafile, vsock: vsock.metafile, lazy: lazy.metafile, daemon: daemon.metafile }),
+  JSON.stringify({
+    errors: errors.metafile,
+    cli: cli.metafile,
+    complete: complete.metafile,
+    vsock: vsock.metafile,
+    lazy: lazy.metafile,
+    daemon: daemon.metafile,
+  }),
 );

@@ -3,6 +3,8 @@
 // built-ins they pull in), which cost bangerd several MiB of RSS for one Client. The bundler
 // maps "undici" here; a name imported from "undici" that is missing below fails the build.
 import Client from "undici/lib/dispatcher/client.js";
+// The image store (src/adapters/image-store/http.ts) talks to many hosts: an Agent keeps a pool per origin.
+import Agent from "undici/lib/dispatcher/agent.js";
 import Dispatcher from "undici/lib/dispatcher/dispatcher.js";
 import request from "undici/lib/api/api-request.js";
 import errors from "undici/lib/core/errors.js";
@@ -10,4 +12,4 @@ import errors from "undici/lib/core/errors.js";
 // undici's index mixes its API methods into every dispatcher; the adapter only uses request().
 Dispatcher.prototype.request = request;
 
-export { Client, errors };
+export { Agent, Client, errors };

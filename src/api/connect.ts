@@ -6,6 +6,7 @@ import { openGuestPort } from "../app/guest-connect.js";
 import { BangerError, asBangerError } from "../domain/errors.js";
 import { ROOT_CALLER, requireMember, requireOwner, type Caller } from "../domain/caller.js";
 import { getVm } from "../app/vm-lookup.js";
+import type { ChannelMetrics } from "../ports/metrics.js";
 
 /** Who may open a stream: the same rule as the HTTP routes (group member, and the VM's owner or root). */
 export interface ConnectAccess {
@@ -31,12 +32,12 @@ function refuse(socket: Duplex, err: BangerError): void {
  * directories stay root-only and members of the `banger` group (who may use bangerd's socket)
  * can reach their guests. Errors are the usual JSON envelope with the usual statuses.
  */
-export function connectUpgrade(d: Pick<AppDeps, "store" | "channel" | "log">, access?: ConnectAccess) {
+export function connectUpgrade(d: Pick<AppDeps, "store" | "channel" | "log">, access?: ConnectAccess, metrics?: ChannelMetrics) {
   return (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     // A client that hangs up while the channel opens (ssh giving up, wait-ssh's other path winning)
     // makes the refusal's write fail with EPIPE; unhandled, that 'error' event would end bangerd.
     socket.on("error", () => socket.destroy());
-    void bridge(d, req, socket as Socket, head, access).catch((e: unknown) => {
+    void bridge(d, req, socket as Socket, head, access, metrics).catch((e: unknown) => {
       d.log.warn({ err: (e as Error).message, stage: "connect" }, "guest stream failed");
       if (!socket.destroyed) refuse(socket, asBangerError(e));
     });
@@ -49,6 +50,7 @@ async function bridge(
   client: Socket,
   head: Buffer,
   access?: ConnectAccess,
+  metrics?: ChannelMetrics,
 ): Promise<void> {
   const url = new URL(req.url ?? "/", "http://bangerd");
   const m = ROUTE.exec(url.pathname);
@@ -82,7 +84,19 @@ async function bridge(
   if (head.length > 0) stream.write(head);
   stream.pipe(client);
   client.pipe(stream);
+  let open = metrics !== undefined;
+  if (metrics) {
+    metrics.opened();
+    if (head.length > 0) metrics.bytes("to_guest", head.length);
+    // Beside the pipes, not instead of them: each chunk is counted as it passes.
+    client.on("data", (b: Buffer) => metrics.bytes("to_guest", b.length));
+    stream.on("data", (b: Buffer) => metrics.bytes("from_guest", b.length));
+  }
   const end = () => {
+    if (open) {
+      open = false;
+      metrics?.closed();
+    }
     stream.destroy();
     client.destroy();
   };

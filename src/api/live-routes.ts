@@ -1,3 +1,4 @@
+import { totalmem } from "node:os";
 import type { Hono } from "hono";
 import type { ApiEnv } from "./env.js";
 import { streamSSE } from "hono/streaming";
@@ -28,7 +29,12 @@ export function redact(config: HostInfo["config"]): HostInfo["config"] {
  * `GET /v1/events` (Server-Sent Events: every VM change and lifecycle stage as it is recorded)
  * and `GET /v1/host` (what the host page and `banger host` show).
  */
-export function liveRoutes(api: Hono<ApiEnv>, d: Pick<AppDeps, "network" | "diskPool" | "vmPool" | "store" | "config">, bus: EventBus, host?: HostInfo): void {
+export function liveRoutes(
+  api: Hono<ApiEnv>,
+  d: Pick<AppDeps, "network" | "diskPool" | "vmPool" | "store" | "config" | "host">,
+  bus: EventBus,
+  host?: HostInfo,
+): void {
   api.get("/events", (c) => {
     c.header("X-Accel-Buffering", "no");
     return streamSSE(c, async (stream) => {
@@ -81,6 +87,7 @@ export function liveRoutes(api: Hono<ApiEnv>, d: Pick<AppDeps, "network" | "disk
       pid: process.pid,
       rssBytes: process.memoryUsage.rss(),
       uptimeS: Math.round(process.uptime()),
+      memory: { totalMib: Math.round(totalmem() / 1048576), availableMib: d.host.memAvailableMib() },
       config: host ? redact(host.config) : {},
       web: host?.web(),
       pool: {

@@ -4,6 +4,7 @@ import type { AppDeps } from "../app/deps.js";
 import { createVm } from "../app/create.js";
 import { runDoctor } from "../app/doctor.js";
 import { ImageService } from "../app/images.js";
+import { imageStoreRoutes } from "./image-store-routes.js";
 import { removeVm, startVm, stopVm, vmEvents } from "../app/lifecycle.js";
 import { getVm, listVms } from "../app/vm-lookup.js";
 import { sshTarget } from "../app/vm-ready.js";
@@ -19,7 +20,9 @@ import type { ApiEnv } from "./env.js";
 import { createVmBody, forwardBody, promoteBody, registerImageBody, startVmBody } from "./schemas.js";
 import { addPort, listPorts, removePort } from "../app/vm-net.js";
 import type { EventBus } from "../app/event-bus.js";
+import type { Check } from "../app/doctor.js";
 import { liveRoutes, type HostInfo } from "./live-routes.js";
+import { requireReachable } from "../domain/vm-reach.js";
 
 const MAX_LOG_CHUNK = 256 * 1024;
 /** Every request body is a small JSON object; anything larger is refused before it is buffered. */
@@ -43,6 +46,8 @@ export interface ApiHooks {
   host?: HostInfo;
   /** Socket flavour only: a one-time login link for the web UI (`banger web`); absent when the UI is off. */
   webLogin?: () => { url: string; expiresAt: string };
+  /** Doctor checks of listeners the daemon runs beside the API (the metrics listener). */
+  checks?: () => Check;
   /** The browser flavour has no shutdown and no login-link route: those need the Unix socket. */
   flavour?: "socket" | "browser";
 }
@@ -90,6 +95,7 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
   api.post("/images", async (c) => c.json({ image: await images.register(registerImageBody.parse(await body(c))) }, 201));
   buildRoute(api, d, images, body);
   snapshotRoutes(api, d, images);
+  imageStoreRoutes(api, d, images, body);
   api.delete("/images/:name", async (c) => {
     await images.remove(c.req.param("name"));
     return c.json({ removed: c.req.param("name") });
@@ -132,10 +138,13 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
   api.get("/vms/:name/events", (c) => c.json({ events: vmEvents(d, c.req.param("name")) }));
   api.get("/vms/:name/ssh", async (c) => {
     const vm = ownedVm(c, "ssh into");
+    requireReachable(vm, c.req.query("for") === "exec" ? "exec" : "ssh");
     return c.json({ target: await sshTarget(d, vm), knownHosts: await d.files.readText(vmFiles(vm.dir).knownHosts) });
   });
   api.get("/vms/:name/logs", async (c) => {
     const vm = ownedVm(c, "read the console of");
+    // Reading what a VM printed is fine in any state; following it needs one that is still printing.
+    if (c.req.query("follow") === "true") requireReachable(vm, "follow");
     // Offsets count from the VM's first console byte and survive rotation; one older than what is kept reads from `start`.
     const { offset, size, data, start } = await d.console.read(vm.dir, Number(c.req.query("offset") ?? 0) || 0, MAX_LOG_CHUNK);
     return c.json({ offset, size, data, start, running: vm.state === "running" });
@@ -157,9 +166,9 @@ export function apiRoutes(d: AppDeps, hooks: ApiHooks): Hono<ApiEnv> {
   accessRoutes(api, d, ownedVm);
   api.get("/doctor", async (c) => {
     const report = await runDoctor(d, images);
-    const web = hooks.host?.web();
-    if (!web) return c.json(report);
-    const checks = [...report.checks, web];
+    const extra = [hooks.host?.web(), hooks.checks?.()].filter((x): x is Check => x !== undefined);
+    if (extra.length === 0) return c.json(report);
+    const checks = [...report.checks, ...extra];
     return c.json({ checks, ok: checks.every((x) => x.status !== "FAIL") });
   });
   if (hooks.bus) liveRoutes(api, d, hooks.bus, hooks.host);

@@ -79,6 +79,8 @@ export interface CreateInput {
 export function resolveImage(d: Pick<AppDeps, "store">, ref: string): Image {
   const image = d.store.getImage(ref);
   if (!image) throw imageNotFound(ref);
+  // Pulled images are evicted least recently used first (app/image-pull.ts); a create is a use.
+  d.store.touchImage(image.id);
   if (image.status === "broken") {
     throw new BangerError("IMAGE_BROKEN", `image ${image.name} is broken: ${image.statusDetail}`, {
       hint: "re-register it from its build output, or promote another build (`banger image promote`)",
@@ -208,7 +210,8 @@ async function createFrom(d: CreateDeps, input: CreateInput, c: CreateCtx, from:
   }
 
   // A claimed member's row keeps its id and its fill's events; this plan records under the new name.
-  const plan = new Plan(d.store, d.log, { id, name }, "create", c.signal, cfg.eventsKeepOps);
+  const plan = new Plan(d.store, d.log, { id, name, vmm: vmm.kind }, "create", c.signal, cfg.eventsKeepOps);
+  plan.path = member ? "pool" : source.kind;
   const patch = (p: Partial<Vm>) => {
     vm = d.store.updateVm(id, p);
   };

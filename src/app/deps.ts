@@ -12,6 +12,7 @@ import type { HostCheckConfig, HostFacts } from "../ports/host.js";
 import type { Network } from "../ports/network.js";
 import type { Forwarder } from "../ports/forwarder.js";
 import type { Store } from "../ports/store.js";
+import type { ImageStore } from "../ports/image-store.js";
 import type { Vmm } from "../ports/vmm.js";
 import type { VmmSnapshots } from "../ports/snapshots.js";
 import type { OpTicket, VmOps } from "./vm-ops.js";
@@ -55,6 +56,14 @@ export interface AppConfig {
    */
   channelProxy?: string[];
   hostCheck: HostCheckConfig;
+  /** Partial downloads and sets being pulled (`<state_dir>/pulls`). */
+  pullsDir: string;
+  /** images.store_max_gib in bytes: the budget of pulled images; 0 means none. */
+  imageStoreMaxBytes: number;
+  /** images.sources: where a digest this node lacks is looked for, in order. */
+  imageSources: string[];
+  /** images.insecure: plain HTTP to non-loopback sources. */
+  imageInsecure: boolean;
 }
 
 /** A ready-made set of per-VM disks for one image: a directory holding rootfs.ext4 and work.ext4. */
@@ -100,6 +109,8 @@ export interface WarmDisks {
   drop(imageId: string): Promise<void>;
   close(): Promise<void>;
   stats(): Record<string, number>;
+  /** Takes that found no ready set while the pool is enabled. */
+  readonly misses: number;
   usage(): Promise<PoolUsage>;
 }
 
@@ -125,6 +136,8 @@ export interface PausedPoolStats {
   filling?: string;
   /** Why the last refill stopped short at a memory limit, while it still does. */
   capped?: string;
+  /** Creates from a snapshot that found no matching member while the pool is enabled. */
+  misses: number;
 }
 
 /** Paused VMs restored from golden snapshots (src/app/vm-pool.ts); what the use cases ask of it. */
@@ -187,6 +200,8 @@ export interface AppDeps {
   /** Byte streams to guest ports over vsock / virtio-serial, independent of the guest network. */
   channel: GuestChannel;
   keys: Keys;
+  /** Images kept elsewhere by digest: OCI registries and layouts (pull, push). */
+  imageStore: ImageStore;
   names: NameGenerator;
   log: Logger;
 }

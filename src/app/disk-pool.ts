@@ -134,7 +134,7 @@ export class DiskPool implements WarmDisks {
   take(image: Image, workGib: number): PreparedDisks | undefined {
     const entries = this.ready.get(image.id) ?? [];
     const idx = entries.findIndex((e) => !e.meta.snapshotId && e.meta.workGib === workGib);
-    if (idx < 0) return undefined;
+    if (idx < 0) return this.miss();
     const [{ dir, meta }] = entries.splice(idx, 1);
     return { dir, workGib: meta.workGib, hostPublicKey: meta.hostPublicKey };
   }
@@ -154,7 +154,7 @@ export class DiskPool implements WarmDisks {
     const entries = this.ready.get(image.id) ?? [];
     this.pruneSnapshots(entries, snapshotId);
     const idx = entries.findIndex((e) => e.meta.snapshotId === snapshotId);
-    if (idx < 0) return undefined;
+    if (idx < 0) return this.miss();
     const [{ dir, meta }] = entries.splice(idx, 1);
     return { dir, workGib: meta.workGib, hostPublicKey: meta.hostPublicKey };
   }
@@ -303,6 +303,14 @@ export class DiskPool implements WarmDisks {
   async close(): Promise<void> {
     this.closed = true;
     await this.settled();
+  }
+
+  /** Takes that found no ready set, with the pool enabled (`banger_disk_pool_misses_total`). */
+  misses = 0;
+
+  private miss(): undefined {
+    if (this.size > 0) this.misses++;
+    return undefined;
   }
 
   stats(): Record<string, number> {

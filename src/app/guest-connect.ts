@@ -3,6 +3,7 @@ import type { Vm } from "../domain/types.js";
 import type { OpenedStream } from "../ports/channel.js";
 import type { AppDeps } from "./deps.js";
 import { getVm } from "./vm-lookup.js";
+import { requireReachable } from "../domain/vm-reach.js";
 
 /** How long opening a guest port may take: the guest answers in milliseconds once booted. */
 export const CONNECT_TIMEOUT_MS = 10_000;
@@ -33,11 +34,7 @@ export async function openGuestPort(
   // "creating" only when asked: a create from a snapshot re-identifies its restored guest over this
   // route (banger-vsock --creating). Nobody else gets in while a create runs: wait-ssh's channel
   // path, say, would hold the one virtio-serial session of a guest whose IP answered first.
-  if (vm.state !== "running" && !(opts.creating && vm.state === "creating")) {
-    throw new BangerError("VM_STATE", `VM ${vm.name} is ${vm.state}; its guest ports are reachable only while it runs`, {
-      hint: vm.state === "stopped" ? `\`banger vm start ${vm.name}\`` : "wait for the operation in progress to finish",
-    });
-  }
+  requireReachable(vm, "connect", opts);
   if (vm.vsockCid === undefined) throw new BangerError("INTERNAL", `VM ${vm.name} has no vsock CID`);
   const t0 = performance.now();
   const opened = await d.channel.open({ name: vm.name, vmm: vm.vmm, dir: vm.dir, vsockCid: vm.vsockCid }, port, { timeoutMs: CONNECT_TIMEOUT_MS, signal });

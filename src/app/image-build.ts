@@ -237,6 +237,7 @@ async function runBuild(d: BuildDeps, images: ImageService, checked: CheckedBuil
   d.store.insertVm(vm);
   c.emit({ type: "builder", vm: vm.name });
   const plan = new Plan(d.store, d.log, vm, "image-build", c.signal, cfg.eventsKeepOps);
+  plan.path = "cold";
   const patch = (p: Partial<Vm>) => {
     vm = d.store.updateVm(c.id, p);
   };

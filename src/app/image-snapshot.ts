@@ -129,6 +129,7 @@ async function runSnapshot(d: SnapshotDeps, c: RunInput): Promise<SnapshotSummar
   };
   d.store.insertVm(vm);
   const plan = new Plan(d.store, d.log, vm, "image-snapshot", c.signal, cfg.eventsKeepOps);
+  plan.path = "cold";
   const patch = (p: Partial<Vm>) => {
     vm = d.store.updateVm(c.id, p);
   };

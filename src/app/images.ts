@@ -31,6 +31,8 @@ export interface RegisterInput {
   build?: BuildInfo;
   /** Roles whose source files the caller hands over: moved (one rename) instead of copied. */
   move?: ArtifactRole[];
+  /** Set by `image pull`: where it came from; such images are evicted under images.store_max_gib. */
+  pulledFrom?: string;
 }
 
 const FILE_NAMES: Record<ArtifactRole, string> = {
@@ -124,6 +126,7 @@ export class ImageService {
         guest: { os: input.os ?? "linux", services, ...(agent ? { agent: true } : {}), ...(input.snapshot ? { snapshot: true } : {}) },
         artifacts,
         ...(input.build ? { build: input.build } : {}),
+        ...(input.pulledFrom ? { pulledFrom: input.pulledFrom } : {}),
       });
       this.d.log.info({ image: image.name, id, artifacts: artifacts.map((a) => basename(a.path)) }, "image registered");
       return image;

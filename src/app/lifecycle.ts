@@ -93,6 +93,7 @@ export async function startVm(d: LifecycleDeps, name: string, opts: { noWait?: b
     };
     const boot: BootContext = { d, image, vmm, vm: () => vm, patch, noWait: opts.noWait };
     const plan = new Plan(d.store, d.log, vm, "start", ticket.signal, d.config.eventsKeepOps);
+    plan.path = "cold";
     try {
       await plan.run([tapStage(boot), ...bootStages(boot)], explainGuestFailure(d, vm.dir));
     } catch (e) {

@@ -28,6 +28,7 @@ export function observedStore(store: Store, bus: EventBus): Store {
     listImages: s.listImages.bind(s),
     deleteImage: imagesChanged(s.deleteImage.bind(s)),
     setImageStatus: imagesChanged(s.setImageStatus.bind(s)),
+    touchImage: s.touchImage.bind(s),
     setAlias: imagesChanged(s.setAlias.bind(s)),
     insertVm: (vm: Parameters<Store["insertVm"]>[0]) => {
       s.insertVm(vm);

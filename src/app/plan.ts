@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { BangerError, asBangerError } from "../domain/errors.js";
 import type { Store } from "../ports/store.js";
+import type { BootPath, VmmKind } from "../domain/types.js";
 
 export type Undo = () => Promise<void> | void;
 
@@ -32,11 +33,13 @@ export class Plan {
   /** Undos that threw; above zero, what the plan acquired may still be held on the host. */
   undoFailures = 0;
   private opId?: number;
+  /** The boot path this run takes, once known (a create decides it after choosing its source). */
+  path?: BootPath;
 
   constructor(
     private readonly store: Store,
     private readonly log: Logger,
-    private readonly vm: { id: string; name: string },
+    private readonly vm: { id: string; name: string; vmm?: VmmKind },
     private readonly op: string,
     private readonly signal: AbortSignal = new AbortController().signal,
     /** Config `events_keep_ops`: how many of the VM's operations keep their events. */
@@ -69,7 +72,7 @@ export class Plan {
         // Once cancelled, whatever a stage threw (an AbortError, a broken pipe) is a consequence; the reason is the cause.
         const err = asBangerError(this.signal.aborted ? this.signal.reason : raw);
         const extra = describeFailure ? await describeFailure(stage.name, err).catch(() => undefined) : undefined;
-        this.record(stage.name, started, durationMs, "failed", err.message);
+        this.record(stage.name, started, durationMs, "failed", err.message, err.code);
         this.log.error({ vm: this.vm.name, stage: stage.name, op: this.op, ms: round(durationMs), code: err.code, err: err.message }, "stage failed");
         await this.rollback();
         const message = `${this.op} of VM ${this.vm.name} failed at stage ${stage.name}: ${err.message}${extra ? `\n${extra}` : ""}`;
@@ -100,7 +103,7 @@ export class Plan {
     this.undos.length = 0;
   }
 
-  private record(stage: string, started: Date, durationMs: number, outcome: "ok" | "failed" | "undone", detail?: string): void {
+  private record(stage: string, started: Date, durationMs: number, outcome: "ok" | "failed" | "undone", detail?: string, code?: string): void {
     try {
       // Taken lazily: a plan that records nothing uses up no id.
       this.opId ??= this.store.nextOpId();
@@ -114,6 +117,9 @@ export class Plan {
         durationMs: round(durationMs),
         outcome,
         detail,
+        ...(this.vm.vmm ? { vmm: this.vm.vmm } : {}),
+        ...(this.path ? { path: this.path } : {}),
+        ...(code ? { code } : {}),
       });
     } catch (e) {
       this.log.warn({ vm: this.vm.name, stage, err: (e as Error).message }, "could not record lifecycle event");

@@ -1,7 +1,7 @@
-import type { HostCheckConfig, HostFacts, PrivilegeFacts } from "../ports/host.js";
+import type { DeviceAccess, HostCheckConfig, HostFacts, PrivilegeFacts } from "../ports/host.js";
 import type { Check } from "./checks.js";
 
-const FIX = "run `sudo banger doctor --fix` (creates the system user and group), then restart bangerd";
+const FIX = "restart bangerd as root with host_setup on (the default), or run `sudo banger doctor --fix`, then restart bangerd";
 
 /**
  * Which least-privilege protections are active, each PASS or WARN with its fix. None is a FAIL:
@@ -24,27 +24,18 @@ export async function protectionChecks(c: HostCheckConfig, host: HostFacts): Pro
   } else if (!p.setpriv) {
     checks.push({ name: "vmm-user", status: "WARN", detail: "setpriv not found: cannot drop to the VMM user", fix: "apt-get install util-linux" });
   } else {
-    checks.push({ name: "vmm-user", status: "PASS", detail: `VMMs run as ${c.vmmUser} (uid ${p.vmmUid}), no capabilities, no_new_privs; VM dirs 0700 theirs` });
     checks.push(
-      p.tunOpen
-        ? { name: "vmm-tun", status: "PASS", detail: "/dev/net/tun is 0666: the VMM user attaches to the TAP it owns, and only to that one" }
-        : {
-            name: "vmm-tun",
+      p.stateBlocked
+        ? {
+            name: "vmm-user",
             status: "WARN",
-            detail: "/dev/net/tun is not world read-write: VMMs as the VMM user cannot open their TAP",
-            fix: "chmod 0666 /dev/net/tun (the udev default on Debian; attaching still needs the TAP's owner uid)",
-          },
+            detail: `${c.vmmUser} (uid ${p.vmmUid}) cannot pass through ${p.stateBlocked} to ${c.stateDir}: VMMs run as root`,
+            fix: `chmod o+x ${p.stateBlocked} (or move state_dir under traversable directories, e.g. /var/lib/banger), then restart bangerd`,
+          }
+        : { name: "vmm-user", status: "PASS", detail: `VMMs run as ${c.vmmUser} (uid ${p.vmmUid}), no capabilities, no_new_privs; VM dirs 0700 theirs` },
     );
-    checks.push(
-      p.vmmInKvm
-        ? { name: "vmm-kvm", status: "PASS", detail: `${c.vmmUser} is in group kvm` }
-        : {
-            name: "vmm-kvm",
-            status: "WARN",
-            detail: `${c.vmmUser} is not in group kvm: KVM guests cannot start (TCG still works)`,
-            fix: `usermod -aG kvm ${c.vmmUser}`,
-          },
-    );
+    checks.push(deviceCheck("vmm-tun", "/dev/net/tun", c.vmmUser, p.tun, "attaching still needs the TAP's owner uid, so it reaches only its own"));
+    checks.push(deviceCheck("vmm-kvm", "/dev/kvm", c.vmmUser, p.kvm, "KVM guests can start"));
   }
   checks.push(
     c.vmm === "qemu" && !p.qemuSandbox
@@ -76,6 +67,18 @@ export async function protectionChecks(c: HostCheckConfig, host: HostFacts): Pro
     checks.push({ name: "api-group", status: "PASS", detail: `members of ${c.apiGroup} (gid ${p.apiGid}) may use the socket; everyone else is refused` });
   }
   return checks;
+}
+
+/** Read-write access for the VMM user by mode, group or ACL; never fixed by opening the node to everyone. */
+function deviceCheck(name: string, dev: string, user: string, a: DeviceAccess, passNote: string): Check {
+  if (!a.present) return { name, status: "PASS", detail: `no ${dev} on this host: nothing to grant` };
+  if (a.ok) return { name, status: "PASS", detail: `${user} opens ${dev} read-write (${a.via}): ${passNote}` };
+  return {
+    name,
+    status: "WARN",
+    detail: `${user} cannot open ${dev} read-write: ${name === "vmm-kvm" ? "KVM guests cannot start (TCG still works)" : "its VMMs cannot open their TAP"}`,
+    fix: `${FIX} (it grants access by an ACL entry; package acl), or by hand: setfacl -m u:${user}:rw ${dev}`,
+  };
 }
 
 function jailerCheck(c: HostCheckConfig, p: PrivilegeFacts): Check {

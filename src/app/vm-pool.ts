@@ -48,6 +48,8 @@ export class VmPool implements PausedPool {
 
   constructor(private readonly d: VmPoolDeps) {}
 
+  private misses = 0;
+
   private get size(): number {
     return this.d.config.vmPoolSize;
   }
@@ -75,6 +77,7 @@ export class VmPool implements PausedPool {
       if (ticket && row?.id === m.vm.id && row.role === "pool") return { vm: row, ticket, snapshotId: m.snapshotId, readyAt: m.readyAt, fillMs: m.fillMs };
       ticket?.release();
     }
+    if (this.size > 0) this.misses++;
     return undefined;
   }
 
@@ -122,6 +125,7 @@ export class VmPool implements PausedPool {
       size: this.size,
       memoryMib: all.reduce((n, m) => n + m.vm.memoryMib, 0),
       maxMemoryMib: this.d.config.vmPoolMaxMemoryMib,
+      misses: this.misses,
       ...(this.filling ? { filling: this.filling } : {}),
       ...(this.capped ? { capped: this.capped } : {}),
     };
@@ -208,6 +212,7 @@ export class VmPool implements PausedPool {
       this.current = new AbortController();
       const signal = AbortSignal.any([ticket.signal, this.abort.signal, this.current.signal]);
       const plan = new Plan(d.store, d.log, vm, "pool-fill", signal, d.config.eventsKeepOps);
+      plan.path = "snapshot";
       const patch = (p: Partial<Vm>) => {
         vm = d.store.updateVm(vm.id, p);
       };

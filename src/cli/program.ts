@@ -8,6 +8,8 @@ import { registerImage } from "./commands/image.js";
 import { registerVm } from "./commands/vm.js";
 import { registerWeb } from "./commands/web.js";
 import { registerEvents } from "./commands/events.js";
+import { registerCompletion } from "./commands/completion.js";
+import { registerTop } from "./commands/top.js";
 
 /** The whole command tree; main.ts runs it, and test/unit/cli-hints.test.ts checks every hint against it. */
 export function buildProgram(): { program: Command; ctx: CliContext } {
@@ -39,5 +41,7 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
   registerDoctor(program, ctx);
   registerWeb(program, ctx);
   registerEvents(program, ctx);
+  registerTop(program, ctx);
+  registerCompletion(program, ctx);
   return { program, ctx };
 }

@@ -45,7 +45,7 @@ function describeIssue(issue: z.core.$ZodIssue, file: string): string {
 }
 
 /** Config keys that are TOML tables, merged key by key over their defaults. */
-const TABLES = new Set(["web", "nat"]);
+const TABLES = new Set(["web", "metrics", "nat", "images"]);
 
 export interface LoadOptions {
   configFlag?: string;
@@ -84,7 +84,9 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     sources[k] = "default";
   }
   for (const k of Object.keys(STATIC_DEFAULTS.web)) sources[`web.${k}`] = "default";
+  for (const k of Object.keys(STATIC_DEFAULTS.metrics)) sources[`metrics.${k}`] = "default";
   sources["nat.allow"] = "default";
+  for (const k of Object.keys(STATIC_DEFAULTS.images)) sources[`images.${k}`] = "default";
   for (const [k, v] of Object.entries(fileValues)) {
     if (TABLES.has(k) && typeof v === "object" && v && !Array.isArray(v)) {
       merged[k] = { ...(merged[k] as object), ...(v as object) };

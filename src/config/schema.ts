@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { cidrProblem } from "../domain/cidr.js";
+import { metricsBindVerdict } from "../domain/metrics-bind.js";
 
 /**
  * The config file schema. Every key is documented in docs/config.md; keep the
@@ -17,9 +18,42 @@ export const webSchema = z
   })
   .strict();
 
+/** Refused here, at load, so a daemon never starts exposing its metrics beyond loopback by accident. */
+export const metricsSchema = z
+  .object({
+    listen: z
+      .string()
+      .regex(/^(\[[0-9a-fA-F:]+\]|[^:]+):\d{1,5}$/, "expected host:port, e.g. 127.0.0.1:9464, or an empty string to disable")
+      .or(z.literal("")),
+    allow_remote: z.boolean(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    const v = metricsBindVerdict({ listen: m.listen, allowRemote: m.allow_remote });
+    if (v.refused) ctx.addIssue({ code: "custom", path: ["listen"], message: `${v.refused}; ${v.fix}` });
+  });
+
 export const natSchema = z
   .object({
     allow: z.array(z.string().refine((c) => cidrProblem(c) === undefined, { error: (i) => cidrProblem(String(i.input)) ?? "not a CIDR" })).max(256),
+  })
+  .strict();
+
+/** Where `banger image pull` looks for a digest, and the budget of pulled images (docs/images.md, "Images by digest"). */
+export const imagesSchema = z
+  .object({
+    sources: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^(oci:\/\/[^/\s]+\/\S+|https?:\/\/\S+|file:\/\/\/\S*|\/\S*)$/,
+            "expected oci://host[:port]/repo, https://host/layout/ or an absolute layout directory",
+          ),
+      )
+      .max(32),
+    store_max_gib: z.number().min(0).max(65536),
+    insecure: z.boolean(),
   })
   .strict();
 
@@ -35,6 +69,7 @@ export const configSchema = z
     ssh_key: z.string().min(1).optional(),
     vmm_user: z.string().regex(/^([a-z_][a-z0-9_-]{0,31})?$/, "expected a user name, or an empty string to run VMMs as the daemon's user"),
     api_group: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "expected a group name"),
+    host_setup: z.boolean(),
     bridge: z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "expected an interface name of at most 15 characters"),
     subnet: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/(1[6-9]|2[0-9])$/, "expected an IPv4 CIDR between /16 and /29, e.g. 172.30.0.0/24"),
     uplink: z.string().min(1).optional(),
@@ -55,7 +90,9 @@ export const configSchema = z
     console_log_max_mib: z.number().int().min(1).max(4096),
     snapshot: z.boolean(),
     web: webSchema,
+    metrics: metricsSchema,
     nat: natSchema,
+    images: imagesSchema,
   })
   .strict();
 
@@ -68,6 +105,7 @@ export const STATIC_DEFAULTS = {
   qemu_accel: "auto",
   vmm_user: "banger-vmm",
   api_group: "banger",
+  host_setup: true,
   bridge: "banger0",
   subnet: "172.30.0.0/24",
   tap_pool_size: 4,
@@ -87,7 +125,9 @@ export const STATIC_DEFAULTS = {
   console_log_max_mib: 8,
   snapshot: false,
   web: { listen: "127.0.0.1:7780", enabled: true, allow_remote: false },
+  metrics: { listen: "", allow_remote: false },
   nat: { allow: [] as string[] },
+  images: { sources: [] as string[], store_max_gib: 0, insecure: false },
 } satisfies Partial<Config>;
 
 export const KEY_DOCS: Record<string, string> = {
@@ -99,8 +139,10 @@ export const KEY_DOCS: Record<string, string> = {
   state_dir: "SQLite database, images, VM dirs and logs",
   socket: "bangerd's Unix socket",
   ssh_key: "private key banger uses to reach guests; unset means an auto-managed ed25519 key",
-  vmm_user: "unprivileged system user the VMM runs as (`banger doctor --fix` creates it); empty runs VMMs as root",
-  api_group: "group whose members may use bangerd's socket (mode 0660 root:<group>)",
+  vmm_user: "unprivileged system user the VMM runs as (bangerd creates it at start as root); empty runs VMMs as the daemon's user (root)",
+  api_group: "group whose members may use bangerd's socket (mode 0660 root:<group>; bangerd creates it at start as root)",
+  host_setup:
+    "at start as root, create vmm_user and api_group and grant vmm_user read-write on /dev/kvm and /dev/net/tun (group kvm or an ACL); false leaves that to configuration management",
   bridge: "host bridge the VMs' TAP devices attach to",
   subnet: "IPv4 subnet of the bridge; the first host address is the gateway",
   uplink: "interface NAT masquerades towards; unset means the default route's interface",
@@ -125,5 +167,10 @@ export const KEY_DOCS: Record<string, string> = {
   "web.listen": "host:port of the web UI, empty to disable",
   "web.enabled": "serve the web UI and the browser flavour of the API on web.listen",
   "web.allow_remote": "allow web.listen on a non-loopback address (plain HTTP: put TLS in front)",
+  "metrics.listen": "host:port of a TCP listener serving GET /metrics (Prometheus text format), empty to disable; the socket serves it always",
+  "metrics.allow_remote": "allow metrics.listen on a non-loopback address (the endpoint has no authentication)",
+  "images.sources": 'where a digest this node lacks is pulled from, tried in order, e.g. ["oci://registry.lan:5000/banger"]',
+  "images.store_max_gib": "disk budget of pulled images in GiB; a pull evicts least recently used pulled images no VM or alias uses; 0 means no budget",
+  "images.insecure": "allow plain HTTP to image sources that are not loopback (digests are still checked, tags are not protected)",
   "nat.allow": 'private or link-local IPv4 ranges NAT guests may reach anyway, e.g. ["10.1.2.0/24"]; empty denies them all',
 };

@@ -18,8 +18,12 @@ import { acquireDaemonLock } from "./lock.js";
 import type { Socket } from "node:net";
 import { PeerCredentials } from "../adapters/peer/peer-cred.js";
 import { ExecRunner } from "../adapters/exec/runner.js";
-import { wire } from "./wire.js";
+import { hostPrepareConfig, wire } from "./wire.js";
+import { prepareHost } from "../app/host-prepare.js";
+import { LinuxHostSetup } from "../adapters/host/setup.js";
 import { startWebListener, type WebHandle } from "./web.js";
+import { startMetrics } from "./metrics.js";
+import { metricsRoute, requestTiming } from "../api/metrics-route.js";
 
 /** How often the reconciler looks for VMM processes that ended on their own. */
 const LIVENESS_INTERVAL_MS = 1_000;
@@ -72,7 +76,11 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   );
   const releaseLock = await acquireDaemonLock(cfg.paths.lockFile, cfg.paths.socket);
   const bus = new EventBus();
-  const deps = wire(cfg, log, bus);
+  // Before wire: it resolves vmm_user, which this may have just created.
+  const setup = await prepareHost(new LinuxHostSetup(new ExecRunner()), hostPrepareConfig(cfg), log);
+  const deps = wire(cfg, log, bus, setup);
+  // Subscribed before anything runs a plan: startup's pool refills are counted too.
+  const metrics = await startMetrics(cfg, log, deps, bus);
   const t0 = performance.now();
   await deps.network.ensureHost();
   const report = await reconcile(deps);
@@ -99,6 +107,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
     log.info({ why }, "bangerd shutting down; VMs keep running and are adopted at next start");
     server?.close();
     await web?.close().catch(() => undefined);
+    await metrics.close().catch(() => undefined);
     await liveness.stop();
     keeper.close();
     // Paused members are discarded now rather than left to the next start: they hold memory, and no
@@ -123,6 +132,10 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   const app = new Hono();
   const peers = new PeerCredentials(new ExecRunner());
   const apiGroup = { name: cfg.config.api_group, gid: groupId(cfg.config.api_group) };
+  const identify = (env: unknown) => peers.of((env as { incoming: IncomingMessage }).incoming.socket as Socket);
+  // Before the routes: a middleware times only what is registered after it.
+  app.use("*", requestTiming(metrics.metrics));
+  metricsRoute(app, metrics.metrics, { identify, apiGroup });
   app.route(
     "/v1",
     apiRoutes(deps, {
@@ -130,8 +143,9 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
       bus,
       host: web.info,
       webLogin: web.login,
-      identify: (env) => peers.of((env as { incoming: IncomingMessage }).incoming.socket as Socket),
+      identify,
       apiGroup,
+      checks: metrics.check,
     }),
   );
   mkdirSync(dirname(cfg.paths.socket), { recursive: true, mode: 0o755 });
@@ -139,7 +153,7 @@ export async function runDaemon(cfg: LoadedConfig): Promise<void> {
   // A create waits for a guest boot; the default 5-minute request timeout would cut long TCG boots short.
   server.requestTimeout = 0;
   // Guest streams (GET /v1/vms/:name/connect) leave HTTP by an Upgrade; Node hands those here.
-  server.on("upgrade", connectUpgrade(deps, { identify: (s) => peers.of(s), apiGroup }));
+  server.on("upgrade", connectUpgrade(deps, { identify: (s) => peers.of(s), apiGroup }, metrics.metrics));
   await listen(server, cfg.paths.socket);
   chmodSync(cfg.paths.socket, 0o660);
   const gid = groupId(cfg.config.api_group);

@@ -20,6 +20,7 @@ import { SshShell } from "../adapters/ssh/shell.js";
 import { Ext4BuildDisks } from "../adapters/disk/build-disks.js";
 import { checkKey, ensureDefaultKey, generateHostKey } from "../adapters/ssh/keys.js";
 import { SqliteStore } from "../adapters/sqlite/store.js";
+import { OciImageStore } from "../adapters/image-store/oci-store.js";
 import { NameGenerator, seededRandom } from "../domain/names.js";
 import type { VmmKind } from "../domain/types.js";
 import type { Vmm } from "../ports/vmm.js";
@@ -27,24 +28,44 @@ import type { AppConfig, AppDeps, Keys } from "../app/deps.js";
 import { NodeFiles } from "../adapters/fs/node-files.js";
 import { lookupVmmUser, type VmmUser } from "../adapters/exec/privilege.js";
 import { hostCheckConfig, hostFacts } from "../adapters/host/facts.js";
+import { VMM_DEVICES } from "../adapters/host/setup.js";
 import { DiskPool } from "../app/disk-pool.js";
 import { VmPool } from "../app/vm-pool.js";
 import { VmOps } from "../app/vm-ops.js";
 import type { EventBus } from "../app/event-bus.js";
 import { observedStore } from "../app/observed-store.js";
+import type { HostPrepareConfig } from "../app/host-prepare.js";
+import type { HostSetupResult } from "../ports/host-setup.js";
 
 const MIB = 1024 * 1024;
 
+/** What bangerd's start-up host setup (src/app/host-prepare.ts) reads of the config. */
+export function hostPrepareConfig(cfg: LoadedConfig): HostPrepareConfig {
+  return {
+    enabled: cfg.config.host_setup,
+    root: process.getuid?.() === 0,
+    vmmUser: cfg.config.vmm_user,
+    apiGroup: cfg.config.api_group,
+    devices: VMM_DEVICES,
+    stateDir: cfg.paths.stateDir,
+  };
+}
+
 /**
  * The account VMMs run as. Only root can switch to it; a daemon run by another user (tests,
- * development) keeps its own uid. A configured user that does not exist yet is a warning, not a
- * failure: VMMs run as root until `banger doctor --fix` creates it, and doctor says so.
+ * development) keeps its own uid. A user that does not exist (host_setup off, or useradd failed)
+ * or that cannot reach the state dir (`blocked`, found by the host setup) is a warning, not a
+ * failure: VMMs run as root, and doctor says so with the fix.
  */
-function resolveVmmUser(cfg: LoadedConfig, log: Logger): VmmUser | undefined {
+function resolveVmmUser(cfg: LoadedConfig, log: Logger, blocked: string | undefined): VmmUser | undefined {
   const name = cfg.config.vmm_user;
   if (!name || process.getuid?.() !== 0) return undefined;
   const user = lookupVmmUser(name);
   if (!user) log.warn({ vmm_user: name }, "vmm_user does not exist; VMMs run as root (`banger doctor --fix` creates it)");
+  else if (blocked) {
+    log.warn({ vmm_user: name, blocked }, `vmm_user cannot pass ${blocked}; VMMs run as root (chmod o+x ${blocked})`);
+    return undefined;
+  }
   return user;
 }
 
@@ -89,6 +110,10 @@ export function appConfig(cfg: LoadedConfig): AppConfig {
     socket: cfg.paths.socket,
     hostCheck: hostCheckConfig(cfg),
     channelProxy: channelProxy(cfg.paths.socket),
+    pullsDir: join(cfg.paths.stateDir, "pulls"),
+    imageStoreMaxBytes: c.images.store_max_gib * 1024 ** 3,
+    imageSources: c.images.sources,
+    imageInsecure: c.images.insecure,
   };
 }
 
@@ -99,7 +124,7 @@ function channelProxy(socket: string): string[] | undefined {
 }
 
 /** The composition root: every part built once, in dependency order, each handed only its own options. */
-export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
+export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus, setup?: HostSetupResult): AppDeps {
   const c = cfg.config;
   mkdirSync(cfg.paths.stateDir, { recursive: true, mode: 0o755 });
   mkdirSync(cfg.paths.imagesDir, { recursive: true });
@@ -109,7 +134,7 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
   mkdirSync(join(cfg.paths.stateDir, "pool"), { recursive: true, mode: 0o700 });
   chmodSync(join(cfg.paths.stateDir, "pool"), 0o700);
   const config = appConfig(cfg);
-  const vmmUser = resolveVmmUser(cfg, log);
+  const vmmUser = resolveVmmUser(cfg, log, setup?.blocked);
   // Only with vmm = firecracker: a qemu host must not fail on a misconfigured jailer_bin.
   const jailer = c.vmm === "firecracker" ? resolveJailerOptions(cfg, vmmUser, log) : undefined;
   // Per-VM passwords: root only, whatever the umask or an older mode said.
@@ -204,6 +229,7 @@ export function wire(cfg: LoadedConfig, log: Logger, bus?: EventBus): AppDeps {
     buildDisks: new Ext4BuildDisks({ runner, disks }),
     channel: new SocketGuestChannel({ log: log.child({ component: "channel" }), firecrackerChrootBase: cfg.paths.jailDir }),
     keys,
+    imageStore: new OciImageStore({ partialsDir: join(config.pullsDir, "blobs") }),
   };
   // Built last: its members are restored with the same parts a create uses.
   return { ...parts, vmPool: new VmPool(parts) };

@@ -50,6 +50,12 @@ export interface Image {
   createdAt: string;
   /** Set on images made by `banger image build`: parent, step digests, stage times. */
   build?: BuildInfo;
+  /** `sha256:<hex>` of the canonical boot-set manifest (domain/image-digest.ts); set by the store on every image. */
+  digest?: string;
+  /** Where `image pull` got it; only pulled images are evicted under `images.store_max_gib`. */
+  pulledFrom?: string;
+  /** Last pull, create or ensure that named it (LRU eviction order). */
+  lastUsedAt?: string;
 }
 
 export type { VmState };
@@ -92,6 +98,9 @@ export interface Vm {
 
 export type StageOutcome = "ok" | "failed" | "undone";
 
+/** How a create got its guest: a cold boot, a restore of the golden snapshot, or a paused pool member. */
+export type BootPath = "cold" | "snapshot" | "pool";
+
 export interface LifecycleEvent {
   vmId: string;
   vmName: string;
@@ -103,6 +112,13 @@ export interface LifecycleEvent {
   durationMs: number;
   outcome: StageOutcome;
   detail?: string;
+  /**
+   * Carried on `GET /v1/events` only, not kept in the store: the VMM, the boot path of a create,
+   * start or restore, and the error code of a failed stage (what the metrics count by).
+   */
+  vmm?: VmmKind;
+  path?: BootPath;
+  code?: string;
 }
 
 export function artifactOf(image: Image, role: ArtifactRole): Artifact | undefined {

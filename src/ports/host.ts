@@ -33,8 +33,20 @@ export interface PrivilegeFacts {
   jailer?: string;
   /** Why a configured jailer_bin cannot be used. */
   jailerProblem?: string;
-  /** /dev/net/tun opens read-write for everyone (the VMM user attaches to its own TAP). */
-  tunOpen: boolean;
+  /** Whether the VMM user, with the credentials its VMMs get, opens /dev/net/tun read-write (it attaches to its own TAP). */
+  tun: DeviceAccess;
+  /** The same for /dev/kvm. */
+  kvm: DeviceAccess;
+  /** The first directory on the way to the state dir the VMM user cannot pass (VMMs then run as root). */
+  stateBlocked?: string;
+}
+
+/** A device node as the VMM user meets it; only probed when root, the user exists and setpriv is there. */
+export interface DeviceAccess {
+  present: boolean;
+  ok: boolean;
+  /** What grants it: "mode 666", "group kvm", "an ACL entry", "its owner". */
+  via?: string;
 }
 
 /** Facts about the host that doctor and the boot arguments need; the CLI also uses them when bangerd is down. */

@@ -26,6 +26,8 @@ export interface NetworkStatus {
 export interface Network {
   /** Bridge with the gateway address up, base nft table in place. */
   ensureHost(): Promise<void>;
+  /** The warm TAP pool from memory (no host command): idle devices, the configured size, acquires it could not serve. */
+  poolStats(): { idle: number; size: number; misses: number };
   /** A TAP attached to the bridge and up. From the warm pool when one is idle. */
   acquireTap(vmId: string): Promise<string>;
   /**

@@ -2,7 +2,7 @@ import type { PortForward } from "../domain/forwards.js";
 import type { Image, ImageStatus, LifecycleEvent, Vm, VmState } from "../domain/types.js";
 
 /** What registration supplies; status, aliases and the timestamp are the store's. */
-export type NewImage = Omit<Image, "status" | "statusDetail" | "aliases" | "createdAt">;
+export type NewImage = Omit<Image, "status" | "statusDetail" | "aliases" | "createdAt" | "digest" | "lastUsedAt">;
 
 /** `name` changes only when a create claims a paused pool member (app/vm-pool.ts), under both names' locks. */
 export type VmPatch = Partial<Omit<Vm, "id" | "imageId" | "imageName" | "createdAt">>;
@@ -10,11 +10,14 @@ export type VmPatch = Partial<Omit<Vm, "id" | "imageId" | "imageName" | "created
 export interface Store {
   // images
   insertImage(img: NewImage): Image;
+  /** By name, alias, or `sha256:<hex>` digest (the oldest image with that digest). */
   getImage(nameOrAlias: string): Image | undefined;
   getImageById(id: string): Image | undefined;
   listImages(): Image[];
   deleteImage(id: string): void;
   setImageStatus(id: string, status: ImageStatus, detail?: string): void;
+  /** Record a use now (LRU order of pulled images). */
+  touchImage(id: string): void;
   /** Point alias at image; moves it if it already points elsewhere. */
   setAlias(alias: string, imageId: string): void;
 

@@ -8,6 +8,7 @@ import { REPO, built, runIn, startTestDaemon, type TestDaemon } from "../helpers
 import { builtDebianImage, guestSkipReason, registerArgs } from "../helpers/guest-image.js";
 import { createNetns, createUpstream, type Netns, type Upstream } from "../helpers/netns.js";
 import { hostLeftovers, tcpAnswers } from "../helpers/leaks.js";
+import { procStatus } from "../helpers/system-user.js";
 
 const skip = built() ?? guestSkipReason();
 
@@ -44,6 +45,10 @@ describe.skipIf(skip)(`e2e: a real Debian guest under QEMU, bangerd in a netns${
     const out = r.json<VmJson & { events: { stage: string; outcome: string; durationMs: number }[] }>();
     vm = out.vm;
     expect(vm.state).toBe("running");
+    // Secure by default: the root test daemon made banger-vmm itself, and the VMM runs as it.
+    const st = procStatus(vm.pid!);
+    expect(st.uid[0]).toBeGreaterThan(0);
+    expect(st.capEff).toBe("0000000000000000");
     expect(out.events.filter((e) => e.outcome === "ok").map((e) => e.stage)).toEqual([
       "lease-ip",
       "tap",

@@ -5,6 +5,7 @@ import pino, { type Logger } from "pino";
 import { FileConsoleLogs } from "../../src/adapters/console/files.js";
 import { TcpProxy } from "../../src/adapters/net/tcp-proxy.js";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
+import { OciImageStore } from "../../src/adapters/image-store/oci-store.js";
 import type { AppDeps } from "../../src/app/deps.js";
 import { DiskPool } from "../../src/app/disk-pool.js";
 import { VmPool } from "../../src/app/vm-pool.js";
@@ -71,6 +72,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
   let nextPid = 1000;
   const network: Network = {
     ensureHost: async () => undefined,
+    poolStats: () => ({ idle: 0, size: 0, misses: 0 }),
     acquireTap: async () => {
       await gate("tap");
       const t = `tap-pool-${nextTap++}`;
@@ -199,7 +201,16 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     which: (t) => `/usr/bin/${t}`,
     kvm: () => ({ ok: false, detail: "test" }),
     dirProblem: () => undefined,
-    privilege: async () => ({ root: true, vmmUid: 999, vmmInKvm: true, apiGid: 998, qemuSandbox: true, setpriv: "/usr/bin/setpriv", tunOpen: true }),
+    privilege: async () => ({
+      root: true,
+      vmmUid: 999,
+      vmmInKvm: true,
+      apiGid: 998,
+      qemuSandbox: true,
+      setpriv: "/usr/bin/setpriv",
+      tun: { present: true, ok: true, via: "an ACL entry" },
+      kvm: { present: true, ok: true, via: "group kvm" },
+    }),
   };
   const base: Omit<AppDeps, "vmPool"> = {
     config,
@@ -214,6 +225,8 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
     buildDisks,
     keys,
     log,
+    // The real adapter: these worlds never pull, and it touches nothing until asked.
+    imageStore: new OciImageStore({ partialsDir: join(dir, "state", "pulls", "blobs") }),
     channel: {
       open: () => Promise.reject(new BangerError("CHANNEL_FAILED", "the unit-test world has no guest channel")),
       // banger-channel's RUN, answered by the same fake as SSH commands, recorded as "channel:run".

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -91,6 +91,9 @@ export async function startTestDaemon(
 ): Promise<TestDaemon> {
   const ns = opts.ns ?? (await createNetns("daemon"));
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "banger-it-"));
+  // bangerd runs VMMs as vmm_user (banger-vmm, which it creates): like /var/lib, the dirs above its
+  // state dir must let others pass, and mkdtemp makes them 0700.
+  chmodSync(dir, (statSync(dir).mode & 0o777) | 0o011);
   const configPath = join(dir, "config.toml");
   writeFileSync(configPath, opts.configText ?? testConfig(dir, opts.config));
   const socket = join(dir, "bangerd.sock");

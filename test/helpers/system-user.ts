@@ -54,10 +54,25 @@ export function createSystemUser(prefix: string, groups: string[] = []): TestUse
     uid: Number(row[2]),
     gid: Number(row[3]),
     remove() {
+      dropDeviceAcls(name);
       execFileSync("userdel", ["--remove", name], { timeout: 30_000, stdio: "ignore" });
       if (existsSync(`/tmp/${name}-home`)) execFileSync("rm", ["-rf", `/tmp/${name}-home`]);
     },
   };
+}
+
+/**
+ * Removes the ACL entries bangerd's host setup may have given `user` on the VMM's devices, while
+ * the name still resolves: a test that removes its account leaves no entry for a recycled uid.
+ */
+export function dropDeviceAcls(user: string): void {
+  for (const dev of ["/dev/kvm", "/dev/net/tun"]) {
+    try {
+      execFileSync("setfacl", ["-x", `u:${user}`, dev], { timeout: 10_000, stdio: "ignore" });
+    } catch {
+      // no setfacl, no node, or no entry for this user
+    }
+  }
 }
 
 /** Real, effective, saved and fs ids, capabilities, no_new_privs and seccomp mode of a process. */

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +8,19 @@ import { fakeImageArgs } from "../helpers/artifacts.js";
 import { REPO, built, runIn, startTestDaemon, type TestDaemon } from "../helpers/daemon.js";
 import { netnsSkipReason } from "../helpers/netns.js";
 import { FAKE_FC, FAKE_FC_ENV } from "../fakes/firecracker/testkit.js";
+import { find, parseMetrics } from "../helpers/prom-text.js";
+
+function scrape(socket: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: socket, path: "/metrics", timeout: 10_000 }, (res) => {
+      let body = "";
+      res.on("data", (b: Buffer) => (body += b.toString()));
+      res.on("end", () => resolve(body));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
 
 const skip = netnsSkipReason() ?? built();
 const VSOCK = join(REPO, "build/bin/banger-vsock");
@@ -49,6 +62,10 @@ describe.skipIf(skip)(`guest streams through bangerd and the fake firecracker's 
       s.pipe(s);
     });
     await new Promise<void>((r) => echo.listen(echoPath, r));
+    // The fake firecracker runs as vmm_user (banger-vmm, which the root daemon creates), and it
+    // plays the guest's side of this socket: it must pass the dir and connect, as a real guest would.
+    chmodSync(art, 0o711);
+    chmodSync(echoPath, 0o666);
     d = await startTestDaemon({
       config: { vmm: "firecracker", firecracker_bin: FAKE_FC, tap_pool_size: 1 },
       env: { ...FAKE_FC_ENV, FAKE_FC_VSOCK_LISTEN: `22=unix:${echoPath}` },
@@ -71,6 +88,16 @@ describe.skipIf(skip)(`guest streams through bangerd and the fake firecracker's 
     expect(r.stdout.startsWith("guest says hi\n")).toBe(true);
     expect(r.stderr).toMatch(/fc1:22 via channel \(hybrid-vsock\)/);
     expect(r.code).toBe(0);
+    // The stream is counted in the metrics: one session, now closed, and its bytes both ways.
+    let m = parseMetrics(await scrape(d.socket));
+    for (let i = 0; i < 50 && m.get("banger_guest_channel_sessions")?.metrics[0]?.value !== "0"; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      m = parseMetrics(await scrape(d.socket));
+    }
+    expect(m.get("banger_guest_channel_sessions_total")?.metrics[0]?.value).toBe("1");
+    expect(m.get("banger_guest_channel_sessions")?.metrics[0]?.value).toBe("0");
+    expect(find(m.get("banger_guest_channel_bytes_total"), { direction: "to_guest" })?.value).toBe(String(Buffer.byteLength("ping\n")));
+    expect(find(m.get("banger_guest_channel_bytes_total"), { direction: "from_guest" })?.value).toBe(String(Buffer.byteLength(r.stdout)));
   });
 
   it("the route validates the port, the VM, the protocol and the state, with coded errors", async () => {
@@ -89,6 +116,6 @@ describe.skipIf(skip)(`guest streams through bangerd and the fake firecracker's 
 
   it("a stopped VM has no stream", async () => {
     expect((await d.cli(["vm", "stop", "fc1"], { timeoutMs: 120_000 })).code).toBe(0);
-    expect(await upgrade(d.socket, "/v1/vms/fc1/connect?port=22")).toEqual({ status: 409, code: "VM_STATE" });
+    expect(await upgrade(d.socket, "/v1/vms/fc1/connect?port=22")).toEqual({ status: 409, code: "VM_NOT_RUNNING" });
   });
 });

@@ -123,7 +123,7 @@ describe("connect while creating", () => {
       createdAt: now,
       updatedAt: now,
     });
-    await expect(openGuestPort(w.d, "c1", "22")).rejects.toMatchObject({ code: "VM_STATE" });
+    await expect(openGuestPort(w.d, "c1", "22")).rejects.toMatchObject({ code: "VM_NOT_RUNNING" });
     const opened = await openGuestPort(w.d, "c1", "22", undefined, { creating: true });
     expect(opened.via).toBe("virtio-serial");
   });

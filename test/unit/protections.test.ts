@@ -11,7 +11,8 @@ const all: PrivilegeFacts = {
   socket: { uid: 0, gid: 991, mode: 0o660 },
   qemuSandbox: true,
   setpriv: "/usr/bin/setpriv",
-  tunOpen: true,
+  tun: { present: true, ok: true, via: "mode 666" },
+  kvm: { present: true, ok: true, via: "group kvm" },
 };
 const host = (p: Partial<PrivilegeFacts>) => ({ privilege: async () => ({ ...all, ...p }) }) as unknown as HostFacts;
 const byName = async (c: HostCheckConfig, p: Partial<PrivilegeFacts>) => Object.fromEntries((await protectionChecks(c, host(p))).map((x) => [x.name, x]));
@@ -31,8 +32,20 @@ describe("doctor's protection checks", () => {
       fix: expect.stringMatching(/doctor --fix/),
     });
     expect((await byName({ ...cfg, vmmUser: "" }, {}))["vmm-user"]).toMatchObject({ status: "WARN", detail: expect.stringMatching(/run as root/) });
-    expect((await byName(cfg, { tunOpen: false }))["vmm-tun"]).toMatchObject({ status: "WARN", fix: expect.stringMatching(/chmod 0666 \/dev\/net\/tun/) });
-    expect((await byName(cfg, { vmmInKvm: false }))["vmm-kvm"]).toMatchObject({ status: "WARN", fix: "usermod -aG kvm banger-vmm" });
+    const noTun = (await byName(cfg, { tun: { present: true, ok: false } }))["vmm-tun"];
+    expect(noTun).toMatchObject({ status: "WARN", fix: expect.stringMatching(/setfacl -m u:banger-vmm:rw \/dev\/net\/tun/) });
+    // Never the world-writable fix.
+    expect(noTun.fix).not.toMatch(/chmod|0666/);
+    expect((await byName(cfg, { kvm: { present: true, ok: false } }))["vmm-kvm"]).toMatchObject({
+      status: "WARN",
+      detail: expect.stringMatching(/cannot open \/dev\/kvm.*TCG still works/),
+      fix: expect.stringMatching(/setfacl -m u:banger-vmm:rw \/dev\/kvm/),
+    });
+    expect((await byName(cfg, { stateBlocked: "/root" }))["vmm-user"]).toMatchObject({
+      status: "WARN",
+      detail: expect.stringMatching(/cannot pass through \/root to \/var\/lib\/banger: VMMs run as root/),
+      fix: expect.stringMatching(/^chmod o\+x \/root/),
+    });
     expect((await byName(cfg, { qemuSandbox: false }))["qemu-sandbox"]).toMatchObject({ status: "WARN" });
     expect((await byName(cfg, { apiGid: undefined }))["api-group"]).toMatchObject({ status: "WARN", detail: expect.stringMatching(/only root/) });
     expect((await byName(cfg, { socket: { uid: 0, gid: 0, mode: 0o666 } }))["api-group"]).toMatchObject({
@@ -42,6 +55,17 @@ describe("doctor's protection checks", () => {
     expect((await byName({ ...cfg, vmm: "firecracker" }, {})).jailer).toMatchObject({ status: "WARN" });
     const everything = await protectionChecks(cfg, host({ vmmUid: undefined, apiGid: undefined, qemuSandbox: false }));
     expect(everything.every((c) => c.status !== "FAIL")).toBe(true);
+  });
+
+  it("device access by mode, group or ACL all PASS, saying which; an absent node has nothing to grant", async () => {
+    for (const via of ["mode 666", "group kvm", "an ACL entry"]) {
+      const checks = await byName(cfg, { tun: { present: true, ok: true, via }, kvm: { present: true, ok: true, via } });
+      for (const n of ["vmm-tun", "vmm-kvm"]) expect(checks[n]).toMatchObject({ status: "PASS", detail: expect.stringContaining(`(${via})`) });
+    }
+    expect((await byName(cfg, { kvm: { present: false, ok: false } }))["vmm-kvm"]).toMatchObject({
+      status: "PASS",
+      detail: expect.stringMatching(/no \/dev\/kvm/),
+    });
   });
 
   it("jailer: PASS when found and usable, WARN with the reason otherwise", async () => {

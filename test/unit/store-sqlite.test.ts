@@ -5,6 +5,8 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { LATEST_VERSION, MIGRATIONS, migrate } from "../../src/adapters/sqlite/migrations.js";
 import { SqliteStore } from "../../src/adapters/sqlite/store.js";
+import { imageDigest } from "../../src/domain/image-digest.js";
+import { sha256Hex } from "../../src/adapters/sqlite/hash.js";
 import { BangerError } from "../../src/domain/errors.js";
 import type { Artifact, LifecycleEvent, Vm } from "../../src/domain/types.js";
 import type { NewImage } from "../../src/ports/store.js";
@@ -117,7 +119,14 @@ describe("SqliteStore images", () => {
       ],
       aliases: ["debian", "stable"],
       createdAt: T0.toISOString(),
+      digest: imageDigest({ guest: newImage("deb").guest, bootArgs: "console=ttyS0 root=/dev/vda", artifacts: artifacts("deb") }, sha256Hex),
+      lastUsedAt: T0.toISOString(),
     };
+    // The same boot set under another id and name (paths differ too) has the same digest, found by it.
+    s.insertImage(newImage("deb-copy", { id: "img-zcopy" }));
+    expect(s.getImage(expected.digest)?.name).toBe("deb");
+    expect(s.getImage("deb-copy")?.digest).toBe(expected.digest);
+    s.deleteImage("img-zcopy");
     expect(inserted).toStrictEqual({ ...expected, aliases: [] });
     expect(s.getImage("deb")).toStrictEqual(expected);
     expect(s.getImage("stable")).toStrictEqual(expected);
@@ -484,7 +493,15 @@ describe("SqliteStore schema and migrations", () => {
     const raw = new Database(file);
     try {
       raw.pragma("user_version = 8");
-      expect(migrate(raw, file)).toBe(LATEST_VERSION);
+      // Only the rebuild: the later steps' columns are already there.
+      expect(
+        migrate(
+          raw,
+          file,
+          MIGRATIONS.filter((m) => m.version <= 9),
+        ),
+      ).toBe(9);
+      raw.pragma(`user_version = ${LATEST_VERSION}`);
     } finally {
       raw.close();
     }
@@ -511,5 +528,31 @@ describe("SqliteStore schema and migrations", () => {
     expect(err).toBeInstanceOf(BangerError);
     expect((err as BangerError).code).toBe("INTERNAL");
     expect((err as BangerError).hint).toMatch(/move it aside/);
+  });
+});
+
+describe("migration 10: image digests", () => {
+  it("an image registered before it gets its digest at open, computed from its rows; a later use moves last_used_at", () => {
+    const s = open();
+    s.insertImage(newImage("old"));
+    const want = s.getImage("old")?.digest;
+    s.close();
+    const raw = new Database(file);
+    try {
+      // As a version-9 database left it: no digest, no use time.
+      raw.prepare("UPDATE images SET digest = NULL, last_used_at = NULL").run();
+      expect(raw.prepare("SELECT digest FROM images").get()).toEqual({ digest: null });
+      expect(() => raw.prepare("UPDATE images SET digest = 'md5:x'").run()).toThrow(/CHECK/);
+    } finally {
+      raw.close();
+    }
+    clock = new Date(T0.getTime() + 60_000);
+    const again = open();
+    const img = again.getImage("old");
+    expect(img?.digest).toBe(want);
+    expect(img?.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(img?.lastUsedAt).toBe(T0.toISOString());
+    again.touchImage("img-old");
+    expect(again.getImage("old")?.lastUsedAt).toBe(clock.toISOString());
   });
 });

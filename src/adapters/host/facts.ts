@@ -1,5 +1,8 @@
 import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, statSync } from "node:fs";
-import { groupGid } from "../exec/privilege.js";
+import { groupGid, lookupVmmUser, type VmmUser } from "../exec/privilege.js";
+import type { DeviceAccess } from "../../ports/host.js";
+import type { Runner } from "../../ports/runner.js";
+import { firstBlocked, vmmPasses } from "./setup.js";
 import type { LoadedConfig } from "../../config/load.js";
 import type { HostCheckConfig, HostFacts } from "../../ports/host.js";
 import type { Vmm } from "../../ports/vmm.js";
@@ -87,8 +90,18 @@ export function hostFacts(cfg: LoadedConfig, drivers?: { firecracker(): Vmm; qem
           return { problem: (e as Error).message };
         }
       })();
+      const root = process.getuid?.() === 0;
+      const setpriv = which("setpriv");
+      // Probes run as the VMM user, which only root can become.
+      const probeUser = (() => {
+        try {
+          return root && row && setpriv ? lookupVmmUser(c.vmm_user) : undefined;
+        } catch {
+          return undefined; // uid 0: the vmm-user check says so
+        }
+      })();
       return {
-        root: process.getuid?.() === 0,
+        root,
         jailer: jailer.path,
         jailerProblem: jailer.problem,
         vmmUid: row ? Number(row[2]) : undefined,
@@ -96,14 +109,10 @@ export function hostFacts(cfg: LoadedConfig, drivers?: { firecracker(): Vmm; qem
         apiGid: groupGid(c.api_group),
         socket: sock,
         qemuSandbox: await qemuVmm().sandboxSupported(),
-        setpriv: which("setpriv"),
-        tunOpen: (() => {
-          try {
-            return (statSync("/dev/net/tun").mode & 0o006) === 0o006;
-          } catch {
-            return false;
-          }
-        })(),
+        setpriv,
+        tun: await deviceAccess(runner, probeUser, "/dev/net/tun"),
+        kvm: await deviceAccess(runner, probeUser, "/dev/kvm"),
+        stateBlocked: probeUser ? await firstBlocked(runner, probeUser, cfg.paths.stateDir).catch(() => undefined) : undefined,
       };
     },
     dirProblem(path) {
@@ -116,6 +125,27 @@ export function hostFacts(cfg: LoadedConfig, drivers?: { firecracker(): Vmm; qem
       }
     },
   };
+}
+
+/** A device node as the VMM user meets it, and what grants the access (mode, group, owner, else an ACL entry). */
+async function deviceAccess(runner: Runner, user: VmmUser | undefined, dev: string): Promise<DeviceAccess> {
+  let st;
+  try {
+    st = statSync(dev);
+  } catch {
+    return { present: false, ok: false };
+  }
+  if (!user || !(await vmmPasses(runner, user, ["-r", dev, "-a", "-w", dev]).catch(() => false))) return { present: true, ok: false };
+  const mode = st.mode & 0o777;
+  const via =
+    (mode & 0o006) === 0o006
+      ? `mode ${mode.toString(8)}`
+      : st.uid === user.uid
+        ? "its owner"
+        : (mode & 0o060) === 0o060 && (st.gid === user.gid || user.groups.includes(st.gid))
+          ? `group ${st.gid === groupGid("kvm") ? "kvm" : st.gid}`
+          : "an ACL entry";
+  return { present: true, ok: true, via };
 }
 
 /** The slice of the config the host checks read, for the daemon's doctor and the CLI's offline one. */

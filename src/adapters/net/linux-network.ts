@@ -82,6 +82,10 @@ export class LinuxNetwork implements Network {
     }
   }
 
+  poolStats(): { idle: number; size: number; misses: number } {
+    return this.pool.stats();
+  }
+
   acquireTap(vmId: string): Promise<string> {
     return this.pool.acquire(vmId);
   }

@@ -77,6 +77,13 @@ export class TapPool {
     private readonly log: PoolLog,
   ) {}
 
+  /** Acquires that found no idle device and made one on demand, with the pool enabled. */
+  misses = 0;
+
+  stats(): { idle: number; size: number; misses: number } {
+    return { idle: this.idle.length, size: this.size, misses: this.misses };
+  }
+
   idleNames(): string[] {
     return [...this.idle];
   }
@@ -153,6 +160,7 @@ export class TapPool {
       this.scheduleRefill();
       return name;
     }
+    if (this.size > 0) this.misses++;
     const fresh = onDemandName(vmId, (n) => this.taken(n));
     this.creating.add(fresh);
     try {

@@ -258,6 +258,18 @@ ALTER TABLE vms_next RENAME TO vms;
 CREATE INDEX vms_image ON vms(image_id);
 `,
   },
+  {
+    // Images by digest (issue 20): the sha256 of each image's canonical boot-set manifest (domain/image-digest.ts),
+    // where a pulled image came from, and when an image was last used, for LRU eviction of pulled images. Rows made
+    // before get their digest from SqliteStore.open (it is computed from the artifacts, which SQL cannot do).
+    version: 10,
+    sql: `
+ALTER TABLE images ADD COLUMN digest TEXT CHECK (digest IS NULL OR digest GLOB 'sha256:*');
+ALTER TABLE images ADD COLUMN pulled_from TEXT;
+ALTER TABLE images ADD COLUMN last_used_at TEXT;
+CREATE INDEX images_digest ON images(digest);
+`,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

@@ -1,6 +1,8 @@
 // The only place that knows how domain objects are laid out in SQLite.
 import type { BuildInfo } from "../../domain/build.js";
 import type { Artifact, ArtifactRole, GuestMeta, Image, ImageStatus, LifecycleEvent, StageOutcome, Vm, VmmKind, VmState } from "../../domain/types.js";
+import { sha256Hex } from "./hash.js";
+import { imageDigest } from "../../domain/image-digest.js";
 import type { NewImage, VmPatch } from "../../ports/store.js";
 
 type SqlValue = string | number | null;
@@ -17,6 +19,9 @@ export interface ImageRow {
   guest_json: string;
   created_at: string;
   build_json: string | null;
+  digest: string | null;
+  pulled_from: string | null;
+  last_used_at: string | null;
 }
 
 export interface ArtifactRow {
@@ -90,6 +95,9 @@ export function imageToRow(img: NewImage, status: ImageStatus, createdAt: string
     guest_json: JSON.stringify(img.guest),
     created_at: createdAt,
     build_json: img.build ? JSON.stringify(img.build) : null,
+    digest: imageDigest(img, sha256Hex),
+    pulled_from: img.pulledFrom ?? null,
+    last_used_at: createdAt,
   };
 }
 
@@ -117,6 +125,9 @@ export function rowToImage(r: ImageRow, artifacts: ArtifactRow[], aliases: strin
   setOpt(img, "defaultMemoryMib", r.default_memory_mib);
   setOpt(img, "defaultWorkDiskGib", r.default_work_disk_gib);
   if (r.build_json) img.build = JSON.parse(r.build_json) as BuildInfo;
+  setOpt(img, "digest", r.digest);
+  setOpt(img, "pulledFrom", r.pulled_from);
+  setOpt(img, "lastUsedAt", r.last_used_at);
   return img;
 }
 

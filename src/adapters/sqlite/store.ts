@@ -4,6 +4,8 @@ import Database from "better-sqlite3";
 import { BangerError } from "../../domain/errors.js";
 import type { Image, ImageStatus, LifecycleEvent, Vm, VmState } from "../../domain/types.js";
 import type { NewImage, Store, VmPatch } from "../../ports/store.js";
+import { sha256Hex } from "./hash.js";
+import { imageDigest, isImageDigest } from "../../domain/image-digest.js";
 import { migrate } from "./migrations.js";
 import {
   artifactToRow,
@@ -58,7 +60,9 @@ export class SqliteStore implements Store {
       db.pragma("synchronous = NORMAL");
       db.pragma("foreign_keys = ON");
       migrate(db, dbFile);
-      return new SqliteStore(db, dbFile, opts.now ?? (() => new Date()), busyMs);
+      const store = new SqliteStore(db, dbFile, opts.now ?? (() => new Date()), busyMs);
+      store.backfillDigests();
+      return store;
     } catch (e) {
       db?.close();
       if (e instanceof BangerError) throw e;
@@ -77,7 +81,7 @@ export class SqliteStore implements Store {
     return this.write(() => {
       try {
         this.run(
-          "INSERT INTO images (id, name, status, status_detail, boot_args, default_vcpus, default_memory_mib, default_work_disk_gib, guest_json, created_at, build_json) VALUES (@id, @name, @status, @status_detail, @boot_args, @default_vcpus, @default_memory_mib, @default_work_disk_gib, @guest_json, @created_at, @build_json)",
+          "INSERT INTO images (id, name, status, status_detail, boot_args, default_vcpus, default_memory_mib, default_work_disk_gib, guest_json, created_at, build_json, digest, pulled_from, last_used_at) VALUES (@id, @name, @status, @status_detail, @boot_args, @default_vcpus, @default_memory_mib, @default_work_disk_gib, @guest_json, @created_at, @build_json, @digest, @pulled_from, @last_used_at)",
           imageToRow(img, "ok", this.now().toISOString()),
         );
       } catch (e) {
@@ -114,6 +118,7 @@ export class SqliteStore implements Store {
   getImage(nameOrAlias: string): Image | undefined {
     return this.read(() => {
       const row =
+        (isImageDigest(nameOrAlias) ? this.get<ImageRow>("SELECT * FROM images WHERE digest = ? ORDER BY created_at, id LIMIT 1", nameOrAlias) : undefined) ??
         this.get<ImageRow>("SELECT * FROM images WHERE name = ?", nameOrAlias) ??
         this.get<ImageRow>("SELECT i.* FROM images i JOIN image_aliases a ON a.image_id = i.id WHERE a.alias = ?", nameOrAlias);
       return row && this.loadImage(row);
@@ -148,6 +153,24 @@ export class SqliteStore implements Store {
           hint: users.length > 0 ? "remove those VMs first with `banger vm rm`" : "promote another image to that alias first with `banger image promote`",
         });
       }
+    });
+  }
+
+  touchImage(id: string): void {
+    this.write(() => this.run("UPDATE images SET last_used_at = ? WHERE id = ?", this.now().toISOString(), id));
+  }
+
+  /** Images registered before migration 10 get their digest once; it depends only on what the rows already hold. */
+  private backfillDigests(): void {
+    const missing = this.read(() => this.all<ImageRow>("SELECT * FROM images WHERE digest IS NULL").map((r) => this.loadImage(r)));
+    if (missing.length === 0) return;
+    this.write(() => {
+      for (const img of missing)
+        this.run(
+          "UPDATE images SET digest = ?, last_used_at = COALESCE(last_used_at, created_at) WHERE id = ? AND digest IS NULL",
+          imageDigest(img, sha256Hex),
+          img.id,
+        );
     });
   }
 

@@ -8,6 +8,7 @@ import { positiveInt } from "../parse.js";
 import { bytes, keyValues, ms, table } from "../output.js";
 import { registerImageBuild } from "./image-build.js";
 import { registerImageSnapshot, showSnapshot } from "./image-snapshot.js";
+import { registerImageStore } from "./image-store.js";
 import type { SnapshotSummary } from "../../app/image-snapshot.js";
 
 function parseService(spec: string, acc: GuestService[] = []): GuestService[] {
@@ -25,6 +26,8 @@ function showImage(img: Image): string {
     keyValues([
       ["name", img.name],
       ["id", img.id],
+      ["digest", img.digest ?? "-"],
+      ...(img.pulledFrom ? [["pulled from", `${img.pulledFrom} (last used ${img.lastUsedAt ?? img.createdAt})`] as [string, string]] : []),
       ["status", img.status === "ok" ? "ok" : `BROKEN: ${img.statusDetail}`],
       ["aliases", img.aliases.join(", ") || "-"],
       ["os", img.guest.os],
@@ -109,7 +112,7 @@ export function registerImage(program: Command, ctx: CliContext): void {
           images.length === 0
             ? "no images; build one with `make image-debian` or use `banger image register`"
             : table(
-                ["NAME", "ALIASES", "STATUS", "OS", "WORK-SEED", "SIZE", "CREATED"],
+                ["NAME", "ALIASES", "STATUS", "OS", "WORK-SEED", "SIZE", "DIGEST", "CREATED"],
                 images.map((i) => [
                   i.name,
                   i.aliases.join(","),
@@ -117,6 +120,7 @@ export function registerImage(program: Command, ctx: CliContext): void {
                   i.guest.os,
                   i.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (fallback)",
                   bytes(i.artifacts.reduce((s, a) => s + a.sizeBytes, 0)),
+                  i.digest ? i.digest.slice(0, 19) : "-",
                   i.createdAt.slice(0, 19).replace("T", " "),
                 ]),
               ),
@@ -132,6 +136,7 @@ export function registerImage(program: Command, ctx: CliContext): void {
     });
 
   registerImageSnapshot(im, ctx);
+  registerImageStore(im, ctx);
 
   im.command("promote <image>")
     .description("point an alias at an image; promoting an older build is the rollback")

@@ -50,7 +50,7 @@ export function registerChannelCommands(v: Command, ctx: CliContext): void {
     .description("run one command in the guest as root (its exit code is ours), over SSH via the IP or the guest channel, whichever answers first")
     .option("-v, --verbose", "say on stderr which path answered")
     .action(async (name: string, cmd: string[], o: { verbose?: boolean }) => {
-      const res = await ctx.client().call<{ target: SshTarget; knownHosts: string }>("GET", `/vms/${enc(name)}/ssh`);
+      const res = await ctx.client().call<{ target: SshTarget; knownHosts: string }>("GET", `/vms/${enc(name)}/ssh?for=exec`);
       const target = await callerSshTarget(res.target, res.knownHosts, name);
       const proxy = proxyCommand(await ctx.socket(), name, 22, { tcp: `${target.host}:${target.port ?? 22}`, verbose: o.verbose });
       runSsh(sshArgs(target, [remoteCommand(cmd)], { connectTimeoutS: SSH_CONNECT_TIMEOUT_S, proxyCommand: proxy }));

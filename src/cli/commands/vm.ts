@@ -294,12 +294,24 @@ export function registerVm(program: Command, ctx: CliContext): void {
     .option("-f, --follow", "keep printing new output")
     .action(async (name: string, o: { follow?: boolean }) => {
       let offset = 0;
+      // The first request of a follow asks bangerd whether there is a live console at all (VM_NOT_RUNNING if not).
+      let follow = Boolean(o.follow);
       for (;;) {
-        const r = await ctx.client().call<{ offset: number; size: number; data: string; running: boolean }>("GET", `/vms/${enc(name)}/logs?offset=${offset}`);
+        const r = await ctx
+          .client()
+          .call<{ offset: number; size: number; data: string; running: boolean }>(
+            "GET",
+            `/vms/${enc(name)}/logs?offset=${offset}${follow ? "&follow=true" : ""}`,
+          );
+        follow = false;
         process.stdout.write(r.data);
         offset = r.offset;
         if (r.offset < r.size) continue;
         if (!o.follow) return;
+        if (!r.running) {
+          process.stderr.write(`(${name} is no longer running; end of its console)\n`);
+          return;
+        }
         await sleep(300);
       }
     });

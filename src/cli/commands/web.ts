@@ -9,6 +9,7 @@ interface HostReply {
   pid: number;
   rssBytes: number;
   uptimeS: number;
+  memory?: { totalMib: number; availableMib?: number };
   config: Record<string, { value: unknown; source: string }>;
   web?: { status: string; detail: string; fix?: string };
   pool: {
@@ -38,6 +39,7 @@ export function registerWeb(program: Command, ctx: CliContext): void {
         () =>
           keyValues([
             ["bangerd", `${h.version} (pid ${h.pid}, vmm ${h.vmm}, up ${h.uptimeS} s, RSS ${bytes(h.rssBytes)})`],
+            ["host memory", h.memory ? `${h.memory.availableMib ?? "?"} MiB available of ${h.memory.totalMib} MiB` : undefined],
             ["web", h.web ? `${h.web.status} ${h.web.detail}` : undefined],
             ["tap pool", t ? `${t.idle} idle of ${t.size}; ${t.total} banger TAPs` : "unknown"],
             [
