@@ -81,7 +81,8 @@ runMain(async () => {
       concurrent.push({ concurrent: n, commands: perCommand.length, medianMs: median(perCommand), samplesMs: perCommand.map(Math.round) });
     }
     console.log(`\nvm exec -- true over virtio-serial (eth0 down), median per command:`);
-    for (const c of concurrent) console.log(`  ${String(c.concurrent).padStart(2)} at once  ${c.medianMs.toFixed(0).padStart(6)} ms   (${c.commands} commands)`);
+    for (const c of concurrent)
+      console.log(`  ${String(c.concurrent).padStart(2)} at once  ${c.medianMs.toFixed(0).padStart(6)} ms   (${c.commands} commands)`);
     const want = await blobServer(d);
     const stream: number[] = [];
     for (let i = 0; i < runs; i++) stream.push(await streamBlob(d, want));

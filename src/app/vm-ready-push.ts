@@ -42,7 +42,8 @@ export async function pushedReady(d: PushDeps, vm: Vm, ports: number[], timeoutM
   } catch (e) {
     signal.throwIfAborted();
     const err = asBangerError(e);
-    if (err.code !== "CHANNEL_UNSUPPORTED") d.log.warn({ vm: vm.name, stage: "ready-push", code: err.code, err: err.message }, "readiness push failed; polling");
+    if (err.code !== "CHANNEL_UNSUPPORTED")
+      d.log.warn({ vm: vm.name, stage: "ready-push", code: err.code, err: err.message }, "readiness push failed; polling");
     return { pushed: false, why: `${err.code}: ${err.message}` };
   } finally {
     clearTimeout(timer);

@@ -147,7 +147,16 @@ export async function waitReady(
       const secret = await readSecret(d, vm);
       const notes: string[] = [];
       const longest = Math.max(0, ...others.map((s) => s.timeoutMs ?? d.config.serviceTimeoutMs));
-      const pushed = push && others.length > 0 ? await pushedReady(d, vm, others.map((s) => s.port), longest, signal) : undefined;
+      const pushed =
+        push && others.length > 0
+          ? await pushedReady(
+              d,
+              vm,
+              others.map((s) => s.port),
+              longest,
+              signal,
+            )
+          : undefined;
       for (const svc of others) {
         const timeoutMs = svc.timeoutMs ?? d.config.serviceTimeoutMs;
         const deadline = Date.now() + timeoutMs;

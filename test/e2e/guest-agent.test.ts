@@ -93,7 +93,15 @@ describe.skipIf(skip)(`e2e: banger-agent in a Debian guest${skip ? ` (skipped: $
 
   it("the image runs banger-agent under systemd, with no banger-channel and no socat", async () => {
     const r = await d.cli(
-      ["vm", "exec", "agt", "--", "sh", "-c", "systemctl is-active banger-agent; systemctl is-enabled banger-agent; command -v socat banger-channel; stat -c '%a %U' /usr/local/sbin/banger-agent"],
+      [
+        "vm",
+        "exec",
+        "agt",
+        "--",
+        "sh",
+        "-c",
+        "systemctl is-active banger-agent; systemctl is-enabled banger-agent; command -v socat banger-channel; stat -c '%a %U' /usr/local/sbin/banger-agent",
+      ],
       { timeoutMs: 120_000 },
     );
     expect(r.stdout).toBe("active\nenabled\n755 root\n");
