@@ -100,8 +100,10 @@ const BLOB_BYTES = 64 * 1024 * 1024;
 /** Takes the guest's only NIC down a second after the command returns; waits until SSH goes over the channel. */
 async function eth0Down(d: TestDaemon): Promise<void> {
   await d.cli(["vm", "exec", "bench", "--", "sh", "-c", "nohup sh -c 'sleep 1; ip link set eth0 down' >/dev/null 2>&1 &"], { timeoutMs: 120_000 });
+  // An SSH session over the IP that the link drops under has no RST to end it: probe only once the link is surely down.
+  await new Promise((res) => setTimeout(res, 5_000));
   for (let i = 0; i < 60; i++) {
-    const r = await d.cli(["vm", "exec", "-v", "bench", "--", "cat", "/sys/class/net/eth0/operstate"], { timeoutMs: 120_000 });
+    const r = await d.cli(["vm", "exec", "-v", "bench", "--", "cat", "/sys/class/net/eth0/operstate"], { timeoutMs: 30_000 });
     if (r.stdout.trim() === "down" && /via channel/.test(r.stderr)) return;
     await new Promise((res) => setTimeout(res, 1_000));
   }
