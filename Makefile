@@ -8,7 +8,7 @@ NODE ?= node
 # WebAssembly, which Node's fetch() needs (docs/architecture.md, "CLI and daemon footprint").
 BANGERD_NODE_FLAGS := --max-semi-space-size=1 --no-opt --no-maglev --no-sparkplug --optimize-for-size
 
-.PHONY: all build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-build bench-channel bench-web demo demo-clean clean
+.PHONY: all agent build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-build bench-channel bench-web demo demo-clean clean
 
 all: build
 
@@ -19,7 +19,7 @@ node_modules/.package-lock.json: package-lock.json
 # tsc type-checks and emits build/runtime (the fake Firecracker and verify.sh use modules from it);
 # banger and bangerd run from the esbuild bundles in build/bundle (scripts/bundle/bundle.mjs).
 # bangerd's node flags are also in bin/bangerd.js and src/cli/commands/daemon.ts.
-build: node_modules/.package-lock.json
+build: node_modules/.package-lock.json agent
 	npx tsc -p tsconfig.json
 	node scripts/bundle/bundle.mjs
 	node scripts/bundle/ui.mjs
@@ -29,6 +29,16 @@ build: node_modules/.package-lock.json
 	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger-vsock.cjs" "$$@"\n' "$(CURDIR)" > build/bin/banger-vsock
 	@printf '#!/bin/sh\nexec node "%s/build/bundle/banger-k8s.js" "$$@"\n' "$(CURDIR)" > build/bin/banger-k8s
 	@chmod +x build/bin/banger build/bin/bangerd build/bin/banger-vsock build/bin/banger-k8s
+
+# The guest agent (guest/agent, docs/agent.md): static, so it runs on any image's libc or none.
+AGENT_SRC := $(wildcard guest/agent/*.c guest/agent/*.h)
+AGENT_CC ?= musl-gcc
+agent: build/agent/banger-agent
+build/agent/banger-agent: $(AGENT_SRC)
+	@command -v $(AGENT_CC) >/dev/null || { echo "$(AGENT_CC) missing: apt-get install musl-tools (scripts/host-deps.sh)"; exit 1; }
+	@mkdir -p build/agent
+	$(AGENT_CC) -static -Os -Wall -Wextra -Werror -std=c11 -o $@ $(filter %.c,$(AGENT_SRC))
+	strip $@
 
 # Type-check everything (tests, bench, image tooling too), type-aware lint, formatting, and the
 # layering rules in .dependency-cruiser.cjs (no cycles, app only through ports).

@@ -9,12 +9,19 @@
  * Each figure is the CLI's whole wall time (node start, API calls, ssh handshake and the
  * command), so the ratios against plain ssh are what a user sees. On this host the channel is
  * virtio-serial (no /dev/vhost-vsock). Writes JSON to build/bench/channel-<ts>.json.
+ *
+ * Then, with the guest's eth0 down so everything goes over the channel (banger-agent's multiplex):
+ * - 1, 4 and 8 concurrent `banger vm exec <vm> -- true`, --runs rounds each: the median per command
+ * - 64 MiB from a guest TCP port through `banger-vsock` (a perl server in the guest sends a blob
+ *   made there), --runs times, checked byte for byte by sha256: MiB/s per run
  */
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { startTestDaemon } from "../test/helpers/daemon.js";
+import { REPO, startTestDaemon, type TestDaemon } from "../test/helpers/daemon.js";
 import { builtDebianImage, registerArgs } from "../test/helpers/guest-image.js";
 import { benchNamespace, median, runMain, writeReport } from "./common.js";
 
@@ -56,10 +63,86 @@ runMain(async () => {
     const report = Object.entries(samples).map(([label, xs]) => ({ label, runs: xs.length, medianMs: median(xs), ratioVsSsh: median(xs) / base }));
     console.log(`\nround trip of one command, median of ${runs} (real Debian guest, QEMU/TCG):`);
     for (const r of report) console.log(`  ${r.label.padEnd(26)} ${r.medianMs.toFixed(0).padStart(6)} ms   x${r.ratioVsSsh.toFixed(2)} vs plain ssh`);
-    writeReport("channel", { runs, report });
+    await eth0Down(d);
+    const concurrent = [];
+    for (const n of [1, 4, 8]) {
+      const perCommand: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const times = await Promise.all(
+          Array.from({ length: n }, async () => {
+            const t0 = performance.now();
+            const r = await d.cli(["vm", "exec", "bench", "--", "true"], { timeoutMs: 300_000 });
+            if (r.code !== 0) throw new Error(`vm exec (${n} at once) failed (${r.code}): ${r.stderr}`);
+            return performance.now() - t0;
+          }),
+        );
+        perCommand.push(...times);
+      }
+      concurrent.push({ concurrent: n, commands: perCommand.length, medianMs: median(perCommand), samplesMs: perCommand.map(Math.round) });
+    }
+    console.log(`\nvm exec -- true over virtio-serial (eth0 down), median per command:`);
+    for (const c of concurrent)
+      console.log(`  ${String(c.concurrent).padStart(2)} at once  ${c.medianMs.toFixed(0).padStart(6)} ms   (${c.commands} commands)`);
+    const want = await blobServer(d);
+    const stream: number[] = [];
+    for (let i = 0; i < runs; i++) stream.push(await streamBlob(d, want));
+    console.log(`\n64 MiB through banger-vsock (virtio-serial): median ${median(stream).toFixed(1)} MiB/s; runs ${stream.map((x) => x.toFixed(1)).join(", ")}`);
+    writeReport("channel", { runs, report, concurrent, streamMiBps: { median: median(stream), samples: stream } });
     await d.cli(["vm", "rm", "bench", "--force"], { timeoutMs: 120_000 });
   } finally {
     await d.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+const BLOB_BYTES = 64 * 1024 * 1024;
+
+/** Takes the guest's only NIC down a second after the command returns; waits until SSH goes over the channel. */
+async function eth0Down(d: TestDaemon): Promise<void> {
+  await d.cli(["vm", "exec", "bench", "--", "sh", "-c", "nohup sh -c 'sleep 1; ip link set eth0 down' >/dev/null 2>&1 &"], { timeoutMs: 120_000 });
+  // An SSH session over the IP that the link drops under has no RST to end it: probe only once the link is surely down.
+  await new Promise((res) => setTimeout(res, 5_000));
+  for (let i = 0; i < 60; i++) {
+    const r = await d.cli(["vm", "exec", "-v", "bench", "--", "cat", "/sys/class/net/eth0/operstate"], { timeoutMs: 30_000 });
+    if (r.stdout.trim() === "down" && /via channel/.test(r.stderr)) return;
+    await new Promise((res) => setTimeout(res, 1_000));
+  }
+  throw new Error("eth0 did not go down in the guest");
+}
+
+/** A 64 MiB random blob in the guest and a perl server on 127.0.0.1:5555 that sends it to each connection; its sha256. */
+async function blobServer(d: TestDaemon): Promise<string> {
+  const script = [
+    `head -c ${BLOB_BYTES} /dev/urandom >/tmp/blob || exit 1`,
+    "sha256sum /tmp/blob | cut -d' ' -f1",
+    `nohup perl -e 'use Socket; socket(S,PF_INET,SOCK_STREAM,0) or die; setsockopt(S,SOL_SOCKET,SO_REUSEADDR,1); ` +
+      `bind(S,sockaddr_in(5555,INADDR_LOOPBACK)) or die; listen(S,4); while (accept(C,S)) { open(F,"<","/tmp/blob") or die; ` +
+      `binmode F; binmode C; while (read(F,$b,65536)) { print C $b or last } close F; close C }' </dev/null >/dev/null 2>&1 &`,
+    "for i in $(seq 1 300); do grep -q ':15B3 00000000:0000 0A' /proc/net/tcp && exit 0; sleep 0.1; done; exit 1",
+  ].join("\n");
+  const r = await d.cli(["vm", "exec", "bench", "--", "sh", "-c", script], { timeoutMs: 300_000 });
+  if (r.code !== 0 || !/^[0-9a-f]{64}$/.test(r.stdout.trim())) throw new Error(`blob server failed (${r.code}): ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** One 64 MiB read through banger-vsock; MiB/s of the whole command, after checking every byte. */
+function streamBlob(d: TestDaemon, want: string): Promise<number> {
+  const t0 = performance.now();
+  const child = spawn(join(REPO, "build/bin/banger-vsock"), ["--socket", d.socket, "bench", "5555"], { stdio: ["ignore", "pipe", "pipe"] });
+  const hash = createHash("sha256");
+  let bytes = 0;
+  let err = "";
+  child.stdout.on("data", (c: Buffer) => {
+    bytes += c.length;
+    hash.update(c);
+  });
+  child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+  return new Promise((resolve, reject) =>
+    child.on("close", () => {
+      const ms = performance.now() - t0;
+      const got = hash.digest("hex");
+      if (bytes !== BLOB_BYTES || got !== want) return reject(new Error(`stream: ${bytes} bytes, sha256 ${got} (want ${want}): ${err}`));
+      resolve(BLOB_BYTES / 1048576 / (ms / 1000));
+    }),
+  );
+}

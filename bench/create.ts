@@ -1,12 +1,13 @@
 /**
- * make bench-create ARGS="--runs 2 [--parallel K] [--compare] [--vmm qemu|firecracker] [--image debian --image alpine] [--snapshot]"
+ * make bench-create ARGS="--runs 2 [--parallel K] [--compare] [--push-compare] [--vmm qemu|firecracker] [--image debian --image alpine] [--snapshot]"
  *
  * Runs inside a private network namespace (bench/run.sh makes it). Starts a
  * real bangerd, registers each built image (`--image OS` = build/images/OS/latest,
  * or an image directory; default debian), and measures N creates of each:
  * per-stage medians and create→SSH-ready. The baseline, measured in the same
  * run, is the same image booted by hand with the same VMM arguments
- * (bench/raw-boot.ts). Writes JSON to build/bench/.
+ * (bench/raw-boot.ts). --push-compare measures readiness pushed by banger-agent (ready_push = true)
+ * against polling (ready_push = false) in the same run. Writes JSON to build/bench/.
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "3" },
     parallel: { type: "string", default: "1" },
     compare: { type: "boolean", default: false },
+    "push-compare": { type: "boolean", default: false },
     vmm: { type: "string", default: "qemu" },
     image: { type: "string", multiple: true, default: ["debian"] },
     snapshot: { type: "boolean", default: false },
@@ -70,6 +72,8 @@ interface Variant {
   label: string;
   pool: number;
   seed: boolean;
+  /** ready_push; the daemon's default (true) when unset. */
+  readyPush?: boolean;
 }
 
 const warm = async (d: TestDaemon, v: Variant) => {
@@ -93,6 +97,7 @@ async function measure(v: Variant, image: ReturnType<typeof imageFor>): Promise<
       memory_mib: 1024,
       work_disk_gib: 10,
       vcpus: 2,
+      ...(v.readyPush === undefined ? {} : { ready_push: v.readyPush }),
     },
     env: process.env.FIRECRACKER_BIN ? { FAKE_FC_BOOT: "qemu" } : {},
   });
@@ -135,7 +140,12 @@ async function main(): Promise<void> {
         { label: "pool+seed", pool: 4, seed: true },
         { label: "no-pool+no-seed", pool: 0, seed: false },
       ]
-    : [{ label: "default", pool: 4, seed: true }];
+    : values["push-compare"]
+      ? [
+          { label: "ready pushed", pool: 4, seed: true, readyPush: true },
+          { label: "ready polled", pool: 4, seed: true, readyPush: false },
+        ]
+      : [{ label: "default", pool: 4, seed: true }];
   const results = [];
   for (const image of images) for (const v of variants) results.push(await measure(v, image));
 

@@ -3,10 +3,10 @@
 # Used by .ci/run and scripts/demo.sh.
 set -euo pipefail
 # tmux, zsh and fish only for the tests of `banger top` and the completion scripts; docker-registry
-# (the CNCF distribution registry) only for the image store tests.
+# (the CNCF distribution registry) only for the image store tests; musl-tools builds banger-agent.
 PKGS=(qemu-system-x86 debootstrap busybox-static e2fsprogs cpio lz4 zstd xz-utils iproute2 nftables
       openssh-client openssh-server socat file python3 ca-certificates kmod dpkg-dev
-      chromium curl acl tmux zsh fish docker-registry)
+      chromium curl acl tmux zsh fish docker-registry musl-tools)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

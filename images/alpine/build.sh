@@ -16,6 +16,8 @@ REPO=$(cd "$HERE/../.." && pwd)
 LIB="$REPO/images/lib"
 # shellcheck source=../lib/common.sh
 source "$LIB/common.sh"
+# shellcheck source=../lib/agent.sh
+source "$LIB/agent.sh"
 # shellcheck source=openrc.sh
 source "$HERE/openrc.sh"
 # shellcheck source=kernel.sh
@@ -139,7 +141,7 @@ compute_image_name() {
     echo "release=$ALPINE_RELEASE $MINIROOTFS_SHA256 world=$APK_WORLD source=$SOURCE_KIND:$SOURCE_MIRROR"
     echo "kernel=$KERNEL_KEY opencode=$OPENCODE_NPM@$OPENCODE_VERSION $(sha256_of "$CACHE/$OPENCODE_TGZ")"
     echo "rootfs_min=$ROOTFS_MIN_MIB seed=$WORK_SEED_MIB"
-    (cd "$REPO" && find images/alpine images/lib images/debian/files -type f ! -name '*.md' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    (cd "$REPO" && find images/alpine images/lib images/debian/files guest/agent -type f ! -name '*.md' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
   } | sha256sum | cut -c1-8)
   IMAGE_NAME="alpine-$ALPINE_RELEASE-$(date -u +%Y%m%d)-$hash"
   OUT="$OUT_BASE/$IMAGE_NAME"
@@ -168,8 +170,8 @@ build_rootfs() {
     apk_in "$tree" add $APK_WORLD
   fi
 
-  step "configure OpenRC services, sshd, banger-net, opencode, kernel modules"
-  configure_alpine_rootfs "$tree" "$OPENCODE_BIN"
+  step "configure OpenRC services, sshd, banger-net, banger-agent, opencode, kernel modules"
+  configure_alpine_rootfs "$tree" "$OPENCODE_BIN" "$AGENT_BIN"
   install_kernel_modules "$tree"
   check_opencode_runs "$tree"
   build_work_seed_tree "$WORK/seed"
@@ -245,7 +247,7 @@ register_image() {
 main() {
   parse_args "$@"
   need_root "make image-alpine"
-  need_cmds tar gzip cpio mkfs.ext4 e2fsck debugfs node npx chroot sha256sum
+  need_cmds tar gzip cpio mkfs.ext4 e2fsck debugfs node npx chroot sha256sum make readelf
   step "pinned manifest + package source"
   load_pin
   note "Alpine $ALPINE_RELEASE ($ALPINE_BRANCH, $ALPINE_ARCH) from $SOURCE_KIND $SOURCE_MIRROR"
@@ -259,6 +261,8 @@ main() {
   [ "$STAGE" = kernel ] && { step "done: kernel set in $KERNEL_DIR"; return 0; }
   step "opencode $OPENCODE_NPM@$OPENCODE_VERSION (npm)"
   fetch_opencode
+  step "banger-agent (guest/agent, musl-gcc -static)"
+  AGENT_BIN=$(build_agent "$REPO")
   compute_image_name
   step "image $IMAGE_NAME"
   if outputs_complete && [ "${IMAGE_FORCE:-0}" != 1 ]; then

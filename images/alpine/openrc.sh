@@ -1,6 +1,6 @@
 # Turn an Alpine tree (minirootfs + packages) into the banger guest, by writing files
 # only: no service is started and no package script runs at boot. Source it after
-# images/lib/common.sh; it defines functions only, so tests can run them on a
+# images/lib/common.sh and images/lib/agent.sh; it defines functions only, so tests can run them on a
 # synthetic tree.
 
 ALPINE_FILES_DIR=${ALPINE_FILES_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/files}
@@ -11,7 +11,7 @@ DEBIAN_FILES_DIR=${DEBIAN_FILES_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../deb
 # mounted by the initramfs needs; `networking` runs banger-net through ifupdown-ng.
 OPENRC_SYSINIT=(sysfs devfs dmesg)
 OPENRC_BOOT=(hostname bootmisc localmount networking)
-OPENRC_DEFAULT=(banger-hostkey sshd opencode)
+OPENRC_DEFAULT=(banger-agent banger-hostkey sshd opencode)
 OPENRC_SHUTDOWN=(killprocs mount-ro savecache)
 
 # Runlevel membership is a symlink /etc/runlevels/<level>/<svc> -> /etc/init.d/<svc>;
@@ -39,7 +39,7 @@ install_guest_files() {
   install -D -m 644 -o 0 -g 0 "$DEBIAN_FILES_DIR/etc/ssh/sshd_config.d/banger.conf" "$root/etc/ssh/sshd_config.d/banger.conf"
   install -D -m 644 -o 0 -g 0 "$DEBIAN_FILES_DIR/etc/resolv.conf" "$root/etc/resolv.conf"
   chown -R 0:0 "$root/etc/init.d" "$root/etc/conf.d" "$root/etc/network" "$root/etc/fstab" "$root/etc/inittab"
-  chmod 755 "$root/etc/init.d/opencode" "$root/etc/init.d/banger-hostkey"
+  chmod 755 "$root/etc/init.d/opencode" "$root/etc/init.d/banger-hostkey" "$root/etc/init.d/banger-agent"
 }
 
 # Every VM gets its own identity: banger injects the ed25519 host key and writes the
@@ -78,8 +78,9 @@ trim_tree() {
 }
 
 configure_alpine_rootfs() {
-  local root=$1 opencode_bin=$2
+  local root=$1 opencode_bin=$2 agent_bin=$3
   install_guest_files "$root"
+  install_agent "$root" "$agent_bin"
   reset_identity "$root"
   seed_runlevels "$root"
   install_opencode "$root" "$opencode_bin"

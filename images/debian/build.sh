@@ -15,6 +15,8 @@ REPO=$(cd "$HERE/../.." && pwd)
 LIB="$REPO/images/lib"
 # shellcheck source=../lib/common.sh
 source "$LIB/common.sh"
+# shellcheck source=../lib/agent.sh
+source "$LIB/agent.sh"
 # shellcheck source=../lib/debootstrap.sh
 source "$LIB/debootstrap.sh"
 # shellcheck source=configure.sh
@@ -24,7 +26,7 @@ SUITE=bookworm
 OS_VERSION=12
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 VARIANT=minbase
-INCLUDE=systemd-sysv,openssh-server,iproute2,udev,kmod,ca-certificates,socat
+INCLUDE=systemd-sysv,openssh-server,iproute2,udev,kmod,ca-certificates
 OPENCODE_VERSION=${OPENCODE_VERSION:-1.18.34}
 ROOTFS_MIN_MIB=${ROOTFS_MIN_MIB:-1024}
 WORK_SEED_MIB=${WORK_SEED_MIB:-64}
@@ -59,7 +61,7 @@ compute_image_name() {
     echo "kernel=$KVER $(cat "$KERNEL_DIR/deb-version") $(sha256_of "$KERNEL_DIR/vmlinux")"
     echo "opencode=$OPENCODE_VERSION $(sha256_of "$CACHE/opencode-linux-x64-$OPENCODE_VERSION.tgz")"
     echo "busybox=$(sha256_of /bin/busybox) rootfs_min=$ROOTFS_MIN_MIB seed=$WORK_SEED_MIB"
-    (cd "$REPO" && find images/debian images/lib -type f ! -name '*.md' ! -name smoke.sh -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
+    (cd "$REPO" && find images/debian images/lib guest/agent -type f ! -name '*.md' ! -name smoke.sh -print0 | LC_ALL=C sort -z | xargs -0 sha256sum)
   } | sha256sum | cut -c1-8)
   IMAGE_NAME="debian-$OS_VERSION-$(date -u +%Y%m%d)-$hash"
   OUT="$OUT_BASE/$IMAGE_NAME"
@@ -121,8 +123,8 @@ build_artifacts() {
   debootstrap_cached "$SUITE" "$MIRROR" "$VARIANT" "$INCLUDE" "$WORK/rootfs" "$CACHE"
   note "$DEBOOTSTRAP_RESULT"
 
-  step "configure rootfs (ssh, banger-net, opencode, modules, trimmed units)"
-  configure_rootfs "$WORK/rootfs" "$OPENCODE_BIN" "$KERNEL_DIR/modules" "$KVER"
+  step "configure rootfs (ssh, banger-net, banger-agent, opencode, modules, trimmed units)"
+  configure_rootfs "$WORK/rootfs" "$OPENCODE_BIN" "$KERNEL_DIR/modules" "$KVER" "$AGENT_BIN"
   build_work_seed_tree "$WORK/rootfs" "$WORK/seed"
 
   step "mkfs rootfs.ext4 + work-seed.ext4 (no mounts)"
@@ -176,12 +178,15 @@ register_image() {
 
 main() {
   need_root "make image-debian"
-  need_cmds debootstrap dpkg-deb apt-get mkfs.ext4 e2fsck cpio gzip zstd lz4 tar node busybox
+  need_cmds debootstrap dpkg-deb apt-get mkfs.ext4 e2fsck cpio gzip zstd lz4 tar node busybox make readelf
   step "kernel (Debian cloud flavour)"
   fetch_kernel
   note "$KVER -> $KERNEL_DIR"
   step "opencode $OPENCODE_VERSION (npm)"
   fetch_opencode
+  step "banger-agent (guest/agent, musl-gcc -static)"
+  AGENT_BIN=$(build_agent "$REPO")
+  note "$AGENT_BIN ($(stat -c %s "$AGENT_BIN") bytes)"
   compute_image_name
   step "image $IMAGE_NAME"
   if outputs_complete && [ "${IMAGE_FORCE:-0}" != 1 ]; then

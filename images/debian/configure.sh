@@ -1,5 +1,5 @@
 # Turn a debootstrapped bookworm tree into the banger guest. Source it after
-# images/lib/common.sh. Everything is done by writing files into the tree; the only
+# images/lib/common.sh and images/lib/agent.sh. Everything is done by writing files into the tree; the only
 # chroot is depmod, which must be the guest's own kmod.
 
 DEBIAN_FILES_DIR=${DEBIAN_FILES_DIR:-$(dirname "${BASH_SOURCE[0]}")/files}
@@ -26,8 +26,8 @@ install_static_files() {
   local root=$1
   # --no-preserve=ownership: the files belong to root in the guest whoever checked them out.
   cp -r --no-preserve=ownership "$DEBIAN_FILES_DIR"/. "$root"/
-  chown -R 0:0 "$root/etc/systemd/system" "$root/etc/ssh/sshd_config.d" "$root/usr/local/sbin/banger-net" "$root/usr/local/sbin/banger-channel"
-  chmod 755 "$root/usr/local/sbin/banger-net" "$root/usr/local/sbin/banger-channel"
+  chown -R 0:0 "$root/etc/systemd/system" "$root/etc/ssh/sshd_config.d" "$root/usr/local/sbin/banger-net"
+  chmod 755 "$root/usr/local/sbin/banger-net"
 }
 
 # Every VM must get its own identity: banger injects the ed25519 host key, and an
@@ -54,7 +54,7 @@ configure_systemd() {
   enable_unit "$root" banger-net.service multi-user.target
   enable_unit "$root" banger-net.service network-online.target
   enable_unit "$root" opencode.service multi-user.target
-  enable_unit "$root" banger-channel.service multi-user.target
+  enable_unit "$root" banger-agent.service multi-user.target
   mkdir -p "$root/etc/systemd/system/ssh.service.wants"
   ln -sfn /etc/systemd/system/banger-hostkey.service "$root/etc/systemd/system/ssh.service.wants/banger-hostkey.service"
   for u in "${MASKED_UNITS[@]}"; do ln -sfn /dev/null "$root/etc/systemd/system/$u"; done
@@ -105,8 +105,9 @@ build_work_seed_tree() {
 }
 
 configure_rootfs() {
-  local root=$1 opencode_bin=$2 modules=$3 kver=$4
+  local root=$1 opencode_bin=$2 modules=$3 kver=$4 agent_bin=$5
   install_static_files "$root"
+  install_agent "$root" "$agent_bin"
   reset_identity "$root"
   configure_systemd "$root"
   install_opencode "$root" "$opencode_bin"

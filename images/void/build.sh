@@ -14,6 +14,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 LIB="$REPO/images/lib"
 source "$LIB/common.sh"
+source "$LIB/agent.sh"
 source "$HERE/runit.sh"
 source "$REPO/images/alpine/kernel.sh"
 source "$REPO/images/alpine/openrc.sh" # build_work_seed_tree
@@ -44,7 +45,7 @@ main() {
   done
   [ -n "$KERNEL_FROM" ] || die "--kernel-from IMAGE is required: the Void path takes its kernel from a registered image"
   need_root "images/void/build.sh"
-  need_cmds tar xz mkfs.ext4 debugfs chroot node npx
+  need_cmds tar xz mkfs.ext4 debugfs chroot node npx make readelf
   step "pin"
   eval "$(void_tool env)"
   resolve_kernel_from "$KERNEL_FROM"
@@ -66,9 +67,10 @@ main() {
   chroot "$tree" xbps-query -l >"$WORK/xbps.list"
   umount_below "$tree"
 
-  step "runit services, opencode, kernel set from $KERNEL_FROM"
+  step "runit services, banger-agent, opencode, kernel set from $KERNEL_FROM"
   OPENCODE_BIN=$(OPENCODE_PKG=$OPENCODE_NPM bash "$LIB/opencode.sh" "$OPENCODE_VERSION" "$CACHE")
-  configure_void_rootfs "$tree" "$OPENCODE_BIN"
+  AGENT_BIN=$(build_agent "$REPO")
+  configure_void_rootfs "$tree" "$OPENCODE_BIN" "$AGENT_BIN"
   CACHE_K="$CACHE/kernel"
   mkdir -p "$CACHE_K"
   kernel_from_image "$CACHE_K/set"

@@ -1,8 +1,8 @@
 # runit service directories for the Void guest, written into a tree (no chroot, no
-# running services). Source it after images/lib/common.sh; functions only.
+# running services). Source it after images/lib/common.sh and images/lib/agent.sh; functions only.
 
 DEBIAN_FILES_DIR=${DEBIAN_FILES_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../debian/files" && pwd)}
-VOID_SERVICES=(banger-net banger-sshd opencode agetty-ttyS0)
+VOID_SERVICES=(banger-agent banger-net banger-sshd opencode agetty-ttyS0)
 
 # $1=root $2=service $3=run script text. runsv runs ./run and restarts it when it exits.
 write_sv() {
@@ -14,6 +14,10 @@ write_sv() {
 
 write_void_services() {
   local root=$1
+  # runsv restarts it whenever it exits (a transport died); it needs no network.
+  write_sv "$root" banger-agent '#!/bin/sh
+# banger-agent (docs/agent.md): the guest channel, readiness and re-identity.
+exec /usr/local/sbin/banger-agent 2>&1'
   # A one-shot as a runit service: apply ip= once, then idle so runsv does not rerun it.
   # `sv check banger-net` is how the others wait for it.
   write_sv "$root" banger-net '#!/bin/sh
@@ -50,7 +54,8 @@ enable_void_services() {
 }
 
 configure_void_rootfs() {
-  local root=$1 opencode_bin=$2
+  local root=$1 opencode_bin=$2 agent_bin=$3
+  install_agent "$root" "$agent_bin"
   install -D -m 755 "$DEBIAN_FILES_DIR/usr/local/sbin/banger-net" "$root/usr/local/sbin/banger-net"
   install -D -m 644 "$DEBIAN_FILES_DIR/etc/ssh/sshd_config.d/banger.conf" "$root/etc/ssh/sshd_config.d/banger.conf"
   grep -qs '^Include /etc/ssh/sshd_config.d/\*.conf' "$root/etc/ssh/sshd_config" ||

@@ -100,7 +100,12 @@ async function bridge(
     stream.destroy();
     client.destroy();
   };
-  stream.on("error", end);
+  // After the 101 the client only sees its stream end; the log keeps why (CHANNEL_UNAVAILABLE when banger-agent died).
+  stream.on("error", (e: Error) => {
+    const err = asBangerError(e);
+    d.log.warn({ vm: decodeURIComponent(m[1]!), stage: "connect", code: err.code, err: err.message }, "guest stream broke");
+    end();
+  });
   client.on("error", end);
   stream.once("close", end);
   client.once("close", end);

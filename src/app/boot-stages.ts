@@ -7,8 +7,8 @@ import { consoleTail, waitReady } from "./vm-ready.js";
 import { hasPeers, syncPeers } from "./vm-net.js";
 
 /** What booting a VM touches: shared by create and start. */
-export type BootDeps = Pick<AppDeps, "network" | "store" | "host" | "keys" | "guest" | "console" | "files"> & {
-  config: Pick<AppConfig, "subnet" | "sshTimeoutMs" | "serviceTimeoutMs" | "secretsDir">;
+export type BootDeps = Pick<AppDeps, "network" | "store" | "host" | "keys" | "guest" | "console" | "files" | "channel" | "log"> & {
+  config: Pick<AppConfig, "subnet" | "sshTimeoutMs" | "serviceTimeoutMs" | "secretsDir" | "readyPush">;
 };
 
 /** What create and start share: a VM record that stages update as they acquire things. */

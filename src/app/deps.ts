@@ -32,6 +32,8 @@ export interface AppConfig {
   workDiskGib: number;
   sshTimeoutMs: number;
   serviceTimeoutMs: number;
+  /** ready_push: wait-ssh/wait-services take banger-agent's LISTEN/READY instead of polling (vm-ready-push.ts). */
+  readyPush: boolean;
   /** Overall deadline of one create or start. */
   opTimeoutMs: number;
   eventsKeepOps: number;

@@ -3,7 +3,7 @@ import { guestSecretFiles, newSecret, removeSecret, storeSecret } from "./vm-sec
 import { join } from "node:path";
 import { BangerError, asBangerError } from "../domain/errors.js";
 import { knownHostsLine } from "../domain/known-hosts.js";
-import { artifactOf, type Image, type Vm } from "../domain/types.js";
+import { GUEST_AGENT_PATH, artifactOf, type Image, type Vm } from "../domain/types.js";
 import type { VmmSnapshots } from "../ports/snapshots.js";
 import type { Vmm } from "../ports/vmm.js";
 import { bootStages, explainGuestFailure, tapStage, type BootContext } from "./boot-stages.js";
@@ -170,12 +170,12 @@ async function runSnapshot(d: SnapshotDeps, c: RunInput): Promise<SnapshotSummar
     {
       name: "channel-check",
       run: async ({ signal }) => {
-        // Re-identity needs the channel; an image without banger-channel must keep booting cold.
+        // Re-identity needs the channel; an image without banger-agent (or the older banger-channel) must keep booting cold.
         const opened = await d.channel
           .open({ name: vm.name, vmm: vm.vmm, dir: vm.dir, vsockCid: vm.vsockCid! }, 22, { timeoutMs: CHANNEL_CHECK_MS, signal })
           .catch((e: unknown) => {
             throw new BangerError("GUEST_NOT_READY", `image ${image.name} has no working guest channel: ${asBangerError(e).message}`, {
-              hint: "snapshots need banger-channel in the guest (rebuild the image with `make image-debian`); VMs of this image boot cold",
+              hint: "snapshots need banger-agent in the guest (rebuild the image: `make image-debian`, `make image-alpine`); VMs of this image boot cold",
             });
           });
         opened.stream.destroy();
@@ -191,7 +191,11 @@ async function runSnapshot(d: SnapshotDeps, c: RunInput): Promise<SnapshotSummar
         // Then the one path every clone runs in its first second, read back in: a fresh login (sshd
         // re-executes, bash starts) running re-identity's programs. A clone restored with those pages
         // gone reads them through virtio-blk under TCG, which doubled the first SSH login here.
-        const w = await d.guest.exec(target, "perl -e 1 && ip -V >/dev/null", QUIESCE_TIMEOUT_MS);
+        const w = await d.guest.exec(
+          target,
+          `if [ -x ${GUEST_AGENT_PATH} ]; then ${GUEST_AGENT_PATH} --help >/dev/null; else perl -e 1; fi && ip link show lo >/dev/null`,
+          QUIESCE_TIMEOUT_MS,
+        );
         if (w.code !== 0) throw new BangerError("GUEST_NOT_READY", `warming the clone's first programs failed (exit ${w.code}): ${w.stderr.trim()}`);
         return "synced, page cache dropped, first-login path read back";
       },

@@ -3,7 +3,7 @@ import { basename, join } from "node:path";
 import { BangerError } from "../domain/errors.js";
 import { validateImageName, validateName } from "../domain/names.js";
 import type { BuildInfo } from "../domain/build.js";
-import type { Artifact, ArtifactRole, GuestService, Image } from "../domain/types.js";
+import { GUEST_AGENT_PATH, type Artifact, type ArtifactRole, type GuestService, type Image } from "../domain/types.js";
 import type { PinnedFile } from "../ports/files.js";
 import type { AppConfig, AppDeps } from "./deps.js";
 
@@ -113,6 +113,9 @@ export class ImageService {
       }
       await this.d.files.rename(tmpDir, finalDir);
       const services = input.services ?? [{ name: "ssh", port: 22 }];
+      // Images with banger-agent push their readiness; older ones (and any image debugfs cannot read) are polled.
+      const rootfs = artifacts.find((a) => a.role === "rootfs")!.path;
+      const agent = await this.d.disks.hasFile(rootfs, GUEST_AGENT_PATH).catch(() => false);
       const image = this.d.store.insertImage({
         id,
         name: input.name,
@@ -120,7 +123,7 @@ export class ImageService {
         defaultVcpus: input.defaultVcpus,
         defaultMemoryMib: input.defaultMemoryMib,
         defaultWorkDiskGib: input.defaultWorkDiskGib,
-        guest: { os: input.os ?? "linux", services, ...(input.snapshot ? { snapshot: true } : {}) },
+        guest: { os: input.os ?? "linux", services, ...(agent ? { agent: true } : {}), ...(input.snapshot ? { snapshot: true } : {}) },
         artifacts,
         ...(input.build ? { build: input.build } : {}),
         ...(input.pulledFrom ? { pulledFrom: input.pulledFrom } : {}),

@@ -121,7 +121,8 @@ export function finishStages(c: BootContext & { d: RestoreDeps }, snaps: VmmSnap
       ? [servicesStage(d, vm)]
       : [
           { name: "wait-ssh", run: async ({ signal }) => (await waitReady(d, vm(), image, signal, { restored: true })).ssh() } satisfies Stage,
-          { name: "wait-services", run: async ({ signal }) => (await waitReady(d, vm(), image, signal)).services() } satisfies Stage,
+          // A restored clone's services ran before its snapshot: polled, as its SSH is (vm-ready-push.ts).
+          { name: "wait-services", run: async ({ signal }) => (await waitReady(d, vm(), image, signal, { restored: true })).services() } satisfies Stage,
         ]),
   ];
 }

@@ -8,6 +8,7 @@ import { vmFiles } from "./vm-files.js";
 import { readSecret } from "./vm-secret.js";
 import { authOf, basicAuth, type ServiceAuth } from "../domain/service-auth.js";
 import type { GuestService } from "../domain/types.js";
+import { canPush, pushedReady, type Pushed } from "./vm-ready-push.js";
 
 // Generous: opencode under TCG on a loaded host can take seconds per request.
 const PROBE_MS = 10_000;
@@ -69,8 +70,8 @@ export async function consoleTail(d: Pick<AppDeps, "console">, dir: string, line
   return tail ? `--- last ${lines} lines of the guest console ---\n${tail}` : undefined;
 }
 
-type ReadyDeps = Pick<AppDeps, "keys" | "guest" | "files"> & {
-  config: Pick<AppConfig, "sshTimeoutMs" | "serviceTimeoutMs" | "channelProxy" | "secretsDir">;
+type ReadyDeps = Pick<AppDeps, "keys" | "guest" | "files" | "channel" | "log"> & {
+  config: Pick<AppConfig, "sshTimeoutMs" | "serviceTimeoutMs" | "channelProxy" | "secretsDir" | "readyPush">;
 };
 
 /**
@@ -115,7 +116,18 @@ async function waitSshAny(d: ReadyDeps, vm: Vm, target: SshTarget, signal: Abort
   }
 }
 
-/** Waits for SSH and then each declared service, each with its own timeout. */
+/** The push's part of a stage detail. */
+function pushNote(p: Pushed | undefined): string {
+  if (!p) return "";
+  return p.pushed ? `; pushed by banger-agent in ${p.ms} ms` : `; polled (${p.why})`;
+}
+
+/**
+ * Waits for SSH and then each declared service, each with its own timeout. Where the guest can
+ * say so (canPush), each first waits for banger-agent's READY for its ports, so the SSH login and
+ * the password checks below run once the ports listen instead of polling from boot; they still
+ * run, since a listening port is not yet a login or a password that works.
+ */
 export async function waitReady(
   d: ReadyDeps,
   vm: Vm,
@@ -124,12 +136,27 @@ export async function waitReady(
   opts: { restored?: boolean } = {},
 ): Promise<{ ssh: () => Promise<string>; services: () => Promise<string> }> {
   const target = await sshTarget(d, vm);
+  const push = canPush(d, image, opts.restored ?? false);
   return {
-    ssh: () => waitSshAny(d, vm, target, signal, opts.restored ?? false),
+    ssh: async () => {
+      const pushed = push ? await pushedReady(d, vm, [22], d.config.sshTimeoutMs, signal) : undefined;
+      return `${await waitSshAny(d, vm, target, signal, opts.restored ?? false)}${pushNote(pushed)}`;
+    },
     services: async () => {
       const others = image.guest.services.filter((s) => s.port !== 22);
       const secret = await readSecret(d, vm);
       const notes: string[] = [];
+      const longest = Math.max(0, ...others.map((s) => s.timeoutMs ?? d.config.serviceTimeoutMs));
+      const pushed =
+        push && others.length > 0
+          ? await pushedReady(
+              d,
+              vm,
+              others.map((s) => s.port),
+              longest,
+              signal,
+            )
+          : undefined;
       for (const svc of others) {
         const timeoutMs = svc.timeoutMs ?? d.config.serviceTimeoutMs;
         const deadline = Date.now() + timeoutMs;
@@ -142,7 +169,7 @@ export async function waitReady(
         if (auth && secret) await waitAuthenticated(d, vm, svc, auth, secret, deadline, signal);
         notes.push(`${svc.name}:${svc.port}${auth && secret ? " (password checked)" : ""}`);
       }
-      return notes.join(", ");
+      return `${notes.join(", ")}${pushNote(pushed)}`;
     },
   };
 }

@@ -96,6 +96,7 @@ export function appConfig(cfg: LoadedConfig): AppConfig {
     workDiskGib: c.work_disk_gib,
     sshTimeoutMs: c.ssh_timeout_s * 1000,
     serviceTimeoutMs: c.service_timeout_s * 1000,
+    readyPush: c.ready_push,
     opTimeoutMs: c.op_timeout_s * 1000,
     eventsKeepOps: c.events_keep_ops,
     consoleLogMaxBytes: c.console_log_max_mib * MIB,

@@ -2,6 +2,7 @@
 // before it counts as ready. Every clone wakes up as the golden VM: same IP, MAC, hostname, host
 // keys, machine-id, RNG state and a clock stopped at the snapshot instant. The script gives it its
 // own; it is pure text built here and tested without a guest.
+import { GUEST_AGENT_PATH } from "./types.js";
 
 export interface NewIdentity {
   name: string;
@@ -75,7 +76,7 @@ echo "services restart requested"
  * The script, fed to `sh` on stdin by banger-channel's RUN (or `sh -s` over SSH for images older
  * than that), so the private host key never appears in a process list or a file other than its own.
  * A restored guest under TCG pays dearly for each process it starts, so it uses shell builtins
- * wherever they do: two programs in all (perl, ip). The network last: a failure before it
+ * wherever they do: two programs in all (banger-agent or perl, and ip). The network last: a failure before it
  * leaves the clone reachable only over the channel. sshd is not signalled: it re-executes itself for
  * every connection and reads the new host key then, and SIGHUP would make the listener refuse
  * connections while it re-executes.
@@ -100,11 +101,15 @@ mark() { cs; times="$times $1=$(( (now - t0) * 10 ))ms"; t0=$now; }
 # kernel picks once, at its first read, and refuses to rewrite, so every clone would report the
 # golden boot's: a file bound over it (as LXCFS does for /proc files) gives each clone its own for
 # every reader from now on (a process that read it before the snapshot keeps the old value).
-# One perl does all three, with x86_64 syscall numbers (banger's guests are x86_64): each program
-# a restored TCG guest starts costs it 0.1-0.3 s, most of it translating code it has not run yet.
+# banger-agent does all three where the image has it (one static program, the cheapest process a
+# restored TCG guest can start, and the only way on images without perl); older images use one
+# perl with x86_64 syscall numbers (banger's guests are x86_64): each program a restored TCG guest
+# starts costs it 0.1-0.3 s, most of it translating code it has not run yet.
 umask 022
 printf '%s\\n' ${q(id.bootId)} >/run/banger-boot_id
-if command -v perl >/dev/null 2>&1; then
+if [ -x ${GUEST_AGENT_PATH} ]; then
+  ${GUEST_AGENT_PATH} identity ${Math.floor(id.nowMs / 1000)} ${(id.nowMs % 1000) * 1_000_000} ${q(id.seedHex)}
+elif command -v perl >/dev/null 2>&1; then
   perl -e 'my ($s, $ns, $seed) = @ARGV;
     syscall(227, 0, pack("qq", $s, $ns)) == 0 or die "clock_settime: $!";
     open(my $f, "+<", "/dev/urandom") or die "urandom: $!"; my $b = pack("H*", $seed);
@@ -114,7 +119,7 @@ if command -v perl >/dev/null 2>&1; then
     syscall(165, $src, $dst, 0, 4096, 0) == 0 or die "mount --bind boot_id: $!";
     unlink "/var/lib/systemd/random-seed";' ${Math.floor(id.nowMs / 1000)} ${(id.nowMs % 1000) * 1_000_000} ${q(id.seedHex)}
 else
-  # Without perl the pool is mixed but not credited, and the CRNG reseeds on its own schedule.
+  # Without either the pool is mixed but not credited, and the CRNG reseeds on its own schedule.
   date -u -s @${seconds} >/dev/null
   printf '%s' ${q(id.seedHex)} >/dev/urandom
   mount --bind /run/banger-boot_id /proc/sys/kernel/random/boot_id
@@ -149,8 +154,10 @@ printf '%s' "$hosts" >/etc/hosts
 printf '%s\\n' ${q(resolv)} >/etc/resolv.conf
 mark names
 
-# The NIC, in one ip process: down, new MAC, up; then the address and the default route on it.
-ip -batch - <<'NET'
+# The NIC: down, new MAC, up; then the address and the default route on it. In one ip process
+# where ip is iproute2's (it ships /etc/iproute2); busybox's ip (Alpine) has no -batch.
+if [ -d /etc/iproute2 ]; then
+  ip -batch - <<'NET'
 link set dev eth0 down
 link set dev eth0 address ${id.mac}
 addr flush dev eth0
@@ -158,6 +165,14 @@ link set dev eth0 up
 addr add ${id.ip}/${id.prefix} dev eth0
 route replace default via ${id.gateway} dev eth0
 NET
+else
+  ip link set dev eth0 down
+  ip link set dev eth0 address ${id.mac}
+  ip addr flush dev eth0
+  ip link set dev eth0 up
+  ip addr add ${id.ip}/${id.prefix} dev eth0
+  ip route replace default via ${id.gateway} dev eth0
+fi
 mark net
 
 read -r host </proc/sys/kernel/hostname

@@ -20,9 +20,14 @@ export interface GuestService {
   timeoutMs?: number;
 }
 
+/** Where every banger image installs its guest agent (guest/agent, docs/agent.md). */
+export const GUEST_AGENT_PATH = "/usr/local/sbin/banger-agent";
+
 export interface GuestMeta {
   os: string;
   services: GuestService[];
+  /** The rootfs has banger-agent (GUEST_AGENT_PATH), found at registration: its readiness is pushed, not polled. */
+  agent?: boolean;
   /** Keep a golden snapshot of this image current (`image register --snapshot`); the config's `snapshot` does it for all. */
   snapshot?: boolean;
 }

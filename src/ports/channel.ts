@@ -29,7 +29,9 @@ export interface OpenedStream {
  * "Open a byte stream to guest port P", whatever carries it. The guest's banger-channel
  * service answers (images/debian/files/usr/local/sbin/banger-channel); the network plays no part.
  * Rejects with a coded error: CHANNEL_FAILED (nothing listens, no channel, the VMM went away),
- * CHANNEL_BUSY (virtio-serial carries one session at a time), TIMEOUT, CANCELLED.
+ * CHANNEL_BUSY (the legacy virtio-serial channel carries one session at a time; banger-agent's
+ * multiplex only at its per-VM stream cap), CHANNEL_UNAVAILABLE (banger-agent stopped answering),
+ * TIMEOUT, CANCELLED.
  */
 export interface GuestChannel {
   open(target: ChannelTarget, port: number, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<OpenedStream>;
@@ -40,7 +42,16 @@ export interface GuestChannel {
    * cannot (Firecracker's vsock, vhost-vsock, images older than the verb): the caller falls back to SSH.
    */
   run(target: ChannelTarget, script: string, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<RunResult>;
+  /**
+   * Readiness pushed from the guest's banger-agent: LISTEN per port as it starts listening, then
+   * READY; the iteration ends when the caller stops or the channel fails (a coded error). Rejects
+   * with CHANNEL_UNSUPPORTED where the transport or image cannot (the caller polls instead).
+   */
+  ready(target: ChannelTarget, ports: number[], opts: { timeoutMs: number; signal?: AbortSignal }): Promise<AsyncIterable<ReadyEvent>>;
 }
+
+/** What banger-agent's READY verb reports: each awaited port as it starts listening, then all of them. */
+export type ReadyEvent = { kind: "listen"; port: number } | { kind: "ready" };
 
 export interface RunResult {
   code: number;

@@ -13,6 +13,8 @@ export interface Disks {
   makeWorkDisk(dst: string, sizeGib: number, seed?: string): Promise<void>;
   /** Write files into an ext4 image without mounting it (debugfs). Parent dirs are created. */
   inject(image: string, files: InjectedFile[]): Promise<void>;
+  /** Whether a regular file exists at this absolute path inside an ext4 image (debugfs, read-only). */
+  hasFile(image: string, path: string): Promise<boolean>;
   /** ext4 superblock check; returns a problem description or undefined. */
   ext4Problem(path: string): Promise<string | undefined>;
 }

@@ -8,6 +8,7 @@
  * Leave --kernel-from out (BANGER_ALPINE_KERNEL_FROM=linux-virt) when the mirror has linux-virt.
  */
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -46,7 +47,13 @@ describe.skipIf(skip)(`e2e: the Alpine image built from a mirror and booted unde
   let up: Upstream;
   let d: TestDaemon;
   let vm: VmJson["vm"];
+  let createEvents: { stage: string; detail?: string }[] = [];
   const ssh = (cmd: string) => d.cli(["vm", "ssh", "alp", "--", cmd], { timeoutMs: 120_000 });
+  const sshTo = async (name: string, cmd: string) => {
+    const r = await d.cli(["vm", "ssh", name, "--", cmd], { timeoutMs: 120_000 });
+    expect(r.stderr, `${name}: ${cmd}`).toBe("");
+    return r.stdout.trim();
+  };
 
   beforeAll(async () => {
     ns = await createNetns("alpine");
@@ -88,8 +95,9 @@ describe.skipIf(skip)(`e2e: the Alpine image built from a mirror and booted unde
     const r = await d.cli(["--json", "vm", "create", "--image", "alpine", "--name", "alp", "--nat"], { timeoutMs: 900_000 });
     if (r.code !== 0) console.error(r.stdout, r.stderr, (await d.cli(["vm", "logs", "alp"])).stdout.slice(-4000));
     expect(r.code).toBe(0);
-    const out = r.json<VmJson & { events: { stage: string; durationMs: number }[] }>();
+    const out = r.json<VmJson & { events: { stage: string; durationMs: number; detail?: string }[] }>();
     vm = out.vm;
+    createEvents = out.events;
     expect(vm.state).toBe("running");
     console.log(`create stages: ${out.events.map((e) => `${e.stage}=${Math.round(e.durationMs)}ms`).join(" ")}`);
   });
@@ -120,6 +128,128 @@ describe.skipIf(skip)(`e2e: the Alpine image built from a mirror and booted unde
     } finally {
       await srv.stop();
     }
+  });
+
+  it("runs banger-agent under OpenRC's supervise-daemon; registration found it and readiness was pushed", async () => {
+    const r = await ssh("rc-service banger-agent status; stat -c '%a %U' /usr/local/sbin/banger-agent; command -v perl socat || true");
+    expect(r.stdout).toMatch(/status: started/);
+    expect(r.stdout).toMatch(/^755 root$/m);
+    expect(r.stdout).not.toMatch(/perl|socat/);
+    const img = (await d.cli(["--json", "image", "show", "alpine"])).json<{ image: { guest: { agent?: boolean } } }>().image;
+    expect(img.guest.agent).toBe(true);
+    expect(createEvents.find((e) => e.stage === "wait-ssh")?.detail).toMatch(/pushed by banger-agent in \d+ ms/);
+    expect(createEvents.find((e) => e.stage === "wait-services")?.detail).toMatch(/opencode:4096 \(password checked\); pushed by banger-agent/);
+  });
+
+  describe("from a golden snapshot (re-identity by banger-agent and busybox, no perl)", () => {
+    const clones: Record<string, { ip: string; mac: string; id: string; dir: string }> = {};
+
+    it("image snapshot alpine; two creates from it answer SSH as themselves with their own host keys, machine-ids, IPs and opencode passwords", async () => {
+      const snap = await d.cli(["--json", "image", "snapshot", "alpine"], { timeoutMs: 900_000 });
+      if (snap.code !== 0) console.error(snap.stdout, snap.stderr);
+      expect(snap.code).toBe(0);
+      const { snapshot } = snap.json<{ snapshot: { id: string; stages: { stage: string; ms: number }[] } }>();
+      console.log(`alpine snapshot: ${snapshot.stages.map((s) => `${s.stage}=${s.ms}ms`).join(" ")}`);
+      for (const name of ["aa", "ab"]) {
+        const r = await d.cli(["--json", "vm", "create", "--image", "alpine", "--name", name, "--nat"], { timeoutMs: 900_000 });
+        if (r.code !== 0) console.error(r.stdout, r.stderr);
+        expect(r.code).toBe(0);
+        const out = r.json<{
+          vm: { ip: string; mac: string; id: string; dir: string; bootSource?: string };
+          events: { stage: string; outcome?: string; detail?: string; durationMs: number }[];
+        }>();
+        console.log(`${name}: ${out.events.map((e) => `${e.stage}=${Math.round(e.durationMs)}ms`).join(" ")}`);
+        const show = (await d.cli(["--json", "vm", "show", name])).json<{ vm: { bootSource?: string } }>().vm;
+        expect(show.bootSource).toBe(`snapshot ${snapshot.id}`);
+        expect(out.events.find((e) => e.stage === "reidentify" && e.outcome === "ok")?.detail).toMatch(/via channel$/);
+        clones[name] = out.vm;
+        expect(await sshTo(name, "hostname; cat /etc/hostname")).toBe(`${name}\n${name}`);
+        expect(await sshTo(name, "ip -4 -o addr show dev eth0 | awk '{print $4}'")).toBe(`${out.vm.ip}/24`);
+        expect(await sshTo(name, "cat /sys/class/net/eth0/address")).toBe(out.vm.mac);
+      }
+      const facts = async (name: string) => ({
+        hostKey: await sshTo(name, "cat /etc/ssh/ssh_host_ed25519_key.pub"),
+        machineId: await sshTo(name, "cat /etc/machine-id"),
+        bootId: await sshTo(name, "cat /proc/sys/kernel/random/boot_id"),
+        opencodeEnv: await sshTo(name, "cat /etc/banger/opencode.env"),
+        clockSkewS: Math.abs(Number(await sshTo(name, "date +%s")) - Date.now() / 1000),
+      });
+      const a = await facts("aa");
+      const b = await facts("ab");
+      console.log(JSON.stringify({ aa: { ...a, opencodeEnv: "(hidden)" }, ab: { ...b, opencodeEnv: "(hidden)" } }));
+      expect(clones.aa!.ip).not.toBe(clones.ab!.ip);
+      expect(a.hostKey).not.toBe(b.hostKey);
+      expect(a.machineId).toMatch(/^[0-9a-f]{32}$/);
+      expect(a.machineId).not.toBe(b.machineId);
+      expect(a.bootId).not.toBe(b.bootId);
+      expect(a.opencodeEnv).toMatch(/^OPENCODE_SERVER_PASSWORD=\S+$/m);
+      expect(a.opencodeEnv).not.toBe(b.opencodeEnv);
+      // banger-agent identity stepped the clock to the host's (generous: a loaded TCG guest drifts).
+      expect(a.clockSkewS).toBeLessThan(120);
+    });
+
+    it("a clone with eth0 down: vm exec and vm ssh --vsock over the channel, 8 at once, 64 MiB byte-identical", async () => {
+      expect(
+        (await d.cli(["vm", "exec", "aa", "--", "sh", "-c", "nohup sh -c 'sleep 1; ip link set eth0 down' >/dev/null 2>&1 &"], { timeoutMs: 120_000 })).code,
+      ).toBe(0);
+      let reachable = true;
+      for (let i = 0; i < 120 && reachable; i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        reachable = await tcpAnswers(ns, clones.aa!.ip, 22);
+      }
+      expect(reachable).toBe(false);
+      const one = await d.cli(["vm", "exec", "-v", "aa", "--", "sh", "-c", "cat /sys/class/net/eth0/operstate; exit 4"], { timeoutMs: 120_000 });
+      expect([one.code, one.stdout]).toEqual([4, "down\n"]);
+      expect(one.stderr).toMatch(/via channel \(virtio-serial\)/);
+      expect((await d.cli(["vm", "ssh", "--vsock", "aa", "--", "hostname"], { timeoutMs: 120_000 })).stdout).toBe("aa\n");
+      const runs = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          d.cli(["vm", "exec", "aa", "--", "sh", "-c", `for j in $(seq 1 200); do echo s${i}-$j; done; exit ${20 + i}`], { timeoutMs: 480_000 }),
+        ),
+      );
+      runs.forEach((r, i) => {
+        expect(r.stdout, r.stderr).toBe(Array.from({ length: 200 }, (_, j) => `s${i}-${j + 1}\n`).join(""));
+        expect(r.code).toBe(20 + i);
+      });
+      const prep = await d.cli(["vm", "exec", "aa", "--", "sh", "-c", "head -c 67108864 /dev/urandom >/tmp/blob && sha256sum /tmp/blob | cut -d' ' -f1"], {
+        timeoutMs: 300_000,
+      });
+      const want = prep.stdout.trim();
+      expect(want).toMatch(/^[0-9a-f]{64}$/);
+      const busy = d.cli(["vm", "exec", "aa", "--", "sh", "-c", "for i in $(seq 1 20); do echo tick $i; sleep 0.5; done"], { timeoutMs: 600_000 });
+      const blob = await new Promise<{ bytes: number; sha: string }>((resolve) => {
+        const child = spawn("ip", ["netns", "exec", ns.name, join(REPO, "build/bin/banger"), "vm", "exec", "aa", "--", "cat", "/tmp/blob"], {
+          env: { ...process.env, BANGER_CONFIG: d.configPath, XDG_DATA_HOME: join(d.dir, "data") },
+          stdio: ["ignore", "pipe", "ignore"],
+        });
+        const h = createHash("sha256");
+        let bytes = 0;
+        child.stdout.on("data", (c: Buffer) => {
+          bytes += c.length;
+          h.update(c);
+        });
+        child.on("close", () => resolve({ bytes, sha: h.digest("hex") }));
+      });
+      expect(blob).toEqual({ bytes: 64 * 1024 * 1024, sha: want });
+      expect((await busy).stdout).toBe(Array.from({ length: 20 }, (_, i) => `tick ${i + 1}\n`).join(""));
+    });
+
+    it("killing the agent: supervise-daemon restarts it and the channel works again", async () => {
+      const kill = await d.cli(["vm", "exec", "-v", "ab", "--", "sh", "-c", "kill -9 $(pidof banger-agent)"], { timeoutMs: 120_000 });
+      expect(kill.code).toBe(0);
+      expect(kill.stderr).toMatch(/via ip/);
+      let banner = "";
+      for (let i = 0; i < 30 && !/^SSH-2\.0-/.test(banner); i++) {
+        await new Promise((r) => setTimeout(r, 1_000));
+        banner = (await runIn(undefined, join(REPO, "build/bin/banger-vsock"), ["--socket", d.socket, "ab", "22"], { timeoutMs: 30_000, input: "" })).stdout;
+      }
+      expect(banner).toMatch(/^SSH-2\.0-OpenSSH/);
+    });
+
+    it("vm rm of the clones leaves nothing of theirs", async () => {
+      for (const name of ["aa", "ab"]) expect((await d.cli(["vm", "rm", name, "--force"], { timeoutMs: 120_000 })).code).toBe(0);
+      expect(readdirSync(join(d.stateDir, "vms"))).toHaveLength(1);
+    });
   });
 
   it("stops (guest poweroff ends qemu) and starts again", async () => {

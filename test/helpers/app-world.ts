@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino, { type Logger } from "pino";
@@ -113,6 +113,8 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
       boom("inject");
     },
     ext4Problem: async () => undefined,
+    // A fake rootfs holds a guest file when its text names the path.
+    hasFile: async (image, path) => existsSync(image) && readFileSync(image, "utf8").includes(path),
   };
   const vmm: Vmm = {
     kind: "qemu",
@@ -233,6 +235,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
         const r = (await opts.shell?.("channel:run", script)) ?? { code: 0 };
         return { code: r.code, lines: r.lines ?? [] };
       },
+      ready: () => Promise.reject(new BangerError("CHANNEL_UNSUPPORTED", "the unit-test world pushes no readiness")),
     },
     console: new FileConsoleLogs(),
     names: new NameGenerator(seededRandom(1)),

@@ -37,8 +37,8 @@ export function built(): string | undefined {
 }
 
 /** TOML for the test daemon: everything under one temp dir, small pool, no web port. */
-export function testConfig(dir: string, extra: Record<string, string | number> = {}): string {
-  const values: Record<string, string | number> = {
+export function testConfig(dir: string, extra: Record<string, string | number | boolean> = {}): string {
+  const values: Record<string, string | number | boolean> = {
     vmm: "qemu",
     state_dir: join(dir, "state"),
     socket: join(dir, "bangerd.sock"),
@@ -80,7 +80,7 @@ export function runIn(
 
 export async function startTestDaemon(
   opts: {
-    config?: Record<string, string | number>;
+    config?: Record<string, string | number | boolean>;
     env?: NodeJS.ProcessEnv;
     ns?: Netns;
     dir?: string;

@@ -11,7 +11,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 /** Runs images/alpine/openrc.sh's functions in bash against `root`. */
 function sh(script: string): { code: number; out: string } {
-  const r = spawnSync("bash", ["-c", `set -euo pipefail; source images/lib/common.sh; source images/alpine/openrc.sh; ${script}`], {
+  const r = spawnSync("bash", ["-c", `set -euo pipefail; source images/lib/common.sh; source images/lib/agent.sh; source images/alpine/openrc.sh; ${script}`], {
     cwd: REPO,
     encoding: "utf8",
     timeout: 30_000,
@@ -30,6 +30,7 @@ function syntheticTree(name: string): string {
   writeFileSync(join(root, "root/.ash_history"), "x");
   writeFileSync(join(root, "var/cache/apk/APKINDEX.x.tar.gz"), "x");
   writeFileSync(join(tmp, "opencode"), "#!/bin/sh\necho 1.18.32\n", { mode: 0o755 });
+  writeFileSync(join(tmp, "banger-agent"), "agent bytes\n", { mode: 0o600 });
   return root;
 }
 
@@ -37,7 +38,7 @@ describe.skipIf(skip)(`OpenRC seeding on a synthetic Alpine tree${skip ? ` (skip
   const root = syntheticTree("alpine");
 
   it("configures the tree offline", () => {
-    const r = sh(`configure_alpine_rootfs ${root} ${join(tmp, "opencode")}`);
+    const r = sh(`configure_alpine_rootfs ${root} ${join(tmp, "opencode")} ${join(tmp, "banger-agent")}`);
     expect(r.out).toBe("");
     expect(r.code).toBe(0);
   });
@@ -47,7 +48,7 @@ describe.skipIf(skip)(`OpenRC seeding on a synthetic Alpine tree${skip ? ` (skip
     expect(levels).toEqual({
       sysinit: ["devfs", "dmesg", "sysfs"],
       boot: ["bootmisc", "hostname", "localmount", "networking"],
-      default: ["banger-hostkey", "opencode", "sshd"],
+      default: ["banger-agent", "banger-hostkey", "opencode", "sshd"],
       shutdown: ["killprocs", "mount-ro", "savecache"],
     });
     for (const [level, svcs] of Object.entries(levels)) {
@@ -89,6 +90,21 @@ describe.skipIf(skip)(`OpenRC seeding on a synthetic Alpine tree${skip ? ` (skip
     expect(svc).toMatch(/\. \/etc\/banger\/opencode\.env/);
     expect(statSync(join(root, "usr/local/bin/opencode")).mode & 0o777).toBe(0o755);
     expect(spawnSync("sh", ["-n", join(root, "etc/init.d/opencode")]).status).toBe(0);
+  });
+
+  it("banger-agent: installed root-owned 0755, supervised and respawned forever, before sshd", () => {
+    const st = statSync(join(root, "usr/local/sbin/banger-agent"));
+    expect([st.mode & 0o777, st.uid, st.gid]).toEqual([0o755, 0, 0]);
+    expect(readFileSync(join(root, "usr/local/sbin/banger-agent"), "utf8")).toBe("agent bytes\n");
+    const svc = readFileSync(join(root, "etc/init.d/banger-agent"), "utf8");
+    expect(svc).toMatch(/^supervisor=supervise-daemon$/m);
+    expect(svc).toMatch(/^command=\/usr\/local\/sbin\/banger-agent$/m);
+    expect(svc).toMatch(/^respawn_max=0$/m);
+    expect(svc).toMatch(/^respawn_delay=1$/m);
+    expect(svc).toMatch(/before sshd opencode/);
+    expect(svc).not.toMatch(/need net/);
+    expect(statSync(join(root, "etc/init.d/banger-agent")).mode & 0o777).toBe(0o755);
+    expect(spawnSync("sh", ["-n", join(root, "etc/init.d/banger-agent")]).status).toBe(0);
   });
 
   it("leaves /root empty (a mount point) and drops caches", () => {

@@ -48,9 +48,11 @@ describe("dialGuestPort", () => {
   });
 
   /** A channel socket whose far end runs `onConn` with the request line it got. */
-  async function channel(onConn: (line: string, sock: Socket) => void): Promise<string> {
+  async function channel(onConn: (line: string, sock: Socket) => void, greeting = ""): Promise<string> {
     const path = join(dir, "c.sock");
     server = createServer((sock) => {
+      // banger-channel offers its HELLO first and reads the request after it.
+      if (greeting) sock.write(greeting);
       let buf = "";
       const onData = (c: Buffer) => {
         buf += c.toString("latin1");
@@ -103,7 +105,10 @@ describe("dialGuestPort", () => {
   });
 
   it("the guest's ERR line is CHANNEL_FAILED with its reason", async () => {
-    const path = await channel((_line, sock) => sock.write("HELLO\nERR nothing listens on guest port 99\n"));
+    const path = await channel((line, sock) => {
+      expect(line).toBe("CONNECT 99");
+      sock.write("ERR nothing listens on guest port 99\n");
+    }, "HELLO\n");
     const e = await refused(dialGuestPort(path, "virtio-serial", 99, { vm: "v", timeoutMs: 5_000 }));
     expect(e.code).toBe("CHANNEL_FAILED");
     expect(e.message).toContain("nothing listens on guest port 99");

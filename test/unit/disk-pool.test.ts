@@ -31,6 +31,7 @@ function world(opts: { size?: number; maxGib?: number; workFails?: NodeJS.ErrnoE
     },
     inject: async () => undefined,
     ext4Problem: async () => undefined,
+    hasFile: async () => false,
   };
   const w = appWorld(undefined, 0, { disks, log });
   const { d, store, cfg, dir } = w;

@@ -57,7 +57,10 @@ describe("image snapshot", () => {
     expect(stored.bootArgs).toMatch(/ip=172\.30\.0\.2:/);
     nothingLeft(w);
     // Quiesce drops the page cache, then one more login reads back what every clone runs first.
-    expect(w.execs).toEqual([expect.stringMatching(/^sync && echo 3 > \/proc\/sys\/vm\/drop_caches/), "perl -e 1 && ip -V >/dev/null"]);
+    expect(w.execs).toEqual([
+      expect.stringMatching(/^sync && echo 3 > \/proc\/sys\/vm\/drop_caches/),
+      "if [ -x /usr/local/sbin/banger-agent ]; then /usr/local/sbin/banger-agent --help >/dev/null; else perl -e 1; fi && ip link show lo >/dev/null",
+    ]);
     expect(readdirSync(join(w.d.config.imagesDir, "img1")).filter((n) => n.includes(".part"))).toEqual([]);
   });
 
@@ -79,7 +82,7 @@ describe("image snapshot", () => {
     const w = snapWorld({ channel: false });
     const err = (await snapshotImage(w.d, "deb-1").catch((e: unknown) => e)) as BangerError;
     expect(err.stage).toBe("channel-check");
-    expect(err.hint).toMatch(/banger-channel/);
+    expect(err.hint).toMatch(/banger-agent/);
     nothingLeft(w);
     expect(existsSync(snapshotDirOf(w.d.config.imagesDir, "img1"))).toBe(false);
   });

@@ -212,7 +212,7 @@ describe("re-identity script", () => {
   });
 
   /** Runs the script under sh with every path it touches moved into a temporary root and stub programs. */
-  function runInFakeRoot(programs: string[], pathTail: string[]) {
+  function runInFakeRoot(programs: string[], pathTail: string[], o: { agent?: boolean; iproute2?: boolean } = { iproute2: true }) {
     const root = mkdtempSync(join(tmpdir(), "reid-"));
     try {
       // As in a golden guest: /etc/ssh/banger and /etc/banger exist, so no mkdir runs.
@@ -223,12 +223,17 @@ describe("re-identity script", () => {
       writeFileSync(join(root, "sys/class/net/eth0/address"), `${id.mac}\n`);
       writeFileSync(join(root, "var/lib/systemd/random-seed"), "old");
       const calls = join(root, "calls");
-      for (const prog of programs) {
-        writeFileSync(join(root, "bin", prog), `#!/bin/sh\necho "run: ${prog} $*" >>${calls}\n[ "$1" != -batch ] || /bin/cat >>${calls}\n`, { mode: 0o755 });
+      const stub = (path: string, prog: string) =>
+        writeFileSync(path, `#!/bin/sh\necho "run: ${prog} $*" >>${calls}\n[ "$1" != -batch ] || /bin/cat >>${calls}\n`, { mode: 0o755 });
+      for (const prog of programs) stub(join(root, "bin", prog), prog);
+      if (o.agent) {
+        mkdirSync(join(root, "usr/local/sbin"), { recursive: true });
+        stub(join(root, "usr/local/sbin/banger-agent"), "banger-agent");
       }
+      if (o.iproute2) mkdirSync(join(root, "etc/iproute2"));
       // /proc/uptime stays real; everything the script writes lands under the root.
       const script = reidentifyScript({ ...id, secretFiles: [{ path: "/etc/banger/opencode.env", content: "OPENCODE_SERVER_PASSWORD=x\n" }] }).replace(
-        /(?<![\w.])\/(etc|proc\/sys|sys\/class|var\/lib|run)\//g,
+        /(?<![\w.])\/(etc|proc\/sys|sys\/class|var\/lib|run|usr\/local\/sbin)\//g,
         `${root}/$1/`,
       );
       const out = execFileSync("/bin/sh", ["-s"], { input: script, env: { PATH: [join(root, "bin"), ...pathTail].join(":") } }).toString();
@@ -242,7 +247,12 @@ describe("re-identity script", () => {
       expect(statSync(join(root, "etc/banger/opencode.env")).mode & 0o777).toBe(0o600);
       expect(read("run/banger-boot_id")).toBe(`${id.bootId}\n`);
       const log = read("calls");
-      expect(log).toContain("run: ip -batch -\nlink set dev eth0 down\nlink set dev eth0 address 02:fc:ac:1e:00:05\n");
+      if (o.iproute2) expect(log).toContain("run: ip -batch -\nlink set dev eth0 down\nlink set dev eth0 address 02:fc:ac:1e:00:05\n");
+      else
+        expect(log).toContain(
+          "run: ip link set dev eth0 down\nrun: ip link set dev eth0 address 02:fc:ac:1e:00:05\nrun: ip addr flush dev eth0\nrun: ip link set dev eth0 up\n" +
+            "run: ip addr add 172.30.0.5/24 dev eth0\nrun: ip route replace default via 172.30.0.1 dev eth0\n",
+        );
       return { root, log };
     } finally {
       rmSync(root, { recursive: true, force: true });
@@ -263,6 +273,17 @@ describe("re-identity script", () => {
     expect(log.match(/^run: \S+/gm)).toEqual(["run: date", "run: mount", "run: rm", "run: ip"]);
     expect(log).toContain("run: date -u -s @1700000000.123\n");
     expect(log).toContain(`run: mount --bind ${root}/run/banger-boot_id ${root}/proc/sys/kernel/random/boot_id\n`);
+  });
+
+  it("with banger-agent (every current image): it alone does clock, entropy and boot_id, before perl is even looked for", () => {
+    const { log } = runInFakeRoot(["perl", "ip"], ["/usr/bin", "/bin"], { agent: true, iproute2: true });
+    expect(log.match(/^run: \S+/gm)).toEqual(["run: banger-agent", "run: ip"]);
+    expect(log).toContain(`run: banger-agent identity 1700000000 123000000 ${"ab".repeat(64)}\n`);
+  });
+
+  it("on busybox (Alpine: the agent, no perl, no iproute2): the agent, then one ip per step", () => {
+    const { log } = runInFakeRoot(["ip"], [], { agent: true, iproute2: false });
+    expect(log.match(/^run: \S+/gm)).toEqual(["run: banger-agent", ...Array<string>(6).fill("run: ip")]);
   });
 
   it("refuses an identity that would not parse in the guest", () => {

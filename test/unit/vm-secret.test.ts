@@ -19,6 +19,7 @@ function recording(poolSize = 0) {
       injected.push({ image, files });
     },
     ext4Problem: async () => undefined,
+    hasFile: async () => false,
   };
   const w = world(undefined, 0, { disks });
   if (poolSize > 0) w.d.diskPool = new DiskPool(w.d, { dir: join(w.cfg.paths.stateDir, "pool"), size: poolSize, maxGib: 0 });

@@ -10,7 +10,7 @@ const tmp = mkdtempSync(join(tmpdir(), "banger-void-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const sh = (script: string) => {
-  const r = spawnSync("bash", ["-c", `set -euo pipefail; source images/lib/common.sh; source images/void/runit.sh; ${script}`], {
+  const r = spawnSync("bash", ["-c", `set -euo pipefail; source images/lib/common.sh; source images/lib/agent.sh; source images/void/runit.sh; ${script}`], {
     cwd: REPO,
     encoding: "utf8",
     timeout: 30_000,
@@ -27,28 +27,38 @@ describe("Void runit services on a synthetic rootfs", () => {
   writeFileSync(join(root, "etc/ssh/sshd_config"), "#stock\nSubsystem sftp /usr/libexec/sftp-server\n");
   writeFileSync(join(root, "etc/ssh/ssh_host_rsa_key"), "stale");
   writeFileSync(join(tmp, "opencode"), "#!/bin/sh\n", { mode: 0o755 });
+  writeFileSync(join(tmp, "banger-agent"), "agent bytes\n", { mode: 0o600 });
 
   it("configures the tree", () => {
-    const r = sh(`configure_void_rootfs ${root} ${join(tmp, "opencode")}`);
+    const r = sh(`configure_void_rootfs ${root} ${join(tmp, "opencode")} ${join(tmp, "banger-agent")}`);
     expect(r.out).toBe("");
     expect(r.code).toBe(0);
   });
 
-  it("enables exactly banger-net, banger-sshd, opencode and the serial getty", () => {
+  it("enables exactly banger-agent, banger-net, banger-sshd, opencode and the serial getty", () => {
     const dir = join(root, "etc/runit/runsvdir/default");
-    expect(readdirSync(dir).sort()).toEqual(["agetty-ttyS0", "banger-net", "banger-sshd", "opencode"]);
+    expect(readdirSync(dir).sort()).toEqual(["agetty-ttyS0", "banger-agent", "banger-net", "banger-sshd", "opencode"]);
     for (const s of readdirSync(dir)) expect(readlinkSync(join(dir, s))).toBe(`/etc/sv/${s}`);
   });
 
   it("writes executable run scripts that parse and wait for the network", () => {
-    for (const s of ["banger-net", "banger-sshd", "opencode"]) {
+    for (const s of ["banger-agent", "banger-net", "banger-sshd", "opencode"]) {
       const run = join(root, "etc/sv", s, "run");
       expect(statSync(run).mode & 0o777).toBe(0o755);
       expect(spawnSync("sh", ["-n", run]).status).toBe(0);
     }
     expect(readFileSync(join(root, "etc/sv/banger-net/run"), "utf8")).toMatch(/\/usr\/local\/sbin\/banger-net \|\| exit 1\nexec pause/);
+    // runsv restarts the agent whenever it exits; it waits for nothing.
+    expect(readFileSync(join(root, "etc/sv/banger-agent/run"), "utf8")).toMatch(/^exec \/usr\/local\/sbin\/banger-agent 2>&1$/m);
+    expect(readFileSync(join(root, "etc/sv/banger-agent/run"), "utf8")).not.toMatch(/sv check/);
     expect(readFileSync(join(root, "etc/sv/banger-sshd/run"), "utf8")).toMatch(/^sv check banger-net/m);
     expect(readFileSync(join(root, "etc/sv/opencode/run"), "utf8")).toMatch(/mountpoint -q \/root \|\| exit 1[\s\S]*serve --port 4096 --hostname 0\.0\.0\.0/);
+  });
+
+  it("installs the agent root-owned 0755 at /usr/local/sbin/banger-agent", () => {
+    const st = statSync(join(root, "usr/local/sbin/banger-agent"));
+    expect([st.mode & 0o777, st.uid, st.gid]).toEqual([0o755, 0, 0]);
+    expect(readFileSync(join(root, "usr/local/sbin/banger-agent"), "utf8")).toBe("agent bytes\n");
   });
 
   it("sshd reads banger's policy first, ships no host key; /dev/vdb is /root", () => {
@@ -57,7 +67,7 @@ describe("Void runit services on a synthetic rootfs", () => {
     expect(readdirSync(join(root, "etc/ssh")).filter((f) => f.startsWith("ssh_host_"))).toEqual([]);
     expect(readFileSync(join(root, "etc/fstab"), "utf8")).toMatch(/^\/dev\/vdb \/root ext4/m);
     // Running it twice does not stack Include lines.
-    expect(sh(`configure_void_rootfs ${root} ${join(tmp, "opencode")}`).code).toBe(0);
+    expect(sh(`configure_void_rootfs ${root} ${join(tmp, "opencode")} ${join(tmp, "banger-agent")}`).code).toBe(0);
     expect(readFileSync(join(root, "etc/ssh/sshd_config"), "utf8").match(/^Include/gm)).toHaveLength(1);
   });
 

@@ -1,5 +1,6 @@
 import { connect, type Socket } from "node:net";
 import { BangerError } from "../../domain/errors.js";
+import { AGENT_HELLO } from "./frames.js";
 
 /**
  * The two line protocols in front of a guest stream, both "CONNECT <port>\n" from the host:
@@ -40,6 +41,9 @@ export function parseReply(buf: Buffer, dialect: Dialect, port: number | "RUN"):
   return { kind: "refused", why: `unexpected reply ${JSON.stringify(line)}` };
 }
 
+/** What a virtio-serial dial found: banger-agent's multiplex (the request is not sent), or the legacy channel, answered. */
+export type SerialDial = { kind: "agent"; sock: Socket; rest: Buffer; version: number } | { kind: "legacy"; sock: Socket };
+
 export interface DialOptions {
   /** For messages. */
   vm: string;
@@ -53,7 +57,20 @@ export interface DialOptions {
  * Connects to a VMM's channel socket, asks for guest port `port` and resolves with the socket once
  * the guest side accepted; bytes that came with the answer are pushed back into it.
  */
-export function dialGuestPort(path: string, dialect: Dialect, guestPort: number, o: DialOptions): Promise<Socket> {
+export async function dialGuestPort(path: string, dialect: Dialect, guestPort: number, o: DialOptions): Promise<Socket> {
+  return (await dial(path, dialect, guestPort, o)).sock;
+}
+
+/**
+ * Dials QEMU's agent.sock and reads the guest's first line: "HELLO banger-agent <n>" hands the
+ * socket over for the multiplex untouched; a bare "HELLO" (the legacy sh banger-channel) gets the
+ * request at once, as dialGuestPort does.
+ */
+export function dialSerial(path: string, guestPort: number, o: DialOptions): Promise<SerialDial> {
+  return dial(path, "virtio-serial", guestPort, o);
+}
+
+function dial(path: string, dialect: Dialect, guestPort: number, o: DialOptions): Promise<SerialDial> {
   const port = o.run === undefined ? guestPort : "RUN";
   const request = o.run === undefined ? `CONNECT ${guestPort}` : `RUN ${o.run}`;
   const what = o.run === undefined ? `guest port ${guestPort}` : "a run request";
@@ -61,6 +78,8 @@ export function dialGuestPort(path: string, dialect: Dialect, guestPort: number,
     const sock = connect(path);
     let buf = Buffer.alloc(0);
     let settled = false;
+    // The legacy channel reads its request only after its HELLO; banger-agent takes frames instead.
+    let sent = dialect === "hybrid-vsock";
     const finish = (err?: BangerError) => {
       if (settled) return;
       settled = true;
@@ -85,13 +104,29 @@ export function dialGuestPort(path: string, dialect: Dialect, guestPort: number,
     );
     const onData = (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
+      if (!sent) {
+        const h = buf.indexOf("HELLO");
+        const nl = h < 0 ? -1 : buf.indexOf(0x0a, h);
+        if (nl < 0) {
+          if (buf.length > MAX_PREAMBLE) finish(new BangerError("CHANNEL_FAILED", `no HELLO from ${o.vm}'s channel in ${MAX_PREAMBLE} bytes`));
+          return;
+        }
+        const agent = AGENT_HELLO.exec(buf.subarray(h, nl).toString("latin1"));
+        if (agent) {
+          sock.pause();
+          finish();
+          return resolve({ kind: "agent", sock, rest: buf.subarray(nl + 1), version: Number(agent[1]) });
+        }
+        sent = true;
+        sock.write(`${request}\n`);
+      }
       const r = parseReply(buf, dialect, port);
       if (r.kind === "more") return;
       if (r.kind === "refused") return finish(new BangerError("CHANNEL_FAILED", `${what} to ${o.vm} over ${dialect}: ${r.why}`));
       sock.pause();
       finish();
       if (r.rest.length > 0) sock.unshift(r.rest);
-      resolve(sock);
+      resolve({ kind: "legacy", sock });
     };
     const onClose = () =>
       finish(
@@ -103,7 +138,9 @@ export function dialGuestPort(path: string, dialect: Dialect, guestPort: number,
     if (o.signal?.aborted) return onAbort();
     sock.on("data", onData);
     sock.on("close", onClose);
-    sock.once("connect", () => sock.write(`${request}\n`));
+    sock.once("connect", () => {
+      if (sent) sock.write(`${request}\n`);
+    });
     sock.on("error", (e: NodeJS.ErrnoException) => {
       if (e.code === "ENOENT" || e.code === "ECONNREFUSED") {
         finish(

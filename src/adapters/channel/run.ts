@@ -70,6 +70,7 @@ export function readRunResult(sock: Duplex, body: Buffer, o: { vm: string; timeo
     sock.on("close", () => finish(new BangerError("CHANNEL_FAILED", `${o.vm}'s channel closed before the script reported its exit status`)));
     sock.on("error", (e) => finish(new BangerError("CHANNEL_FAILED", `${o.vm}'s channel: ${e.message}`)));
     sock.resume();
-    sock.write(body);
+    // Over banger-agent the script already went with the open (it is read whole before it runs).
+    if (body.length > 0) sock.write(body);
   });
 }

@@ -98,6 +98,13 @@ export class Ext4Disks implements Disks {
     await run("resize2fs", [image], { timeoutMs: FS_TOOL_TIMEOUT_MS });
   }
 
+  async hasFile(image: string, path: string): Promise<boolean> {
+    validateGuestPath(path);
+    // Read-only debugfs: "stat" prints the inode's type, or an error when the path does not resolve.
+    const res = await this.opts.runner.run("debugfs", ["-R", `stat "${path}"`, image], { timeoutMs: DEBUGFS_TIMEOUT_MS, allowFailure: true });
+    return /Type: regular/.test(res.stdout);
+  }
+
   async inject(image: string, given: InjectedFile[]): Promise<void> {
     if (given.length === 0) return;
     for (const f of given) validateGuestPath(f.path);

@@ -32,6 +32,7 @@ function showImage(img: Image): string {
       ["aliases", img.aliases.join(", ") || "-"],
       ["os", img.guest.os],
       ["services", img.guest.services.map((s) => `${s.name}:${s.port}`).join(", ")],
+      ["agent", img.guest.agent ? "banger-agent (readiness pushed)" : "none found (readiness polled)"],
       ...(img.guest.snapshot ? [["snapshot", "kept current by bangerd (registered with --snapshot)"] as [string, string]] : []),
       ["boot args", img.bootArgs],
       ["work-seed", img.artifacts.some((a) => a.role === "work_seed") ? "yes" : "no (VMs get an empty /root: fallback path)"],

@@ -9,15 +9,20 @@
 //
 // The modelled guest listeners come from FAKE_FC_VSOCK_LISTEN ("22=tcp:127.0.0.1:2222,
 // 52=unix:/path"): a vsock port and where its guest program is. With FAKE_FC_BOOT=qemu,
-// port 22 reaches the real guest's banger-channel through its virtio-serial agent port.
+// port 22 reaches the real guest's banger-agent (or legacy banger-channel) through its virtio-serial agent port.
 // FAKE_FC_VSOCK_GUEST ("5000=tcp:127.0.0.1:7000") models guest programs that connect out:
 // each connection accepted on the TCP address is a guest connect to host port 5000.
+import { existsSync } from "node:fs";
 import { connect, createServer } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import pino from "pino";
 
 const LINE_MAX = 32;
 // Firecracker hands out host-side ports from 2^30 up (the docs' example answers "OK 1073741824").
 const FIRST_HOST_PORT = 1 << 30;
 const GUEST_CONNECT_MS = 5_000;
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 
 /** The port of a CONNECT line as Firecracker reads it, or null when it would drop the connection. */
 export function parseConnectLine(line) {
@@ -56,41 +61,27 @@ function dialGuest(endpoint, port, serialSocket) {
 }
 
 /**
- * The real guest's banger-channel on its virtio-serial port (images/debian/files/usr/local/sbin/
- * banger-channel): it offers "HELLO\n", takes "CONNECT <port>\n" and answers "OK <port>\n"
- * before relaying. One session at a time, as the port is one byte stream.
+ * The real guest's agent on its virtio-serial port, reached through bangerd's own host side
+ * (SocketGuestChannel, compiled to build/runtime): banger-agent's multiplex, or the legacy sh
+ * banger-channel of older images. One channel per agent socket, so streams share its session.
  */
-function dialSerial(path, port) {
-  if (!path) return Promise.resolve(null);
-  return new Promise((resolve) => {
-    const s = connect(path);
-    let buf = Buffer.alloc(0);
-    const done = (ok) => {
-      clearTimeout(timer);
-      s.off("data", onData);
-      if (!ok) {
-        s.destroy();
-        return resolve(null);
-      }
-      if (buf.length > 0) s.unshift(buf);
-      resolve(s);
-    };
-    const timer = setTimeout(() => done(false), GUEST_CONNECT_MS);
-    const onData = (chunk) => {
-      buf = Buffer.concat([buf, chunk]);
-      const hello = buf.indexOf("HELLO\n");
-      if (hello < 0) return;
-      const nl = buf.indexOf("\n", hello + 6);
-      if (nl < 0) return;
-      const reply = buf.subarray(hello + 6, nl).toString();
-      buf = buf.subarray(nl + 1);
-      done(reply === `OK ${port}`);
-    };
-    s.on("data", onData);
-    s.once("connect", () => s.write(`CONNECT ${port}\n`));
-    s.once("error", () => done(false));
-    s.once("close", () => done(false));
-  });
+const channels = new Map();
+async function dialSerial(path, port) {
+  if (!path) return null;
+  let channel = channels.get(path);
+  if (!channel) {
+    const built = join(repoRoot, "build/runtime/adapters/channel/guest-channel.js");
+    if (!existsSync(built)) throw new Error(`${built} is missing; run \`npx tsc -p tsconfig.json\` in ${repoRoot} first`);
+    const { SocketGuestChannel } = await import(pathToFileURL(built).href);
+    channel = new SocketGuestChannel({ log: pino({ level: "silent" }), vhostVsock: () => false, serialPath: () => path });
+    channels.set(path, channel);
+  }
+  try {
+    const { stream } = await channel.open({ name: "fake", vmm: "qemu", dir: dirname(path), vsockCid: 0 }, port, { timeoutMs: GUEST_CONNECT_MS });
+    return stream;
+  } catch {
+    return null;
+  }
 }
 
 function splice(a, b) {
