@@ -16,7 +16,8 @@ import {
   type MicroVmStatus,
 } from "../../domain/microvm.js";
 import type { ClusterEngine, NodeCapacity } from "../../ports/cluster.js";
-import { callOptions, statusOf } from "./node-kubeconfig.js";
+import { callOptions } from "./node-kubeconfig.js";
+import { statusOf } from "./client.js";
 import { listWatch, type KubeObject } from "./node-watch.js";
 
 type Ref = Pick<MicroVm, "namespace" | "name" | "uid">;

@@ -48,9 +48,3 @@ export function callOptions(patch?: "merge"): ConfigurationOptions<ObservableMid
   };
   return { middleware: [mw], middlewareMergeStrategy: "append" };
 }
-
-/** The HTTP status of a failed client call (ApiException.code), if it has one. */
-export function statusOf(e: unknown): number | undefined {
-  const code = (e as { code?: unknown }).code;
-  return typeof code === "number" ? code : undefined;
-}
