@@ -40,7 +40,10 @@ export function placementStatus(current: MicroVmStatus, obs: PlacementObservatio
   switch (obs.kind) {
     case "pending": {
       const conditions = withCondition(current.conditions, { type: "Scheduled", status: "False", reason: obs.reason, message: obs.message }, now);
-      next = { ...current, phase: current.phase === "Deleting" ? current.phase : "Pending", node: undefined, ip: undefined, conditions };
+      // A MicroVM whose node was lost stays NodeLost, on that node, until it is bound again: Pending would hide why it is not running.
+      const lost = (current.conditions ?? []).some((c) => c.type === "NodeLost" && c.status === "True");
+      const phase = current.phase === "Deleting" ? current.phase : lost ? "NodeLost" : "Pending";
+      next = { ...current, phase, node: lost ? current.node : undefined, ip: undefined, conditions };
       break;
     }
     case "conflict": {

@@ -96,7 +96,7 @@ describe.skipIf(skip)(`e2e: group access, an unprivileged VMM and opencode's pas
     const out = r.json<VmJson>();
     vm = out.vm;
     expect(vm).toMatchObject({ ownerName: member.name, ownerUid: member.uid });
-    expect(out.events.find((e) => e.stage === "wait-services")?.detail).toBe("opencode:4096 (password checked)");
+    expect(out.events.find((e) => e.stage === "wait-services")?.detail).toMatch(/^opencode:4096 \(password checked\)(; pushed by banger-agent in \d+ ms)?$/);
   });
 
   it("the member ssh-es in with their own key; banger's key stays root's", async () => {
