@@ -179,6 +179,8 @@ async function runSnapshot(d: SnapshotDeps, c: RunInput): Promise<SnapshotSummar
             });
           });
         opened.stream.destroy();
+        // Hang up before quiesce and the snapshot: the golden's agent must be waiting for a host, not mid-session.
+        d.channel.release({ name: vm.name, vmm: vm.vmm, dir: vm.dir, vsockCid: vm.vsockCid! });
         return `sshd reachable via ${opened.via}`;
       },
     },

@@ -48,6 +48,13 @@ export interface GuestChannel {
    * with CHANNEL_UNSUPPORTED where the transport or image cannot (the caller polls instead).
    */
   ready(target: ChannelTarget, ports: number[], opts: { timeoutMs: number; signal?: AbortSignal }): Promise<AsyncIterable<ReadyEvent>>;
+
+  /**
+   * Ends this host's session with the guest's agent, if one is open: the agent sees the hangup and
+   * waits for the next host with a fresh HELLO. A golden VM must be snapshotted in that state, or
+   * its clones wake up believing a host they never had is still mid-session.
+   */
+  release(target: ChannelTarget): void;
 }
 
 /** What banger-agent's READY verb reports: each awaited port as it starts listening, then all of them. */

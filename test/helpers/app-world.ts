@@ -236,6 +236,7 @@ export function world(failAt?: string, poolSize = 0, opts: WorldOptions = {}) {
         return { code: r.code, lines: r.lines ?? [] };
       },
       ready: () => Promise.reject(new BangerError("CHANNEL_UNSUPPORTED", "the unit-test world pushes no readiness")),
+      release: () => undefined,
     },
     console: new FileConsoleLogs(),
     names: new NameGenerator(seededRandom(1)),

@@ -45,6 +45,7 @@ export function snapWorld(opts: { fail?: boolean; channel?: boolean } = {}) {
       open: async () => ({ stream: new PassThrough() as unknown as GuestStream, via: "virtio-serial" }),
       run: () => Promise.reject(new Error("image snapshot runs no script over the channel")),
       ready: () => Promise.reject(new Error("image snapshot waits for no readiness over the channel")),
+      release: () => undefined,
     };
   }
   return w;

@@ -34,6 +34,7 @@ function channel(script: (ports: number[]) => Promise<AsyncIterable<ReadyEvent>>
       calls.push(ports);
       return script(ports);
     },
+    release: () => undefined,
   };
 }
 

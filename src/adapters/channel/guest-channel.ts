@@ -81,6 +81,14 @@ export class SocketGuestChannel implements GuestChannel {
     });
   }
 
+  release(t: ChannelTarget): void {
+    const session = this.sessions.get(t.dir);
+    if (!session) return;
+    this.sessions.delete(t.dir);
+    session.close();
+    this.o.log.debug({ vm: t.name, stage: "channel" }, "banger-agent session released");
+  }
+
   /**
    * Readiness pushed by banger-agent: a LISTEN event as each port starts listening in the guest,
    * then READY once all do. Over virtio-serial only for now; CHANNEL_UNSUPPORTED elsewhere and

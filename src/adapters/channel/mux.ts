@@ -228,8 +228,9 @@ export class MuxSession {
     if (reset) this.send(FRAME.RESET, s.id);
   }
 
+  /** Hangs up on the agent; streams still open fail, and only then is it worth a warning. */
   close(): void {
-    this.end(this.gone("the session was closed"));
+    this.end(this.streams.size > 0 ? this.gone("the session was closed") : undefined);
   }
 
   private touchIdle(): void {
