@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 
@@ -55,7 +55,17 @@ export function createSystemUser(prefix: string, groups: string[] = []): TestUse
     gid: Number(row[3]),
     remove() {
       dropDeviceAcls(name);
-      execFileSync("userdel", ["--remove", name], { timeout: 30_000, stdio: "ignore" });
+      // A VMM of the test may still be exiting as this user, and userdel refuses a user with processes.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          execFileSync("userdel", ["--remove", name], { timeout: 30_000, stdio: "ignore" });
+          break;
+        } catch (e) {
+          if (attempt >= 2) throw e;
+          spawnSync("pkill", ["-KILL", "-u", name], { timeout: 10_000 });
+          spawnSync("sleep", ["0.5"]);
+        }
+      }
       if (existsSync(`/tmp/${name}-home`)) execFileSync("rm", ["-rf", `/tmp/${name}-home`]);
     },
   };
