@@ -11,7 +11,8 @@ export interface VmmUser {
   groups: number[];
 }
 
-function dbLines(path: string): string[][] {
+/** The rows of an /etc/passwd-style file (fields split on `:`), or none when it cannot be read. */
+export function dbLines(path: string): string[][] {
   try {
     return readFileSync(path, "utf8")
       .split("\n")

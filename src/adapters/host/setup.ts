@@ -1,9 +1,8 @@
-import { readFileSync } from "node:fs";
 import { chmod, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { HostSetup, HostSetupProblem, HostSetupRequest, HostSetupResult } from "../../ports/host-setup.js";
 import type { Runner } from "../../ports/runner.js";
-import { dropPrivilegesArgv, groupGid, lookupVmmUser, type VmmUser } from "../exec/privilege.js";
+import { dbLines, dropPrivilegesArgv, groupGid, lookupVmmUser, type VmmUser } from "../exec/privilege.js";
 
 /** useradd and friends can wait on a lock held by another account tool; none of them takes longer than this. */
 const ACCOUNT_TIMEOUT_MS = 30_000;
@@ -19,17 +18,6 @@ export interface AccountFiles {
 export const VMM_DEVICES = ["/dev/kvm", "/dev/net/tun"];
 
 const SYSTEM_FILES: AccountFiles = { passwd: "/etc/passwd", group: "/etc/group" };
-
-function rows(path: string): string[][] {
-  try {
-    return readFileSync(path, "utf8")
-      .split("\n")
-      .filter((l) => l && !l.startsWith("#"))
-      .map((l) => l.split(":"));
-  } catch {
-    return [];
-  }
-}
 
 /** Why a command could not run, in a word the operator can act on. */
 function missingTool(e: unknown): boolean {
@@ -107,7 +95,7 @@ export class LinuxHostSetup implements HostSetup {
       if (!user) return { done, problems };
       if (!ok) problems.pop(); // made concurrently by another bangerd
     }
-    const kvm = rows(this.files.group).find((r) => r[0] === "kvm");
+    const kvm = dbLines(this.files.group).find((r) => r[0] === "kvm");
     if (kvm && !(kvm[3] ?? "").split(",").includes(user.name)) {
       await step([`add ${user.name} to group kvm`, `added ${user.name} to group kvm`], "usermod", ["-aG", "kvm", user.name], `usermod -aG kvm ${user.name}`);
     }
