@@ -8,24 +8,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FRAME, MAX_PAYLOAD, encodeFrame } from "../../src/adapters/channel/frames.js";
 import { SocketGuestChannel } from "../../src/adapters/channel/guest-channel.js";
 import { RawAgent, agentSkipReason, qemuChardev, startAgent } from "../helpers/agent.js";
+import { seededRandom } from "../../src/domain/names.js";
 
 const skip = agentSkipReason();
 const log = { info() {}, warn() {}, error() {}, debug() {} } as never;
 const SEED = 0x5eed19;
 const SESSIONS = 16;
 const FRAMES_PER_SESSION = 200;
-
-/** mulberry32: a seeded PRNG, so a failing case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * One session's bytes: frames of every type (and unknown ones), random ids, verbs and payloads,
@@ -97,7 +86,7 @@ describe.skipIf(skip)(`banger-agent's frame parser survives seeded random frames
   });
 
   it(`${SESSIONS * FRAMES_PER_SESSION} random frames over ${SESSIONS} host connections, then a fresh stream still works`, async () => {
-    const rnd = prng(SEED);
+    const rnd = seededRandom(SEED);
     let synced = 0;
     const port = (echo.address() as AddressInfo).port;
     for (let s = 0; s < SESSIONS; s++) {

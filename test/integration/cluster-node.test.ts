@@ -2,14 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiextensionsV1Api, loadYaml, type V1CustomResourceDefinition } from "@kubernetes/client-node";
 import { fakeImageArgs } from "../helpers/artifacts.js";
 import { REPO, built, runIn, startTestDaemon, testConfig, type TestDaemon } from "../helpers/daemon.js";
 import { createNetns, netnsSkipReason, type Netns } from "../helpers/netns.js";
 import { apiClient } from "../helpers/api.js";
 import { FAKE_FC, FAKE_FC_ENV } from "../fakes/firecracker/testkit.js";
-import { MVM, nodeBody, placeholderPod, startKit, until, type Kit } from "../fakes/kube-apiserver/testkit.js";
-import { bridgeIntoNetns, MICROVM_CRD_FULL } from "../helpers/kube-bridge.js";
+import { MVM, nodeBody, placeholderPod, raw, startKit, until, type Kit } from "../fakes/kube-apiserver/testkit.js";
+import { bridgeIntoNetns } from "../helpers/kube-bridge.js";
+import { manifests } from "../helpers/k8s-world.js";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 
 /** A streaming GET on bangerd's socket (SSE); the caller aborts it. */
@@ -79,9 +79,9 @@ describe.skipIf(skip)(`node agent against the fake API server${skip ? ` (skipped
 
   beforeAll(async () => {
     kit = await startKit({ bookmarkIntervalMs: 500 });
-    await kit.kc
-      .makeApiClient(ApiextensionsV1Api)
-      .createCustomResourceDefinition({ body: loadYaml<V1CustomResourceDefinition>(JSON.stringify(MICROVM_CRD_FULL)) });
+    // The CRD deploy/k8s ships, as `kubectl apply` sends it: the agent's status writes must fit its schema.
+    const crd = await raw(kit, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", manifests("microvm-crd.yaml")[0]);
+    expect(crd.code).toBe(201);
     // As a kubelet would: the Node exists before the agent starts, and it is the kubelet's.
     await kit.core.createNode({ body: nodeBody(NODE, { cpu: "4", memory: "8Gi", pods: "110" }) as never });
     ns = await createNetns("k8snode");
