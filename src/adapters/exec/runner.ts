@@ -71,6 +71,9 @@ export class ExecRunner implements Runner {
       };
       child.stdout!.on("data", (b: Buffer) => out.push(b));
       child.stderr!.on("data", (b: Buffer) => err.push(b));
+      // A command that exits before reading all its input is judged by its exit code; an EPIPE here
+      // would otherwise be an unhandled error that takes the daemon down.
+      child.stdin?.on("error", () => undefined);
       if (opts.input !== undefined) child.stdin!.end(opts.input);
       const line = [cmd, ...args].join(" ");
       child.on("error", (e: NodeJS.ErrnoException) => {
