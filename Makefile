@@ -8,7 +8,7 @@ NODE ?= node
 # WebAssembly, which Node's fetch() needs (docs/architecture.md, "CLI and daemon footprint").
 BANGERD_NODE_FLAGS := --max-semi-space-size=1 --no-opt --no-maglev --no-sparkplug --optimize-for-size
 
-.PHONY: all agent build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-build bench-channel bench-web demo demo-clean clean
+.PHONY: all agent build lint test-prereqs test test-unit test-integration test-e2e dist image-debian alpine-kernel alpine-rootfs alpine-register image-alpine bench-create bench-stop bench-cli bench-build bench-channel bench-web bench-cluster demo demo-clean clean
 
 all: build
 
@@ -115,6 +115,11 @@ bench-channel: build
 # (median of 10, cache cleared, warm daemon). See bench/web.ts.
 bench-web: build
 	BENCH=web bash bench/run.sh $(ARGS)
+# Apply→SSH-ready of 1 and of 12 MicroVMs on three bangerd nodes (the fake API server, the built
+# banger-k8s, QEMU guests, one node pulling the image by digest) against single-host `vm create`
+# to SSH-ready in the same run; placement and pull stage times. ARGS="--runs 3". See bench/cluster.ts.
+bench-cluster: build
+	BENCH=cluster bash bench/run.sh $(ARGS)
 
 # An installable package: npm install -g build/dist/banger-<version>.tgz
 dist: build

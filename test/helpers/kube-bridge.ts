@@ -14,8 +14,9 @@ export async function bridgeIntoNetns(
   dir: string,
   target: { host: string; port: number },
   nsPort: number,
+  socketName = "kube-bridge.sock",
 ): Promise<{ url: string; close(): Promise<void> }> {
-  const path = join(dir, "kube-bridge.sock");
+  const path = join(dir, socketName);
   const server: Server = createServer((c) => {
     const up = createConnection(target.port, target.host);
     c.pipe(up).pipe(c);
