@@ -7,6 +7,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Watch } from "@kubernetes/client-node";
+import { DEFAULT_BOOT_ARGS } from "../../src/app/images.js";
 import { MVM, nodeBody, until } from "../fakes/kube-apiserver/testkit.js";
 import { REPO, runIn, startTestDaemon, testConfig, type TestDaemon } from "./daemon.js";
 import { builtDebianImage, registerArgs } from "./guest-image.js";
@@ -18,7 +19,7 @@ import { createNetns, type Netns } from "./netns.js";
 
 const NS_KUBE_PORT = 18443;
 const NS_REGISTRY_PORT = 15000;
-/** What nodes pull a digest they lack from (through the bridge into their namespace). */
+/** The repository nodes pull a digest they lack from (images.sources, through the bridge into their namespace). */
 export const REGISTRY_REPO = `oci://127.0.0.1:${NS_REGISTRY_PORT}/banger`;
 
 export interface NodeVm {
@@ -80,6 +81,12 @@ export interface ClusterWorld {
 }
 
 export const GUEST = { vcpus: 1, memoryMib: 256 };
+/**
+ * The image's opencode server is masked: its cold start under TCG costs minutes of CPU per guest, and twelve
+ * of them on two cores starve every boot (measured: no guest SSH-ready 14 min after the apply). SSH is what
+ * these guests are for.
+ */
+const BOOT_ARGS = `${DEFAULT_BOOT_ARGS} systemd.mask=opencode.service`;
 
 async function startNode(name: string, index: number, o: { kubeUrl: string; registryHost: string; token: string; microvms: number; resyncS: number }) {
   const ns = await createNetns(`cl${name}`);
@@ -220,14 +227,14 @@ export async function startClusterWorld(o: WorldOptions): Promise<ClusterWorld> 
     const digests = await Promise.all(
       o.imageOn.map(async (name) => {
         const d = world.node(name).d;
-        const reg = await d.cli(registerArgs(img, "debian-cl", { services: false }), { timeoutMs: 600_000 });
+        const reg = await d.cli([...registerArgs(img, "debian-cl", { services: false }), "--boot-args", BOOT_ARGS], { timeoutMs: 600_000 });
         if (reg.code !== 0) throw new Error(`image register on ${name}: ${reg.stderr}`);
         return (await d.cli(["--json", "image", "show", "debian-cl"])).json<{ image: { digest: string } }>().image.digest;
       }),
     );
     if (new Set(digests).size !== 1) throw new Error(`one boot set, several digests: ${digests.join(" ")}`);
     world.digest = digests[0]!;
-    const push = await world.node(o.imageOn[0]!).d.cli(["image", "push", "debian-cl", `${REGISTRY_REPO}/debian:12`], { timeoutMs: 600_000 });
+    const push = await world.node(o.imageOn[0]!).d.cli(["image", "push", "debian-cl", `${REGISTRY_REPO}:debian-12`], { timeoutMs: 600_000 });
     if (push.code !== 0) throw new Error(`image push: ${push.stderr}`);
     log(`image ${world.digest} on ${o.imageOn.join(", ")}, pushed to the registry`);
     // The agents advertise capacity; the controller starts once every node can take MicroVMs.

@@ -7,7 +7,7 @@ import { REPO, built, runIn, startTestDaemon, testConfig, type TestDaemon } from
 import { createNetns, netnsSkipReason, type Netns } from "../helpers/netns.js";
 import { apiClient } from "../helpers/api.js";
 import { FAKE_FC, FAKE_FC_ENV } from "../fakes/firecracker/testkit.js";
-import { MVM, nodeBody, placeholderPod, raw, startKit, until, type Kit } from "../fakes/kube-apiserver/testkit.js";
+import { MVM, mergePatch, nodeBody, placeholderPod, raw, startKit, until, type Kit } from "../fakes/kube-apiserver/testkit.js";
 import { bridgeIntoNetns } from "../helpers/kube-bridge.js";
 import { manifests } from "../helpers/k8s-world.js";
 import { request as httpRequest, type IncomingMessage } from "node:http";
@@ -128,6 +128,32 @@ describe.skipIf(skip)(`node agent against the fake API server${skip ? ` (skipped
     expect(mv!.status!.stages.map((s: { name: string }) => s.name)).toContain("spawn-vmm");
     expect(mv!.status!.conditions.find((c: { type: string }) => c.type === "Ready")).toMatchObject({ status: "True", reason: "Running" });
     expect(kit.server.problems()).toEqual([]);
+  });
+
+  it("placed here after its node was lost, a MicroVM loses the old node's ip and vmName, even when the create here fails", async () => {
+    const mv = (await kit.custom.createNamespacedCustomObject({
+      ...MVM,
+      namespace: "default",
+      body: {
+        apiVersion: "banger.dev/v1alpha1",
+        kind: "MicroVM",
+        metadata: { name: "moved-1", finalizers: ["banger.dev/vm-cleanup"] },
+        spec: { image: "no-such-image", vcpus: 1, memoryMib: 256 },
+      },
+    })) as { metadata: { name: string; uid: string } };
+    // What its lost node left in the status; the agent here may write before the controller clears it.
+    await kit.custom.patchNamespacedCustomObjectStatus(
+      { ...MVM, namespace: "default", name: "moved-1", body: { status: { phase: "Placed", node: NODE, ip: "172.30.77.7", vmName: "default-moved-1-old" } } },
+      mergePatch,
+    );
+    const pod = placeholderPod(mv, 1, 256);
+    await kit.core.createNamespacedPod({ namespace: "default", body: { ...pod, metadata: { ...pod.metadata, labels: { "banger.dev/microvm": "moved-1" } } } as never });
+    const failed = await until("moved-1 Failed", async () => ((await getMv("moved-1"))?.status?.phase === "Failed" ? getMv("moved-1") : undefined), 60_000);
+    expect(failed!.status!.conditions.find((c: { type: string }) => c.type === "ImageReady")).toMatchObject({ status: "False", reason: "ImageNotFound" });
+    expect(failed!.status!.ip).toBeUndefined();
+    expect(failed!.status!.vmName).toBeUndefined();
+    await kit.custom.deleteNamespacedCustomObject({ ...MVM, namespace: "default", name: "moved-1" });
+    await until("moved-1 gone", async () => (await getMv("moved-1")) === undefined, 60_000);
   });
 
   it("closed watches (an API server restart) and a daemon restart never make a second VM", async () => {

@@ -126,9 +126,11 @@ export class KubeNodeEngine implements ClusterEngine {
   }
 
   async report(vm: Ref, status: MicroVmStatus): Promise<void> {
-    // A merge patch replaces lists whole (stages, conditions), which is what the agent means; an
-    // absent lastError is sent as null so a recovered MicroVM loses the old one.
-    const body = { status: { ...status, lastError: status.lastError ?? null } };
+    // A merge patch replaces lists whole (stages, conditions), which is what the agent means. What the
+    // agent leaves out is sent as null so it goes: a recovered MicroVM loses its old lastError, and one
+    // placed again on this node loses the ip and vmName of its VM on the lost node until a VM here has them
+    // (the controller clears them when it sees the move, but this agent may write first).
+    const body = { status: { ...status, ip: status.ip ?? null, vmName: status.vmName ?? null, lastError: status.lastError ?? null } };
     try {
       await this.custom.patchNamespacedCustomObjectStatus({ ...CR, namespace: vm.namespace, name: vm.name, body }, callOptions("merge"));
     } catch (e) {
