@@ -151,11 +151,27 @@ async function main(): Promise<void> {
   console.log(`  single vm create→ssh-ready          median ${fmt(mS)}  [${singles.map(fmt).join(", ")}]`);
   console.log(`  cluster-1 apply→Running (ssh)        median ${fmt(m1)}  [${one.map((x) => fmt(x.total)).join(", ")}]  ratio ${(m1 / mS).toFixed(2)}`);
   console.log(`  cluster-1 apply→Placed               median ${fmt(median(one.map((x) => x.placed[0]!)))}`);
-  console.log(`  cluster-${many} apply→all Running       median ${fmt(mN)}  [${manyC.map((x) => fmt(x.total)).join(", ")}]  ratio vs single-1 ${(mN / mS).toFixed(2)}`);
+  console.log(
+    `  cluster-${many} apply→all Running       median ${fmt(mN)}  [${manyC.map((x) => fmt(x.total)).join(", ")}]  ratio vs single-1 ${(mN / mS).toFixed(2)}`,
+  );
   console.log(`  cluster-${many} apply→Placed (all)      median ${fmt(median(manyC.flatMap((x) => x.placed)))}`);
-  if (manyS.length) console.log(`  single-${many} on one node, all ready    median ${fmt(mSN)}  [${manyS.map((x) => fmt(Math.max(...x))).join(", ")}]  cluster/single ${(mN / mSN).toFixed(2)}`);
+  if (manyS.length)
+    console.log(
+      `  single-${many} on one node, all ready    median ${fmt(mSN)}  [${manyS.map((x) => fmt(Math.max(...x))).join(", ")}]  cluster/single ${(mN / mSN).toFixed(2)}`,
+    );
   console.log(`  pull by digest on node-c (median)    ${pullStages.map((s) => `${s}=${pullMed[s]} ms`).join(" ")}`);
-  writeReport("cluster", { runs, many, guest: GUEST, machine, load: { before: load0, after: load1 }, singles, one, manyCluster: manyC, manySingle: manyS, medians: { single: mS, cluster1: m1, clusterN: mN, singleN: mSN, pull: pullMed } });
+  writeReport("cluster", {
+    runs,
+    many,
+    guest: GUEST,
+    machine,
+    load: { before: load0, after: load1 },
+    singles,
+    one,
+    manyCluster: manyC,
+    manySingle: manyS,
+    medians: { single: mS, cluster1: m1, clusterN: mN, singleN: mSN, pull: pullMed },
+  });
 }
 
 runMain(main);

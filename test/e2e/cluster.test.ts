@@ -132,7 +132,8 @@ describe.skipIf(skip)(`e2e: 3 bangerd nodes with real guests behind the fake API
     for (const s of stages) expect(s.ms).toBeGreaterThanOrEqual(0);
     expect(w.phases.get(pulled[0].metadata.name)?.map((p) => p.phase)).toContain("Pulling");
     log(`pull on node-c: ${stages.map((s) => `${s.name}=${s.ms}ms`).join(" ")}`);
-    for (const mv of all.filter((m) => m.status.node !== "node-c")) expect(mv.status.stages.some((s: { name: string }) => s.name.startsWith("pull-"))).toBe(false);
+    for (const mv of all.filter((m) => m.status.node !== "node-c"))
+      expect(mv.status.stages.some((s: { name: string }) => s.name.startsWith("pull-"))).toBe(false);
     const images = (await w.node("node-c").d.cli(["--json", "image", "ls"])).json<{ images: { digest: string; pulledFrom?: string }[] }>().images;
     expect(images.find((i) => i.digest === w.digest)?.pulledFrom).toMatch(/^oci:\/\/127\.0\.0\.1:15000\/banger/);
   });
@@ -159,19 +160,31 @@ describe.skipIf(skip)(`e2e: 3 bangerd nodes with real guests behind the fake API
         const unknownUid = await w.apply("no-such-image", { image: unknown });
         const tamperUid = await w.apply("tampered", { image: tamperDigest });
 
-        const big = await until("too-big Pending", async () => {
-          const mv = await w.get("too-big");
-          const c = mv?.status?.conditions?.find((x: { type: string }) => x.type === "Scheduled");
-          return mv?.status?.phase === "Pending" && c?.reason === "Unschedulable" ? mv : undefined;
-        }, 120_000);
+        const big = await until(
+          "too-big Pending",
+          async () => {
+            const mv = await w.get("too-big");
+            const c = mv?.status?.conditions?.find((x: { type: string }) => x.type === "Scheduled");
+            return mv?.status?.phase === "Pending" && c?.reason === "Unschedulable" ? mv : undefined;
+          },
+          120_000,
+        );
         expect(big.status.conditions.find((x: { type: string }) => x.type === "Scheduled")).toMatchObject({
           status: "False",
           message: "0/3 nodes are available: 3 Insufficient memory.",
         });
-        const none = await until("no-such-image Failed", async () => ((await w.get("no-such-image"))?.status?.phase === "Failed" ? w.get("no-such-image") : undefined), 300_000);
+        const none = await until(
+          "no-such-image Failed",
+          async () => ((await w.get("no-such-image"))?.status?.phase === "Failed" ? w.get("no-such-image") : undefined),
+          300_000,
+        );
         expect(none.status.conditions.find((x: { type: string }) => x.type === "ImageReady")).toMatchObject({ status: "False", reason: "ImageNotFound" });
         expect(none.status.lastError).toContain(unknown);
-        const bad = await until("tampered Failed", async () => ((await w.get("tampered"))?.status?.phase === "Failed" ? w.get("tampered") : undefined), 300_000);
+        const bad = await until(
+          "tampered Failed",
+          async () => ((await w.get("tampered"))?.status?.phase === "Failed" ? w.get("tampered") : undefined),
+          300_000,
+        );
         expect(bad.status.conditions.find((x: { type: string }) => x.type === "ImageReady")).toMatchObject({ status: "False", reason: "PullFailed" });
         expect(bad.status.lastError).toMatch(/sha256|digest/i);
         log(`refused: no-such-image "${none.status.lastError}"; tampered "${bad.status.lastError}"`);
@@ -187,7 +200,11 @@ describe.skipIf(skip)(`e2e: 3 bangerd nodes with real guests behind the fake API
           expect(existsSync(pulls) ? readdirSync(pulls, { recursive: true }).filter((f) => !String(f).endsWith("blobs")) : []).toEqual([]);
         }
         for (const n of ["too-big", "no-such-image", "tampered"]) await w.remove(n);
-        await until("refused MicroVMs gone", async () => (await Promise.all(["too-big", "no-such-image", "tampered"].map((n) => w.get(n)))).every((x) => !x), 120_000);
+        await until(
+          "refused MicroVMs gone",
+          async () => (await Promise.all(["too-big", "no-such-image", "tampered"].map((n) => w.get(n)))).every((x) => !x),
+          120_000,
+        );
         await expectTrueAndClean();
       } finally {
         rmSync(art, { recursive: true, force: true });

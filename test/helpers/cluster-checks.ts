@@ -18,7 +18,9 @@ export async function waitAll(w: ClusterWorld, names: string[], ok: (mv: any) =>
     const all = await Promise.all(names.map((n) => w.get(n)));
     if (all.every((mv) => mv && ok(mv))) return all;
     if (Date.now() > end) {
-      const late = all.map((mv, i) => `${names[i]}=${mv?.status?.phase ?? "gone"}@${mv?.status?.node ?? "-"}${mv?.status?.lastError ? ` (${mv.status.lastError})` : ""}`);
+      const late = all.map(
+        (mv, i) => `${names[i]}=${mv?.status?.phase ?? "gone"}@${mv?.status?.node ?? "-"}${mv?.status?.lastError ? ` (${mv.status.lastError})` : ""}`,
+      );
       throw new Error(`timed out waiting for ${names.length} MicroVMs: ${late.join(", ")}`);
     }
     await sleep(500);

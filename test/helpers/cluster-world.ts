@@ -139,7 +139,8 @@ async function startNode(name: string, index: number, o: { kubeUrl: string; regi
       if (v.code !== 0) out.push(`${name}: verify.sh: ${v.stdout.trim()} ${v.stderr.trim()}`);
       const running = (await vms()).filter((x) => x.state === "running" || x.state === "creating" || x.state === "starting").length;
       const left = await hostLeftovers(ns);
-      if (left.vmmProcesses.length > running) out.push(`${name}: ${left.vmmProcesses.length} VMM processes for ${running} live VMs: ${left.vmmProcesses.join(", ")}`);
+      if (left.vmmProcesses.length > running)
+        out.push(`${name}: ${left.vmmProcesses.length} VMM processes for ${running} live VMs: ${left.vmmProcesses.join(", ")}`);
       return out;
     },
   };

@@ -147,7 +147,10 @@ describe.skipIf(skip)(`node agent against the fake API server${skip ? ` (skipped
       mergePatch,
     );
     const pod = placeholderPod(mv, 1, 256);
-    await kit.core.createNamespacedPod({ namespace: "default", body: { ...pod, metadata: { ...pod.metadata, labels: { "banger.dev/microvm": "moved-1" } } } as never });
+    await kit.core.createNamespacedPod({
+      namespace: "default",
+      body: { ...pod, metadata: { ...pod.metadata, labels: { "banger.dev/microvm": "moved-1" } } } as never,
+    });
     const failed = await until("moved-1 Failed", async () => ((await getMv("moved-1"))?.status?.phase === "Failed" ? getMv("moved-1") : undefined), 60_000);
     expect(failed!.status!.conditions.find((c: { type: string }) => c.type === "ImageReady")).toMatchObject({ status: "False", reason: "ImageNotFound" });
     expect(failed!.status!.ip).toBeUndefined();
