@@ -75,6 +75,8 @@ export interface ClusterWorld {
   remove(name: string): Promise<void>;
   /** Pod watch events since the world started, to tell "placed once" from "placed, deleted, placed again". */
   podEvents: { type: string; name: string }[];
+  /** When each placeholder Pod was first seen bound (epoch ms): the scheduler's placement. */
+  boundAt: Map<string, number>;
   /** Every phase each MicroVM was seen in, in order, with when the watch saw it (epoch ms). */
   phases: Map<string, { phase: string; at: number }[]>;
   destroy(): Promise<void>;
@@ -157,10 +159,14 @@ export async function startClusterWorld(o: WorldOptions): Promise<ClusterWorld> 
   const kube = await startKubeProcess();
   const registry = await startRegistry(dir);
   const podEvents: { type: string; name: string }[] = [];
+  const boundAt = new Map<string, number>();
   const podWatch = await new Watch(kube.kc).watch(
     "/api/v1/pods",
     { resourceVersion: "0" },
-    (type, obj: { metadata: { name: string } }) => podEvents.push({ type, name: obj.metadata.name }),
+    (type, obj: { metadata: { name: string }; spec?: { nodeName?: string } }) => {
+      podEvents.push({ type, name: obj.metadata.name });
+      if (obj.spec?.nodeName && type !== "DELETED" && !boundAt.has(obj.metadata.name)) boundAt.set(obj.metadata.name, Date.now());
+    },
     () => undefined,
   );
   const phases = new Map<string, { phase: string; at: number }[]>();
@@ -188,6 +194,7 @@ export async function startClusterWorld(o: WorldOptions): Promise<ClusterWorld> 
     node: (name) => nodes.find((n) => n.name === name)!,
     digest: "",
     podEvents,
+    boundAt,
     phases,
     apply: async (name, spec) => {
       const body = { apiVersion: "banger.dev/v1alpha1", kind: "MicroVM", metadata: { name }, spec: { image: world.digest, ...GUEST, ...spec } };
