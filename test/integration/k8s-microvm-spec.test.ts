@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseSetElements } from "../../src/adapters/net/nft.js";
 import { FAKE_FC, FAKE_FC_ENV } from "../fakes/firecracker/testkit.js";
 import { type Kit, MVM, jsonPatch, mergePatch, until } from "../fakes/kube-apiserver/testkit.js";
 import { fakeImageArgs } from "../helpers/artifacts.js";
@@ -47,11 +48,11 @@ describe.skipIf(skip)(`MicroVM ttlSeconds and peers, controller + bangerd node a
     until(`${name} bound`, async () => (await kit.core.readNamespacedPod({ namespace: "default", name: `microvm-${name}` }).catch(() => undefined))?.spec?.nodeName);
   const cordon = (node: string, unschedulable: boolean) =>
     kit.core.patchNode({ name: node, body: { spec: { unschedulable } } }, mergePatch);
-  /** The peer pairs nft holds on node-a's bridge, as "tapA . tapB". */
+  /** The peer pairs nft holds on node-a's bridge, as "tapA . tapB" (the same reading bangerd's doctor uses). */
   const nftPeers = async () => {
-    const r = await ns.exec("nft", ["list", "set", "bridge", "banger", "peers"]);
+    const r = await ns.exec("nft", ["-j", "list", "set", "bridge", "banger", "peers"]);
     expect(r.code).toBe(0);
-    return [...r.stdout.matchAll(/(\S+) \. (\S+)/g)].map((m) => `${m[1]} . ${m[2]}`);
+    return parseSetElements(r.stdout, "peers");
   };
   const tapOf = async (vmName: string) => (await vms()).find((v) => v.name === vmName)?.tap;
   const gone = (name: string) => until(`${name} gone`, async () => (await getVm(kit, name)) === undefined, 60_000);
