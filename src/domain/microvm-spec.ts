@@ -10,7 +10,10 @@ import type { MicroVm, MicroVmStatus } from "./microvm.js";
  * namespace that name it (a peering is symmetric on the bridge, so either side declaring it is
  * enough). Sorted, without itself; deleting MicroVMs no longer hold anyone.
  */
-export function peerGroup(vm: Pick<MicroVm, "namespace" | "name" | "spec">, all: Iterable<Pick<MicroVm, "namespace" | "name" | "spec" | "deleting">>): string[] {
+export function peerGroup(
+  vm: Pick<MicroVm, "namespace" | "name" | "spec">,
+  all: Iterable<Pick<MicroVm, "namespace" | "name" | "spec" | "deleting">>,
+): string[] {
   const out = new Set(vm.spec.peers ?? []);
   for (const o of all) {
     if (o.namespace === vm.namespace && !o.deleting && o.name !== vm.name && (o.spec.peers ?? []).includes(vm.name)) out.add(o.name);

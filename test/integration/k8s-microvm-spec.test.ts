@@ -40,14 +40,20 @@ describe.skipIf(skip)(`MicroVM ttlSeconds and peers, controller + bangerd node a
   const vms = async () => (await d.cli(["--json", "vm", "ls"])).json<{ vms: VmJson[] }>().vms;
   const ours = async (uid: string) => (await vms()).filter((v) => v.externalId === `k8s:${uid}`);
   const running = (name: string, ms = 60_000) =>
-    until(`${name} Running`, async () => {
-      const v = await getVm(kit, name);
-      return v?.status?.phase === "Running" ? v : undefined;
-    }, ms);
+    until(
+      `${name} Running`,
+      async () => {
+        const v = await getVm(kit, name);
+        return v?.status?.phase === "Running" ? v : undefined;
+      },
+      ms,
+    );
   const placedOn = (name: string) =>
-    until(`${name} bound`, async () => (await kit.core.readNamespacedPod({ namespace: "default", name: `microvm-${name}` }).catch(() => undefined))?.spec?.nodeName);
-  const cordon = (node: string, unschedulable: boolean) =>
-    kit.core.patchNode({ name: node, body: { spec: { unschedulable } } }, mergePatch);
+    until(
+      `${name} bound`,
+      async () => (await kit.core.readNamespacedPod({ namespace: "default", name: `microvm-${name}` }).catch(() => undefined))?.spec?.nodeName,
+    );
+  const cordon = (node: string, unschedulable: boolean) => kit.core.patchNode({ name: node, body: { spec: { unschedulable } } }, mergePatch);
   /** The peer pairs nft holds on node-a's bridge, as "tapA . tapB" (the same reading bangerd's doctor uses). */
   const nftPeers = async () => {
     const r = await ns.exec("nft", ["-j", "list", "set", "bridge", "banger", "peers"]);
@@ -90,10 +96,14 @@ describe.skipIf(skip)(`MicroVM ttlSeconds and peers, controller + bangerd node a
   it("ttlSeconds: runningSince is recorded, the MicroVM is deleted after it through the finalizer, and the VM goes", async () => {
     const created = await applyVm(kit, "brief", { ...SMALL, ttlSeconds: 3 });
     const uid = created.metadata.uid as string;
-    const mv = await until("runningSince", async () => {
-      const v = await getVm(kit, "brief");
-      return v?.status?.runningSince ? v : undefined;
-    }, 60_000);
+    const mv = await until(
+      "runningSince",
+      async () => {
+        const v = await getVm(kit, "brief");
+        return v?.status?.runningSince ? v : undefined;
+      },
+      60_000,
+    );
     expect(mv.status.phase).toBe("Running");
     const ready = mv.status.conditions.find((c: { type: string }) => c.type === "Ready");
     expect(mv.status.runningSince).toBe(ready.lastTransitionTime);
@@ -111,10 +121,14 @@ describe.skipIf(skip)(`MicroVM ttlSeconds and peers, controller + bangerd node a
   it("ttlSeconds survives a controller restart: a new controller deletes from the recorded runningSince", async () => {
     const created = await applyVm(kit, "restarted", { ...SMALL, ttlSeconds: 5 });
     const uid = created.metadata.uid as string;
-    const mv = await until("runningSince", async () => {
-      const v = await getVm(kit, "restarted");
-      return v?.status?.runningSince ? v : undefined;
-    }, 60_000);
+    const mv = await until(
+      "runningSince",
+      async () => {
+        const v = await getVm(kit, "restarted");
+        return v?.status?.runningSince ? v : undefined;
+      },
+      60_000,
+    );
     await ctl!.stop();
     const first = ctl!;
     ctl = undefined;

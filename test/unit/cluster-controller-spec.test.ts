@@ -9,7 +9,15 @@ import { until } from "../fakes/kube-apiserver/testkit.js";
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
 
 function vm(name: string, spec: Partial<WatchedMicroVm["spec"]> = {}, status: MicroVmStatus = {}): WatchedMicroVm {
-  return { namespace: "default", name, uid: `uid-${name}`, deleting: false, hasFinalizer: true, spec: { image: "fake-1", vcpus: 1, memoryMib: 256, ...spec }, status };
+  return {
+    namespace: "default",
+    name,
+    uid: `uid-${name}`,
+    deleting: false,
+    hasFinalizer: true,
+    spec: { image: "fake-1", vcpus: 1, memoryMib: 256, ...spec },
+    status,
+  };
 }
 
 /** Records every verb; status writes apply to `statuses`. */
@@ -65,11 +73,15 @@ async function run(stub: Stub, until_: () => boolean, policy = {}): Promise<void
 describe("controller: time to live", () => {
   it("records runningSince from the Ready transition of a MicroVM it first sees Running", async () => {
     const readyAt = iso(Date.now() - 3000);
-    const v = vm("a", { ttlSeconds: 3600 }, {
-      phase: "Running",
-      node: "node-a",
-      conditions: [{ type: "Ready", status: "True", reason: "Running", message: "", lastTransitionTime: readyAt }],
-    });
+    const v = vm(
+      "a",
+      { ttlSeconds: 3600 },
+      {
+        phase: "Running",
+        node: "node-a",
+        conditions: [{ type: "Ready", status: "True", reason: "Running", message: "", lastTransitionTime: readyAt }],
+      },
+    );
     const stub = new Stub({ microVms: [v], placeholders: [bound(v)], nodes: [{ name: "node-a", ready: true }] });
     await run(stub, () => stub.statuses.get(v.uid)?.runningSince !== undefined);
     expect(stub.statuses.get(v.uid)?.runningSince).toBe(readyAt);
@@ -80,7 +92,11 @@ describe("controller: time to live", () => {
     const old = vm("old", { ttlSeconds: 5 }, { phase: "Running", node: "node-a", runningSince: iso(Date.now() - 60_000) });
     const young = vm("young", { ttlSeconds: 3600 }, { phase: "Running", node: "node-a", runningSince: iso(Date.now()) });
     const forever = vm("forever", {}, { phase: "Running", node: "node-a", runningSince: iso(Date.now() - 60_000) });
-    const stub = new Stub({ microVms: [old, young, forever], placeholders: [old, young, forever].map((x) => bound(x)), nodes: [{ name: "node-a", ready: true }] });
+    const stub = new Stub({
+      microVms: [old, young, forever],
+      placeholders: [old, young, forever].map((x) => bound(x)),
+      nodes: [{ name: "node-a", ready: true }],
+    });
     await run(stub, () => stub.removed.length > 0);
     expect(stub.removed).toEqual(["old"]);
   });

@@ -63,7 +63,10 @@ describe("fake scheduler: InterPodAffinity (required terms)", () => {
   });
 
   it("names what it does not implement instead of guessing", () => {
-    const anti = { metadata: { name: "x" }, spec: { affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: "k" }] } } } };
+    const anti = {
+      metadata: { name: "x" },
+      spec: { affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: "k" }] } } },
+    };
     expect(unsupportedAffinity(anti)).toBe("required podAntiAffinity");
     expect(unsupportedAffinity(pod("x", {}, ["y"]))).toBeUndefined();
   });

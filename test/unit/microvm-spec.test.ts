@@ -72,7 +72,10 @@ describe("placeholder pod affinity", () => {
     const pod = placeholderPod(mv("a", ["b"]), {}, ["b", "c"]);
     expect(pod.spec?.affinity?.podAffinity).toEqual({
       requiredDuringSchedulingIgnoredDuringExecution: [
-        { labelSelector: { matchExpressions: [{ key: "banger.dev/microvm", operator: "In", values: ["a", "b", "c"] }] }, topologyKey: "kubernetes.io/hostname" },
+        {
+          labelSelector: { matchExpressions: [{ key: "banger.dev/microvm", operator: "In", values: ["a", "b", "c"] }] },
+          topologyKey: "kubernetes.io/hostname",
+        },
       ],
     });
     // Node affinity stays as it was.
