@@ -17,7 +17,7 @@ import {
   type MicroVmStatus,
 } from "../../domain/microvm.js";
 import type { ClusterEngine, NodeCapacity } from "../../ports/cluster.js";
-import { callOptions } from "./node-kubeconfig.js";
+import { callOptions } from "./call-options.js";
 import { statusOf } from "./client.js";
 import { listWatch, type KubeObject } from "./node-watch.js";
 
