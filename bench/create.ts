@@ -134,7 +134,7 @@ async function measure(v: Variant, image: ReturnType<typeof imageFor>): Promise<
 }
 
 async function main(): Promise<void> {
-  if (values.snapshot) return snapshotBench({ ns: here, runs, images: images.map((i) => ({ label: i.label, img: i.img })) });
+  if (values.snapshot) return snapshotBench({ ns: here, runs, images: images.map((i) => ({ label: i.label, os: i.os, img: i.img })) });
   const variants: Variant[] = values.compare
     ? [
         { label: "pool+seed", pool: 4, seed: true },

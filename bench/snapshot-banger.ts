@@ -25,9 +25,9 @@ interface Ev {
   outcome: string;
 }
 
-export async function bangerCreates(d: TestDaemon, o: { label: string; img: BuiltImage; runs: number }): Promise<BangerCreates> {
+export async function bangerCreates(d: TestDaemon, o: { label: string; os: string; img: BuiltImage; runs: number }): Promise<BangerCreates> {
   const image = `bench-snap-${o.label}`.replace(/[^a-z0-9-]/g, "-");
-  const reg = await d.cli(registerArgs(o.img, image, { services: false }), { timeoutMs: 300_000 });
+  const reg = await d.cli(registerArgs(o.img, image, { services: false, os: o.os }), { timeoutMs: 300_000 });
   if (reg.code !== 0) throw new Error(`register: ${reg.stderr}`);
   const t0 = performance.now();
   const snap = await d.cli(["image", "snapshot", image], { timeoutMs: 1_800_000 });

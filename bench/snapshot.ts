@@ -16,7 +16,7 @@ import { poolCreates, type PoolCreates } from "./snapshot-pool.js";
 
 const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
 
-export async function snapshotBench(o: { ns: Netns; runs: number; images: { label: string; img: BuiltImage }[] }): Promise<void> {
+export async function snapshotBench(o: { ns: Netns; runs: number; images: { label: string; os: string; img: BuiltImage }[] }): Promise<void> {
   // A short-lived daemon owns the bridge (banger0) both baselines attach their TAP to.
   const d = await startTestDaemon({ ns: o.ns, config: { tap_pool_size: 0 } });
   const report: Record<
@@ -44,13 +44,13 @@ export async function snapshotBench(o: { ns: Netns; runs: number; images: { labe
       workDiskGib: 10,
       stateDir: d.stateDir,
     };
-    for (const { label, img } of o.images) {
+    for (const { label, os, img } of o.images) {
       const coldMs: number[] = [];
       for (let i = 0; i < o.runs; i++) coldMs.push(await rawBoot({ ...common, img, workDir: join(d.dir, "raw") }));
       const restore = await rawRestore({ ...common, img, workDir: join(d.dir, "restore"), runs: o.runs });
       const coldMedian = median(coldMs);
       const restoreMedian = median(restore.restoreToSshMs);
-      const banger = await bangerCreates(d, { label, img, runs: o.runs });
+      const banger = await bangerCreates(d, { label, os, img, runs: o.runs });
       report[label] = { coldMs, restore, coldMedian, restoreMedian, speedup: coldMedian / restoreMedian, banger };
     }
     // Last: the restart that turns the pool on keeps the snapshots taken above.

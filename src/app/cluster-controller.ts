@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { BangerError } from "../domain/errors.js";
+import { expiresAt, peerGroup, runningSinceFor } from "../domain/microvm-spec.js";
 import { type PlacementObservation, placementStatus } from "../domain/microvm-status.js";
 import type { ClusterControl, ClusterView, NodeHealth, Placeholder, WatchedMicroVm } from "../ports/cluster-control.js";
 
@@ -14,6 +15,9 @@ export interface ControllerPolicy {
 
 export const DEFAULT_POLICY: ControllerPolicy = { nodeLostGraceMs: 300_000, resyncMs: 10_000, concurrency: 8 };
 
+/** setTimeout's ceiling (about 24.8 days); a later expiry is re-armed by a pass before then. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * The banger-k8s controller (docs/scale-out.md): for every MicroVM it keeps one placeholder in
  * place, holds the VM finalizer, mirrors placement into status and fails over from lost nodes.
@@ -25,6 +29,9 @@ export class ClusterController {
   private dirty = false;
   private running?: Promise<void>;
   private retry?: NodeJS.Timeout;
+  /** The earliest time to live still running, found by the last pass; a timer wakes the controller then. */
+  private nextExpiry?: number;
+  private expiry?: NodeJS.Timeout;
 
   constructor(
     private readonly control: ClusterControl,
@@ -44,6 +51,7 @@ export class ClusterController {
       clearInterval(tick);
       clearTimeout(this.retry);
       await this.running;
+      clearTimeout(this.expiry);
     }
   }
 
@@ -57,12 +65,22 @@ export class ClusterController {
     while (this.dirty && !signal.aborted) {
       this.dirty = false;
       const view = this.view!;
+      this.nextExpiry = undefined;
       const failed = await this.pass(view, signal);
       if (failed && !signal.aborted) {
         clearTimeout(this.retry);
         this.retry = setTimeout(() => this.kick(signal), 1000);
       }
+      this.armExpiry(signal);
     }
+  }
+
+  /** A timer for the next time to live to end, rather than a poll: derived from status each pass, so it survives a restart. */
+  private armExpiry(signal: AbortSignal): void {
+    clearTimeout(this.expiry);
+    if (this.nextExpiry === undefined || signal.aborted) return;
+    const wait = Math.min(Math.max(this.nextExpiry - this.now(), 0), MAX_TIMER_MS);
+    this.expiry = setTimeout(() => this.kick(signal), wait);
   }
 
   /** One pass over every MicroVM; true when some step failed (retried after a pause). */
@@ -77,7 +95,7 @@ export class ClusterController {
         const p = byUid.get(vm.uid);
         const placeholder = p && p.namespace === vm.namespace ? p : undefined;
         try {
-          await this.reconcile(vm, placeholder, nodes);
+          await this.reconcile(vm, placeholder, nodes, view.microVms);
         } catch (e) {
           failed = true;
           const err = e as BangerError;
@@ -89,12 +107,14 @@ export class ClusterController {
     return failed;
   }
 
-  private async reconcile(vm: WatchedMicroVm, p: Placeholder | undefined, nodes: Map<string, NodeHealth>): Promise<void> {
+  private async reconcile(vm: WatchedMicroVm, p: Placeholder | undefined, nodes: Map<string, NodeHealth>, all: WatchedMicroVm[]): Promise<void> {
     if (vm.deleting) return this.finish(vm, p, nodes);
+    if (await this.expire(vm)) return;
     if (!vm.hasFinalizer) await this.control.addFinalizer(vm);
     if (!p) {
       try {
-        await this.control.place(vm);
+        // Peers share a node's bridge: the placeholder is co-located with theirs (docs/scale-out.md "Peers").
+        await this.control.place(vm, peerGroup(vm, all));
       } catch (e) {
         if (!(e instanceof BangerError) || e.code !== "CLUSTER_CONFLICT") throw e;
         await this.observe(vm, { kind: "conflict", message: e.message });
@@ -114,6 +134,33 @@ export class ClusterController {
     this.log.warn({ vm: `${vm.namespace}/${vm.name}`, stage: "node-lost", node: p.node, reason: lost.reason }, "node lost; placing the MicroVM again");
     await this.observe(vm, { kind: "nodeLost", node: p.node, ...lost });
     await this.control.unplace(p);
+  }
+
+  /**
+   * Time to live: records when the MicroVM first ran, and deletes it `ttlSeconds` later through
+   * the usual path (the finalizer holds it until its node removed the VM). True when deleted.
+   */
+  private async expire(vm: WatchedMicroVm): Promise<boolean> {
+    const since = runningSinceFor(vm.status, this.now());
+    if (since) {
+      await this.control.updateStatus(vm, (cur) => {
+        const s = runningSinceFor(cur, this.now());
+        return s ? { ...cur, runningSince: s } : undefined;
+      });
+      vm = { ...vm, status: { ...vm.status, runningSince: since } };
+    }
+    const at = expiresAt(vm);
+    if (at === undefined) return false;
+    if (at > this.now()) {
+      this.nextExpiry = Math.min(this.nextExpiry ?? at, at);
+      return false;
+    }
+    this.log.info(
+      { vm: `${vm.namespace}/${vm.name}`, stage: "ttl", runningSince: vm.status.runningSince, ttlSeconds: vm.spec.ttlSeconds },
+      "time to live is over; deleting the MicroVM",
+    );
+    await this.control.remove(vm);
+    return true;
   }
 
   /** A deleting MicroVM: its node agent removes the VM and the finalizer; if none ever will, we do. */

@@ -46,6 +46,8 @@ export function statusOf(mv: MicroVm, o: Observed, now = nowSeconds()): MicroVmS
     conditions: [...others, ...conditions],
     ...(o.lastError ? { lastError: o.lastError } : {}),
     ...(mv.generation !== undefined ? { observedGeneration: mv.generation } : {}),
+    // The controller's record of the first Running (time to live); the agent carries it unchanged.
+    ...(mv.status.runningSince ? { runningSince: mv.status.runningSince } : {}),
   };
 }
 

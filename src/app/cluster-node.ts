@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { BangerError, asBangerError } from "../domain/errors.js";
 import { externalIdOf, type MicroVm } from "../domain/microvm.js";
+import { arePeers } from "../domain/microvm-spec.js";
 import type { Image, LifecycleEvent } from "../domain/types.js";
 import type { ClusterEngine, NodeCapacity } from "../ports/cluster.js";
 import { createStages, observeVm, sameStatus, statusOf, vmNameFor, type Observed } from "./cluster-node-status.js";
@@ -14,7 +15,7 @@ export type EnsureImage = (ref: string, opts: { signal: AbortSignal; onStage?: (
 
 export interface ClusterNodeDeps {
   engine: Pick<ClusterEngine, "watchAssigned" | "report" | "release" | "registerNode">;
-  external: Pick<ExternalVms, "ensure" | "remove" | "list" | "get" | "creating">;
+  external: Pick<ExternalVms, "ensure" | "remove" | "list" | "get" | "creating" | "peer">;
   ensureImage: EnsureImage;
   events(vmId: string): LifecycleEvent[];
   nameTaken(name: string): boolean;
@@ -157,12 +158,44 @@ export class ClusterNode {
     const existing = this.d.external.get(ext);
     if (existing && !this.d.external.creating(ext)) {
       this.failures.delete(uid);
+      await this.peer(mv, ext);
       await this.report(mv, observeVm(this.cfg.node, existing, this.stagesOf(uid, mv, existing.id)));
       return;
     }
     const failed = this.failures.get(uid);
     if (failed && failed.until > Date.now()) return;
     await this.create(mv, ext);
+  }
+
+  /**
+   * The local VM names of `mv`'s peers (by either one's spec) whose VMs exist on this node. A peer
+   * still being created is left out: its own pass pairs them once it exists.
+   */
+  private localPeers(mv: MicroVm): string[] {
+    const names: string[] = [];
+    for (const o of this.peerMicroVms(mv)) {
+      const ext = externalIdOf(o);
+      const vm = this.d.external.get(ext);
+      if (vm && vm.state !== "deleting" && !this.d.external.creating(ext)) names.push(vm.name);
+    }
+    return names.sort();
+  }
+
+  private peerMicroVms(mv: MicroVm): MicroVm[] {
+    return [...this.desired.values()].filter((o) => o.uid !== mv.uid && !o.deleting && o.namespace === mv.namespace && arePeers(mv, o));
+  }
+
+  /** Pairs an existing VM with peers that arrived after it (either order of creation ends paired). */
+  private async peer(mv: MicroVm, ext: string): Promise<void> {
+    const names = this.localPeers(mv);
+    if (names.length === 0) return;
+    try {
+      const added = await this.d.external.peer(ext, names);
+      if (added.length > 0) this.d.log.info({ stage: "cluster-peer", microvm: `${mv.namespace}/${mv.name}`, peers: added }, "VM peered");
+    } catch (e) {
+      // VM_BUSY (another operation on it) or a peer removed meanwhile: the next pass tries again.
+      this.d.log.warn({ stage: "cluster-peer", microvm: `${mv.namespace}/${mv.name}`, err: (e as Error).message }, "peering failed; retrying at the next pass");
+    }
   }
 
   private stagesOf(uid: string, mv: MicroVm, vmId: string): { name: string; ms: number }[] {
@@ -212,12 +245,21 @@ export class ClusterNode {
     try {
       const { vm } = await this.d.external.ensure(
         ext,
-        { image: mv.spec.image, vcpus: mv.spec.vcpus, memoryMib: mv.spec.memoryMib, nat: mv.spec.nat ?? false, forwards: forwardsOf(mv) },
+        {
+          image: mv.spec.image,
+          vcpus: mv.spec.vcpus,
+          memoryMib: mv.spec.memoryMib,
+          nat: mv.spec.nat ?? false,
+          forwards: forwardsOf(mv),
+          peers: this.localPeers(mv),
+        },
         { name, noWait: !this.cfg.waitSsh, owner: { uid: 0, name: "k8s" } },
       );
       this.failures.delete(mv.uid);
       log.info({ stage: "cluster-create", vm: vm.name }, "VM created for MicroVM");
       await this.report(mv, observeVm(node, vm, this.stagesOf(mv.uid, mv, vm.id)));
+      // A peer whose create ran beside this one left this VM out; its next pass pairs them.
+      for (const o of this.peerMicroVms(mv)) this.schedule(o.uid);
     } catch (e) {
       const err = asBangerError(e);
       this.fail(mv.uid);

@@ -2,6 +2,7 @@ import { BangerError } from "../domain/errors.js";
 import type { Vm } from "../domain/types.js";
 import { createVm, type CreateDeps, type CreateInput } from "./create.js";
 import { removeVm, type LifecycleDeps } from "./lifecycle.js";
+import { addPeerings } from "./vm-net.js";
 
 /** What a remote caller asks for under its own id: a create's input without the parts that are the caller's. */
 export type ExternalSpec = Omit<CreateInput, "owner" | "external" | "noWait" | "cold" | "name">;
@@ -125,6 +126,17 @@ export class ExternalVms {
     if (!vm) return {};
     await removeVm(this.d, vm.name, true);
     return { removed: vm.name };
+  }
+
+  /**
+   * Pairs the VM with this id with the VMs named `peers` that it is not paired with yet (a peer
+   * that arrived after it was made); returns the names newly paired. The spec `ensure` compares
+   * stays the one the VM was created from.
+   */
+  async peer(id: string, peers: readonly string[]): Promise<string[]> {
+    const vm = this.get(id);
+    if (!vm) throw new BangerError("VM_NOT_FOUND", `no VM has external id ${id}`);
+    return addPeerings(this.d, vm.name, peers);
   }
 
   /** Every VM that carries an external id starting with `prefix` (the node agent's `k8s:`). */

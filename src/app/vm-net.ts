@@ -60,6 +60,28 @@ export function peersStage(d: NetDeps, vm: () => Vm, peerIds: readonly string[])
   };
 }
 
+/**
+ * Pairs an existing VM with each of `peers` it is not paired with yet, and applies the pairs
+ * (the node agent, when a peer MicroVM arrives after this one was made). Returns the names newly
+ * paired; none is a no-op. Serialised with the VM's other operations, so it never races its removal.
+ */
+export async function addPeerings(d: NetDeps & Pick<AppDeps, "ops">, name: string, peers: readonly string[]): Promise<string[]> {
+  const ticket = d.ops.begin(name, "peer");
+  try {
+    const vm = getVm(d, name);
+    if (vm.state === "deleting") throw new BangerError("VM_STATE", `VM ${name} is being deleted`, { hint: "peer VMs that exist" });
+    const ids = resolvePeers(d, peers, name);
+    const have = new Set(d.store.peerPairs().flatMap(([a, b]) => (a === vm.id ? [b] : b === vm.id ? [a] : [])));
+    const missing = ids.filter((id) => !have.has(id));
+    if (missing.length === 0) return [];
+    d.store.addPeers(vm.id, missing);
+    await syncPeers(d);
+    return peers.filter((n) => missing.includes(d.store.getVm(n)?.id ?? ""));
+  } finally {
+    ticket.release();
+  }
+}
+
 /** Create: record and open each forward; a taken port fails the create and undoes the ones before it. */
 export function forwardsStage(d: NetDeps, vm: () => Vm, specs: readonly ForwardSpec[]): Stage {
   return {

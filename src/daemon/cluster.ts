@@ -45,12 +45,16 @@ export function startCluster(
   // The Kubernetes client is large: only a node that runs the agent loads it, so a plain bangerd's
   // resident memory never pays for it (docs/architecture.md, "CLI and daemon footprint").
   void (async () => {
-    const [{ KubeNodeEngine }, { nodeKubeConfig }] = await Promise.all([
-      import("../adapters/k8s/node-engine.js"),
-      import("../adapters/k8s/node-kubeconfig.js"),
-    ]);
+    const [{ KubeNodeEngine }, { loadKube }] = await Promise.all([import("../adapters/k8s/node-engine.js"), import("../adapters/k8s/kubeconfig.js")]);
     if (stop.signal.aborted) return;
-    const kc = nodeKubeConfig({ kubeconfig: c.kubeconfig, server: c.server, tokenFile: c.token_file, caFile: c.ca_file });
+    // A kubeconfig file, else a server URL (with a token file), else the service account of bangerd's DaemonSet Pod.
+    const { kc } = loadKube({
+      kubeconfig: c.kubeconfig || undefined,
+      server: c.server || undefined,
+      tokenFile: c.token_file || undefined,
+      caFile: c.ca_file || undefined,
+      inCluster: !c.kubeconfig && !c.server,
+    });
     const a = new ClusterNode(
       {
         engine: new KubeNodeEngine(kc, agentLog),

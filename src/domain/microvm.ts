@@ -21,6 +21,8 @@ export const MICROVM_UID_ANNOTATION = "banger.dev/microvm-uid";
 export const MICROVM_NAME_LABEL = "banger.dev/microvm";
 /** On the MicroVM while a node still holds its VM; the node agent removes it after the VM is gone. */
 export const VM_FINALIZER = "banger.dev/vm-cleanup";
+/** The node label kubelets set to the node's name: the topology a placeholder's pod affinity is co-located in. */
+export const HOSTNAME_LABEL = "kubernetes.io/hostname";
 /** The placeholder's image: it never runs a workload. */
 export const PAUSE_IMAGE = "registry.k8s.io/pause:3.10";
 
@@ -32,9 +34,9 @@ export interface MicroVmSpec {
   nat?: boolean;
   /** "hostPort:guestPort" forwards on the node. */
   ports?: string[];
-  /** Names of other MicroVMs in the same namespace this one may talk to. */
+  /** Names of other MicroVMs in the same namespace this one may talk to (co-located on one node: src/domain/microvm-spec.ts). */
   peers?: string[];
-  /** Deleted this long after it first ran. */
+  /** Deleted this long after `status.runningSince`. */
   ttlSeconds?: number;
 }
 
@@ -59,6 +61,8 @@ export interface MicroVmStatus {
   conditions?: MicroVmCondition[];
   lastError?: string;
   observedGeneration?: number;
+  /** When the MicroVM first reached Running (ISO, second precision); kept across failover. `ttlSeconds` counts from here. */
+  runningSince?: string;
 }
 
 export interface MicroVm {

@@ -17,7 +17,7 @@ import { BangerError } from "./errors.js";
 export type VmState = "creating" | "starting" | "running" | "stopping" | "stopped" | "deleting" | "failed";
 
 /** Operations that hold a VM's lock. `exit` is the reconciler recording a VMM that ended by itself; `port` adds or removes a forward. */
-export type VmOp = "create" | "start" | "stop" | "delete" | "exit" | "port";
+export type VmOp = "create" | "start" | "stop" | "delete" | "exit" | "port" | "peer";
 
 const EDGES: Record<VmState, readonly VmState[]> = {
   creating: ["running", "failed", "deleting"],
@@ -44,7 +44,7 @@ export function assertTransition(name: string, from: VmState, to: VmState): void
 }
 
 /** What an operation needs the VM to be in, and what it moves it to while it runs. */
-export const OP_ENTRY: Record<Exclude<VmOp, "create" | "port">, { from: readonly VmState[]; via: VmState }> = {
+export const OP_ENTRY: Record<Exclude<VmOp, "create" | "port" | "peer">, { from: readonly VmState[]; via: VmState }> = {
   start: { from: ["stopped"], via: "starting" },
   stop: { from: ["running"], via: "stopping" },
   delete: { from: ["running", "stopped", "failed"], via: "deleting" },

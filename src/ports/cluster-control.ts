@@ -48,6 +48,11 @@ export interface ClusterControl extends Pick<ClusterEngine, "place"> {
   nodeExists(name: string): Promise<boolean>;
   /** Deletes this placeholder (by its uid: a newer one of the same name stays). Gone is not an error. */
   unplace(p: Placeholder): Promise<void>;
+  /**
+   * Deletes the MicroVM itself (its time to live is over), by uid so a newer one of the same name
+   * stays. The usual path follows: the finalizer holds it until its node removed the VM. Gone is not an error.
+   */
+  remove(vm: Pick<MicroVm, "namespace" | "name" | "uid">): Promise<void>;
   /** Adds the VM finalizer unless present or the MicroVM is being deleted. */
   addFinalizer(vm: MicroVm): Promise<void>;
   /** Removes the VM finalizer (the VM is known gone, or can never be cleaned by a node). */

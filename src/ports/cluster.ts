@@ -8,8 +8,11 @@ export interface ClusterEngine {
   /**
    * Controller side: make sure the engine will place `vm` on a node (for Kubernetes: a
    * placeholder Pod owned by the MicroVM). Idempotent; a second call for the same uid does nothing.
+   * `colocate` names MicroVMs of its namespace it must share a node with (its peers: a peering
+   * works only on one node's bridge); the engine's scheduler enforces it, and a MicroVM that
+   * cannot join them stays unplaced with the scheduler's reason.
    */
-  place(vm: MicroVm): Promise<void>;
+  place(vm: MicroVm, colocate?: readonly string[]): Promise<void>;
 
   /**
    * Node side: what this node must run. Calls `onChange` with the full desired set (every

@@ -72,7 +72,12 @@ export function runIn(
     // A command that exits without reading its stdin (e.g. `ip` when killed) must not fail the run with EPIPE.
     child.stdin.on("error", () => undefined);
     child.stdin.end(opts.input ?? "");
-    const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
+    const timeoutMs = opts.timeoutMs ?? 120_000;
+    const timer = setTimeout(() => {
+      // Say so: a killed command's own stderr is often empty, and an empty failure explains nothing.
+      stderr += `\n[runIn: ${cmd} ${args.slice(0, 4).join(" ")} killed after its ${timeoutMs} ms timeout]`;
+      child.kill("SIGKILL");
+    }, timeoutMs);
     child.on("close", (code) => {
       clearTimeout(timer);
       res({ code: code ?? 1, stdout, stderr, json: <T>() => JSON.parse(stdout) as T });

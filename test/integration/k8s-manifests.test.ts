@@ -99,6 +99,7 @@ describe("deploy/k8s manifests", () => {
         "microvms:list",
         "microvms:watch",
         "microvms:update",
+        "microvms:delete",
         "microvms/status:get",
         "microvms/status:update",
         "microvms/status:patch",

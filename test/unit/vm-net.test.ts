@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { TcpProxy } from "../../src/adapters/net/tcp-proxy.js";
 import { createVm } from "../../src/app/create.js";
 import { removeVm, startVm, stopVm } from "../../src/app/lifecycle.js";
-import { addPort, listPorts, removePort, restoreForwards } from "../../src/app/vm-net.js";
+import { addPeerings, addPort, listPorts, removePort, restoreForwards } from "../../src/app/vm-net.js";
 import { world } from "../helpers/app-world.js";
 
 const log = pino({ level: "silent" });
@@ -138,5 +138,23 @@ describe("forwards and peers through the VM lifecycle", () => {
     expect(held.peers).toEqual([]);
     expect(store.peerPairs()).toEqual([]);
     expect([a.id, c.id, b.id].length).toBe(3);
+  });
+
+  it("addPeerings pairs existing VMs once (a peer that arrived later), applies it at once, and refuses what does not exist", async () => {
+    const { d, held, store } = world();
+    await createVm(d, { image: "deb-1", name: "a" });
+    await createVm(d, { image: "deb-1", name: "b" });
+    await createVm(d, { image: "deb-1", name: "c", peers: ["a"] });
+    const tap = (n: string) => store.getVm(n)!.tap!;
+    expect(await addPeerings(d, "a", ["b", "c"])).toEqual(["b"]);
+    expect(held.peers.map((p) => [...p].sort().join(" "))).toEqual(
+      expect.arrayContaining([[tap("a"), tap("b")].sort().join(" "), [tap("a"), tap("c")].sort().join(" ")]),
+    );
+    expect(held.peers).toHaveLength(2);
+    expect(await addPeerings(d, "b", ["a"])).toEqual([]);
+    expect(store.peerPairs()).toHaveLength(2);
+    await expect(addPeerings(d, "a", ["ghost"])).rejects.toMatchObject({ code: "VM_NOT_FOUND" });
+    await expect(addPeerings(d, "ghost", ["a"])).rejects.toMatchObject({ code: "VM_NOT_FOUND" });
+    expect(store.peerPairs()).toHaveLength(2);
   });
 });

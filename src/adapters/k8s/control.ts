@@ -27,8 +27,8 @@ export class KubeClusterControl implements ClusterControl {
     this.core = clients.core;
   }
 
-  place(vm: MicroVm): Promise<void> {
-    return this.placement.place(vm);
+  place(vm: MicroVm, colocate?: readonly string[]): Promise<void> {
+    return this.placement.place(vm, colocate);
   }
 
   async watch(onChange: (view: ClusterView) => void, signal: AbortSignal): Promise<void> {
@@ -88,6 +88,16 @@ export class KubeClusterControl implements ClusterControl {
     } catch (e) {
       // 404: already gone; 409: the precondition failed, a newer placeholder took the name.
       if (statusOf(e) !== 404 && statusOf(e) !== 409) throw clusterError(`deleting the placeholder pod ${p.namespace}/${p.name}`, e);
+    }
+  }
+
+  async remove(vm: Pick<MicroVm, "namespace" | "name" | "uid">): Promise<void> {
+    const { custom } = this.clients;
+    try {
+      await custom.deleteNamespacedCustomObject({ ...MVM, namespace: vm.namespace, name: vm.name, body: { preconditions: { uid: vm.uid } } });
+    } catch (e) {
+      // 404: already gone; 409: the precondition failed, the name now belongs to a newer MicroVM.
+      if (statusOf(e) !== 404 && statusOf(e) !== 409) throw clusterError(`deleting MicroVM ${vm.namespace}/${vm.name}`, e);
     }
   }
 

@@ -4,7 +4,10 @@ import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { BangerError } from "../../domain/errors.js";
 
-/** Where the API server and its credentials come from, in the order an operator expects. */
+/**
+ * Where the API server and its credentials come from, in the order an operator expects. One loader
+ * for the controller (banger-k8s), the CLI's k8s contexts and bangerd's node agent ([cluster]).
+ */
 export interface KubeSource {
   /** A kubeconfig file; unset means $KUBECONFIG, then ~/.kube/config. */
   kubeconfig?: string;
@@ -38,13 +41,14 @@ export function loadKube(src: KubeSource): LoadedKube {
   if (src.server) {
     let token = src.token;
     if (!token && src.tokenFile) token = readFileSync(src.tokenFile, "utf8").trim();
-    if (!token) fail(`no token for the API server ${src.server}`, "pass --token or --token-file (a service account token)");
     if (!/^https?:\/\//.test(src.server)) fail(`the API server ${src.server} is not an http(s) URL`, "pass --server https://HOST:6443");
+    // Plain http is a local proxy (`kubectl proxy`) that adds the credentials itself; https needs a token.
+    const plain = src.server.startsWith("http://");
+    if (!token && !plain) fail(`no token for the API server ${src.server}`, "pass --token or --token-file (a service account token)");
     kc.loadFromOptions({
-      // client-node refuses http:// unless told there is no TLS to verify (kubectl proxy, a test server);
-      // https:// is always verified.
-      clusters: [{ name: "banger", server: src.server, caFile: src.caFile, skipTLSVerify: src.server.startsWith("http://") }],
-      users: [{ name: "banger", token }],
+      // client-node refuses an http:// server unless told there is no TLS to verify.
+      clusters: [{ name: "banger", server: src.server, ...(src.caFile ? { caFile: src.caFile } : {}), skipTLSVerify: plain }],
+      users: [{ name: "banger", ...(token ? { token } : {}) }],
       contexts: [{ name: "banger", cluster: "banger", user: "banger" }],
       currentContext: "banger",
     });

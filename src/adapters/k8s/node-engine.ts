@@ -1,6 +1,7 @@
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import {
+  HOSTNAME_LABEL,
   IMAGES_ANNOTATION,
   MICROVM_GROUP,
   MICROVM_KIND,
@@ -16,7 +17,7 @@ import {
   type MicroVmStatus,
 } from "../../domain/microvm.js";
 import type { ClusterEngine, NodeCapacity } from "../../ports/cluster.js";
-import { callOptions } from "./node-kubeconfig.js";
+import { callOptions } from "./call-options.js";
 import { statusOf } from "./client.js";
 import { listWatch, type KubeObject } from "./node-watch.js";
 
@@ -172,7 +173,9 @@ export class KubeNodeEngine implements ClusterEngine {
     } catch (e) {
       if (statusOf(e) !== 404) throw e;
       // No kubelet registered this node (a bangerd-only host): the agent makes the Node itself.
-      await this.core.createNode({ body: { metadata: { name: node, ...meta } } }, callOptions());
+      // As a kubelet would label it: pod affinity between peers' placeholders is by this topology key.
+      const labels = { ...meta.labels, [HOSTNAME_LABEL]: node };
+      await this.core.createNode({ body: { metadata: { name: node, ...meta, labels } } }, callOptions());
       ours = true;
     }
     const resources: Record<string, string> = { [MICROVM_RESOURCE]: microvms };

@@ -1,7 +1,8 @@
 // Conversions between the API server's objects and banger's domain: the MicroVM, its placeholder
 // Pod (exactly the conventions of src/domain/microvm.ts), and what the controller needs of a Node.
-import type { V1Node, V1Pod } from "@kubernetes/client-node";
+import type { V1Node, V1Pod, V1PodAffinity } from "@kubernetes/client-node";
 import {
+  HOSTNAME_LABEL,
   MICROVM_GROUP,
   MICROVM_KIND,
   MICROVM_NAME_LABEL,
@@ -59,8 +60,25 @@ export interface PlaceholderOptions {
   priorityClassName?: string;
 }
 
+/**
+ * Required pod affinity to the placeholders of `vm`'s peers, on one node (`kubernetes.io/hostname`).
+ * The selector includes the MicroVM itself: kube-scheduler lets the first Pod of a group that
+ * matches its own term land anywhere, so two MicroVMs naming each other do not wait on each other,
+ * and the next one joins whichever node the group is on.
+ */
+export function peerAffinity(vm: Pick<MicroVm, "name">, colocate: readonly string[]): V1PodAffinity | undefined {
+  if (colocate.length === 0) return undefined;
+  const values = [vm.name, ...colocate.filter((n) => n !== vm.name)];
+  return {
+    requiredDuringSchedulingIgnoredDuringExecution: [
+      { labelSelector: { matchExpressions: [{ key: MICROVM_NAME_LABEL, operator: "In", values }] }, topologyKey: HOSTNAME_LABEL },
+    ],
+  };
+}
+
 /** The placeholder Pod for a MicroVM: requests what the VM will use, never runs anything. */
-export function placeholderPod(vm: MicroVm, opts: PlaceholderOptions = {}): V1Pod {
+export function placeholderPod(vm: MicroVm, opts: PlaceholderOptions = {}, colocate: readonly string[] = []): V1Pod {
+  const podAffinity = peerAffinity(vm, colocate);
   const res = { cpu: String(vm.spec.vcpus), memory: `${vm.spec.memoryMib}Mi`, [MICROVM_RESOURCE]: "1" };
   return {
     apiVersion: "v1",
@@ -100,6 +118,7 @@ export function placeholderPod(vm: MicroVm, opts: PlaceholderOptions = {}): V1Po
             nodeSelectorTerms: [{ matchExpressions: [{ key: NODE_LABEL, operator: "In", values: ["true"] }] }],
           },
         },
+        ...(podAffinity ? { podAffinity } : {}),
       },
       tolerations: [{ key: NODE_TAINT, operator: "Exists", effect: "NoSchedule" }],
     },

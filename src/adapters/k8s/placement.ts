@@ -17,8 +17,8 @@ export class KubePlacement implements Pick<ClusterEngine, "place"> {
     private readonly opts: PlaceholderOptions = {},
   ) {}
 
-  async place(vm: MicroVm): Promise<void> {
-    const body = placeholderPod(vm, this.opts);
+  async place(vm: MicroVm, colocate: readonly string[] = []): Promise<void> {
+    const body = placeholderPod(vm, this.opts, colocate);
     const name = placeholderPodName(vm.name);
     try {
       await this.clients.core.createNamespacedPod({ namespace: vm.namespace, body });

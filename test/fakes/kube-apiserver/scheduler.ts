@@ -1,10 +1,12 @@
 // A stand-in for kube-scheduler: binds pending Pods to Nodes through pods/binding after the filter plugins
 // NodeUnschedulable, TaintToleration (incl. the not-ready taint the node lifecycle controller puts on a node
-// whose Ready condition is not True), NodeAffinity (+ nodeSelector) and NodeResourcesFit, then picks the feasible
+// whose Ready condition is not True), NodeAffinity (+ nodeSelector), NodeResourcesFit and InterPodAffinity
+// (required pod affinity terms, pod-affinity.ts), then picks the feasible
 // node with the best NodeResourcesLeastAllocated score (ties: the first by name, where the real one picks at random).
 // A Pod that fits nowhere gets PodScheduled=False/Unschedulable with the real scheduler's message, and is retried
 // whenever a Pod or Node changes. Containers never run: a bound Pod stays Pending until a test sets its phase.
 import { type Api } from "./api.js";
+import { AFFINITY_REASON, podAffinityFilter, unsupportedAffinity } from "./pod-affinity.js";
 import { builtin } from "./resources.js";
 import { schedulerUnits } from "./quantity.js";
 import { ApiError } from "./status.js";
@@ -20,6 +22,7 @@ type Expr = { key: string; operator: string; values?: string[] };
 const ctx = (): WriteCtx => ({ fieldValidation: "Strict", warnings: [] });
 const PODS = builtin("pods");
 const NODES = builtin("nodes");
+const NAMESPACES = builtin("namespaces");
 
 export function podRequests(pod: KObj): Res {
   const out: Res = {};
@@ -146,7 +149,15 @@ export class Scheduler {
       count.set(nodeName, (count.get(nodeName) ?? 0) + 1);
     };
     const live = pods.filter((p) => p.status?.phase !== "Succeeded" && p.status?.phase !== "Failed");
-    for (const p of live) if (p.spec?.nodeName) charge(p.spec.nodeName as string, p);
+    // The pods on each node, as InterPodAffinity sees them; a pod bound in this pass joins its node at once.
+    const onNode = new Map<string, KObj[]>();
+    const place = (nodeName: string, pod: KObj) => onNode.set(nodeName, [...(onNode.get(nodeName) ?? []), pod]);
+    for (const p of live) {
+      if (!p.spec?.nodeName) continue;
+      charge(p.spec.nodeName as string, p);
+      place(p.spec.nodeName as string, p);
+    }
+    const nsLabels = new Map(this.api.store.list(NAMESPACES).map((n) => [n.metadata.name!, n.metadata.labels ?? {}]));
     const queue = live
       .filter(
         (p) => !p.spec?.nodeName && p.spec?.schedulerName === "default-scheduler" && !p.metadata.deletionTimestamp && !(p.spec?.schedulingGates ?? []).length,
@@ -158,10 +169,19 @@ export class Scheduler {
           Number(a.metadata.resourceVersion) - Number(b.metadata.resourceVersion),
       );
     for (const pod of queue) {
+      const unsupported = unsupportedAffinity(pod);
+      if (unsupported) {
+        const what = `${unsupported} (pod ${pod.metadata.namespace}/${pod.metadata.name}) is not implemented by the fake scheduler`;
+        if (!this.errors.includes(what)) this.errors.push(what);
+        continue;
+      }
+      const affinity = podAffinityFilter(pod, nodes, onNode, nsLabels);
       const reasons = new Map<string, number>();
       let best: { node: KObj; score: number } | undefined;
       for (const node of nodes) {
         const why = filter(pod, node, used.get(node.metadata.name!)!, count.get(node.metadata.name!) ?? 0);
+        // InterPodAffinity runs after the plugins above; a node they reject is not asked.
+        if (why.length === 0 && affinity && !affinity(node)) why.push(AFFINITY_REASON);
         for (const r of why) reasons.set(r, (reasons.get(r) ?? 0) + 1);
         if (why.length > 0) continue;
         const score = leastAllocated(pod, node, used.get(node.metadata.name!)!);
@@ -178,6 +198,7 @@ export class Scheduler {
           ),
         );
         charge(target, pod);
+        place(target, { ...pod, spec: { ...pod.spec, nodeName: target } });
         this.event(pod, "Normal", "Scheduled", `Successfully assigned ${pod.metadata.namespace}/${pod.metadata.name} to ${target}`);
       } else {
         this.unschedulable(pod, fitMessage(nodes.length, reasons));
