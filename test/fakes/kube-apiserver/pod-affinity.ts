@@ -4,9 +4,9 @@
 // and the incoming pod matches its own terms, it may go to any node that has the topology labels (the first
 // pod of a group with affinity to itself). Required anti-affinity, matchLabelKeys and mismatchLabelKeys are
 // not implemented: a pod that uses them is reported as a problem of the fake, never scheduled by a guess.
+import { requirementMatches, type Requirement } from "./selectors.js";
 import { type KObj } from "./types.js";
 
-type Requirement = { key: string; operator: string; values?: string[] };
 export type LabelSelector = { matchLabels?: Record<string, string>; matchExpressions?: Requirement[] };
 type Term = {
   labelSelector?: LabelSelector | null;
@@ -24,21 +24,7 @@ export const AFFINITY_REASON = "node(s) didn't match pod affinity rules";
 export function selectorMatches(sel: LabelSelector | null | undefined, labels: Record<string, string>): boolean {
   if (!sel) return false;
   for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (labels[k] !== v) return false;
-  return (sel.matchExpressions ?? []).every((e) => {
-    const has = Object.hasOwn(labels, e.key);
-    switch (e.operator) {
-      case "In":
-        return has && (e.values ?? []).includes(labels[e.key]);
-      case "NotIn":
-        return !has || !(e.values ?? []).includes(labels[e.key]);
-      case "Exists":
-        return has;
-      case "DoesNotExist":
-        return !has;
-      default:
-        throw new Error(`label selector operator ${JSON.stringify(e.operator)} is not valid`);
-    }
-  });
+  return (sel.matchExpressions ?? []).every((e) => requirementMatches(labels, e));
 }
 
 function requiredTerms(pod: KObj): Term[] {

@@ -8,6 +8,7 @@
 import { type Api } from "./api.js";
 import { AFFINITY_REASON, podAffinityFilter, unsupportedAffinity } from "./pod-affinity.js";
 import { builtin } from "./resources.js";
+import { requirementMatches, type Requirement } from "./selectors.js";
 import { schedulerUnits } from "./quantity.js";
 import { ApiError } from "./status.js";
 import { now } from "./strategies.js";
@@ -17,7 +18,6 @@ import { type WriteCtx } from "./validate.js";
 type Res = Record<string, number>;
 type Taint = { key: string; value?: string; effect: string };
 type Toleration = { key?: string; operator?: string; value?: string; effect?: string };
-type Expr = { key: string; operator: string; values?: string[] };
 
 const ctx = (): WriteCtx => ({ fieldValidation: "Strict", warnings: [] });
 const PODS = builtin("pods");
@@ -43,39 +43,21 @@ const tolerates = (tols: Toleration[], t: Taint) =>
       (tol.operator === "Exists" ? !tol.key || tol.key === t.key : tol.key === t.key && (tol.value ?? "") === (t.value ?? "")),
   );
 
-function matchExpr(labels: Record<string, string>, e: Expr): boolean {
-  const has = Object.hasOwn(labels, e.key);
-  switch (e.operator) {
-    case "In":
-      return has && (e.values ?? []).includes(labels[e.key]);
-    case "NotIn":
-      return !has || !(e.values ?? []).includes(labels[e.key]);
-    case "Exists":
-      return has;
-    case "DoesNotExist":
-      return !has;
-    case "Gt":
-      return has && Number(labels[e.key]) > Number(e.values?.[0]);
-    case "Lt":
-      return has && Number(labels[e.key]) < Number(e.values?.[0]);
-    default:
-      return false;
-  }
-}
-
 function affinityMatches(pod: KObj, node: KObj): boolean {
   const labels = node.metadata.labels ?? {};
   const sel = (pod.spec?.nodeSelector ?? {}) as Record<string, string>;
   if (!Object.entries(sel).every(([k, v]) => labels[k] === v)) return false;
   const terms = pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms as
-    { matchExpressions?: Expr[]; matchFields?: Expr[] }[] | undefined;
+    { matchExpressions?: Requirement[]; matchFields?: Requirement[] }[] | undefined;
   if (!terms) return true;
   // Terms are ORed, expressions within a term ANDed; an empty term matches nothing.
   return terms.some((t) => {
     const exprs = t.matchExpressions ?? [];
     const fields = t.matchFields ?? [];
     if (exprs.length + fields.length === 0) return false;
-    return exprs.every((e) => matchExpr(labels, e)) && fields.every((e) => matchExpr({ "metadata.name": node.metadata.name! }, e));
+    return (
+      exprs.every((e) => requirementMatches(labels, e, true)) && fields.every((e) => requirementMatches({ "metadata.name": node.metadata.name! }, e, true))
+    );
   });
 }
 

@@ -87,3 +87,29 @@ export function fieldSelector(text: string | null, kind: string): Matcher {
   });
   return (obj) => reqs.every((r) => (r.get(obj) === r.value) !== r.neg);
 }
+
+export type Requirement = { key: string; operator: string; values?: string[] };
+
+/**
+ * One requirement of a metav1.LabelSelector (In, NotIn, Exists, DoesNotExist) or, with `nodeSelector`,
+ * of a NodeSelectorRequirement, which adds Gt and Lt. An unknown operator in a label selector throws (a
+ * bad object, not a miss); in a node selector it matches nothing, so the scheduler's pass goes on.
+ */
+export function requirementMatches(labels: Record<string, string>, e: Requirement, nodeSelector = false): boolean {
+  const has = Object.hasOwn(labels, e.key);
+  switch (e.operator) {
+    case "In":
+      return has && (e.values ?? []).includes(labels[e.key]);
+    case "NotIn":
+      return !has || !(e.values ?? []).includes(labels[e.key]);
+    case "Exists":
+      return has;
+    case "DoesNotExist":
+      return !has;
+    case "Gt":
+    case "Lt":
+      if (nodeSelector) return has && (e.operator === "Gt" ? Number(labels[e.key]) > Number(e.values?.[0]) : Number(labels[e.key]) < Number(e.values?.[0]));
+  }
+  if (nodeSelector) return false;
+  throw new Error(`label selector operator ${JSON.stringify(e.operator)} is not valid`);
+}
