@@ -106,8 +106,11 @@ async function startNode(name: string, index: number, o: { kubeUrl: string; regi
       memory_mib: GUEST.memoryMib,
       work_disk_gib: 2,
       tap_pool_size: 2,
-      // Twelve TCG guests share two cores: SSH can take minutes. The deadline only bounds a hung boot.
-      ssh_timeout_s: 1200,
+      // Twelve TCG guests share two cores: SSH can take many minutes. The deadlines only bound a hung
+      // boot; the whole create's (op_timeout_s, 900 s by default) must not cut it short: a bench run had
+      // every first create of twelve time out at 900 s, and the node agents' re-creates started over.
+      ssh_timeout_s: 2400,
+      op_timeout_s: 2700,
     }) +
     `[cluster]\nenabled = true\nserver = "${kube.url}"\ntoken_file = "${join(dir, "kube-token")}"\nnode_name = "${name}"\n` +
     `microvms = ${o.microvms}\nwait_ssh = true\nresync_s = ${o.resyncS}\n` +
