@@ -5,6 +5,7 @@ import { arePeers } from "../domain/microvm-spec.js";
 import type { Image, LifecycleEvent } from "../domain/types.js";
 import type { ClusterEngine, NodeCapacity } from "../ports/cluster.js";
 import { createStages, observeVm, sameStatus, statusOf, vmNameFor, type Observed } from "./cluster-node-status.js";
+import { CreateSlots } from "./create-slots.js";
 import type { ExternalVms } from "./external-vms.js";
 
 /**
@@ -28,6 +29,8 @@ export interface ClusterNodeConfig {
   /** Running once SSH answers (a create that waits), else once the VMM started. */
   waitSsh: boolean;
   resyncMs: number;
+  /** Creates run at once on this node (cluster.max_parallel_creates, resolved: at least 1). */
+  maxParallelCreates: number;
 }
 
 const PREFIX = "k8s:";
@@ -49,11 +52,16 @@ export class ClusterNode {
   private readonly pulls = new Map<string, { name: string; ms: number }[]>();
   private readonly idle = new Set<() => void>();
   private registered = false;
+  private readonly slots: CreateSlots;
+  /** MicroVMs waiting for a create slot, by uid: aborting one takes it out of the queue. */
+  private readonly queued = new Map<string, AbortController>();
 
   constructor(
     private readonly d: ClusterNodeDeps,
     private readonly cfg: ClusterNodeConfig,
-  ) {}
+  ) {
+    this.slots = new CreateSlots(cfg.maxParallelCreates);
+  }
 
   /** Registers the node (retried until it works) and follows the assigned set until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
@@ -61,7 +69,14 @@ export class ClusterNode {
       void this.register();
       this.resync();
     }, this.cfg.resyncMs);
-    signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearInterval(timer);
+        for (const q of this.queued.values()) q.abort();
+      },
+      { once: true },
+    );
     await this.register();
     await this.d.engine.watchAssigned(this.cfg.node, (set) => this.onAssigned(set), signal);
   }
@@ -79,8 +94,16 @@ export class ClusterNode {
     }
   }
 
-  get status(): { node: string; synced: boolean; registered: boolean; assigned: number; failing: number } {
-    return { node: this.cfg.node, synced: this.synced, registered: this.registered, assigned: this.desired.size, failing: this.failures.size };
+  get status(): { node: string; synced: boolean; registered: boolean; assigned: number; failing: number; creating: number; queued: number } {
+    return {
+      node: this.cfg.node,
+      synced: this.synced,
+      registered: this.registered,
+      assigned: this.desired.size,
+      failing: this.failures.size,
+      creating: this.slots.holders,
+      queued: this.slots.waiting,
+    };
   }
 
   /** The engine's full desired set. Every uid in it, and every k8s VM here, gets a pass. */
@@ -110,7 +133,10 @@ export class ClusterNode {
       // A create in flight for a MicroVM now going away is cancelled at once, not after it finishes.
       const mv = this.desired.get(uid);
       const ext = `${PREFIX}${uid}`;
-      if ((!mv || mv.deleting) && this.d.external.creating(ext)) void this.d.external.remove(ext).catch(() => undefined);
+      if (!mv || mv.deleting) {
+        this.queued.get(uid)?.abort();
+        if (this.d.external.creating(ext)) void this.d.external.remove(ext).catch(() => undefined);
+      }
       return;
     }
     this.running.add(uid);
@@ -234,6 +260,57 @@ export class ClusterNode {
       });
       return;
     }
+    const release = await this.createSlot(mv, pulls, image);
+    if (!release) return;
+    try {
+      // The latest object: while this one queued, the watch may have brought a newer status.
+      await this.createVm(this.desired.get(mv.uid) ?? mv, ext, pulls, image);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * A create slot, waiting in line (status Placed, Ready=False Queued) when all are taken. Undefined
+   * when the MicroVM went away or the agent stopped meanwhile: the next pass decides what to do.
+   */
+  private async createSlot(mv: MicroVm, pulls: { name: string; ms: number }[], image: Image): Promise<(() => void) | undefined> {
+    let release = this.slots.tryAcquire();
+    if (!release) {
+      const limit = this.slots.limit;
+      await this.report(mv, {
+        phase: "Placed",
+        node: this.cfg.node,
+        stages: pulls,
+        image: { ready: true, reason: "Present", message: `image ${image.name}` },
+        ready: {
+          ready: false,
+          reason: "Queued",
+          message: `waiting for a create slot: ${this.cfg.node} runs ${limit} create${limit === 1 ? "" : "s"} at once (cluster.max_parallel_creates)`,
+        },
+      });
+      const wait = new AbortController();
+      this.queued.set(mv.uid, wait);
+      try {
+        release = await this.slots.acquire(wait.signal);
+      } catch {
+        this.d.log.info({ stage: "cluster-queue", microvm: `${mv.namespace}/${mv.name}` }, "left the create queue");
+        return undefined;
+      } finally {
+        this.queued.delete(mv.uid);
+      }
+    }
+    const now = this.desired.get(mv.uid);
+    if (!now || now.deleting) {
+      release();
+      return undefined;
+    }
+    return release;
+  }
+
+  private async createVm(mv: MicroVm, ext: string, pulls: { name: string; ms: number }[], image: Image): Promise<void> {
+    const node = this.cfg.node;
+    const log = this.d.log.child({ microvm: `${mv.namespace}/${mv.name}`, uid: mv.uid });
     const name = vmNameFor(mv, (n) => this.d.nameTaken(n));
     await this.report(mv, {
       phase: "Creating",

@@ -60,6 +60,7 @@ export const clusterSchema = z
       .string()
       .regex(/^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?)?$/, "expected a Kubernetes node name (lowercase DNS subdomain), or empty for the hostname"),
     microvms: z.number().int().min(0).max(1024),
+    max_parallel_creates: z.number().int().min(0).max(1024),
     wait_ssh: z.boolean(),
     resync_s: z.number().int().min(5).max(3600),
   })
@@ -176,7 +177,18 @@ export const STATIC_DEFAULTS = {
   nat: { allow: [] as string[] },
   images: { sources: [] as string[], store_max_gib: 0, insecure: false },
   remote: { listen: "", allow_remote: false, token_file: "" },
-  cluster: { enabled: false, kubeconfig: "", server: "", token_file: "", ca_file: "", node_name: "", microvms: 8, wait_ssh: true, resync_s: 30 },
+  cluster: {
+    enabled: false,
+    kubeconfig: "",
+    server: "",
+    token_file: "",
+    ca_file: "",
+    node_name: "",
+    microvms: 8,
+    max_parallel_creates: 0,
+    wait_ssh: true,
+    resync_s: 30,
+  },
 } satisfies Partial<Config>;
 
 export const KEY_DOCS: Record<string, string> = {
@@ -233,6 +245,7 @@ export const KEY_DOCS: Record<string, string> = {
   "cluster.ca_file": "CA bundle for cluster.server; empty uses the system's",
   "cluster.node_name": "this node's name in the cluster; empty means the hostname",
   "cluster.microvms": "how many MicroVMs this node takes (the banger.dev/microvm extended resource)",
+  "cluster.max_parallel_creates": "how many MicroVM creates this node runs at once; the rest wait as Placed/Queued (0 = one per host CPU)",
   "cluster.wait_ssh": "a MicroVM is Running once SSH answers (false: once its VMM started, as vm create --no-wait)",
   "cluster.resync_s": "how often the node agent re-checks every MicroVM it runs and retries failed creates",
   "nat.allow": 'private or link-local IPv4 ranges NAT guests may reach anyway, e.g. ["10.1.2.0/24"]; empty denies them all',

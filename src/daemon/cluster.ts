@@ -1,4 +1,4 @@
-import { hostname } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import type { Logger } from "pino";
 import type { LoadedConfig } from "../config/load.js";
 import type { AppDeps } from "../app/deps.js";
@@ -72,7 +72,8 @@ export function startCluster(
         },
         log: agentLog,
       },
-      { node, waitSsh: c.wait_ssh, resyncMs: c.resync_s * 1000 },
+      // 0: one create per CPU. Cold boots are CPU-bound; more at once only makes each later.
+      { node, waitSsh: c.wait_ssh, resyncMs: c.resync_s * 1000, maxParallelCreates: c.max_parallel_creates || availableParallelism() },
     );
     agent = a;
     // A new or removed image changes what the node advertises.
@@ -109,7 +110,11 @@ export function startCluster(
           fix: "check that the API server is reachable and the node agent's RBAC allows nodes patch and microvms get/list/watch/update",
         };
       }
-      return { name: "cluster", status: s.failing > 0 ? "WARN" : "PASS", detail: `node ${node}: ${s.assigned} MicroVM(s) assigned, ${s.failing} failing` };
+      return {
+        name: "cluster",
+        status: s.failing > 0 ? "WARN" : "PASS",
+        detail: `node ${node}: ${s.assigned} MicroVM(s) assigned, ${s.creating} creating, ${s.queued} queued for a create slot, ${s.failing} failing`,
+      };
     },
     // Passes in flight are not awaited: a create among them is cancelled by the shutdown's drain.
     async close() {

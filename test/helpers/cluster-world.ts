@@ -57,6 +57,8 @@ export interface WorldOptions {
   nodeCpu: string;
   nodeMemory: string;
   resyncS?: number;
+  /** cluster.max_parallel_creates per node (1 unless said: three nodes share this host's cores). */
+  maxParallelCreates?: number;
   log?: (msg: string) => void;
 }
 
@@ -77,8 +79,8 @@ export interface ClusterWorld {
   podEvents: { type: string; name: string }[];
   /** When each placeholder Pod was first seen bound (epoch ms): the scheduler's placement. */
   boundAt: Map<string, number>;
-  /** Every phase each MicroVM was seen in, in order, with when the watch saw it (epoch ms). */
-  phases: Map<string, { phase: string; at: number }[]>;
+  /** Every phase each MicroVM was seen in (with its Ready reason), in order, with when the watch saw it (epoch ms). */
+  phases: Map<string, { phase: string; reason?: string; at: number }[]>;
   destroy(): Promise<void>;
 }
 
@@ -90,7 +92,11 @@ export const GUEST = { vcpus: 1, memoryMib: 256 };
  */
 const BOOT_ARGS = `${DEFAULT_BOOT_ARGS} systemd.mask=opencode.service`;
 
-async function startNode(name: string, index: number, o: { kubeUrl: string; registryHost: string; token: string; microvms: number; resyncS: number }) {
+async function startNode(
+  name: string,
+  index: number,
+  o: { kubeUrl: string; registryHost: string; token: string; microvms: number; resyncS: number; maxParallelCreates?: number },
+) {
   const ns = await createNetns(`cl${name}`);
   const dir = mkdtempSync(join(tmpdir(), `banger-cluster-${name}-`));
   chmodSync(dir, 0o711);
@@ -106,14 +112,13 @@ async function startNode(name: string, index: number, o: { kubeUrl: string; regi
       memory_mib: GUEST.memoryMib,
       work_disk_gib: 2,
       tap_pool_size: 2,
-      // Twelve TCG guests share two cores: SSH can take many minutes. The deadlines only bound a hung
-      // boot; the whole create's (op_timeout_s, 900 s by default) must not cut it short: a bench run had
-      // every first create of twelve time out at 900 s, and the node agents' re-creates started over.
-      ssh_timeout_s: 2400,
-      op_timeout_s: 2700,
+      // Three nodes share this host's cores: each boots one guest at a time (max_parallel_creates below),
+      // so at most three TCG boots run at once. These deadlines only bound a hung boot.
+      ssh_timeout_s: 900,
+      op_timeout_s: 1200,
     }) +
     `[cluster]\nenabled = true\nserver = "${kube.url}"\ntoken_file = "${join(dir, "kube-token")}"\nnode_name = "${name}"\n` +
-    `microvms = ${o.microvms}\nwait_ssh = true\nresync_s = ${o.resyncS}\n` +
+    `microvms = ${o.microvms}\nmax_parallel_creates = ${o.maxParallelCreates ?? 1}\nwait_ssh = true\nresync_s = ${o.resyncS}\n` +
     `[images]\nsources = ["${REGISTRY_REPO}"]\n`;
   const d = await startTestDaemon({ ns, dir, configText: config });
   const vms = async () => {
@@ -172,14 +177,15 @@ export async function startClusterWorld(o: WorldOptions): Promise<ClusterWorld> 
     },
     () => undefined,
   );
-  const phases = new Map<string, { phase: string; at: number }[]>();
+  const phases = new Map<string, { phase: string; reason?: string; at: number }[]>();
   const mvWatch = await new Watch(kube.kc).watch(
     "/apis/banger.dev/v1alpha1/microvms",
     { resourceVersion: "0" },
-    (_type, obj: { metadata: { name: string }; status?: { phase?: string } }) => {
+    (_type, obj: { metadata: { name: string }; status?: { phase?: string; conditions?: { type: string; reason?: string }[] } }) => {
       const seen = phases.get(obj.metadata.name) ?? [];
       const p = obj.status?.phase;
-      if (p && seen.at(-1)?.phase !== p) seen.push({ phase: p, at: Date.now() });
+      const reason = obj.status?.conditions?.find((c) => c.type === "Ready")?.reason;
+      if (p && (seen.at(-1)?.phase !== p || seen.at(-1)?.reason !== reason)) seen.push({ phase: p, reason, at: Date.now() });
       phases.set(obj.metadata.name, seen);
     },
     () => undefined,
@@ -230,7 +236,16 @@ export async function startClusterWorld(o: WorldOptions): Promise<ClusterWorld> 
   try {
     const token = kube.token;
     const started = await Promise.all(
-      o.nodes.map((name, i) => startNode(name, i, { kubeUrl: kube.url, registryHost: registry.host, token, microvms: o.microvms, resyncS: o.resyncS ?? 5 })),
+      o.nodes.map((name, i) =>
+        startNode(name, i, {
+          kubeUrl: kube.url,
+          registryHost: registry.host,
+          token,
+          microvms: o.microvms,
+          resyncS: o.resyncS ?? 5,
+          maxParallelCreates: o.maxParallelCreates,
+        }),
+      ),
     );
     nodes.push(...started);
     log(`nodes up: ${o.nodes.join(", ")}`);

@@ -23,6 +23,7 @@ class FakeExternal {
   creates = 0;
   removes = 0;
   inFlight = new Set<string>();
+  maxInFlight = 0;
   gate: Promise<void> = Promise.resolve();
   failNext?: BangerError;
   get(id: string) {
@@ -39,6 +40,7 @@ class FakeExternal {
     if (have) return { vm: have, created: false };
     this.creates++;
     this.inFlight.add(id);
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight.size);
     try {
       await this.gate;
       if (this.failNext) {
@@ -68,7 +70,7 @@ class FakeExternal {
   }
 }
 
-function world(opts: { images?: Image[] } = {}) {
+function world(opts: { images?: Image[]; slots?: number } = {}) {
   const external = new FakeExternal();
   const reports: { uid: string; status: MicroVmStatus }[] = [];
   const released: string[] = [];
@@ -91,7 +93,7 @@ function world(opts: { images?: Image[] } = {}) {
     capacity: () => ({ vcpus: 4, memoryMib: 8192, microvms: 3, images: [] }),
     log,
   };
-  const agent = new ClusterNode(deps, { node: "node-a", waitSsh: true, resyncMs: 60_000 });
+  const agent = new ClusterNode(deps, { node: "node-a", waitSsh: true, resyncMs: 60_000, maxParallelCreates: opts.slots ?? 8 });
   const last = (uid: string) => reports.filter((r) => r.uid === uid).at(-1)?.status;
   return { agent, external, reports, released, registered, last };
 }
@@ -180,6 +182,36 @@ describe("node agent convergence", () => {
     w.agent.resync();
     await w.agent.settled();
     expect(w.external.creates).toBe(1);
+  });
+
+  it("runs at most max_parallel_creates creates at once; the rest wait as Placed/Queued in order, and a deletion leaves the queue at once", async () => {
+    const w = world({ slots: 2 });
+    let open!: () => void;
+    w.external.gate = new Promise((r) => (open = r));
+    const mvs = ["q1", "q2", "q3", "q4"].map((u) => microvm(u));
+    w.agent.onAssigned(mvs);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(w.external.creates).toBe(2);
+    expect(w.agent.status).toMatchObject({ creating: 2, queued: 2 });
+    for (const u of ["q3", "q4"]) {
+      const st = w.last(u)!;
+      expect(st.phase).toBe("Placed");
+      expect(st.conditions?.find((c) => c.type === "Ready")).toMatchObject({ status: "False", reason: "Queued" });
+      expect(st.conditions?.find((c) => c.type === "Ready")?.message).toContain("cluster.max_parallel_creates");
+    }
+    // q4 is deleted while it waits: it leaves the queue and its finalizer goes without waiting for a slot.
+    w.agent.onAssigned([...mvs.slice(0, 3), microvm("q4", { deleting: true })]);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(w.released).toEqual(["q4"]);
+    expect(w.agent.status).toMatchObject({ creating: 2, queued: 1 });
+    open();
+    await w.agent.settled();
+    expect(w.external.maxInFlight).toBe(2);
+    expect(w.external.creates).toBe(3);
+    expect([...w.external.vms.keys()].sort()).toEqual(["k8s:q1", "k8s:q2", "k8s:q3"]);
+    const phases = w.reports.filter((r) => r.uid === "q3").map((r) => r.status.phase);
+    expect(phases.filter((p, i) => p !== phases[i - 1])).toEqual(["Placed", "Creating", "Running"]);
+    expect(w.agent.status).toMatchObject({ creating: 0, queued: 0 });
   });
 
   it("does nothing before the first full set (an empty cache is not 'nothing assigned')", async () => {
