@@ -163,6 +163,11 @@ describe.skipIf(skip)(`e2e: 3 bangerd nodes with real guests behind the fake API
     async () => {
       // An image only the registry has, one of its blobs then altered there (as a damaged or malicious store would).
       const art = mkdtempSync(join(tmpdir(), "banger-cl-tamper-"));
+      const refused = ["too-big", "no-such-image", "tampered"];
+      const removeRefused = async () => {
+        for (const n of refused) if (await w.get(n)) await w.remove(n);
+        await until("refused MicroVMs gone", async () => (await Promise.all(refused.map((n) => w.get(n)))).every((x) => !x), 120_000);
+      };
       const a = w.node("node-a");
       try {
         const args = fakeImageArgs(art, "tamper");
@@ -189,10 +194,11 @@ describe.skipIf(skip)(`e2e: 3 bangerd nodes with real guests behind the fake API
           },
           120_000,
         );
-        expect(big.status.conditions.find((x: { type: string }) => x.type === "Scheduled")).toMatchObject({
-          status: "False",
-          message: "0/3 nodes are available: 3 Insufficient memory.",
-        });
+        // Every node lacks the memory. The two others applied beside it may take a node's last
+        // banger.dev/microvm first, and the scheduler then counts that reason too, as kube-scheduler does.
+        const sched = big.status.conditions.find((x: { type: string }) => x.type === "Scheduled");
+        expect(sched.status).toBe("False");
+        expect(sched.message).toMatch(/^0\/3 nodes are available: (.+, )?3 Insufficient memory(, .+)?\.$/);
         const none = await until(
           "no-such-image Failed",
           async () => ((await w.get("no-such-image"))?.status?.phase === "Failed" ? w.get("no-such-image") : undefined),
@@ -219,14 +225,12 @@ describe.skipIf(skip)(`e2e: 3 bangerd nodes with real guests behind the fake API
           const pulls = join(n.d.stateDir, "pulls");
           expect(existsSync(pulls) ? readdirSync(pulls, { recursive: true }).filter((f) => !String(f).endsWith("blobs")) : []).toEqual([]);
         }
-        for (const n of ["too-big", "no-such-image", "tampered"]) await w.remove(n);
-        await until(
-          "refused MicroVMs gone",
-          async () => (await Promise.all(["too-big", "no-such-image", "tampered"].map((n) => w.get(n)))).every((x) => !x),
-          120_000,
-        );
+        await removeRefused();
         await expectTrueAndClean();
       } finally {
+        // Also when an assertion failed: a 16 GiB MicroVM left behind would fit a node whose agent
+        // registers the host's own memory (node-c, re-created in the node-loss part) and boot there.
+        await removeRefused().catch(() => undefined);
         rmSync(art, { recursive: true, force: true });
       }
     },
