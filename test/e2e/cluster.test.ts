@@ -270,7 +270,10 @@ describe.skipIf(skip)(`e2e: 3 bangerd nodes with real guests behind the fake API
       const t0 = Date.now();
       await c.crash();
       await w.kube.core.deleteNode({ name: "node-c" });
-      const moved = await waitAll(w, moving, (mv) => mv.status?.phase === "Running" && mv.status.node !== "node-c", LONG);
+      // NodeLost=False is the controller's, Running the new node's agent's: two writers of one status, so
+      // for a moment the agent's write may carry the condition as it last saw it. Wait for both.
+      const replaced = (mv: any) => mv.status?.conditions?.some((c: { type: string; status: string }) => c.type === "NodeLost" && c.status === "False");
+      const moved = await waitAll(w, moving, (mv) => mv.status?.phase === "Running" && mv.status.node !== "node-c" && replaced(mv), LONG);
       log(`${moving.length} MicroVM(s) of node-c Running elsewhere ${((Date.now() - t0) / 1000).toFixed(1)} s after the node was deleted`);
       for (const mv of moved) {
         expect(w.phases.get(mv.metadata.name)?.map((p) => p.phase)).toContain("NodeLost");
