@@ -7,7 +7,7 @@ import { BangerError } from "../domain/errors.js";
  */
 export class CreateSlots {
   private active = 0;
-  private readonly queue: { grant: () => void; signal: AbortSignal; onAbort: () => void }[] = [];
+  private readonly queue: { grant: () => void; onAbort: () => void }[] = [];
 
   constructor(readonly limit: number) {
     if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`create slots: limit must be a positive integer, got ${limit}`);
@@ -35,7 +35,6 @@ export class CreateSlots {
     if (signal.aborted) return Promise.reject(cancelled());
     return new Promise((resolve, reject) => {
       const entry = {
-        signal,
         grant: () => {
           signal.removeEventListener("abort", entry.onAbort);
           this.active++;
